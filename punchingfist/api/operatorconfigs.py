@@ -1,0 +1,154 @@
+"""The `OperatorConfig` custom resource: operator-wide settings (database, chat, LLMs, secrets)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from punchingfist.api.base import Duration, SecretKeyRef, SpecModel
+
+
+class DatabaseConfig(SpecModel):
+    """Where alerts, incidents and runs are stored."""
+
+    type: Literal["postgres", "sqlite"] = "sqlite"
+    """`postgres` in production, `sqlite` for one machine."""
+    connection_string: str | None = None
+    """Connection URL in clear text; prefer `connectionStringSecret`."""
+    connection_string_secret: SecretKeyRef | None = None
+    """Secret holding the connection URL."""
+
+
+class SlackChatConfig(SpecModel):
+    """Slack app used for messages, approvals and chat commands."""
+
+    bot_token: str | None = None
+    """Bot token in clear text; prefer `spec.secrets.slackToken`."""
+    channel_id: str | None = None
+    """Default channel for messages and approval requests."""
+    signing_secret: SecretKeyRef | None = None
+    """Secret holding the Slack signing secret (verifies interactivity requests)."""
+
+
+class ChatConfig(SpecModel):
+    """Chat platforms."""
+
+    slack: SlackChatConfig | None = None
+
+
+class LLMProvider(SpecModel):
+    """One configured model provider."""
+
+    type: Literal["local", "openai", "anthropic", "claude", "together", "ollama"] | None = None
+    """Wire protocol family (default: the provider's key, or `local`)."""
+    endpoint: str | None = None
+    """Base URL of the OpenAI-compatible API."""
+    model: str | None = None
+    """Model name."""
+    api_key: str | None = None
+    """API key in clear text; prefer `apiKeySecret`. Never copied into manifests."""
+    api_key_secret: SecretKeyRef | None = None
+    """Secret holding the API key."""
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
+
+
+class LLMConfig(SpecModel):
+    """Model providers available to agent steps."""
+
+    default_provider: str = "local"
+    """Provider used when a Workflow does not name one."""
+    providers: dict[str, LLMProvider] = Field(default_factory=dict)
+    """Providers by name, e.g. `local`, `claude`."""
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> LLMConfig:
+        if self.providers and self.default_provider not in self.providers:
+            raise ValueError(
+                f"defaultProvider {self.default_provider!r} is not one of the providers: "
+                + ", ".join(sorted(self.providers))
+            )
+        return self
+
+
+class RunbooksConfig(SpecModel):
+    """A Git repository of runbooks the agent may read."""
+
+    repository: str
+    """Repository URL."""
+    sync_interval: Duration = "1h"
+    """How often to pull."""
+    branch: str = "main"
+
+
+class SecretManagerConfig(SpecModel):
+    """An external secret manager."""
+
+    type: Literal["vault", "aws-secrets", "azure-keyvault"]
+    endpoint: str | None = None
+    """Vault address."""
+    auth_method: str | None = None
+    """`kubernetes`, `iam-role`, `managed-identity`, ..."""
+    role: str | None = None
+    """Vault role."""
+    secret_path: str | None = None
+    """Vault path prefix."""
+    region: str | None = None
+    """AWS region."""
+    secret_prefix: str | None = None
+    """AWS Secrets Manager name prefix."""
+    vault_url: str | None = None
+    """Azure Key Vault URL."""
+    client_id: str | None = None
+    """Azure managed identity client id."""
+
+
+class SecretRotationConfig(SpecModel):
+    """Pick up rotated secrets without restarts."""
+
+    enabled: bool = False
+    check_interval: Duration = "1h"
+    grace_period: Duration = "300s"
+    """Time in-flight operations keep the old value."""
+
+
+class ApprovalsConfig(SpecModel):
+    """Who may answer approval gates."""
+
+    approvers: list[str] = Field(default_factory=list)
+    """Slack user ids or Kubernetes user names allowed to approve (empty: anyone allowed by RBAC)."""
+
+
+# Well-known keys of `spec.secrets` and the environment variable each becomes in step pods.
+SECRET_ENV = {
+    "llmApiKey": "LLM_API_KEY",
+    "slackToken": "SLACK_BOT_TOKEN",
+    "prometheusToken": "PROMETHEUS_TOKEN",
+    "pagerdutyRoutingKey": "PAGERDUTY_ROUTING_KEY",
+    "jiraToken": "JIRA_CREDENTIALS",
+}
+
+
+class OperatorConfigSpec(SpecModel):
+    """Operator-wide settings."""
+
+    database: DatabaseConfig | None = None
+    chat: ChatConfig | None = None
+    llm: LLMConfig | None = None
+    runbooks: RunbooksConfig | None = None
+    secret_manager: SecretManagerConfig | None = None
+    secrets: dict[str, SecretKeyRef] = Field(default_factory=dict)
+    """Kubernetes Secrets by role: llmApiKey, slackToken, prometheusToken, pagerdutyRoutingKey,
+    jiraToken; each becomes an environment variable of step pods."""
+    secret_rotation: SecretRotationConfig | None = None
+    approvals: ApprovalsConfig | None = None
+
+    @model_validator(mode="after")
+    def _known_secrets(self) -> OperatorConfigSpec:
+        unknown = sorted(set(self.secrets) - set(SECRET_ENV))
+        if unknown:
+            raise ValueError(
+                f"unknown secret role {unknown[0]!r}; known roles: " + ", ".join(SECRET_ENV)
+            )
+        return self

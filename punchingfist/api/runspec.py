@@ -1,0 +1,180 @@
+"""The contract between a compiled manifest and `pf-runtime` (what one task container receives).
+
+The compiler writes a `TaskSpec` as base64-encoded JSON into the `PF_SPEC` environment variable
+of every container it emits (D2: user template text never appears in Argo's own fields, and
+base64 contains no ``{{``). Everything else a task needs arrives as environment variables:
+
+    PF_SPEC               base64(JSON TaskSpec)             what to run
+    PF_EVENT              {{workflow.parameters.event}}     the event (alert) as JSON
+    PF_SOURCE             {{workflow.parameters.source}}    the Source that started the run
+    PF_FINGERPRINT        {{workflow.parameters.fingerprint}}
+    PF_RUN_NAME           {{workflow.name}}                 the Argo Workflow (run) name
+    PF_RUN_UID            {{workflow.uid}}
+    PF_NAMESPACE          {{workflow.namespace}}
+    PF_RESULT_<STEP>      earlier step results (JSON), one variable per step the task reads;
+                          <STEP> is the step name upper-cased with '-' as '_'
+    PF_APPROVED, PF_APPROVER, PF_APPROVAL_COMMENT
+                          the gate's answer, in a step behind an approval gate
+    PF_WORKFLOW_STATUS, PF_WORKFLOW_FAILURES, PF_WORKFLOW_DURATION
+                          in exit-handler tasks: {{workflow.status}}, {{workflow.failures}}, ...
+    <runtime.environment> plain variables of the Workflow (readable as `.env.NAME`)
+    LLM_API_KEY, PROMETHEUS_TOKEN, SLACK_BOT_TOKEN, ...
+                          secrets, from secretKeyRef only; never readable from templates
+
+A task writes its result to files under `RESULT_DIR`, which Argo collects as output parameters:
+
+    result.json   every step and sink: a JSON object (see `StepResult`)
+    condition     a condition task: `true` or `false`
+    outputs.json  the outputs task: the workflow outputs as one JSON object
+
+Later steps read `.steps.<name>` as the parsed result.json of that step.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SPEC_VERSION = 1
+RESULT_DIR = "/tmp/punchingfist"
+RESULT_FILE = f"{RESULT_DIR}/result.json"
+CONDITION_FILE = f"{RESULT_DIR}/condition"
+OUTPUTS_FILE = f"{RESULT_DIR}/outputs.json"
+SPEC_ENV = "PF_SPEC"
+RESULT_ENV_PREFIX = "PF_RESULT_"
+
+TaskKind = Literal["cli", "agent", "condition", "approval-request", "outputs", "sink"]
+
+
+def result_env(step: str) -> str:
+    """The environment variable that carries step `step`'s result into later tasks."""
+    return RESULT_ENV_PREFIX + step.upper().replace("-", "_")
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolSpec(_Contract):
+    name: str
+    description: str | None = None
+    endpoint: str | None = None
+    """Template (rendered by the runtime)."""
+    command: list[str] | None = None
+    """argv of a declared script."""
+    allowed_domains: list[str] | None = None
+
+
+class LLMSettings(_Contract):
+    """Resolved model settings. Never holds a key: that arrives as LLM_API_KEY."""
+
+    provider: str
+    type: str
+    endpoint: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class AgentTask(_Contract):
+    goal: str
+    tools: list[ToolSpec]
+    context: str | dict[str, Any] | None = None
+    max_iterations: int
+    llm: LLMSettings
+    token_budget: int | None = None
+    require_approval: list[str] = Field(default_factory=list)
+    allowed_namespaces: list[str] | None = None
+
+
+class CliTask(_Contract):
+    command: str
+
+
+class ApprovalTask(_Contract):
+    gate: str
+    """Name of the suspend task (the node to resume) in the same run."""
+    timeout_seconds: int
+    approvers: list[str] = Field(default_factory=list)
+    summary: str
+    """What will run once approved (the action's goal or command, unrendered)."""
+
+
+class OutputSpec(_Contract):
+    name: str
+    value: str
+
+
+class SinkTask(_Contract):
+    name: str
+    type: str
+    config: dict[str, Any]
+    """The Sink's config without secrets (those arrive as environment variables)."""
+    condition: str | None = None
+    secret_env: str | None = None
+    """Environment variable holding the sink's credential, when it has one."""
+
+
+class TaskSpec(_Contract):
+    """What one task container runs."""
+
+    version: int = SPEC_VERSION
+    kind: TaskKind
+    workflow: str
+    """The punchingfist Workflow this task belongs to."""
+    step: str | None = None
+    """The step this task belongs to (not set for outputs and sinks)."""
+    inputs: list[str] = Field(default_factory=list)
+    """Steps whose results arrive as PF_RESULT_<STEP>."""
+    environment: list[str] = Field(default_factory=list)
+    """Names of the plain variables templates may read as `.env.NAME`."""
+    timeout_seconds: int | None = None
+    gated: bool = False
+    """The task runs behind an approval gate: write tools are allowed once approved."""
+    cli: CliTask | None = None
+    agent: AgentTask | None = None
+    condition: str | None = None
+    approval: ApprovalTask | None = None
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    """For the outputs task: the declared workflow outputs."""
+    steps: list[str] = Field(default_factory=list)
+    """For outputs and sinks: every step of the workflow, in order."""
+    sink: SinkTask | None = None
+
+    def encode(self) -> str:
+        """The value of PF_SPEC: base64 of compact, key-sorted JSON (deterministic)."""
+        text = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True,
+                          separators=(",", ":"), ensure_ascii=False)
+        return base64.b64encode(text.encode()).decode()
+
+    @classmethod
+    def decode(cls, value: str) -> TaskSpec:
+        """Parse a PF_SPEC value."""
+        return cls.model_validate_json(base64.b64decode(value.encode(), validate=True))
+
+
+class StepResult(_Contract):
+    """What a step writes to result.json; later steps see it as `.steps.<name>`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    step: str
+    kind: str
+    success: bool
+    """True when the step did its job (command exited 0, agent answered)."""
+    phase: Literal["Succeeded", "Failed", "Skipped", "NotRun"] = "Succeeded"
+    result: Any = None
+    """cli: parsed JSON stdout, else the stdout text; agent: the structured final answer."""
+    error: str | None = None
+
+
+def not_run_result(step: str) -> str:
+    """The default of a step's result parameter, used when the step never ran (skipped)."""
+    return json.dumps(
+        {"step": step, "kind": "none", "success": False, "phase": "NotRun", "result": None},
+        sort_keys=True,
+        separators=(",", ":"),
+    )

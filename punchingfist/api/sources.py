@@ -1,0 +1,147 @@
+"""The `Source` custom resource: what starts an investigation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from punchingfist.api.base import Duration, ObjectName, SpecModel
+
+
+class Authentication(SpecModel):
+    """How callers of a webhook or API Source prove who they are."""
+
+    type: Literal["bearer", "apikey", "none"] = "bearer"
+    """`bearer` (Authorization: Bearer <token>), `apikey` (X-API-Key header) or `none`."""
+    secret_ref: ObjectName | None = None
+    """Kubernetes Secret holding the expected token."""
+    key: str = "token"
+    """Key inside the Secret's data."""
+    header: str | None = None
+    """Header carrying the credential (defaults: Authorization for bearer, X-API-Key for apikey)."""
+
+
+class WebhookConfig(SpecModel):
+    """An HTTP endpoint that receives Alertmanager webhook (version 4) payloads."""
+
+    path: str = "/webhook/alerts"
+    """URL path served by the Punching Fist server."""
+    filters: dict[str, list[str]] = Field(default_factory=dict)
+    """Label name -> accepted values; an alert must match every listed label."""
+    authentication: Authentication | None = None
+    """Credential callers must present."""
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/") or " " in value:
+            raise ValueError(f"{value!r} must be an absolute URL path such as '/webhook/alerts'")
+        return value
+
+
+class ChatConfig(SpecModel):
+    """A chat mention or command that starts an investigation."""
+
+    platform: Literal["slack"] = "slack"
+    """Chat platform."""
+    trigger: Literal["mention", "command"] = "mention"
+    """React to a bot mention or to a command."""
+    channel: str | None = None
+    """Only listen in this channel (e.g. `#ops`)."""
+    command: str | None = None
+    """Command word for `trigger: command` (e.g. `debug`)."""
+
+
+class ScheduleConfig(SpecModel):
+    """A cron schedule."""
+
+    cron: str
+    """Five-field cron expression, e.g. `0 2 * * *`."""
+    timezone: str = "UTC"
+    """IANA time zone the cron expression is read in."""
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(
+                f"{value!r} is not a cron expression: write five fields "
+                "(minute hour day-of-month month day-of-week), e.g. '0 2 * * *'"
+            )
+        return value
+
+
+class ApiConfig(SpecModel):
+    """An HTTP API trigger (`POST /api/v1/trigger/<source>`)."""
+
+    endpoint: str = "/api/v1/trigger"
+    """Base path of the trigger API."""
+    method: Literal["POST"] = "POST"
+    """HTTP method."""
+    authentication: Authentication | None = None
+    """Credential callers must present."""
+
+
+class KubernetesConfig(SpecModel):
+    """Kubernetes object events."""
+
+    resource: str
+    """Resource to watch, e.g. `pods` or `deployments.apps`."""
+    event: Literal["created", "updated", "deleted"] = "created"
+    """Which change starts an investigation."""
+    label_selector: str | None = None
+    """Only objects matching this label selector, e.g. `app=critical-service`."""
+    namespace: str | None = None
+    """Only this namespace (default: all namespaces the operator may watch)."""
+    debounce: Duration = "60s"
+    """At most one investigation per object in this window."""
+
+
+class _SourceBase(SpecModel):
+    trigger_workflow: ObjectName
+    """Name of the punchingfist Workflow to run."""
+    context: dict[str, Any] = Field(default_factory=dict)
+    """Extra values passed to the workflow as `.source.context`."""
+
+
+class WebhookSource(_SourceBase):
+    """Alertmanager (or any v4-compatible) webhook."""
+
+    type: Literal["webhook"]
+    config: WebhookConfig = Field(default_factory=WebhookConfig)
+
+
+class ChatSource(_SourceBase):
+    """Chat mention or command."""
+
+    type: Literal["chat"]
+    config: ChatConfig = Field(default_factory=ChatConfig)
+
+
+class ScheduleSource(_SourceBase):
+    """Cron schedule."""
+
+    type: Literal["schedule"]
+    config: ScheduleConfig
+
+
+class ApiSource(_SourceBase):
+    """HTTP trigger API."""
+
+    type: Literal["api"]
+    config: ApiConfig = Field(default_factory=ApiConfig)
+
+
+class KubernetesSource(_SourceBase):
+    """Kubernetes object events."""
+
+    type: Literal["kubernetes"]
+    config: KubernetesConfig
+
+
+SourceSpec = Annotated[
+    WebhookSource | ChatSource | ScheduleSource | ApiSource | KubernetesSource,
+    Field(discriminator="type"),
+]
+"""Spec of a Source: `type` selects the shape of `config`."""

@@ -1,0 +1,5 @@
+"""Workflow (+ Sinks, OperatorConfig) -> Argo WorkflowTemplate via Hera. Pure: no I/O."""
+
+from punchingfist.compiler.compiling import CompiledWorkflow, compile_resources, compile_workflow
+
+__all__ = ["CompiledWorkflow", "compile_resources", "compile_workflow"]

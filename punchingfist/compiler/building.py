@@ -1,0 +1,501 @@
+"""Build the Argo WorkflowTemplate of a checked Workflow with Hera (validated spec -> Hera objects).
+
+Shape of the result (see docs/compiler.md for a drawing):
+
+    main (DAG)                       one task per step, in order; a conditional step adds a
+                                     `<step>-condition` task, an approval gate adds
+                                     `<step>-approval-request` and the `<step>-approval` suspend
+    exit-handler (DAG, onExit)       `pf-outputs` computes the workflow outputs, then one
+                                     `sink-<name>` task per sink, in parallel
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from hera.workflows import DAG, Container, Env, Parameter, SecretEnv, Suspend, Task
+from hera.workflows import RetryStrategy as HeraRetryStrategy
+from hera.workflows import WorkflowTemplate as HeraWorkflowTemplate
+from hera.workflows.models import (
+    Backoff,
+    LabelValueFrom,
+    SuppliedValueFrom,
+    ValueFrom,
+    WorkflowMetadata,
+)
+
+from punchingfist import __version__
+from punchingfist.api import Sink, Workflow
+from punchingfist.api.operatorconfigs import OperatorConfigSpec
+from punchingfist.api.runspec import (
+    CONDITION_FILE,
+    OUTPUTS_FILE,
+    RESULT_FILE,
+    SPEC_ENV,
+    AgentTask,
+    ApprovalTask,
+    CliTask,
+    LLMSettings,
+    OutputSpec,
+    SinkTask,
+    TaskSpec,
+    ToolSpec,
+    not_run_result,
+    result_env,
+)
+from punchingfist.api.workflows import (
+    AgentAction,
+    AgentStep,
+    CliAction,
+    CliStep,
+    ConditionalStep,
+    Step,
+    StepPolicy,
+    Tool,
+)
+from punchingfist.compiler import naming
+from punchingfist.compiler.credentials import Credentials, SecretEnvVar
+from punchingfist.compiler.validating import KNOWN_PROVIDER_TYPES, Checked
+
+_WIRING_ENV = {
+    "PF_EVENT": "{{workflow.parameters.event}}",
+    "PF_SOURCE": "{{workflow.parameters.source}}",
+    "PF_FINGERPRINT": "{{workflow.parameters.fingerprint}}",
+    "PF_RUN_NAME": "{{workflow.name}}",
+    "PF_RUN_UID": "{{workflow.uid}}",
+    "PF_NAMESPACE": "{{workflow.namespace}}",
+}
+_EXIT_ENV = {
+    "PF_WORKFLOW_STATUS": "{{workflow.status}}",
+    "PF_WORKFLOW_FAILURES": "{{workflow.failures}}",
+    "PF_WORKFLOW_DURATION": "{{workflow.duration}}",
+    "PF_WORKFLOW_CREATED": "{{workflow.creationTimestamp}}",
+}
+_DONE = ("Succeeded", "Failed", "Errored", "Skipped")
+
+
+class Builder:
+    """Turns one checked Workflow into Hera objects."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        sinks: Mapping[str, Sink],
+        config: OperatorConfigSpec | None,
+        checked: Checked,
+    ) -> None:
+        self.workflow = workflow
+        self.spec = workflow.spec
+        self.sinks = sinks
+        self.config = config
+        self.checked = checked
+        self.credentials = Credentials(workflow, config)
+        self.templates: list[Any] = []
+        self.environment = sorted(self.spec.runtime.environment)
+
+    # -- the whole template -------------------------------------------------------------
+
+    def build(self) -> HeraWorkflowTemplate:
+        tasks: list[Task] = []
+        previous: str | None = None
+        for step in self.spec.steps:
+            tasks += self._step(step, previous)
+            previous = step.name
+        main = DAG(name=naming.ENTRYPOINT, tasks=tasks)
+        exit_handler = self._exit_handler()
+        templates = [main, *self.templates]
+        if exit_handler is not None:
+            templates.insert(1, exit_handler)
+        name = self.workflow.name
+        return HeraWorkflowTemplate(
+            name=name,
+            namespace=self.workflow.metadata.namespace,
+            labels={naming.LABEL_MANAGED_BY: "punchingfist", naming.LABEL_WORKFLOW: name},
+            annotations={
+                naming.ANNOTATION_SPEC_HASH: self._spec_hash(),
+                naming.ANNOTATION_COMPILER: __version__,
+            },
+            entrypoint=naming.ENTRYPOINT,
+            on_exit=naming.EXIT_HANDLER if exit_handler is not None else None,
+            service_account_name=self.spec.runtime.service_account,
+            arguments=[
+                Parameter(name="event", value="{}", description="The event (alert) as JSON."),
+                Parameter(name="source", value="manual", description="The Source that fired."),
+                Parameter(name="fingerprint", value="", description="The alert fingerprint."),
+            ],
+            workflow_metadata=WorkflowMetadata(
+                labels={naming.LABEL_MANAGED_BY: "punchingfist", naming.LABEL_WORKFLOW: name},
+                labels_from={
+                    naming.LABEL_SOURCE: LabelValueFrom(expression="workflow.parameters.source"),
+                    naming.LABEL_FINGERPRINT: LabelValueFrom(
+                        expression="workflow.parameters.fingerprint"
+                    ),
+                },
+            ),
+            templates=templates,
+        )
+
+    def _spec_hash(self) -> str:
+        used = [self.sinks[ref.name].spec.dump() for ref in self.spec.sinks]
+        payload = {
+            "workflow": self.spec.dump(),
+            "sinks": used,
+            "config": self.config.dump() if self.config else None,
+        }
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _step(self, step: Step, previous: str | None) -> list[Task]:
+        tasks: list[Task] = []
+        reads = list(self.checked.reads[step.name])
+        depends = previous
+        when: list[str] = []
+        action: CliStep | AgentStep | AgentAction | CliAction
+        if isinstance(step, ConditionalStep):
+            action, gated = step.action, step.gated
+            timeout = step.action.timeout_minutes or step.timeout_minutes
+            condition = naming.condition_task(step.name)
+            spec = self._task_spec("condition", step.name, reads, condition=step.condition)
+            self._container(condition, spec, reads=reads, step=step.name,
+                            outputs=[_file_output(naming.CONDITION_PARAM, CONDITION_FILE, "false")])
+            tasks.append(self._task(condition, depends, reads))
+            depends = condition
+            when.append(_is_true(f"tasks.{condition}.outputs.parameters.{naming.CONDITION_PARAM}"))
+        else:
+            action, gated, timeout = step, step.approval_required, step.timeout_minutes
+        if gated:
+            tasks += self._gate(step, action, depends, when, reads)
+            depends = naming.approval_task(step.name)
+            when.append(_is_true(f"tasks.{depends}.outputs.parameters.approved"))
+        kind = "agent" if isinstance(action, (AgentStep, AgentAction)) else "cli"
+        spec = self._task_spec(
+            kind,
+            step.name,
+            reads,
+            gated=gated,
+            timeout=timeout,
+            cli=CliTask(command=action.command) if isinstance(action, (CliStep, CliAction)) else None,
+            agent=self._agent(action, step.policy) if kind == "agent" else None,  # type: ignore[arg-type]
+        )
+        gate_inputs = list(naming.APPROVAL_PARAMS) if gated else []
+        self._container(
+            step.name,
+            spec,
+            reads=reads,
+            step=step.name,
+            extra_inputs=gate_inputs,
+            secrets=self.credentials.agent() if kind == "agent" else [],
+            outputs=[_result_output(step.name)],
+            service_account=step.service_account or self.spec.runtime.service_account,
+            timeout=timeout,
+            policy=step.policy,
+        )
+        gate_args = {
+            name: f"{{{{tasks.{naming.approval_task(step.name)}.outputs.parameters.{name}}}}}"
+            for name in gate_inputs
+        }
+        tasks.append(self._task(step.name, depends, reads, when=when, extra=gate_args))
+        return tasks
+
+    def _gate(
+        self,
+        step: Step,
+        action: CliStep | AgentStep | AgentAction | CliAction,
+        depends: str | None,
+        when: list[str],
+        reads: list[str],
+    ) -> list[Task]:
+        request = naming.approval_request_task(step.name)
+        gate = naming.approval_task(step.name)
+        seconds = int(step.approval_timeout_minutes * 60)
+        approvers = (
+            list(self.config.approvals.approvers) if self.config and self.config.approvals else []
+        )
+        summary = action.goal if isinstance(action, (AgentStep, AgentAction)) else action.command
+        spec = self._task_spec(
+            "approval-request",
+            step.name,
+            reads,
+            approval=ApprovalTask(
+                gate=gate, timeout_seconds=seconds, approvers=approvers, summary=summary
+            ),
+        )
+        slack = self.credentials.slack()
+        self._container(request, spec, reads=reads, step=step.name,
+                        secrets=[slack] if slack else [],
+                        outputs=[_file_output(naming.RESULT_PARAM, RESULT_FILE, "{}")])
+        self.templates.append(
+            Suspend(
+                name=gate,
+                duration=str(seconds),
+                inputs=[
+                    Parameter(name="approved", default="false", enum=["true", "false"],
+                              description="true to let the step run; the deadline means false"),
+                    Parameter(name="approver", default="", description="Who decided."),
+                    Parameter(name="comment", default="", description="Why."),
+                ],
+                outputs=[
+                    Parameter(name=name, value_from=ValueFrom(supplied=SuppliedValueFrom(),
+                                                              default=default))
+                    for name, default in (("approved", "false"), ("approver", ""), ("comment", ""))
+                ],
+            )
+        )
+        # A failed request (chat down) must not block the gate: it can be answered by CLI/API.
+        done = " || ".join(f"{request}.{phase}" for phase in _DONE)
+        return [
+            self._task(request, depends, reads, when=when),
+            Task(name=gate, template=gate, depends=done, when=" && ".join(when) or None),
+        ]
+
+    def _agent(self, agent: AgentStep | AgentAction, policy: StepPolicy | None) -> AgentTask:
+        safety = policy.safety if policy else None
+        return AgentTask(
+            goal=agent.goal,
+            tools=[_tool(tool) for tool in agent.tools],
+            context=agent.context,
+            max_iterations=agent.max_iterations,
+            llm=self._llm(),
+            token_budget=safety.token_budget if safety else None,
+            require_approval=list(safety.require_approval) if safety else [],
+            allowed_namespaces=list(safety.allowed_namespaces)
+            if safety and safety.allowed_namespaces
+            else None,
+        )
+
+    def _llm(self) -> LLMSettings:
+        wanted = self.spec.runtime.llm_config
+        llm_config = self.config.llm if self.config else None
+        name = wanted.provider if wanted else (llm_config.default_provider if llm_config else "local")
+        configured = llm_config.providers.get(name) if llm_config else None
+        kind = (configured.type if configured else None) or (
+            name if name in KNOWN_PROVIDER_TYPES else "local"
+        )
+
+        def pick(field: str) -> Any:
+            value = getattr(wanted, field, None) if wanted else None
+            return value if value is not None else getattr(configured, field, None)
+
+        return LLMSettings(
+            provider=name,
+            type="anthropic" if kind == "claude" else kind,
+            endpoint=pick("endpoint"),
+            model=pick("model"),
+            temperature=pick("temperature"),
+            max_tokens=pick("max_tokens"),
+        )
+
+    # -- exit handler -------------------------------------------------------------------
+
+    def _exit_handler(self) -> DAG | None:
+        if not self.spec.sinks and not self.spec.outputs:
+            return None
+        steps = [step.name for step in self.spec.steps]
+        globals_ = {
+            naming.result_input(name): "{{=workflow?.outputs?.parameters?."
+            + naming.global_result(name)
+            + " ?? ''}}"
+            for name in steps
+        }
+        spec = self._task_spec(
+            "outputs",
+            None,
+            steps,
+            outputs=[OutputSpec(name=o.name, value=o.value) for o in self.spec.outputs],
+            steps=steps,
+        )
+        self._container(
+            naming.OUTPUTS_TASK,
+            spec,
+            reads=steps,
+            exit_handler=True,
+            outputs=[_file_output(naming.OUTPUTS_PARAM, OUTPUTS_FILE, "{}")],
+        )
+        tasks = [Task(name=naming.OUTPUTS_TASK, template=naming.OUTPUTS_TASK,
+                      arguments=_arguments(globals_))]
+        outputs_ref = f"{{{{tasks.{naming.OUTPUTS_TASK}.outputs.parameters.{naming.OUTPUTS_PARAM}}}}}"
+        done = " || ".join(f"{naming.OUTPUTS_TASK}.{phase}" for phase in _DONE[:3])
+        for ref in self.spec.sinks:
+            sink = self.sinks[ref.name]
+            name = naming.sink_task(sink.name)
+            secret = self.credentials.sink(sink)
+            spec = self._task_spec(
+                "sink",
+                None,
+                steps,
+                steps=steps,
+                sink=SinkTask(
+                    name=sink.name,
+                    type=sink.spec.type,
+                    config=_public_config(sink),
+                    condition=ref.condition,
+                    secret_env=secret.env if secret else None,
+                ),
+            )
+            self._container(
+                name,
+                spec,
+                reads=steps,
+                extra_inputs=[naming.OUTPUTS_PARAM],
+                exit_handler=True,
+                secrets=[secret] if secret else [],
+                outputs=[_file_output(naming.RESULT_PARAM, RESULT_FILE, "{}")],
+            )
+            tasks.append(
+                Task(name=name, template=name, depends=done,
+                     arguments=_arguments({**globals_, naming.OUTPUTS_PARAM: outputs_ref}))
+            )
+        return DAG(name=naming.EXIT_HANDLER, tasks=tasks)
+
+    # -- shared pieces ------------------------------------------------------------------
+
+    def _task_spec(self, kind: Any, step: str | None, reads: list[str], **fields: Any) -> TaskSpec:
+        timeout = fields.pop("timeout", None)
+        return TaskSpec(
+            kind=kind,
+            workflow=self.workflow.name,
+            step=step,
+            inputs=reads,
+            environment=self.environment,
+            timeout_seconds=int(timeout * 60) if timeout else None,
+            **fields,
+        )
+
+    def _task(
+        self,
+        name: str,
+        depends: str | None,
+        reads: list[str],
+        *,
+        when: list[str] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Task:
+        values = {
+            naming.result_input(step): f"{{{{tasks.{step}.outputs.parameters.{naming.RESULT_PARAM}}}}}"
+            for step in reads
+        }
+        values.update(extra or {})
+        return Task(
+            name=name,
+            template=name,
+            depends=depends,
+            when=" && ".join(when) if when else None,
+            arguments=_arguments(values) if values else None,
+        )
+
+    def _container(
+        self,
+        name: str,
+        spec: TaskSpec,
+        *,
+        reads: list[str],
+        outputs: list[Parameter],
+        step: str | None = None,
+        extra_inputs: list[str] | None = None,
+        secrets: list[SecretEnvVar] | None = None,
+        service_account: str | None = None,
+        timeout: float | None = None,
+        policy: StepPolicy | None = None,
+        exit_handler: bool = False,
+    ) -> None:
+        env: list[Env | SecretEnv] = [Env(name=SPEC_ENV, value=spec.encode())]
+        env += [Env(name=key, value=value) for key, value in _WIRING_ENV.items()]
+        if exit_handler:
+            env += [Env(name=key, value=value) for key, value in _EXIT_ENV.items()]
+        env += [
+            Env(name=result_env(read), value=f"{{{{inputs.parameters.{naming.result_input(read)}}}}}")
+            for read in reads
+        ]
+        for extra in extra_inputs or []:
+            variable = "PF_OUTPUTS" if extra == naming.OUTPUTS_PARAM else _approval_env(extra)
+            env.append(Env(name=variable, value=f"{{{{inputs.parameters.{extra}}}}}"))
+        env += [Env(name=key, value=value) for key, value in sorted(self.spec.runtime.environment.items())]
+        env += [SecretEnv(name=s.env, secret_name=s.secret, secret_key=s.key) for s in secrets or []]
+        labels = {naming.LABEL_TASK: name}
+        if step is not None:
+            labels[naming.LABEL_STEP] = step
+        self.templates.append(
+            Container(
+                name=name,
+                image=self.spec.runtime.image,
+                command=["pf-runtime", spec.kind],
+                env=env,
+                inputs=[Parameter(name=naming.result_input(read)) for read in reads]
+                + [Parameter(name=extra) for extra in extra_inputs or []],
+                outputs=outputs,
+                labels=labels,
+                service_account_name=service_account,
+                active_deadline_seconds=int(timeout * 60) if timeout else None,
+                retry_strategy=_retry(policy),
+            )
+        )
+
+
+def _approval_env(name: str) -> str:
+    return {"approved": "PF_APPROVED", "approver": "PF_APPROVER", "comment": "PF_APPROVAL_COMMENT"}[
+        name
+    ]
+
+
+def _is_true(reference: str) -> str:
+    # Quoted: an empty or odd value then compares as text instead of breaking the expression.
+    return f"'{{{{{reference}}}}}' == 'true'"
+
+
+def _arguments(values: dict[str, str]) -> list[Parameter]:
+    return [Parameter(name=key, value=value) for key, value in values.items()]
+
+
+def _file_output(name: str, path: str, default: str) -> Parameter:
+    return Parameter(name=name, value_from=ValueFrom(path=path, default=default))
+
+
+def _result_output(step: str) -> Parameter:
+    return Parameter(
+        name=naming.RESULT_PARAM,
+        value_from=ValueFrom(path=RESULT_FILE, default=not_run_result(step)),
+        global_name=naming.global_result(step),
+    )
+
+
+def _retry(policy: StepPolicy | None) -> HeraRetryStrategy | None:
+    retry = policy.retry_policy if policy else None
+    if retry is None or retry.max_attempts <= 1:
+        return None
+    return HeraRetryStrategy(
+        limit=retry.max_attempts - 1,
+        retry_policy="OnFailure",
+        backoff=Backoff(
+            duration=retry.initial_delay,
+            factor=2 if retry.backoff == "exponential" else 1,  # type: ignore[arg-type]
+            cap=retry.max_delay,
+        ),
+    )
+
+
+def _tool(tool: Tool) -> ToolSpec:
+    command = tool.command
+    if isinstance(command, str):
+        command = shlex.split(command)
+    return ToolSpec(
+        name=tool.name,
+        description=tool.description,
+        endpoint=tool.endpoint,
+        command=command,
+        allowed_domains=tool.allowed_domains,
+    )
+
+
+_SECRET_FIELDS = {"botToken", "botTokenSecret", "routingKey", "routingKeySecret",
+                  "credentialsSecret", "authSecret"}  # fmt: skip
+
+
+def _public_config(sink: Sink) -> dict[str, Any]:
+    """The sink's config as the runtime sees it: credentials removed (they come by env)."""
+    return {k: v for k, v in sink.spec.config.dump().items() if k not in _SECRET_FIELDS}

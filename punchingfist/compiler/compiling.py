@@ -1,0 +1,131 @@
+"""Compile punchingfist Workflows into Argo WorkflowTemplates: the pure entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hera.workflows import WorkflowTemplate as HeraWorkflowTemplate
+
+from punchingfist.api import OperatorConfig, Resource, Sink, Workflow
+from punchingfist.api.operatorconfigs import OperatorConfigSpec
+from punchingfist.compiler import naming
+from punchingfist.compiler.building import Builder
+from punchingfist.compiler.validating import check_workflow
+from punchingfist.compiler.verifying import verify
+from punchingfist.errors import CompileError
+
+_RESERVED = {naming.ENTRYPOINT, naming.EXIT_HANDLER, naming.OUTPUTS_TASK}
+
+
+@dataclass(frozen=True)
+class CompiledWorkflow:
+    """The result of compiling one Workflow."""
+
+    workflow: Workflow
+    template: HeraWorkflowTemplate
+    manifest: dict[str, Any]
+    """The WorkflowTemplate as a plain dict (what `kubectl apply` gets)."""
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    """Other objects the template needs (a Secret for clear-text credentials)."""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def documents(self) -> list[dict[str, Any]]:
+        """Everything to apply, dependencies first."""
+        return [*self.objects, self.manifest]
+
+
+def compile_workflow(
+    workflow: Workflow,
+    sinks: Mapping[str, Sink] | Iterable[Sink] = (),
+    config: OperatorConfigSpec | None = None,
+) -> CompiledWorkflow:
+    """Compile one Workflow. Pure: no I/O, same input -> identical output."""
+    by_name = dict(sinks) if isinstance(sinks, Mapping) else {s.name: s for s in sinks}
+    _check_names(workflow)
+    checked = check_workflow(workflow, by_name, config)
+    builder = Builder(workflow, by_name, config, checked)
+    template = builder.build()
+    manifest = template.to_dict()
+    verify(manifest, resource=workflow.ref)
+    objects: list[dict[str, Any]] = []
+    if builder.credentials.generated:
+        metadata: dict[str, Any] = {
+            "name": naming.secret_name(workflow.name),
+            "labels": {naming.LABEL_MANAGED_BY: "punchingfist", naming.LABEL_WORKFLOW: workflow.name},
+        }
+        if workflow.metadata.namespace:
+            metadata["namespace"] = workflow.metadata.namespace
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": metadata,
+                "type": "Opaque",
+                "stringData": dict(sorted(builder.credentials.generated.items())),
+            }
+        )
+    return CompiledWorkflow(
+        workflow=workflow,
+        template=template,
+        manifest=manifest,
+        objects=objects,
+        warnings=list(dict.fromkeys(builder.credentials.warnings)),
+    )
+
+
+def compile_resources(resources: Iterable[Resource[Any]]) -> list[CompiledWorkflow]:
+    """Compile every Workflow among `resources` against the Sinks and OperatorConfig there."""
+    items = list(resources)
+    sinks = {r.name: r for r in items if isinstance(r, Sink)}
+    configs = [r for r in items if isinstance(r, OperatorConfig)]
+    config = _merge_configs(configs)
+    seen: set[str] = set()
+    compiled = []
+    for resource in items:
+        if isinstance(resource, Workflow):
+            if resource.name in seen:
+                raise CompileError("defined twice in the input", resource=resource.ref)
+            seen.add(resource.name)
+            compiled.append(compile_workflow(resource, sinks, config))
+    return compiled
+
+
+def _merge_configs(configs: list[OperatorConfig]) -> OperatorConfigSpec | None:
+    """Several OperatorConfig documents are read as one: later sections override earlier ones."""
+    if not configs:
+        return None
+    merged: dict[str, Any] = {}
+    for config in configs:
+        merged.update(config.spec.dump())
+    return OperatorConfigSpec.model_validate(merged)
+
+
+def _check_names(workflow: Workflow) -> None:
+    emitted: dict[str, str] = {}
+    for index, step in enumerate(workflow.spec.steps):
+        names = [step.name]
+        if step.type == "conditional":
+            names.append(naming.condition_task(step.name))
+        gated = step.approval_required or (
+            step.type == "conditional" and step.action.approval_required  # type: ignore[union-attr]
+        )
+        if gated:
+            names += [naming.approval_request_task(step.name), naming.approval_task(step.name)]
+        for name in names:
+            if name in _RESERVED or name.startswith("sink-"):
+                raise CompileError(
+                    f"step name {step.name!r} is reserved by the compiler; rename the step",
+                    resource=workflow.ref,
+                    field=f"spec.steps[{index}].name",
+                )
+            if name in emitted:
+                raise CompileError(
+                    f"step {step.name!r} would need an Argo task named {name!r}, which step "
+                    f"{emitted[name]!r} already uses; rename one of them",
+                    resource=workflow.ref,
+                    field=f"spec.steps[{index}].name",
+                )
+            emitted[name] = step.name

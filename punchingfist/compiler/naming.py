@@ -1,0 +1,53 @@
+"""Names of the Argo templates, tasks and parameters the compiler emits."""
+
+from __future__ import annotations
+
+ENTRYPOINT = "main"
+EXIT_HANDLER = "exit-handler"
+OUTPUTS_TASK = "pf-outputs"
+RESULT_PARAM = "result"
+CONDITION_PARAM = "condition"
+OUTPUTS_PARAM = "outputs"
+APPROVAL_PARAMS = ("approved", "approver", "comment")
+PARAMETERS = ("event", "source", "fingerprint")
+"""Workflow parameters every compiled template takes."""
+
+LABEL_WORKFLOW = "punchingfist.io/workflow"
+LABEL_SOURCE = "punchingfist.io/source"
+LABEL_FINGERPRINT = "punchingfist.io/fingerprint"
+LABEL_STEP = "punchingfist.io/step"
+LABEL_TASK = "punchingfist.io/task"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+ANNOTATION_SPEC_HASH = "punchingfist.io/spec-sha256"
+ANNOTATION_COMPILER = "punchingfist.io/compiler-version"
+
+
+def condition_task(step: str) -> str:
+    return f"{step}-condition"
+
+
+def approval_request_task(step: str) -> str:
+    return f"{step}-approval-request"
+
+
+def approval_task(step: str) -> str:
+    return f"{step}-approval"
+
+
+def sink_task(sink: str) -> str:
+    return f"sink-{sink}"
+
+
+def global_result(step: str) -> str:
+    """globalName of a step's result; an identifier, so Argo expressions can read it."""
+    return "pf_result_" + step.replace("-", "_")
+
+
+def result_input(step: str) -> str:
+    """Input parameter of a template that carries an earlier step's result."""
+    return f"result-{step}"
+
+
+def secret_name(workflow: str) -> str:
+    """The Secret the compiler emits for credentials written in clear text."""
+    return f"{workflow}-punchingfist"

@@ -1,0 +1,289 @@
+"""Parse, check and render templates in a sandbox (D1).
+
+A template is parsed once (`compile_template`), checked for sandbox escapes, and then rendered
+with plain data. Values are data: whatever an alert label contains is inserted as text and never
+parsed as a template again.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import shlex
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2 import TemplateSyntaxError as JinjaSyntaxError
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from punchingfist.errors import TemplateRenderError, TemplateSecurityError, TemplateSyntaxError
+from punchingfist.templating.dialect import Translation, translate, translate_expression
+
+MAX_OUTPUT = 1_000_000
+"""Largest rendered text, in characters."""
+_FALSE_WORDS = {"", "false", "no", "0", "off", "none", "null", "nil"}
+
+
+class _Missing(StrictUndefined):
+    """Strict, but chainable: ``.a.b.c | default x`` works when ``.a`` is missing."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        return self
+
+
+def _default(value: Any, fallback: Any = "", boolean: bool = False) -> Any:
+    if isinstance(value, Undefined) or value is None or (boolean and not value):
+        return fallback
+    return value
+
+
+def _to_json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, indent=indent)
+
+
+def _to_yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False).rstrip("\n")
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox plus limits on operators that can build huge values."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, (int, float)) and abs(right) > 64:
+                raise SecurityError("exponent larger than 64 is not allowed in templates")
+            return left**right
+        for count, value in ((right, left), (left, right)):
+            if isinstance(count, int) and isinstance(value, (str, list, tuple)):
+                if count * len(value) > MAX_OUTPUT:
+                    raise SecurityError("the result of `*` would be too large")
+        return operator.mul(left, right)
+
+
+def _environment() -> SandboxedEnvironment:
+    env = _Sandbox(
+        undefined=_Missing,
+        autoescape=False,
+        keep_trailing_newline=True,
+        extensions=[],
+    )
+    env.filters.update(
+        {
+            "default": _default,
+            "d": _default,
+            "toJSON": _to_json,
+            "toJson": _to_json,
+            "tojson": _to_json,
+            "toYAML": _to_yaml,
+            "toYaml": _to_yaml,
+            "quote": shlex.quote,
+        }
+    )
+    env.globals.clear()
+    return env
+
+
+_ENV = _environment()
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed, checked template."""
+
+    source: str
+    jinja: str
+    references: frozenset[tuple[str, ...]]
+    """Every variable path the template reads, e.g. ``("steps", "investigate", "result")``."""
+    expression: Callable[..., Any] | None
+    """For a template that is a single ``{{ expr }}``: the expression, to get a native value."""
+    _render: Callable[[Mapping[str, Any]], str]
+
+    @property
+    def roots(self) -> frozenset[str]:
+        """Top-level names the template reads (source, steps, env, workflow, outputs)."""
+        return frozenset(path[0] for path in self.references)
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """Render to text. Undefined values are errors unless piped through ``default``."""
+        try:
+            text = self._render(context)
+        except (UndefinedError, SecurityError, TemplateError, TypeError, ValueError) as error:
+            raise _render_error(error) from error
+        if len(text) > MAX_OUTPUT:
+            raise TemplateRenderError(f"rendered text is longer than {MAX_OUTPUT} characters")
+        return text
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        """The native value of a single-expression template, else the rendered text."""
+        if self.expression is None:
+            return self.render(context)
+        try:
+            value = self.expression(**context)
+        except (UndefinedError, SecurityError, TemplateError, TypeError, ValueError) as error:
+            raise _render_error(error) from error
+        if isinstance(value, Undefined):
+            raise TemplateRenderError(_undefined_message(value))
+        return value
+
+    def is_true(self, context: Mapping[str, Any]) -> bool:
+        """Evaluate as a condition: booleans as they are, text 'false'/'no'/'0'/'' as false."""
+        return truthy(self.evaluate(context))
+
+
+def truthy(value: Any) -> bool:
+    """Truth of a condition value; strings are read as words, not as non-empty-ness."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_WORDS
+    return bool(value)
+
+
+def compile_template(
+    source: str, *, resource: str | None = None, field: str | None = None
+) -> Template:
+    """Parse and check a template of the dialect. Errors name resource, field, line, column."""
+    try:
+        return _compile(source)
+    except (TemplateSyntaxError, TemplateSecurityError) as error:
+        raise error.located(resource=resource, field=field) from error
+
+
+def compile_expression(
+    expression: str, *, resource: str | None = None, field: str | None = None
+) -> Template:
+    """Parse a bare expression such as ``severity == 'critical'`` (no braces)."""
+    return compile_template("{{ " + expression + " }}", resource=resource, field=field)
+
+
+@lru_cache(maxsize=4096)
+def _compile(source: str) -> Template:
+    translation = translate(source)
+    try:
+        tree = _ENV.parse(translation.jinja)
+    except JinjaSyntaxError as error:
+        line, column = _locate(translation, error.lineno)
+        raise TemplateSyntaxError(error.message or "syntax error", line=line, column=column) from error
+    _check_sandbox(tree, translation)
+    references = frozenset(_references(tree))
+    try:
+        compiled = _ENV.from_string(tree)
+    except JinjaSyntaxError as error:  # e.g. unknown filter
+        line, column = _locate(translation, error.lineno)
+        raise TemplateSyntaxError(error.message or "syntax error", line=line, column=column) from error
+    stripped = source.strip()
+    expression = None
+    if len(translation.blocks) == 1 and stripped.startswith("{{") and stripped.endswith("}}"):
+        inner = translation.jinja.strip()[2:-2]
+        expression = _ENV.compile_expression(inner, undefined_to_none=False)
+    return Template(
+        source=source,
+        jinja=translation.jinja,
+        references=references,
+        expression=expression,
+        _render=compiled.render,
+    )
+
+
+def _locate(translation: Translation, lineno: int | None) -> tuple[int | None, int | None]:
+    if lineno is None:
+        return None, None
+    columns = [column for line, column in translation.blocks if line == lineno]
+    return lineno, (columns[0] if columns else None)
+
+
+_FORBIDDEN_NODES = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+
+
+def _check_sandbox(tree: nodes.Template, translation: Translation) -> None:
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name, *_FORBIDDEN_NODES)):
+        line, column = _locate(translation, node.lineno)
+        if isinstance(node, _FORBIDDEN_NODES):
+            raise TemplateSecurityError(
+                f"`{type(node).__name__.lower()}` is not allowed in templates",
+                line=line,
+                column=column,
+            )
+        name = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value if isinstance(node.arg.value, str) else None
+        elif isinstance(node, nodes.Name):
+            name = node.name
+        if name is not None and name.startswith("_"):
+            raise TemplateSecurityError(
+                f"access to {name!r} is not allowed: names starting with '_' are private",
+                line=line,
+                column=column,
+            )
+
+
+def _references(tree: nodes.Template) -> Iterator[tuple[str, ...]]:
+    """Yield the longest constant path of every variable access in the tree."""
+    inner: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        inner.add(id(node.node))
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if id(node) in inner:
+            continue
+        path = _path(node)
+        if path:
+            yield path
+
+
+def _path(node: nodes.Node) -> tuple[str, ...] | None:
+    if isinstance(node, nodes.Name):
+        return (node.name,) if node.ctx == "load" else None
+    if isinstance(node, nodes.Getattr):
+        base = _path(node.node)
+        return (*base, node.attr) if base else None
+    if isinstance(node, nodes.Getitem):
+        base = _path(node.node)
+        if base is None:
+            return None
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            return (*base, node.arg.value)
+        return base
+    return None
+
+
+def _undefined_message(value: Undefined) -> str:
+    try:
+        str(value)
+    except UndefinedError as error:
+        return _explain(str(error))
+    return "value is undefined"
+
+
+def _explain(message: str) -> str:
+    return f"{message} (pipe optional values through `| default ...`)"
+
+
+def _render_error(error: Exception) -> TemplateRenderError:
+    if isinstance(error, UndefinedError):
+        return TemplateRenderError(_explain(str(error)))
+    if isinstance(error, SecurityError):
+        return TemplateRenderError(f"refused by the sandbox: {error}")
+    return TemplateRenderError(f"{type(error).__name__}: {error}")
+
+
+__all__ = [
+    "Template",
+    "compile_expression",
+    "compile_template",
+    "translate_expression",
+    "truthy",
+]
