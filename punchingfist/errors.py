@@ -35,7 +35,7 @@ class InvalidResource(PunchingFistError):
 class InvalidInput(PunchingFistError):
     """Several resources of one input are invalid; ``errors`` holds each one."""
 
-    def __init__(self, errors: list[InvalidResource]) -> None:
+    def __init__(self, errors: list[PunchingFistError]) -> None:
         self.errors = errors
         super().__init__("\n".join(str(error) for error in errors))
 

@@ -77,7 +77,8 @@ DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def duration_seconds(value: str) -> float:
     """Seconds in a duration string that passed validation."""
     return sum(
-        int(amount) * DURATION_UNITS[unit] for amount, unit in re.findall(r"(\d+)(ms|s|m|h|d)", value)
+        int(amount) * DURATION_UNITS[unit]
+        for amount, unit in re.findall(r"(\d+)(ms|s|m|h|d)", value)
     )
 
 

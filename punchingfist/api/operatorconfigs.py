@@ -51,7 +51,9 @@ class LLMProvider(SpecModel):
     api_key_secret: SecretKeyRef | None = None
     """Secret holding the API key."""
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    """Default sampling temperature (0-2)."""
     max_tokens: Annotated[int, Field(gt=0)] | None = None
+    """Default largest completion per model turn."""
 
 
 class LLMConfig(SpecModel):
@@ -86,6 +88,7 @@ class SecretManagerConfig(SpecModel):
     """An external secret manager."""
 
     type: Literal["vault", "aws-secrets", "azure-keyvault"]
+    """Secret manager: `vault`, `aws-secrets` or `azure-keyvault`."""
     endpoint: str | None = None
     """Vault address."""
     auth_method: str | None = None
@@ -117,7 +120,7 @@ class ApprovalsConfig(SpecModel):
     """Who may answer approval gates."""
 
     approvers: list[str] = Field(default_factory=list)
-    """Slack user ids or Kubernetes user names allowed to approve (empty: anyone allowed by RBAC)."""
+    """Slack user ids or Kubernetes user names allowed to approve (empty: RBAC decides)."""
 
 
 # Well-known keys of `spec.secrets` and the environment variable each becomes in step pods.

@@ -14,7 +14,7 @@ from punchingfist.api.operatorconfigs import OperatorConfigSpec
 from punchingfist.api.sinks import SinkSpec
 from punchingfist.api.sources import SourceSpec
 from punchingfist.api.workflows import WorkflowSpec
-from punchingfist.errors import InvalidInput, InvalidResource
+from punchingfist.errors import InvalidInput, InvalidResource, PunchingFistError
 
 SpecT = TypeVar("SpecT")
 
@@ -79,7 +79,9 @@ def parse_resource(body: Any, *, origin: str = "") -> Resource[Any]:
     """Validate one resource body (a dict as `kubectl get -o json` prints it)."""
     where = f"{origin}: " if origin else ""
     if not isinstance(body, dict):
-        raise InvalidResource(f"{where}document", [("", "expected a mapping (a Kubernetes object)")])
+        raise InvalidResource(
+            f"{where}document", [("", "expected a mapping (a Kubernetes object)")]
+        )
     kind = body.get("kind")
     name = body.get("metadata", {}).get("name") if isinstance(body.get("metadata"), dict) else None
     label = f"{where}{kind or '<no kind>'}/{name or '<no name>'}"
@@ -193,7 +195,7 @@ def load_resources(text: str, *, origin: str = "<input>") -> list[Resource[Any]]
     Problems of all documents are collected, so one run reports every mistake.
     """
     resources: list[Resource[Any]] = []
-    problems: list[InvalidResource] = []
+    problems: list[PunchingFistError] = []
     for document in load_documents(text, origin=origin):
         try:
             resources.append(parse_resource(document, origin=origin))

@@ -146,8 +146,12 @@ class TaskSpec(_Contract):
 
     def encode(self) -> str:
         """The value of PF_SPEC: base64 of compact, key-sorted JSON (deterministic)."""
-        text = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True,
-                          separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(
+            self.model_dump(mode="json", exclude_none=True),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
         return base64.b64encode(text.encode()).decode()
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from punchingfist.api.base import (
     DNSLabel,
@@ -33,7 +33,8 @@ class LLMConfig(SpecModel):
 
     provider: str = "local"
     """`local` (any OpenAI-compatible endpoint: Ollama, vLLM, llama.cpp), `openai`, `anthropic`
-    (alias `claude`), `together`, or the name of a provider in OperatorConfig `spec.llm.providers`."""
+    (alias `claude`), `together`, or the name of a provider in OperatorConfig
+    `spec.llm.providers`."""
     endpoint: str | None = None
     """Base URL of an OpenAI-compatible API, e.g. `http://llm-service:8080`."""
     model: str | None = None
@@ -118,7 +119,19 @@ class StepPolicy(SpecModel):
     safety: Safety | None = None
 
 
+def _schema_with_rig_config(schema: dict[str, Any]) -> None:
+    properties = schema.get("properties", {})
+    if "policy" in properties:
+        properties["rigConfig"] = {
+            **properties["policy"],
+            "description": "Another name for `policy` (the design document's name for it).",
+        }
+
+
 class _StepBase(SpecModel):
+    model_config = ConfigDict(
+        **{**SpecModel.model_config, "json_schema_extra": _schema_with_rig_config}
+    )
     name: Annotated[DNSLabel, Field(max_length=40)]
     """Step name, unique in the workflow; later steps read `.steps.<name>.result`."""
     service_account: DNSLabel | None = None
@@ -242,6 +255,7 @@ class Output(SpecModel):
     value: TemplateString
     """Template computing the value, e.g. `{{ .steps.investigate.result.summary }}`."""
     description: str | None = None
+    """What the output means, for people reading the Workflow."""
 
 
 class SinkRef(SpecModel):
@@ -282,7 +296,9 @@ class WorkflowSpec(SpecModel):
             seen: set[str] = set()
             for name in names:
                 if name in seen:
-                    raise ValueError(f"{label} name {name!r} is used twice; {label} names must be unique")
+                    raise ValueError(
+                        f"{label} name {name!r} is used twice; {label} names must be unique"
+                    )
                 seen.add(name)
         return self
 

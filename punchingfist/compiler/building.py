@@ -22,6 +22,8 @@ from hera.workflows import RetryStrategy as HeraRetryStrategy
 from hera.workflows import WorkflowTemplate as HeraWorkflowTemplate
 from hera.workflows.models import (
     Backoff,
+    DAGTask,
+    IntOrString,
     LabelValueFrom,
     SuppliedValueFrom,
     ValueFrom,
@@ -105,7 +107,7 @@ class Builder:
         for step in self.spec.steps:
             tasks += self._step(step, previous)
             previous = step.name
-        main = DAG(name=naming.ENTRYPOINT, tasks=tasks)
+        main = DAG(name=naming.ENTRYPOINT, tasks=list[Task | DAGTask](tasks))
         exit_handler = self._exit_handler()
         templates = [main, *self.templates]
         if exit_handler is not None:
@@ -162,8 +164,13 @@ class Builder:
             timeout = step.action.timeout_minutes or step.timeout_minutes
             condition = naming.condition_task(step.name)
             spec = self._task_spec("condition", step.name, reads, condition=step.condition)
-            self._container(condition, spec, reads=reads, step=step.name,
-                            outputs=[_file_output(naming.CONDITION_PARAM, CONDITION_FILE, "false")])
+            self._container(
+                condition,
+                spec,
+                reads=reads,
+                step=step.name,
+                outputs=[_file_output(naming.CONDITION_PARAM, CONDITION_FILE, "false")],
+            )
             tasks.append(self._task(condition, depends, reads))
             depends = condition
             when.append(_is_true(f"tasks.{condition}.outputs.parameters.{naming.CONDITION_PARAM}"))
@@ -180,7 +187,9 @@ class Builder:
             reads,
             gated=gated,
             timeout=timeout,
-            cli=CliTask(command=action.command) if isinstance(action, (CliStep, CliAction)) else None,
+            cli=CliTask(command=action.command)
+            if isinstance(action, (CliStep, CliAction))
+            else None,
             agent=self._agent(action, step.policy) if kind == "agent" else None,  # type: ignore[arg-type]
         )
         gate_inputs = list(naming.APPROVAL_PARAMS) if gated else []
@@ -227,22 +236,33 @@ class Builder:
             ),
         )
         slack = self.credentials.slack()
-        self._container(request, spec, reads=reads, step=step.name,
-                        secrets=[slack] if slack else [],
-                        outputs=[_file_output(naming.RESULT_PARAM, RESULT_FILE, "{}")])
+        self._container(
+            request,
+            spec,
+            reads=reads,
+            step=step.name,
+            secrets=[slack] if slack else [],
+            outputs=[_file_output(naming.RESULT_PARAM, RESULT_FILE, "{}")],
+        )
         self.templates.append(
             Suspend(
                 name=gate,
                 duration=str(seconds),
                 inputs=[
-                    Parameter(name="approved", default="false", enum=["true", "false"],
-                              description="true to let the step run; the deadline means false"),
+                    Parameter(
+                        name="approved",
+                        default="false",
+                        enum=["true", "false"],
+                        description="true to let the step run; the deadline means false",
+                    ),
                     Parameter(name="approver", default="", description="Who decided."),
                     Parameter(name="comment", default="", description="Why."),
                 ],
                 outputs=[
-                    Parameter(name=name, value_from=ValueFrom(supplied=SuppliedValueFrom(),
-                                                              default=default))
+                    Parameter(
+                        name=name,
+                        value_from=ValueFrom(supplied=SuppliedValueFrom(), default=default),
+                    )
                     for name, default in (("approved", "false"), ("approver", ""), ("comment", ""))
                 ],
             )
@@ -272,7 +292,9 @@ class Builder:
     def _llm(self) -> LLMSettings:
         wanted = self.spec.runtime.llm_config
         llm_config = self.config.llm if self.config else None
-        name = wanted.provider if wanted else (llm_config.default_provider if llm_config else "local")
+        name = (
+            wanted.provider if wanted else (llm_config.default_provider if llm_config else "local")
+        )
         configured = llm_config.providers.get(name) if llm_config else None
         kind = (configured.type if configured else None) or (
             name if name in KNOWN_PROVIDER_TYPES else "local"
@@ -317,9 +339,16 @@ class Builder:
             exit_handler=True,
             outputs=[_file_output(naming.OUTPUTS_PARAM, OUTPUTS_FILE, "{}")],
         )
-        tasks = [Task(name=naming.OUTPUTS_TASK, template=naming.OUTPUTS_TASK,
-                      arguments=_arguments(globals_))]
-        outputs_ref = f"{{{{tasks.{naming.OUTPUTS_TASK}.outputs.parameters.{naming.OUTPUTS_PARAM}}}}}"
+        tasks = [
+            Task(
+                name=naming.OUTPUTS_TASK,
+                template=naming.OUTPUTS_TASK,
+                arguments=_arguments(globals_),
+            )
+        ]
+        outputs_ref = (
+            f"{{{{tasks.{naming.OUTPUTS_TASK}.outputs.parameters.{naming.OUTPUTS_PARAM}}}}}"
+        )
         done = " || ".join(f"{naming.OUTPUTS_TASK}.{phase}" for phase in _DONE[:3])
         for ref in self.spec.sinks:
             sink = self.sinks[ref.name]
@@ -348,10 +377,14 @@ class Builder:
                 outputs=[_file_output(naming.RESULT_PARAM, RESULT_FILE, "{}")],
             )
             tasks.append(
-                Task(name=name, template=name, depends=done,
-                     arguments=_arguments({**globals_, naming.OUTPUTS_PARAM: outputs_ref}))
+                Task(
+                    name=name,
+                    template=name,
+                    depends=done,
+                    arguments=_arguments({**globals_, naming.OUTPUTS_PARAM: outputs_ref}),
+                )
             )
-        return DAG(name=naming.EXIT_HANDLER, tasks=tasks)
+        return DAG(name=naming.EXIT_HANDLER, tasks=list[Task | DAGTask](tasks))
 
     # -- shared pieces ------------------------------------------------------------------
 
@@ -377,7 +410,9 @@ class Builder:
         extra: dict[str, str] | None = None,
     ) -> Task:
         values = {
-            naming.result_input(step): f"{{{{tasks.{step}.outputs.parameters.{naming.RESULT_PARAM}}}}}"
+            naming.result_input(
+                step
+            ): f"{{{{tasks.{step}.outputs.parameters.{naming.RESULT_PARAM}}}}}"
             for step in reads
         }
         values.update(extra or {})
@@ -409,14 +444,22 @@ class Builder:
         if exit_handler:
             env += [Env(name=key, value=value) for key, value in _EXIT_ENV.items()]
         env += [
-            Env(name=result_env(read), value=f"{{{{inputs.parameters.{naming.result_input(read)}}}}}")
+            Env(
+                name=result_env(read),
+                value=f"{{{{inputs.parameters.{naming.result_input(read)}}}}}",
+            )
             for read in reads
         ]
         for extra in extra_inputs or []:
             variable = "PF_OUTPUTS" if extra == naming.OUTPUTS_PARAM else _approval_env(extra)
             env.append(Env(name=variable, value=f"{{{{inputs.parameters.{extra}}}}}"))
-        env += [Env(name=key, value=value) for key, value in sorted(self.spec.runtime.environment.items())]
-        env += [SecretEnv(name=s.env, secret_name=s.secret, secret_key=s.key) for s in secrets or []]
+        env += [
+            Env(name=key, value=value)
+            for key, value in sorted(self.spec.runtime.environment.items())
+        ]
+        env += [
+            SecretEnv(name=s.env, secret_name=s.secret, secret_key=s.key) for s in secrets or []
+        ]
         labels = {naming.LABEL_TASK: name}
         if step is not None:
             labels[naming.LABEL_STEP] = step
@@ -473,7 +516,7 @@ def _retry(policy: StepPolicy | None) -> HeraRetryStrategy | None:
         retry_policy="OnFailure",
         backoff=Backoff(
             duration=retry.initial_delay,
-            factor=2 if retry.backoff == "exponential" else 1,  # type: ignore[arg-type]
+            factor=IntOrString(root=2 if retry.backoff == "exponential" else 1),
             cap=retry.max_delay,
         ),
     )

@@ -10,6 +10,7 @@ from hera.workflows import WorkflowTemplate as HeraWorkflowTemplate
 
 from punchingfist.api import OperatorConfig, Resource, Sink, Workflow
 from punchingfist.api.operatorconfigs import OperatorConfigSpec
+from punchingfist.api.workflows import ConditionalStep
 from punchingfist.compiler import naming
 from punchingfist.compiler.building import Builder
 from punchingfist.compiler.validating import check_workflow
@@ -54,7 +55,10 @@ def compile_workflow(
     if builder.credentials.generated:
         metadata: dict[str, Any] = {
             "name": naming.secret_name(workflow.name),
-            "labels": {naming.LABEL_MANAGED_BY: "punchingfist", naming.LABEL_WORKFLOW: workflow.name},
+            "labels": {
+                naming.LABEL_MANAGED_BY: "punchingfist",
+                naming.LABEL_WORKFLOW: workflow.name,
+            },
         }
         if workflow.metadata.namespace:
             metadata["namespace"] = workflow.metadata.namespace
@@ -109,9 +113,7 @@ def _check_names(workflow: Workflow) -> None:
         names = [step.name]
         if step.type == "conditional":
             names.append(naming.condition_task(step.name))
-        gated = step.approval_required or (
-            step.type == "conditional" and step.action.approval_required  # type: ignore[union-attr]
-        )
+        gated = step.gated if isinstance(step, ConditionalStep) else step.approval_required
         if gated:
             names += [naming.approval_request_task(step.name), naming.approval_task(step.name)]
         for name in names:

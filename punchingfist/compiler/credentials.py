@@ -114,7 +114,9 @@ class Credentials:
             camel = "".join(
                 part.capitalize() if i else part for i, part in enumerate(literal_field.split("_"))
             )
-            return self._literal(env, f"sink-{sink.name}", literal, f"{sink.ref} spec.config.{camel}")
+            return self._literal(
+                env, f"sink-{sink.name}", literal, f"{sink.ref} spec.config.{camel}"
+            )
         if sink.spec.type == "slack":
             return self.slack()
         role = {"pagerduty": "pagerdutyRoutingKey", "jira": "jiraToken"}.get(sink.spec.type)

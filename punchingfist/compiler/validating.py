@@ -80,7 +80,23 @@ def check_workflow(
             _check_sink_template(workflow.ref, field, template, readable_outputs, names)
         _check_sink(sinks[ref.name], workflow.ref, readable_outputs, names)
     _check_llm(workflow, config)
+    _check_argo_fields(workflow)
     return Checked(reads=reads)
+
+
+def _check_argo_fields(workflow: Workflow) -> None:
+    """D2: values copied verbatim into the manifest must not carry Argo `{{ }}` tags."""
+    runtime = workflow.spec.runtime
+    fields = {f"spec.runtime.environment.{k}": v for k, v in runtime.environment.items()}
+    fields["spec.runtime.image"] = runtime.image
+    for field, value in fields.items():
+        if "{{" in value or "}}" in value:
+            raise CompileError(
+                "plain values are copied into the Argo manifest, where `{{ }}` would be "
+                "evaluated by Argo; write the value without braces",
+                resource=workflow.ref,
+                field=field,
+            )
 
 
 def _step_templates(step: Step, index: int) -> Iterator[tuple[str, str]]:
@@ -213,7 +229,8 @@ def _check_sink(sink: Sink, workflow: str, outputs: set[str], steps: list[str]) 
             _check_sink_template(sink.ref, "spec.config.template", parsed, outputs, steps)
         except CompileError as error:
             raise CompileError(
-                f"{error.message} (Sink used by {workflow})", resource=sink.ref,
+                f"{error.message} (Sink used by {workflow})",
+                resource=sink.ref,
                 field=error.field,
             ) from error
     trigger = getattr(config, "trigger_condition", None)

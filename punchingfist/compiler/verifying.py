@@ -51,8 +51,14 @@ def verify(manifest: dict[str, Any], *, resource: str) -> None:
     for template in templates.values():
         inputs = {p["name"] for p in (template.get("inputs") or {}).get("parameters", [])}
         for tag in _tags({k: v for k, v in template.items() if k != "dag"}):
-            _check_tag(tag, inputs=inputs, parameters=parameters, globals_=global_names,
-                       tasks=None, fail=fail)
+            _check_tag(
+                tag,
+                inputs=inputs,
+                parameters=parameters,
+                globals_=global_names,
+                tasks=None,
+                fail=fail,
+            )
         if "dag" in template:
             _check_dag(template, templates, parameters, global_names, fail)
 
@@ -92,8 +98,14 @@ def _check_dag(
         ancestors[name] = set().union(*[{dep} | ancestors[dep] for dep in graph[name]])
     for name, task in tasks.items():
         for tag in _tags({k: v for k, v in task.items() if k in ("arguments", "when")}):
-            _check_tag(tag, inputs=set(), parameters=parameters, globals_=global_names,
-                       tasks=ancestors[name], fail=fail)
+            _check_tag(
+                tag,
+                inputs=set(),
+                parameters=parameters,
+                globals_=global_names,
+                tasks=ancestors[name],
+                fail=fail,
+            )
 
 
 def _topological(graph: dict[str, set[str]], fail: Any) -> list[str]:

@@ -3,7 +3,8 @@
 Accepted inside ``{{ }}`` and ``{% %}``:
 
 - leading-dot paths: ``.source.data.alert.alertname``;
-- hyphenated names: ``.steps.agent-investigation.result`` becomes ``steps["agent-investigation"].result``;
+- hyphenated names: ``.steps.agent-investigation.result`` becomes
+  ``steps["agent-investigation"].result``;
 - Go-style pipes with space-separated arguments: ``| default false`` becomes ``| default(false)``;
 - everything Jinja already understands (``not``, ``==``, ``and``, literals, ``| toJSON``,
   plain paths such as ``source.data.alert.alertname``).
@@ -75,9 +76,7 @@ def translate(source: str) -> Translation:
     for opener in ("{{", "{%"):
         if opener in rest:
             line, column = _line_column(source, position + rest.index(opener))
-            raise TemplateSyntaxError(
-                f"`{opener}` is never closed", line=line, column=column
-            )
+            raise TemplateSyntaxError(f"`{opener}` is never closed", line=line, column=column)
     out.append(rest)
     return Translation(jinja="".join(out), blocks=tuple(blocks))
 

@@ -7,19 +7,19 @@ parsed as a template again.
 
 from __future__ import annotations
 
+import difflib
 import json
 import operator
 import shlex
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import yaml
 from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from punchingfist.errors import TemplateRenderError, TemplateSecurityError, TemplateSyntaxError
 from punchingfist.templating.dialect import Translation, translate, translate_expression
@@ -57,8 +57,8 @@ def _to_yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=False, sort_keys=False).rstrip("\n")
 
 
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox plus limits on operators that can build huge values."""
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox (no mutating methods), plus limits on `*` and `**`."""
 
     intercepted_binops = frozenset(["*", "**"])
 
@@ -68,9 +68,9 @@ class _Sandbox(SandboxedEnvironment):
                 raise SecurityError("exponent larger than 64 is not allowed in templates")
             return left**right
         for count, value in ((right, left), (left, right)):
-            if isinstance(count, int) and isinstance(value, (str, list, tuple)):
-                if count * len(value) > MAX_OUTPUT:
-                    raise SecurityError("the result of `*` would be too large")
+            sized = isinstance(count, int) and isinstance(value, (str, list, tuple))
+            if sized and count * len(value) > MAX_OUTPUT:
+                raise SecurityError("the result of `*` would be too large")
         return operator.mul(left, right)
 
 
@@ -100,22 +100,35 @@ def _environment() -> SandboxedEnvironment:
 _ENV = _environment()
 
 
-@dataclass(frozen=True)
 class Template:
-    """A parsed, checked template."""
+    """A parsed, checked template. Python code is generated on first render only."""
 
-    source: str
-    jinja: str
-    references: frozenset[tuple[str, ...]]
-    """Every variable path the template reads, e.g. ``("steps", "investigate", "result")``."""
-    expression: Callable[..., Any] | None
-    """For a template that is a single ``{{ expr }}``: the expression, to get a native value."""
-    _render: Callable[[Mapping[str, Any]], str]
+    def __init__(self, source: str, translation: Translation, tree: nodes.Template) -> None:
+        self.source = source
+        self.jinja = translation.jinja
+        self.references: frozenset[tuple[str, ...]] = frozenset(_references(tree))
+        """Every variable path the template reads, e.g. ``("steps", "investigate", "result")``."""
+        self._translation = translation
 
     @property
     def roots(self) -> frozenset[str]:
         """Top-level names the template reads (source, steps, env, workflow, outputs)."""
         return frozenset(path[0] for path in self.references)
+
+    @cached_property
+    def _render(self) -> Callable[..., str]:
+        return _ENV.from_string(self.jinja).render
+
+    @cached_property
+    def expression(self) -> Callable[..., Any] | None:
+        """For a template that is a single ``{{ expr }}``: the expression (native values)."""
+        stripped = self.source.strip()
+        if len(self._translation.blocks) != 1 or not (
+            stripped.startswith("{{") and stripped.endswith("}}")
+        ):
+            return None
+        inner = self.jinja.strip()[2:-2]
+        return _ENV.compile_expression(inner, undefined_to_none=False)
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render to text. Undefined values are errors unless piped through ``default``."""
@@ -175,26 +188,27 @@ def _compile(source: str) -> Template:
         tree = _ENV.parse(translation.jinja)
     except JinjaSyntaxError as error:
         line, column = _locate(translation, error.lineno)
-        raise TemplateSyntaxError(error.message or "syntax error", line=line, column=column) from error
+        raise TemplateSyntaxError(
+            error.message or "syntax error", line=line, column=column
+        ) from error
     _check_sandbox(tree, translation)
-    references = frozenset(_references(tree))
-    try:
-        compiled = _ENV.from_string(tree)
-    except JinjaSyntaxError as error:  # e.g. unknown filter
-        line, column = _locate(translation, error.lineno)
-        raise TemplateSyntaxError(error.message or "syntax error", line=line, column=column) from error
-    stripped = source.strip()
-    expression = None
-    if len(translation.blocks) == 1 and stripped.startswith("{{") and stripped.endswith("}}"):
-        inner = translation.jinja.strip()[2:-2]
-        expression = _ENV.compile_expression(inner, undefined_to_none=False)
-    return Template(
-        source=source,
-        jinja=translation.jinja,
-        references=references,
-        expression=expression,
-        _render=compiled.render,
-    )
+    _check_names(tree, translation)
+    return Template(source, translation, tree)
+
+
+def _check_names(tree: nodes.Template, translation: Translation) -> None:
+    """Unknown filters and tests are syntax errors (Jinja would only say so at code generation)."""
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        known = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
+        if node.name not in known:
+            line, column = _locate(translation, node.lineno)
+            what = "filter" if isinstance(node, nodes.Filter) else "test"
+            hint = difflib.get_close_matches(node.name, list(known), n=1)
+            raise TemplateSyntaxError(
+                f"no {what} named {node.name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
+                line=line,
+                column=column,
+            )
 
 
 def _locate(translation: Translation, lineno: int | None) -> tuple[int | None, int | None]:
@@ -235,7 +249,7 @@ def _references(tree: nodes.Template) -> Iterator[tuple[str, ...]]:
     """Yield the longest constant path of every variable access in the tree."""
     inner: set[int] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        inner.add(id(node.node))
+        inner.add(id(getattr(node, "node", None)))
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
         if id(node) in inner:
             continue

@@ -1,0 +1,183 @@
+"""The `punchingfist` command: compile Workflows to Argo, print CRDs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from punchingfist import __version__
+from punchingfist.api import OperatorConfig, Resource, Workflow, load_resources
+from punchingfist.api.crds import render_crds
+from punchingfist.compiler import compile_resources
+from punchingfist.errors import InvalidInput, PunchingFistError
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+_YAML_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        code: int = args.handler(args)
+        return code
+    except InvalidInput as error:
+        for item in error.errors:
+            print(f"error: {item}", file=sys.stderr)
+        return EXIT_INVALID
+    except PunchingFistError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="punchingfist",
+        description="Punching Fist: AI-assisted incident response on Argo Workflows.",
+    )
+    parser.add_argument("--version", action="version", version=f"punchingfist {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    compile_ = commands.add_parser(
+        "compile",
+        help="compile Workflows into Argo WorkflowTemplates",
+        description=(
+            "Read Workflows, Sinks, Sources and an OperatorConfig from YAML files and print one "
+            "Argo WorkflowTemplate per Workflow (plus a Secret when a resource holds a credential "
+            "in clear text). The output works with `kubectl apply -f -` and "
+            "`argo submit --from workflowtemplate/NAME`."
+        ),
+    )
+    compile_.add_argument(
+        "-f", "--filename", action="append", required=True, metavar="FILE",
+        help="YAML file or directory (read recursively); '-' reads stdin. Repeatable.",
+    )  # fmt: skip
+    compile_.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    compile_.add_argument(
+        "--workflow", action="append", metavar="NAME",
+        help="compile only this Workflow (repeatable; default: every Workflow given)",
+    )  # fmt: skip
+    compile_.add_argument(
+        "--operator-config", metavar="NAME",
+        help="which OperatorConfig to use when the input holds several",
+    )  # fmt: skip
+    compile_.add_argument("-n", "--namespace", help="namespace to put on the emitted objects")
+    compile_.set_defaults(handler=_compile)
+
+    crds = commands.add_parser(
+        "crds",
+        help="print (or write) the CustomResourceDefinitions",
+        description="Print the punchingfist.io CRDs generated from the API models.",
+    )
+    crds.add_argument("-d", "--output-dir", metavar="DIR", help="write one file per CRD here")
+    crds.set_defaults(handler=_crds)
+    return parser
+
+
+def _compile(args: argparse.Namespace) -> int:
+    resources = list(_read(args.filename))
+    configs = [r for r in resources if isinstance(r, OperatorConfig)]
+    if len(configs) > 1:
+        names = ", ".join(c.name for c in configs)
+        if args.operator_config is None:
+            raise PunchingFistError(
+                f"the input holds several OperatorConfigs ({names}); pick one with "
+                "--operator-config NAME"
+            )
+        chosen = [c for c in configs if c.name == args.operator_config]
+        if not chosen:
+            raise PunchingFistError(f"no OperatorConfig {args.operator_config!r} (given: {names})")
+        resources = [r for r in resources if not isinstance(r, OperatorConfig)]
+        resources += chosen
+    workflows = [r for r in resources if isinstance(r, Workflow)]
+    if args.workflow:
+        missing = sorted(set(args.workflow) - {w.name for w in workflows})
+        if missing:
+            raise PunchingFistError(f"no Workflow {missing[0]!r} in the input")
+        resources = [r for r in resources if not isinstance(r, Workflow) or r.name in args.workflow]
+    elif not workflows:
+        raise PunchingFistError("the input holds no Workflow to compile")
+    documents: list[dict[str, Any]] = []
+    for compiled in compile_resources(resources):
+        for warning in compiled.warnings:
+            print(f"warning: {compiled.workflow.ref}: {warning}", file=sys.stderr)
+        documents += compiled.documents
+    if args.namespace:
+        for document in documents:
+            document["metadata"]["namespace"] = args.namespace
+    if args.output == "json":
+        listing = {"apiVersion": "v1", "kind": "List", "items": documents}
+        sys.stdout.write(json.dumps(listing, indent=2) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump_all(documents, sort_keys=False, width=100))
+    return EXIT_OK
+
+
+def _crds(args: argparse.Namespace) -> int:
+    files = render_crds()
+    if args.output_dir:
+        directory = Path(args.output_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (directory / name).write_text(text)
+            print(f"wrote {directory / name}", file=sys.stderr)
+    else:
+        sys.stdout.write("---\n".join(files.values()))
+    return EXIT_OK
+
+
+def _read(paths: Sequence[str]) -> Iterator[Resource[Any]]:
+    problems: list[PunchingFistError] = []
+    for origin, text in _texts(paths):
+        try:
+            yield from load_resources(text, origin=origin)
+        except InvalidInput as error:
+            problems += error.errors
+        except PunchingFistError as error:
+            problems.append(error)
+    if problems:
+        raise InvalidInput(problems)
+
+
+def _texts(paths: Sequence[str]) -> Iterator[tuple[str, str]]:
+    for raw in paths:
+        if raw == "-":
+            yield "<stdin>", sys.stdin.read()
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in _YAML_SUFFIXES)
+            files = [p for p in files if p.suffix != ".json" or _is_resource_json(p)]
+        elif path.exists():
+            files = [path]
+        else:
+            raise PunchingFistError(f"{raw}: no such file or directory")
+        for file in files:
+            try:
+                yield str(file), file.read_text()
+            except (OSError, UnicodeDecodeError) as error:
+                raise PunchingFistError(f"{file}: cannot read: {error}") from error
+
+
+def _is_resource_json(path: Path) -> bool:
+    """JSON files in a directory are read only when they are Kubernetes objects (not alerts)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True  # let the loader report it
+    return isinstance(data, dict) and "apiVersion" in data and "kind" in data
+
+
+if __name__ == "__main__":
+    sys.exit(main())

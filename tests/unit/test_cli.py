@@ -1,0 +1,110 @@
+"""The `punchingfist` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from punchingfist.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+CONFIG = EXAMPLES / "operatorconfigs/punchingfist-config.yaml"
+ALL = [
+    "-f", str(EXAMPLES / "workflows"), "-f", str(EXAMPLES / "sinks"),
+    "-f", str(EXAMPLES / "sources"), "-f", str(CONFIG),
+]  # fmt: skip
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "punchingfist.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def test_compile_examples_prints_one_workflowtemplate_per_workflow() -> None:
+    result = run("compile", *ALL)
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    templates = [d for d in documents if d["kind"] == "WorkflowTemplate"]
+    names = {p.stem for p in (EXAMPLES / "workflows").glob("*.yaml")}
+    assert {t["metadata"]["name"] for t in templates} == names
+    assert "warning:" in result.stderr and "clear text" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_compile_json_is_a_kubernetes_list() -> None:
+    result = run("compile", *ALL, "-o", "json", "--workflow", "investigate-alert", "-n", "ops")
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert listing["kind"] == "List"
+    (template,) = listing["items"]
+    assert template["metadata"] == template["metadata"] | {"namespace": "ops"}
+
+
+def test_compile_reads_stdin() -> None:
+    text = (EXAMPLES / "workflows" / "investigate-alert.yaml").read_text()
+    result = run("compile", "-f", "-", stdin=text)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["metadata"]["name"] == "investigate-alert"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("kind: [", "YAML syntax error"),
+        ("apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
+         "spec: {steps: [{name: a, type: agent, goal: g, maxIteratons: 2}]}\n",
+         "spec.steps[0].maxIteratons: unknown field"),
+        ("apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
+         "spec: {steps: [{name: a, type: agent, goal: '{{ .steps.b.result }}'}]}\n",
+         "Workflow/w: spec.steps[0].goal: there is no step 'b'"),
+        ("apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
+         "spec: {steps: [{name: a, type: cli, command: 'x'}], sinks: [slack]}\n",
+         "unknown Sink 'slack'"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", "expected one of Source"),
+    ],
+)  # fmt: skip
+def test_bad_input_exits_1_with_a_clear_message_and_no_traceback(text: str, expected: str) -> None:
+    result = run("compile", "-f", "-", stdin=text)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert expected in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_several_operator_configs_need_a_choice() -> None:
+    result = run("compile", "-f", str(EXAMPLES))
+    assert result.returncode == 1 and "--operator-config" in result.stderr
+    result = run("compile", "-f", str(EXAMPLES), "--operator-config", "punchingfist-config")
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_file_and_no_workflow() -> None:
+    assert main(["compile", "-f", "/nonexistent.yaml"]) == 1
+    assert main(["compile", "-f", str(EXAMPLES / "sinks")]) == 1
+
+
+def test_crds_command_writes_the_committed_files(tmp_path: Path) -> None:
+    assert main(["crds", "--output-dir", str(tmp_path)]) == 0
+    for path in tmp_path.iterdir():
+        assert path.read_text() == (ROOT / "crds" / path.name).read_text()
+
+
+def test_help_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as caught:
+        main(["compile", "--help"])
+    assert caught.value.code == 0
+    assert "argo submit --from" in capsys.readouterr().out
