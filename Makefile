@@ -27,8 +27,8 @@ demo: install
 test: install lint unit
 
 lint: install
-	$(VENV)/bin/ruff check punchingfist tests benchmarks
-	$(VENV)/bin/ruff format --check punchingfist tests benchmarks
+	$(VENV)/bin/ruff check punchingfist tests benchmarks scripts
+	$(VENV)/bin/ruff format --check punchingfist tests benchmarks scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
