@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from punchingfist import __version__
 from punchingfist.api import OperatorConfig, Resource, Workflow, load_resources
+from punchingfist.api.alerts import AlertmanagerPayload, event_from_payload
 from punchingfist.api.crds import render_crds
+from punchingfist.api.resources import format_validation_error
 from punchingfist.compiler import compile_resources
-from punchingfist.errors import InvalidInput, PunchingFistError
+from punchingfist.errors import InvalidInput, InvalidResource, PunchingFistError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
@@ -82,6 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     crds.add_argument("-d", "--output-dir", metavar="DIR", help="write one file per CRD here")
     crds.set_defaults(handler=_crds)
+
+    event = commands.add_parser(
+        "event",
+        help="turn an Alertmanager webhook payload into a run's event JSON",
+        description=(
+            "Print the event a run receives for one alert of an Alertmanager webhook payload "
+            "(what templates read as .source.data), e.g. for "
+            '`argo submit --from workflowtemplate/NAME -p event="$(punchingfist event -f a.json)"`.'
+        ),
+    )
+    event.add_argument(
+        "-f", "--filename", required=True, metavar="FILE", help="payload; '-' = stdin"
+    )
+    event.add_argument("--alert", type=int, default=0, metavar="N",
+                       help="which alert of the payload (default: the first)")  # fmt: skip
+    event.set_defaults(handler=_event)
     return parser
 
 
@@ -135,6 +154,27 @@ def _crds(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("---\n".join(files.values()))
     return EXIT_OK
+
+
+def _event(args: argparse.Namespace) -> int:
+    origin, text = next(_texts([args.filename]))
+    try:
+        payload = AlertmanagerPayload.model_validate_json(text)
+    except ValidationError as error:
+        problems = format_validation_error(error, _loose_json(text), prefix="payload")
+        raise InvalidResource(origin, problems, what="Alertmanager payload") from error
+    if not 0 <= args.alert < len(payload.alerts):
+        raise PunchingFistError(f"{origin}: --alert {args.alert}: the payload has "
+                                f"{len(payload.alerts)} alert(s)")  # fmt: skip
+    sys.stdout.write(json.dumps(event_from_payload(payload, args.alert), ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+def _loose_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _read(paths: Sequence[str]) -> Iterator[Resource[Any]]:

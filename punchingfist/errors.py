@@ -24,10 +24,12 @@ class PunchingFistError(Exception):
 class InvalidResource(PunchingFistError):
     """A resource does not match its schema. ``problems`` lists ``(field path, message)``."""
 
-    def __init__(self, resource: str, problems: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, resource: str, problems: list[tuple[str, str]], *, what: str = "resource"
+    ) -> None:
         self.resource = resource
         self.problems = problems
-        lines = [f"{resource}: invalid resource"]
+        lines = [f"{resource}: invalid {what}"]
         lines += [f"  {path}: {message}" for path, message in problems]
         super().__init__("\n".join(lines))
 

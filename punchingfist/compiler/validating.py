@@ -46,17 +46,12 @@ def check_workflow(
     names = [step.name for step in spec.steps]
     reads: dict[str, tuple[str, ...]] = {}
     for index, step in enumerate(spec.steps):
-        earlier = names[:index]
-        read: list[str] = []
-        for field, source in _step_templates(step, index):
-            template = _parse(workflow.ref, field, source)
-            _check_roots(workflow.ref, field, template, STEP_ROOTS)
-            for step_name in _step_refs(template):
-                _check_step_ref(workflow.ref, field, step_name, step.name, earlier, names)
-                if step_name not in read:
-                    read.append(step_name)
-        reads[step.name] = tuple(read)
-        _check_tools(workflow.ref, step, index)
+        try:
+            reads[step.name] = _check_step(workflow.ref, step, index, names)
+        except CompileError as error:
+            raise CompileError(
+                f"step {step.name!r}: {error.message}", resource=error.resource, field=error.field
+            ) from error
     output_names = [output.name for output in spec.outputs]
     for index, output in enumerate(spec.outputs):
         field = f"spec.outputs[{index}].value"
@@ -97,6 +92,33 @@ def _check_argo_fields(workflow: Workflow) -> None:
                 resource=workflow.ref,
                 field=field,
             )
+
+
+def _check_step(resource: str, step: Step, index: int, names: list[str]) -> tuple[str, ...]:
+    """Check one step's templates and tools; return the earlier steps it reads."""
+    earlier = names[:index]
+    read: list[str] = []
+    for field, source in _step_templates(step, index):
+        template = _parse(resource, field, source)
+        _check_roots(resource, field, template, STEP_ROOTS)
+        if field.endswith(".command"):
+            _check_cli_command(resource, field, template)
+        for step_name in _step_refs(template):
+            _check_step_ref(resource, field, step_name, step.name, earlier, names)
+            if step_name not in read:
+                read.append(step_name)
+    _check_tools(resource, step, index)
+    return tuple(read)
+
+
+def _check_cli_command(resource: str, field: str, template: Template) -> None:
+    if "{%" in template.source:
+        raise CompileError(
+            "cli commands take `{{ }}` values only (they reach the shell as environment "
+            "variables); use shell `if`/`for` over the values instead of `{% %}`",
+            resource=resource,
+            field=field,
+        )
 
 
 def _step_templates(step: Step, index: int) -> Iterator[tuple[str, str]]:

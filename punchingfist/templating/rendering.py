@@ -135,7 +135,7 @@ class Template:
         try:
             text = self._render(context)
         except (UndefinedError, SecurityError, TemplateError, TypeError, ValueError) as error:
-            raise _render_error(error) from error
+            raise self._error(error, context) from error
         if len(text) > MAX_OUTPUT:
             raise TemplateRenderError(f"rendered text is longer than {MAX_OUTPUT} characters")
         return text
@@ -146,11 +146,18 @@ class Template:
             return self.render(context)
         try:
             value = self.expression(**context)
+            if isinstance(value, Undefined):
+                str(value)  # raises UndefinedError
         except (UndefinedError, SecurityError, TemplateError, TypeError, ValueError) as error:
-            raise _render_error(error) from error
-        if isinstance(value, Undefined):
-            raise TemplateRenderError(_undefined_message(value))
+            raise self._error(error, context) from error
         return value
+
+    def _error(self, error: Exception, context: Mapping[str, Any]) -> TemplateRenderError:
+        if isinstance(error, UndefinedError):
+            missing = _first_missing(self.references, context)
+            if missing is not None:
+                return TemplateRenderError(_explain(f"`{missing}` is undefined"))
+        return _render_error(error)
 
     def is_true(self, context: Mapping[str, Any]) -> bool:
         """Evaluate as a condition: booleans as they are, text 'false'/'no'/'0'/'' as false."""
@@ -274,12 +281,20 @@ def _path(node: nodes.Node) -> tuple[str, ...] | None:
     return None
 
 
-def _undefined_message(value: Undefined) -> str:
-    try:
-        str(value)
-    except UndefinedError as error:
-        return _explain(str(error))
-    return "value is undefined"
+def _first_missing(
+    references: frozenset[tuple[str, ...]], context: Mapping[str, Any]
+) -> str | None:
+    """The first referenced path that does not resolve, written as the user would: `.a.b`."""
+    for path in sorted(references):
+        node: Any = context
+        for depth, part in enumerate(path):
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+                continue
+            if isinstance(node, Mapping) or depth == 0:
+                return "." + ".".join(path[: depth + 1])
+            break
+    return None
 
 
 def _explain(message: str) -> str:

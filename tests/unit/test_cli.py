@@ -108,3 +108,30 @@ def test_help_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
         main(["compile", "--help"])
     assert caught.value.code == 0
     assert "argo submit --from" in capsys.readouterr().out
+
+
+def test_event_turns_an_alertmanager_payload_into_the_run_event() -> None:
+    result = run(
+        "event", "-f", str(EXAMPLES / "alerts" / "grouped-two-alerts.json"), "--alert", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    event = json.loads(result.stdout)
+    assert event["alert"] == event["alerts"][1]
+    assert event["alert"]["alertname"] == event["alert"]["labels"]["alertname"]
+    assert event["groupKey"] and len(event["alerts"]) == 2
+
+
+def test_event_keeps_hostile_text_verbatim() -> None:
+    path = EXAMPLES / "alerts" / "hostile-labels.json"
+    event = json.loads(run("event", "-f", str(path)).stdout)
+    payload = json.loads(path.read_text())
+    assert event["alert"]["labels"] == payload["alerts"][0]["labels"]
+    assert event["alert"]["annotations"] == payload["alerts"][0]["annotations"]
+
+
+def test_event_rejects_a_malformed_payload_by_field() -> None:
+    result = run("event", "-f", "-", stdin='{"version": "4", "alerts": []}')
+    assert result.returncode == 1
+    assert "invalid Alertmanager payload" in result.stderr
+    assert "payload.groupKey: required field is missing" in result.stderr
+    assert "Traceback" not in result.stderr
