@@ -68,7 +68,7 @@ def test_compile_reads_stdin() -> None:
          "spec.steps[0].maxIteratons: unknown field"),
         ("apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
          "spec: {steps: [{name: a, type: agent, goal: '{{ .steps.b.result }}'}]}\n",
-         "Workflow/w: spec.steps[0].goal: there is no step 'b'"),
+         "Workflow/w: spec.steps[0].goal: step 'a': there is no step 'b'"),
         ("apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
          "spec: {steps: [{name: a, type: cli, command: 'x'}], sinks: [slack]}\n",
          "unknown Sink 'slack'"),
