@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from punchingfist import __version__
-from punchingfist.api import OperatorConfig, Resource, Workflow, load_resources
+from punchingfist.api import OperatorConfig, Resource, Source, Workflow, load_resources
 from punchingfist.api.alerts import AlertmanagerPayload, event_from_payload
 from punchingfist.api.crds import render_crds
 from punchingfist.api.resources import format_validation_error
@@ -127,6 +127,15 @@ def _compile(args: argparse.Namespace) -> int:
         resources = [r for r in resources if not isinstance(r, Workflow) or r.name in args.workflow]
     elif not workflows:
         raise PunchingFistError("the input holds no Workflow to compile")
+    else:
+        names = {w.name for w in workflows}
+        for source in (r for r in resources if isinstance(r, Source)):
+            if source.spec.trigger_workflow not in names:
+                print(
+                    f"warning: {source.ref}: spec.triggerWorkflow "
+                    f"{source.spec.trigger_workflow!r} is not among the given Workflows",
+                    file=sys.stderr,
+                )
     documents: list[dict[str, Any]] = []
     for compiled in compile_resources(resources):
         for warning in compiled.warnings:

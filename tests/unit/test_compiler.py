@@ -11,37 +11,12 @@ import pytest
 import yaml
 from hera.workflows.models import WorkflowTemplate as ArgoWorkflowTemplate
 
-from punchingfist.api import OperatorConfig, Sink, Workflow, parse_resource
+from punchingfist.api import OperatorConfig, Sink, Workflow
 from punchingfist.api.runspec import TaskSpec
 from punchingfist.compiler import compile_workflow
 from punchingfist.compiler.verifying import verify
 from punchingfist.errors import CompileError
-
-
-def make_workflow(steps: list[dict[str, Any]], **spec: Any) -> Workflow:
-    resource = parse_resource(
-        {
-            "apiVersion": "punchingfist.io/v1alpha1",
-            "kind": "Workflow",
-            "metadata": {"name": "wf"},
-            "spec": {"steps": steps, **spec},
-        }
-    )
-    assert isinstance(resource, Workflow)
-    return resource
-
-
-def make_sink(name: str, type_: str, config: dict[str, Any]) -> Sink:
-    resource = parse_resource(
-        {
-            "apiVersion": "punchingfist.io/v1alpha1",
-            "kind": "Sink",
-            "metadata": {"name": name},
-            "spec": {"type": type_, "config": config},
-        }
-    )
-    assert isinstance(resource, Sink)
-    return resource
+from tests.builders import make_sink, make_workflow
 
 
 def templates(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:

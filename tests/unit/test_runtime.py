@@ -11,23 +11,14 @@ from typing import Any
 
 import pytest
 
-from punchingfist.api import Workflow, parse_resource
 from punchingfist.compiler import compile_workflow
+from tests.builders import make_workflow
 
 HOSTILE = "$(touch {dir}/pwned) `touch {dir}/pwned2` ${{HOME}} {{{{ 7*7 }}}}"
 
 
 def compile_steps(steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    workflow = parse_resource(
-        {
-            "apiVersion": "punchingfist.io/v1alpha1",
-            "kind": "Workflow",
-            "metadata": {"name": "wf"},
-            "spec": {"steps": steps, **spec},
-        }
-    )
-    assert isinstance(workflow, Workflow)
-    return compile_workflow(workflow).manifest
+    return compile_workflow(make_workflow(steps, **spec)).manifest
 
 
 def run_task(
