@@ -128,9 +128,9 @@ def _compile(args: argparse.Namespace) -> int:
     elif not workflows:
         raise PunchingFistError("the input holds no Workflow to compile")
     else:
-        names = {w.name for w in workflows}
+        given = {w.name for w in workflows}
         for source in (r for r in resources if isinstance(r, Source)):
-            if source.spec.trigger_workflow not in names:
+            if source.spec.trigger_workflow not in given:
                 print(
                     f"warning: {source.ref}: spec.triggerWorkflow "
                     f"{source.spec.trigger_workflow!r} is not among the given Workflows",
