@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 EXAMPLES := -f examples/workflows -f examples/sinks -f examples/sources -f examples/operatorconfigs/punchingfist-config.yaml
 OUT ?= build/demo
 
-.PHONY: install demo test lint unit crds golden bench clean
+.PHONY: install demo test lint unit e2e control-plane crds golden bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,9 @@ demo: install
 	$(VENV)/bin/punchingfist crds --output-dir $(OUT)/crds
 	@$(PY) scripts/summarize.py $(OUT)/workflowtemplates.yaml
 
-## test: lint, types, import contracts, unit + golden + drift tests
-test: install lint unit
+## test: lint, types, import contracts, unit + golden + drift tests, then the e2e tier on a
+## real control plane (built once into ~/.cache/punchingfist by `make control-plane`)
+test: install lint unit e2e
 
 lint: install
 	$(VENV)/bin/ruff check punchingfist tests benchmarks scripts
@@ -33,7 +34,17 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 unit: install
-	$(PY) -m pytest
+	$(PY) -m pytest tests/unit tests/golden
+
+e2e: install control-plane
+	$(PY) -m pytest tests/e2e
+
+## control-plane: build etcd, kube-apiserver, Argo's workflow-controller and argo (cached)
+## (exit 3 = no Go: outside CI the e2e tests then skip with that reason; in CI it fails)
+control-plane:
+	@hack/control-plane/build.sh; rc=$$?; \
+	if [ $$rc -eq 3 ] && [ -z "$$CI" ]; then echo "e2e control plane not built: no Go"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
 ## crds: regenerate crds/ from the API models
 crds: install

@@ -46,6 +46,44 @@ _DESCRIPTIONS = {
     "OperatorConfig": "OperatorConfig holds operator-wide settings: database, chat, LLM "
     "providers, runbooks, secret manager and secrets.",
 }
+# CEL rules the API server checks on `kubectl apply`: what the merged `type` unions lose.
+_RULES: dict[str, dict[str, list[tuple[str, str]]]] = {
+    "Source": {
+        "spec": [
+            ("self.type != 'schedule' || (has(self.config) && has(self.config.cron))",
+             "a schedule Source needs spec.config.cron, e.g. '0 2 * * *'"),
+            ("self.type != 'kubernetes' || (has(self.config) && has(self.config.resource))",
+             "a kubernetes Source needs spec.config.resource, e.g. 'pods'"),
+        ],
+    },
+    "Workflow": {
+        "steps[]": [
+            ("self.type != 'cli' || has(self.command)", "a cli step needs `command`"),
+            ("self.type != 'agent' || has(self.goal)", "an agent step needs `goal`"),
+            ("self.type != 'conditional' || (has(self.condition) && has(self.agent) != "
+             "has(self.cli))",
+             "a conditional step needs `condition` and exactly one of `agent` or `cli`"),
+            ("!(has(self.policy) && has(self.rigConfig))",
+             "write either `policy` or `rigConfig` (its older name), not both"),
+        ],
+    },
+    "Sink": {
+        "spec": [
+            ("self.type != 'prometheus' || (has(self.config) && has(self.config.pushgateway))",
+             "a prometheus Sink needs spec.config.pushgateway"),
+            ("self.type != 'jira' || (has(self.config) && has(self.config.project) && "
+             "has(self.config.endpoint))",
+             "a jira Sink needs spec.config.project and spec.config.endpoint"),
+            ("self.type != 'workflow' || (has(self.config) && has(self.config.workflowName))",
+             "a workflow Sink needs spec.config.workflowName"),
+            ("self.type != 'webhook' || (has(self.config) && has(self.config.url))",
+             "a webhook Sink needs spec.config.url"),
+            ("self.type != 'pagerduty' || (has(self.config) && (has(self.config.routingKey) || "
+             "has(self.config.routingKeySecret)))",
+             "a pagerduty Sink needs spec.config.routingKeySecret (or routingKey)"),
+        ],
+    },
+}  # fmt: skip
 _STATUS = {
     "type": "object",
     "description": "Written by the controller.",
@@ -88,6 +126,15 @@ def crd(kind: str) -> dict[str, Any]:
     raw = adapter.json_schema(by_alias=True, mode="validation")
     spec_schema = _structural(raw, raw.get("$defs", {}))
     spec_schema["description"] = _DESCRIPTIONS[kind]
+    for path, rules in _RULES.get(kind, {}).items():
+        target = spec_schema
+        for part in path.split(".") if path != "spec" else []:
+            target = target["properties"][part.removesuffix("[]")]
+            if part.endswith("[]"):
+                target = target["items"]
+        target["x-kubernetes-validations"] = [
+            {"rule": rule, "message": message} for rule, message in rules
+        ]
     columns = [
         *_COLUMNS[kind],
         {"name": "Ready", "type": "string", "jsonPath": _READY},

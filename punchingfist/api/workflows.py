@@ -158,7 +158,7 @@ class _StepBase(SpecModel):
 class _AgentFields(SpecModel):
     goal: TemplateString
     """What the agent must find out or do."""
-    tools: list[ToolRef] = Field(default_factory=lambda: [Tool(name="kubectl")])
+    tools: list[ToolRef] = Field(default_factory=lambda: [Tool(name="kubectl")], max_length=30)
     """Tools the agent may call: names or objects."""
     context: TemplateString | dict[str, Any] | None = None
     """Extra context for the model (a template or a mapping of templates)."""
@@ -272,12 +272,12 @@ class WorkflowSpec(SpecModel):
 
     runtime: Runtime = Field(default_factory=Runtime)
     """Runtime image, model and environment."""
-    steps: Annotated[list[Step], Field(min_length=1)]
+    steps: Annotated[list[Step], Field(min_length=1, max_length=50)]
     """Steps, run in order; each sees the results of the steps before it."""
-    outputs: list[Output] = Field(default_factory=list)
+    outputs: list[Output] = Field(default_factory=list, max_length=50)
     """Workflow outputs computed from step results."""
     sinks: list[Annotated[SinkRef, Field(json_schema_extra=_NAME_OR_OBJECT)]] = Field(
-        default_factory=list
+        default_factory=list, max_length=20
     )
     """Sinks that receive the result: names or objects with a condition."""
 
