@@ -1,0 +1,115 @@
+"""e2e: the approval gate (D5) against the real Argo controller, resumed the way users do it.
+
+No kubelet runs here, so the gate is reached without pods: the compiled gate and action are
+run with the approval-request task left out. Approving with `argo node set` + `argo resume`
+starts the action's pod; denying or letting the deadline pass skips the action.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from punchingfist.compiler import compile_workflow
+from tests.builders import make_workflow
+from tests.e2e.controlplane import ControlPlane
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def gated_run(name: str, timeout_minutes: float) -> dict[str, Any]:
+    workflow = make_workflow(
+        [{"name": "fix", "type": "cli", "command": "kubectl rollout restart deploy/x",
+          "approvalRequired": True, "approvalTimeoutMinutes": timeout_minutes}],
+        name="gated",
+    )  # fmt: skip
+    spec = copy.deepcopy(compile_workflow(workflow).manifest["spec"])
+    main = next(t for t in spec["templates"] if t["name"] == "main")
+    main["dag"]["tasks"] = [
+        {k: v for k, v in task.items() if k != "depends"}
+        if task["name"] == "fix-approval"
+        else task
+        for task in main["dag"]["tasks"]
+        if task["name"] != "fix-approval-request"
+    ]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def wait(control_plane: ControlPlane, name: str, check: Any, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        run = control_plane.get_json("workflows.argoproj.io", name, "-n", control_plane.namespace)
+        nodes = {n["displayName"]: n for n in run.get("status", {}).get("nodes", {}).values()}
+        if check(run, nodes):
+            return nodes
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: {json.dumps(run.get('status', {}), indent=1)[:3000]}")
+
+
+def suspended(run: dict[str, Any], nodes: dict[str, Any]) -> bool:
+    return nodes.get("fix-approval", {}).get("phase") == "Running"
+
+
+def argo(binaries: dict[str, str], control_plane: ControlPlane, *args: str) -> None:
+    result = subprocess.run(
+        [binaries["ARGO"], *args, "-n", control_plane.namespace],
+        env={"KUBECONFIG": str(control_plane.kubeconfig), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("decision", ["true", "false"])
+def test_gate_resumed_with_argo_node_set(
+    control_plane: ControlPlane, binaries: dict[str, str], decision: str
+) -> None:
+    name = f"gate-{'approved' if decision == 'true' else 'denied'}"
+    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
+                          stdin=json.dumps(gated_run(name, 60)))  # fmt: skip
+    wait(control_plane, name, suspended, "the run never reached the approval gate")
+    selector = "displayName=fix-approval"
+    argo(binaries, control_plane, "node", "set", name, "--node-field-selector", selector,
+         "--output-parameter", f"approved={decision}", "--output-parameter", "approver=alice",
+         "--output-parameter", "comment=e2e")  # fmt: skip
+    argo(binaries, control_plane, "resume", name, "--node-field-selector", selector)
+    if decision == "true":
+        nodes = wait(
+            control_plane, name, lambda r, n: "fix" in n, "the approved step never started"
+        )
+        assert nodes["fix"]["phase"] in ("Pending", "Running")
+        pods = control_plane.get_json(
+            "pods", "-n", control_plane.namespace, "-l", f"workflows.argoproj.io/workflow={name}"
+        )["items"]
+        (pod,) = pods
+        main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
+        env = {e["name"]: e.get("value") for e in main["env"]}
+        assert (env["PF_APPROVED"], env["PF_APPROVER"]) == ("true", "alice")
+    else:
+        nodes = wait(control_plane, name,
+                     lambda r, n: r.get("status", {}).get("phase") == "Succeeded",
+                     "the denied run did not finish")  # fmt: skip
+        assert nodes["fix"]["phase"] == "Skipped"
+
+
+def test_gate_deadline_means_denied(control_plane: ControlPlane) -> None:
+    name = "gate-timeout"
+    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
+                          stdin=json.dumps(gated_run(name, 0.05)))  # 3 seconds  # fmt: skip
+    nodes = wait(
+        control_plane, name, lambda r, n: r.get("status", {}).get("phase") == "Succeeded",
+        "the run did not finish after the approval deadline",
+    )  # fmt: skip
+    assert nodes["fix-approval"]["phase"] == "Succeeded"
+    outputs = {p["name"]: p.get("value") for p in nodes["fix-approval"]["outputs"]["parameters"]}
+    assert outputs["approved"] == "false"
+    assert nodes["fix"]["phase"] == "Skipped"
