@@ -40,7 +40,10 @@ class ChatConfig(SpecModel):
 class LLMProvider(SpecModel):
     """One configured model provider."""
 
-    type: Literal["local", "openai", "anthropic", "claude", "together", "ollama"] | None = None
+    type: (
+        Literal["local", "openai", "anthropic", "claude", "together", "ollama", "openai-compatible"]
+        | None
+    ) = None
     """Wire protocol family (default: the provider's key, or `local`)."""
     endpoint: str | None = None
     """Base URL of the OpenAI-compatible API."""
@@ -54,6 +57,8 @@ class LLMProvider(SpecModel):
     """Default sampling temperature (0-2)."""
     max_tokens: Annotated[int, Field(gt=0)] | None = None
     """Default largest completion per model turn."""
+    mode: Literal["tools", "json_schema"] | None = None
+    """How answers are structured (default: chosen from the provider type)."""
 
 
 class LLMConfig(SpecModel):

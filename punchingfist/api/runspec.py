@@ -77,6 +77,8 @@ class LLMSettings(_Contract):
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    mode: str | None = None
+    """instructor mode: `tools` or `json_schema` (default: chosen by provider)."""
 
 
 class AgentTask(_Contract):

@@ -33,8 +33,8 @@ class LLMConfig(SpecModel):
 
     provider: str = "local"
     """`local` (any OpenAI-compatible endpoint: Ollama, vLLM, llama.cpp), `openai`, `anthropic`
-    (alias `claude`), `together`, or the name of a provider in OperatorConfig
-    `spec.llm.providers`."""
+    (alias `claude`), `together`, `ollama`, `openai-compatible`, or the name of a provider in
+    OperatorConfig `spec.llm.providers`."""
     endpoint: str | None = None
     """Base URL of an OpenAI-compatible API, e.g. `http://llm-service:8080`."""
     model: str | None = None
@@ -45,6 +45,9 @@ class LLMConfig(SpecModel):
     """Largest completion per model turn."""
     api_key_secret: SecretKeyRef | None = None
     """Secret holding the API key (overrides OperatorConfig `spec.secrets.llmApiKey`)."""
+    mode: Literal["tools", "json_schema"] | None = None
+    """How answers are structured: `tools` (OpenAI, vLLM, llama-cpp-python) or `json_schema`
+    (Ollama, llama.cpp server). Default: chosen from the provider."""
 
 
 class Runtime(SpecModel):

@@ -311,6 +311,7 @@ class Builder:
             model=pick("model"),
             temperature=pick("temperature"),
             max_tokens=pick("max_tokens"),
+            mode=pick("mode"),
         )
 
     # -- exit handler -------------------------------------------------------------------

@@ -28,7 +28,9 @@ from punchingfist.templating import Template, compile_expression, compile_templa
 STEP_ROOTS = frozenset({"source", "steps", "env", "workflow"})
 SINK_ROOTS = frozenset({"source", "steps", "env", "workflow", "outputs"})
 TRIGGER_ROOTS = SINK_ROOTS | {"alert", "alertname", "severity", "labels", "status"}
-KNOWN_PROVIDER_TYPES = ("local", "openai", "anthropic", "claude", "together", "ollama")
+KNOWN_PROVIDER_TYPES = (
+    "local", "openai", "anthropic", "claude", "together", "ollama", "openai-compatible",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

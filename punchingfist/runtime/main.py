@@ -169,6 +169,15 @@ def _cli(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
     return EXIT_OK if success else EXIT_FAILED
 
 
+def _agent(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
+    assert spec.agent is not None and spec.step is not None
+    from punchingfist.runtime.agent.runner import run_agent_step
+
+    result = run_agent_step(spec, environ)
+    files.write_json(RESULT_FILE, result)
+    return EXIT_OK if result["success"] else EXIT_FAILED
+
+
 def _failed(step: str, kind: str, error: str) -> dict[str, Any]:
     return {"step": step, "kind": kind, "success": False, "phase": "Failed", "result": None,
             "error": error}  # fmt: skip
@@ -196,7 +205,7 @@ _RUNNERS: dict[str, Runner] = {
     "condition": _condition,
     "outputs": _outputs,
     "cli": _cli,
-    "agent": _not_yet("agent (the LLM tool loop)"),
+    "agent": _agent,
     "approval-request": _not_yet("approval-request (posting approval requests)"),
     "sink": _not_yet("sink delivery"),
 }

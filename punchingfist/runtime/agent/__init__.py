@@ -1,0 +1,1 @@
+"""The agent step: an instructor-structured LLM tool loop (D8)."""

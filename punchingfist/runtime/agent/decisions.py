@@ -1,0 +1,116 @@
+"""What the model must answer each turn: one `Decision` (D8), validated with pydantic.
+
+    Decision
+      thought: str                       the model's reasoning, printed to the log
+      action:  ToolCalls | FinalAnswer   discriminated by `kind`
+    ToolCalls.calls: 1..4 independent calls, run concurrently; each is one of the enabled tools
+
+The model class is built per step from the enabled tools, so a disabled tool cannot even be
+expressed; on the last turn the action can only be a FinalAnswer.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+MAX_PARALLEL_CALLS = 4
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KubectlCall(_Strict):
+    """Run kubectl with these arguments (no shell), e.g. ["get", "pods", "-n", "production"]."""
+
+    tool: Literal["kubectl"]
+    args: list[str] = Field(min_length=1, max_length=30)
+
+
+class PromqlCall(_Strict):
+    """Query Prometheus. Without range_minutes: an instant query; with it: a range query."""
+
+    tool: Literal["promql"]
+    query: str
+    range_minutes: int | None = Field(default=None, ge=1, le=10080)
+    step_seconds: int | None = Field(default=None, ge=1, le=3600)
+
+
+class CurlCall(_Strict):
+    """HTTP GET or HEAD of a URL on an allowed host."""
+
+    tool: Literal["curl"]
+    url: str
+    method: Literal["GET", "HEAD"] = "GET"
+
+
+class FinalAnswer(_Strict):
+    """The investigation's result. Later steps and sinks read these fields."""
+
+    kind: Literal["final_answer"]
+    summary: str = Field(description="One or two sentences for the on-call engineer.")
+    problem_summary: str = Field(description="What exactly is wrong.")
+    root_cause: str = Field(description="Why it happened, as far as the evidence shows.")
+    can_auto_fix: bool = Field(description="True only if one safe command would fix it.")
+    fix_command: str | None = Field(
+        default=None, description="The command that would fix it (it is not run by you)."
+    )
+    confidence: float = Field(ge=0, le=1, description="0 to 1: how sure the evidence makes you.")
+    escalation_notes: str = Field(description="What a human must know if this is escalated.")
+    recommendations: list[str] = Field(default_factory=list)
+    evidence: list[str] = Field(
+        default_factory=list, description="Ids of the tool calls (e.g. call-2) supporting this."
+    )
+
+
+def script_call_model(names: tuple[str, ...]) -> type[BaseModel]:
+    tool: Any = Literal[names]
+    return create_model(
+        "ScriptCall",
+        __base__=_Strict,
+        __doc__="Run a declared script tool with extra arguments.",
+        tool=(tool, ...),
+        args=(list[str], Field(default_factory=list, max_length=20)),
+    )
+
+
+_TOOL_CALLS_KIND: Any = Literal["tool_calls"]
+_BUILTIN: dict[str, type[BaseModel]] = {
+    "kubectl": KubectlCall,
+    "promql": PromqlCall,
+    "curl": CurlCall,
+}
+
+
+@lru_cache(maxsize=64)
+def decision_model(tools: tuple[str, ...], scripts: tuple[str, ...], final_only: bool) -> Any:
+    """The Decision class for a step with these tools (cached: steps reuse it every turn)."""
+    if final_only or not (tools or scripts):
+        action: Any = FinalAnswer
+    else:
+        call_types: list[Any] = [_BUILTIN[name] for name in tools]
+        if scripts:
+            call_types.append(script_call_model(scripts))
+        call: Any = (
+            call_types[0]
+            if len(call_types) == 1
+            else Annotated[Union[tuple(call_types)], Field(discriminator="tool")]  # noqa: UP007
+        )
+        tool_calls = create_model(
+            "ToolCalls",
+            __base__=_Strict,
+            __doc__=f"Call up to {MAX_PARALLEL_CALLS} tools; independent calls run at once.",
+            kind=(_TOOL_CALLS_KIND, ...),
+            calls=(list[call], Field(min_length=1, max_length=MAX_PARALLEL_CALLS)),
+        )
+        action = Annotated[Union[tool_calls, FinalAnswer], Field(discriminator="kind")]  # noqa: UP007
+    return create_model(
+        "Decision",
+        __base__=_Strict,
+        __doc__="Your next move: think, then call tools or give the final answer.",
+        thought=(str, Field(description="Your reasoning for this move, briefly.")),
+        action=(action, ...),
+    )

@@ -1,0 +1,133 @@
+"""Run one agent step: render the goal, build the model client and tools, loop, build the result."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from punchingfist.api.runspec import TaskSpec
+from punchingfist.errors import TemplateError
+from punchingfist.runtime.agent.llm import LLMError, ModelClient
+from punchingfist.runtime.agent.loop import run_loop
+from punchingfist.runtime.agent.toolbox import Toolbox, build_toolbox
+from punchingfist.runtime.context import build_context
+from punchingfist.templating import compile_template
+
+DEFAULT_TIMEOUT = 600.0
+
+
+def model_context(context: Mapping[str, Any], extra: Any) -> dict[str, Any]:
+    """What the model is told about the incident. Never `.env` or anything secret."""
+    data = context["source"]["data"]
+    event = {k: v for k, v in data.items() if k not in ("alert", "alerts", "similar_incidents")}
+    shown: dict[str, Any] = {
+        "alert": data.get("alert"),
+        "source": context["source"]["name"],
+        "event": event,
+        "earlier_steps": context["steps"],
+        "similar_past_incidents": data.get("similar_incidents", []),
+    }
+    if extra:
+        shown["extra_context"] = extra
+    return shown
+
+
+def _render(value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return compile_template(value).render(context)
+    if isinstance(value, dict):
+        return {k: _render(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, context) for v in value]
+    return value
+
+
+def run_agent_step(
+    spec: TaskSpec,
+    environ: Mapping[str, str],
+    *,
+    client: ModelClient | None = None,
+    toolbox: Toolbox | None = None,
+) -> dict[str, Any]:
+    """Run the step. `client` and `toolbox` are built from the spec unless given (tests give
+    recorded tools; production never does)."""
+    agent = spec.agent
+    assert agent is not None and spec.step is not None
+    started = time.monotonic()
+    base: dict[str, Any] = {"step": spec.step, "kind": "agent", "provider": agent.llm.provider,
+                            "model": agent.llm.model}  # fmt: skip
+    approved = spec.gated and environ.get("PF_APPROVED") == "true"
+    if spec.gated and not approved:
+        return base | _failure("the approval gate did not approve this step; nothing was run")
+    context = build_context(spec, environ)
+    try:
+        goal = compile_template(agent.goal).render(context)
+        extra = _render(agent.context, context) if agent.context else None
+    except TemplateError as error:
+        return base | _failure(f"template: {error.message}")
+    timeout = float(spec.timeout_seconds or DEFAULT_TIMEOUT)
+    try:
+        model = client or ModelClient(agent.llm, environ, timeout=min(timeout, 120.0))
+    except LLMError as error:
+        return base | _failure(str(error))
+    toolbox = toolbox or build_toolbox(
+        agent.tools,
+        environ=environ,
+        approved=approved,
+        require_approval=agent.require_approval,
+        allowed_namespaces=agent.allowed_namespaces,
+        render=lambda text: compile_template(text).render(context),
+    )
+    print(f"goal: {goal.strip()[:500]}")
+    print(f"model: {agent.llm.provider}/{model.model} | tools: "
+          f"{', '.join(t.name for t in agent.tools)} | "
+          f"{'writes approved' if approved else 'read-only'}")  # fmt: skip
+    sys.stdout.flush()
+    outcome = run_loop(
+        client=model,
+        toolbox=toolbox,
+        tools=agent.tools,
+        goal=goal,
+        context=model_context(context, extra),
+        max_iterations=agent.max_iterations,
+        approved=approved,
+        deadline=started + timeout,
+        token_budget=agent.token_budget,
+    )
+    result = base | {
+        "success": outcome.final is not None,
+        "phase": "Succeeded" if outcome.final is not None else "Failed",
+        "result": outcome.final.model_dump(exclude={"kind"}) if outcome.final else None,
+        "error": outcome.error,
+        "iterations": outcome.iterations,
+        "thoughts": outcome.thoughts,
+        "tool_calls": [entry.as_dict() for entry in toolbox.ordered_audit()],
+        "usage": model.usage.as_dict(),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    _print_summary(result)
+    return result
+
+
+def _failure(error: str) -> dict[str, Any]:
+    print(f"agent step failed: {error}", file=sys.stderr)
+    return {"success": False, "phase": "Failed", "result": None, "error": error,
+            "tool_calls": [], "iterations": 0}  # fmt: skip
+
+
+def _print_summary(result: Mapping[str, Any]) -> None:
+    usage = result["usage"]
+    cost = f", ~${usage['cost_usd']:.4f}" if usage.get("cost_usd") else ""
+    if result["success"]:
+        final = result["result"]
+        print(f"✅ {final['summary']}")
+        print(f"   root cause: {final['root_cause']}")
+        print(f"   confidence {final['confidence']:.2f} | can auto-fix: {final['can_auto_fix']}"
+              + (f" ({final['fix_command']})" if final.get("fix_command") else ""))  # fmt: skip
+    else:
+        print(f"❌ no answer: {result['error']}")
+    print(f"   {result['iterations']} turns, {len(result['tool_calls'])} tool calls, "
+          f"{usage['total_tokens']} tokens{cost}")  # fmt: skip
+    sys.stdout.flush()

@@ -1,0 +1,101 @@
+"""The kubectl tool (D9): argv only, read verbs by default, writes only behind an approved gate.
+
+Secrets are refused in every spelling (`secret`, `secrets`, `secrets.v1`, `secret/x`,
+`-o jsonpath` tricks on `all` …) before anything reaches the API server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from punchingfist.runtime.tools.base import ToolResult, refused, run_argv
+
+READ_VERBS = frozenset(
+    {"get", "describe", "logs", "top", "events", "explain", "api-resources", "api-versions",
+     "version", "cluster-info"}
+)  # fmt: skip
+READ_SUBVERBS = {"rollout": {"history", "status"}, "auth": {"can-i", "whoami"}}
+WRITE_VERBS = frozenset(
+    {"delete", "patch", "scale", "apply", "create", "replace", "edit", "set", "label",
+     "annotate", "cordon", "uncordon", "drain", "taint", "exec", "cp", "run", "expose",
+     "autoscale", "attach", "port-forward", "debug", "rollout"}
+)  # fmt: skip
+WRITE_SUBVERBS = {"rollout": {"restart", "undo", "pause", "resume"}}
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_SECRET = re.compile(r"(^|[,/])secrets?($|[.,/])", re.IGNORECASE)
+# Flags that would change who we are or where we talk to: never from the model.
+_FORBIDDEN_FLAGS = ("--kubeconfig", "--context", "--cluster", "--user", "--token", "--as",
+                    "--as-group", "--server", "-s", "--certificate-authority",
+                    "--client-certificate", "--client-key", "--insecure-skip-tls-verify",
+                    "--raw", "--username", "--password")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KubectlPolicy:
+    approved: bool = False
+    """The step ran behind an approval gate that was approved: write verbs allowed."""
+    require_approval: frozenset[str] = WRITE_VERBS
+    allowed_namespaces: frozenset[str] | None = None
+    timeout: float = 30.0
+    binary: str = "kubectl"
+
+
+def check(args: Sequence[str], policy: KubectlPolicy) -> str | None:
+    """Why this call is refused, or None when it may run."""
+    if not args:
+        return "give kubectl arguments, e.g. ['get', 'pods', '-n', 'production']"
+    if any(not isinstance(arg, str) or "\n" in arg or "\x00" in arg for arg in args):
+        return "arguments must be single-line strings"
+    verb = args[0]
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in _FORBIDDEN_FLAGS:
+            return f"flag {flag} is not allowed: the tool talks to its own cluster as itself"
+        if _SECRET.search(arg) and not arg.startswith("-"):
+            return "reading Secrets is never allowed"
+    if any(arg.lower() in ("all", "*") for arg in args[1:]) and verb not in ("api-resources",):
+        return "`all` would include Secrets; name the resource types you need"
+    sub = args[1] if len(args) > 1 else ""
+    is_read = verb in READ_VERBS or sub in READ_SUBVERBS.get(verb, set())
+    if not is_read:
+        if verb not in WRITE_VERBS and verb not in READ_SUBVERBS:
+            return f"unknown kubectl verb {verb!r}"
+        if not policy.approved:
+            return (
+                f"`kubectl {verb}` changes the cluster and needs a step behind an approved "
+                "approval gate; recommend it as `fix_command` in your final answer instead"
+            )
+    namespace = _namespace(args)
+    if namespace is not None:
+        if not _NAME.match(namespace):
+            return f"{namespace!r} is not a valid namespace name"
+        if policy.allowed_namespaces is not None and namespace not in policy.allowed_namespaces:
+            return f"namespace {namespace!r} is outside this step's allowed namespaces"
+    everywhere = "-A" in args or "--all-namespaces" in args
+    if everywhere and policy.allowed_namespaces is not None:
+        return "all namespaces is outside this step's allowed namespaces"
+    for arg in args[1:]:
+        if arg.startswith("-"):
+            continue
+        for part in re.split(r"[/,]", arg):
+            if part and not _NAME.match(part.lower()) and not re.match(r"^[a-z0-9=!,._-]+$", part):
+                return f"{arg!r} is not a valid resource type or name"
+    return None
+
+
+def _namespace(args: Sequence[str]) -> str | None:
+    for index, arg in enumerate(args):
+        if arg in ("-n", "--namespace") and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--namespace=") or arg.startswith("-n="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def run(args: Sequence[str], policy: KubectlPolicy, env: Mapping[str, str]) -> ToolResult:
+    reason = check(args, policy)
+    if reason is not None:
+        return refused(reason)
+    return run_argv([policy.binary, *args], timeout=policy.timeout, env=env)
