@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -222,7 +223,7 @@ class Builder:
     ) -> list[Task]:
         request = naming.approval_request_task(step.name)
         gate = naming.approval_task(step.name)
-        seconds = int(step.approval_timeout_minutes * 60)
+        seconds = _seconds(step.approval_timeout_minutes)
         approvers = (
             list(self.config.approvals.approvers) if self.config and self.config.approvals else []
         )
@@ -397,7 +398,7 @@ class Builder:
             step=step,
             inputs=reads,
             environment=self.environment,
-            timeout_seconds=int(timeout * 60) if timeout else None,
+            timeout_seconds=_seconds(timeout) if timeout else None,
             **fields,
         )
 
@@ -475,10 +476,15 @@ class Builder:
                 outputs=outputs,
                 labels=labels,
                 service_account_name=service_account,
-                active_deadline_seconds=int(timeout * 60) if timeout else None,
+                active_deadline_seconds=_seconds(timeout) if timeout else None,
                 retry_strategy=_retry(policy),
             )
         )
+
+
+def _seconds(minutes: float) -> int:
+    """Whole seconds, at least one: a positive timeout never becomes 'no timeout'."""
+    return max(1, math.ceil(minutes * 60))
 
 
 def _approval_env(name: str) -> str:

@@ -60,9 +60,12 @@ class Toolbox:
     def run_all(self, calls: Sequence[BaseModel]) -> list[tuple[str, BaseModel, ToolResult]]:
         """Run independent calls concurrently; results come back in the order asked."""
         planned = []
-        for call in calls:
-            self._counter += 1
-            planned.append((f"call-{self._counter}", call))
+        with self._lock:
+            for call in calls:
+                self._counter += 1
+                planned.append((f"call-{self._counter}", call))
+        if not planned:
+            return []
         if len(planned) == 1:
             return [self._run_one(*planned[0])]
         with ThreadPoolExecutor(max_workers=len(planned)) as pool:
