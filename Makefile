@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 EXAMPLES := -f examples/workflows -f examples/sinks -f examples/sources -f examples/operatorconfigs/punchingfist-config.yaml
 OUT ?= build/demo
 
-.PHONY: install demo test lint unit e2e control-plane crds golden bench clean
+.PHONY: install demo test lint unit integration e2e control-plane system-deps crds golden bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: install
 
 ## test: lint, types, import contracts, unit + golden + drift tests, then the e2e tier on a
 ## real control plane (built once into ~/.cache/punchingfist by `make control-plane`)
-test: install lint unit e2e
+test: install lint unit integration e2e
 
 lint: install
 	$(VENV)/bin/ruff check punchingfist tests benchmarks scripts
@@ -35,6 +35,13 @@ lint: install
 
 unit: install
 	$(PY) -m pytest tests/unit tests/golden
+
+## integration: real servers from Debian packages (Prometheus), started by the tests
+integration: install system-deps
+	$(PY) -m pytest tests/integration
+
+system-deps:
+	@hack/system-deps.sh
 
 e2e: install control-plane
 	$(PY) -m pytest tests/e2e
@@ -56,6 +63,7 @@ golden: install
 
 bench: install
 	$(PY) benchmarks/compile.py
+	$(PY) benchmarks/agent_loop.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

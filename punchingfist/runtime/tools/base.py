@@ -32,6 +32,8 @@ class ToolResult:
             lines.append(f"error: {self.error}")
         if self.output:
             lines.append(self.output)
+        elif self.status == "ok":
+            lines.append("(no output)")
         return "\n".join(lines)
 
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages the integration tests start for real (Prometheus) or call (jq,
+# curl), when they are missing and apt-get can install them. Prints what it did.
+set -euo pipefail
+declare -A wanted=([prometheus]=prometheus [jq]=jq [curl]=curl)
+missing=()
+for command in "${!wanted[@]}"; do
+  command -v "$command" >/dev/null || missing+=("${wanted[$command]}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "[system-deps] prometheus, jq and curl are installed"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "[system-deps] missing: ${missing[*]} (install them; the tests that need them skip)" >&2
+  exit 0
+fi
+echo "[system-deps] installing ${missing[*]} ..."
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "[system-deps] installed ${missing[*]}"

@@ -1,0 +1,66 @@
+"""Integration fixtures: real servers started on loopback by the tests (Debian packages)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.controlplane import free_port
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI=true: integration tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping itself every second; yields its URL once it has data."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        _unavailable("prometheus is not installed (hack/system-deps.sh installs it)")
+        raise AssertionError
+    directory = tmp_path_factory.mktemp("prometheus")
+    port = free_port()
+    config = directory / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    )
+    log = (directory / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"prometheus exited:\n{Path(log.name).read_text()}")
+            try:
+                query = f"{url}/api/v1/query?query=up"
+                with urllib.request.urlopen(query, timeout=2) as response:
+                    if json.load(response)["data"]["result"]:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("prometheus had no data after 60 s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
