@@ -170,3 +170,9 @@ def test_scripts_run_as_argv_with_timeout() -> None:
     assert scripts.run(["/bin/echo"], ["a\nb"], timeout=5, env={}).status == "refused"
     failed = scripts.run(["/bin/sh", "-c", "echo boom >&2; exit 3"], [], timeout=5, env={})
     assert failed.status == "error" and failed.error == "boom"
+
+
+def test_require_approval_can_add_read_verbs() -> None:
+    policy = KubectlPolicy(require_approval=frozenset({"logs"}))
+    assert "approval gate" in (kubectl.check(["logs", "pod-x"], policy) or "")
+    assert kubectl.check(["get", "pods"], policy) is None

@@ -135,7 +135,7 @@ def build_toolbox(
         if tool.name == "kubectl":
             policy = kubectl.KubectlPolicy(
                 approved=approved,
-                require_approval=frozenset(require_approval) | kubectl.WRITE_VERBS,
+                require_approval=frozenset(require_approval),
                 allowed_namespaces=frozenset(allowed_namespaces) if allowed_namespaces else None,
                 timeout=timeout,
                 binary=kubectl_binary,

@@ -36,7 +36,8 @@ _FORBIDDEN_FLAGS = ("--kubeconfig", "--context", "--cluster", "--user", "--token
 class KubectlPolicy:
     approved: bool = False
     """The step ran behind an approval gate that was approved: write verbs allowed."""
-    require_approval: frozenset[str] = WRITE_VERBS
+    require_approval: frozenset[str] = frozenset()
+    """Verbs that need the gate besides every write (a Workflow's `safety.requireApproval`)."""
     allowed_namespaces: frozenset[str] | None = None
     timeout: float = 30.0
     binary: str = "kubectl"
@@ -59,14 +60,16 @@ def check(args: Sequence[str], policy: KubectlPolicy) -> str | None:
         return "`all` would include Secrets; name the resource types you need"
     sub = args[1] if len(args) > 1 else ""
     is_read = verb in READ_VERBS or sub in READ_SUBVERBS.get(verb, set())
-    if not is_read:
-        if verb not in WRITE_VERBS and verb not in READ_SUBVERBS:
-            return f"unknown kubectl verb {verb!r}"
-        if not policy.approved:
-            return (
-                f"`kubectl {verb}` changes the cluster and needs a step behind an approved "
-                "approval gate; recommend it as `fix_command` in your final answer instead"
-            )
+    if not is_read and verb not in WRITE_VERBS and verb not in READ_SUBVERBS:
+        return f"unknown kubectl verb {verb!r}"
+    # Every write needs the gate; a Workflow's `safety.requireApproval` can add read verbs too.
+    gated = not is_read or verb in policy.require_approval
+    if gated and not policy.approved:
+        what = "changes the cluster" if not is_read else "is set to need approval"
+        return (
+            f"`kubectl {verb}` {what} and needs a step behind an approved approval gate; "
+            "recommend it as `fix_command` in your final answer instead"
+        )
     namespace = _namespace(args)
     if namespace is not None:
         if not _NAME.match(namespace):
