@@ -101,6 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     event.add_argument("--alert", type=int, default=0, metavar="N",
                        help="which alert of the payload (default: the first)")  # fmt: skip
     event.set_defaults(handler=_event)
+
+    db = commands.add_parser("db", help="manage the database schema")
+    db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
+    for name, helptext, handler in (
+        ("upgrade", "apply the migrations (create or update the schema)", _db_upgrade),
+        ("current", "print the schema revision of the database", _db_current),
+    ):
+        command = db_commands.add_parser(name, help=helptext, description=helptext)
+        command.add_argument(
+            "--database-url",
+            help="sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB "
+            "(default: $PUNCHINGFIST_DATABASE_URL, else sqlite:///punchingfist.db)",
+        )
+        command.set_defaults(handler=handler)
     return parser
 
 
@@ -162,6 +176,21 @@ def _crds(args: argparse.Namespace) -> int:
             print(f"wrote {directory / name}", file=sys.stderr)
     else:
         sys.stdout.write("---\n".join(files.values()))
+    return EXIT_OK
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from punchingfist.store import upgrade
+
+    revision = upgrade(args.database_url)
+    print(f"database at revision {revision}")
+    return EXIT_OK
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    from punchingfist.store import current_revision
+
+    print(current_revision(args.database_url) or "empty (run `punchingfist db upgrade`)")
     return EXIT_OK
 
 

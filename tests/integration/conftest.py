@@ -64,3 +64,60 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+
+
+def _pg_binary(name: str) -> str | None:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL cluster made for the session (Debian's `postgresql` package)."""
+    import tempfile
+
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        _unavailable("PostgreSQL server binaries are not installed (package postgresql)")
+        raise AssertionError
+    base = Path(tempfile.mkdtemp(prefix="pf-postgres-"))
+    base.chmod(0o755)  # the postgres user must reach it
+    data = base / "data"
+    data.mkdir()
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(base, "postgres")
+        shutil.chown(data, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run([*as_postgres, initdb, "-D", str(data), "-A", "trust", "-U", "postgres",
+                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    started = subprocess.run(
+        [*as_postgres, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"),
+         "-w", "-t", "60", "start"], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{(base / 'log').read_text()}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True, check=False)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on SQLite and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'punchingfist.db'}"
+    server: str = request.getfixturevalue("postgres_url")
+    import psycopg
+
+    name = f"t_{abs(hash(request.node.nodeid)) % 10**10}"
+    plain = server.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name}")
+        connection.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + f"/{name}"

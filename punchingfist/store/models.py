@@ -1,0 +1,256 @@
+"""Tables. The design document's `alerts`, `incidents` and `alert_relationships` (every column
+and index), plus what the rest of the system records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), default=now, server_default=func.now())
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), default=now, onupdate=now, server_default=func.now()
+    )
+
+
+class SourceRecord(Base):
+    """A Source resource as the server knows it."""
+
+    __tablename__ = "sources"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    namespace: Mapped[str] = mapped_column(String(253), default="default")
+    name: Mapped[str] = mapped_column(String(253))
+    type: Mapped[str] = mapped_column(String(50))
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class WorkflowRecord(Base):
+    """A Workflow resource and the WorkflowTemplate compiled from it."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    namespace: Mapped[str] = mapped_column(String(253), default="default")
+    name: Mapped[str] = mapped_column(String(253))
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    template_name: Mapped[str | None] = mapped_column(String(253))
+    spec_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    id: Mapped[uuid.UUID] = _id()
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(50))  # open, investigating, resolved
+    severity: Mapped[str] = mapped_column(String(20))
+    incident_commander: Mapped[str | None] = mapped_column(String(255))
+    group_key: Mapped[str | None] = mapped_column(String(1024), index=True)
+    """Alertmanager groupKey (or alertname + namespace/service) the alerts were grouped by."""
+    alerts_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    mttr_seconds: Mapped[int | None] = mapped_column(Integer)
+    ai_summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    root_cause_analysis: Mapped[str | None] = mapped_column(Text)
+    lessons_learned: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("fingerprint", "starts_at", name="uq_alerts_fingerprint_starts_at"),
+        Index("idx_alerts_status", "status"),
+        Index("idx_alerts_severity", "severity"),
+        Index("idx_alerts_fingerprint", "fingerprint"),
+        Index("idx_alerts_received_at", "received_at"),
+        Index("idx_alerts_incident_id", "incident_id"),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(50))  # received, triaging, resolved, escalated
+    severity: Mapped[str] = mapped_column(String(20))  # critical, warning, info
+    alert_name: Mapped[str] = mapped_column(String(255))
+    summary: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    annotations: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id"))
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("workflows.id"))
+    ai_analysis: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    ai_confidence: Mapped[float | None] = mapped_column(Float)
+    auto_resolved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    triage_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    triage_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalated_to: Mapped[str | None] = mapped_column(String(255))
+    human_actions: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    resolution_notes: Mapped[str | None] = mapped_column(Text)
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("incidents.id"))
+    parent_alert_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("alerts.id"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class AlertRelationship(Base):
+    __tablename__ = "alert_relationships"
+    id: Mapped[uuid.UUID] = _id()
+    parent_alert_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("alerts.id"))
+    child_alert_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("alerts.id"))
+    relationship_type: Mapped[str | None] = mapped_column(String(50))  # duplicate, related, ...
+    confidence: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _created()
+
+
+class WorkflowRun(Base):
+    """One investigation: an Argo Workflow (or a local-engine run) of a compiled template."""
+
+    __tablename__ = "workflow_runs"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    """Deterministic run name (D7): the Argo Workflow's name."""
+    namespace: Mapped[str] = mapped_column(String(253), default="default")
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("workflows.id"))
+    workflow_name: Mapped[str] = mapped_column(String(253))
+    alert_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    source_name: Mapped[str | None] = mapped_column(String(253))
+    fingerprint: Mapped[str | None] = mapped_column(String(255))
+    executor: Mapped[str] = mapped_column(String(20), default="argo")  # argo, local
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    tokens_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class RunStep(Base):
+    __tablename__ = "run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(253))
+    kind: Mapped[str] = mapped_column(String(30))
+    phase: Mapped[str] = mapped_column(String(20))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSONType)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class SinkDelivery(Base):
+    __tablename__ = "sink_deliveries"
+    id: Mapped[uuid.UUID] = _id()
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    sink_name: Mapped[str] = mapped_column(String(253))
+    sink_type: Mapped[str] = mapped_column(String(30))
+    outcome: Mapped[str] = mapped_column(String(20))  # delivered, skipped, failed
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("run_id", "gate"),)
+    id: Mapped[uuid.UUID] = _id()
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    step_name: Mapped[str] = mapped_column(String(253))
+    gate: Mapped[str] = mapped_column(String(253))
+    """The suspend node's task name, e.g. `resolution-attempt-approval`."""
+    decision: Mapped[str] = mapped_column(String(20), default="pending")
+    approver: Mapped[str | None] = mapped_column(String(255))
+    comment: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(20))  # slack, api, cli, timeout
+    requested_at: Mapped[datetime] = _created()
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class KnowledgeEntry(Base):
+    """A resolved incident the agent can recall: what it was, what fixed it, how it went."""
+
+    __tablename__ = "knowledge_base"
+    id: Mapped[uuid.UUID] = _id()
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("incidents.id"))
+    alert_name: Mapped[str] = mapped_column(String(255), index=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(255))
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    root_cause: Mapped[str | None] = mapped_column(Text)
+    fix: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20))  # fixed, not_fixed, escalated
+    confidence: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _created()
+
+
+class OutboxEntry(Base):
+    """A run to submit, written in the same transaction as the alert (nothing lost on a crash)."""
+
+    __tablename__ = "outbox"
+    id: Mapped[uuid.UUID] = _id()
+    kind: Mapped[str] = mapped_column(String(30), default="submit_run")
+    run_name: Mapped[str] = mapped_column(String(253), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
