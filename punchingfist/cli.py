@@ -102,6 +102,27 @@ def _parser() -> argparse.ArgumentParser:
                        help="which alert of the payload (default: the first)")  # fmt: skip
     event.set_defaults(handler=_event)
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the server on resources from YAML files (embedded mode)",
+        description=(
+            "Serve the Alertmanager webhook of every webhook Source, the read API (/api/v1/...), "
+            "/metrics, /healthz and /readyz, on resources loaded from YAML files; no Kubernetes "
+            "needed. Alerts are stored and correlated; runs wait in the outbox for an executor."
+        ),
+    )
+    serve.add_argument(
+        "-f", "--filename", action="append", required=True, metavar="PATH",
+        help="YAML file or directory of Sources, Workflows, Sinks (repeatable)",
+    )  # fmt: skip
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--database-url", help="default: $PUNCHINGFIST_DATABASE_URL or SQLite")
+    serve.add_argument("--secrets-dir", metavar="DIR",
+                       help="Secrets as files DIR/NAME/KEY (webhook credentials)")  # fmt: skip
+    serve.add_argument("--namespace", default="default", help="namespace runs are created in")
+    serve.set_defaults(handler=_serve)
+
     db = commands.add_parser("db", help="manage the database schema")
     db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
     for name, helptext, handler in (
@@ -176,6 +197,29 @@ def _crds(args: argparse.Namespace) -> int:
             print(f"wrote {directory / name}", file=sys.stderr)
     else:
         sys.stdout.write("---\n".join(files.values()))
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from punchingfist.server import ServerState, create_app
+    from punchingfist.server.state import SecretStore
+    from punchingfist.store import database_url, upgrade
+
+    resources = list(_read(args.filename))
+    url = database_url(args.database_url)
+    revision = upgrade(url)
+    state = ServerState.from_resources(
+        resources, url, namespace=args.namespace,
+        secrets=SecretStore(Path(args.secrets_dir) if args.secrets_dir else None),
+    )  # fmt: skip
+    paths = ", ".join(sorted(state.webhook_paths()))
+    counts = f"{len(state.sources)} Sources, {len(state.workflows)} Workflows"
+    print(f"punchingfist {__version__}: {counts}; database at revision {revision}; "
+          f"webhooks: {paths}", file=sys.stderr)  # fmt: skip
+    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info",
+                access_log=True)  # fmt: skip
     return EXIT_OK
 
 

@@ -1,0 +1,200 @@
+"""The FastAPI application: webhook intake, read API, metrics, health."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from punchingfist import __version__
+from punchingfist.api.alerts import AlertmanagerPayload
+from punchingfist.api.resources import format_validation_error
+from punchingfist.server import auth
+from punchingfist.server.intake import ingest
+from punchingfist.server.state import ServerState
+from punchingfist.server.views import row
+from punchingfist.store import Alert, Incident, OutboxEntry, WorkflowRun
+from punchingfist.store.models import AlertRelationship, Approval, RunStep, SinkDelivery
+
+MAX_LIMIT = 500
+
+
+def problem(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def create_app(state: ServerState) -> FastAPI:
+    app = FastAPI(
+        title="Punching Fist",
+        version=__version__,
+        description="Alertmanager webhook intake and the record of alerts, incidents and runs.",
+    )
+    app.state.pf = state
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_down(request: Request, error: SQLAlchemyError) -> JSONResponse:
+        # Alertmanager retries on 5xx: nothing was stored, so a retry is safe.
+        return problem(503, "the database is unavailable; retry later")
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> Response:
+        try:
+            with state.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return problem(503, "database unreachable")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"])
+    def metrics() -> Response:
+        with state.sessions() as session:
+            pending = session.scalar(
+                select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == "pending")
+            )
+        state.metrics.outbox_pending.set(pending or 0)
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def receive(request: Request) -> Response:
+        started = time.perf_counter()
+        path = request.url.path
+        sources = state.webhook_sources(path)
+        if not sources:
+            return problem(404, f"no webhook Source serves {path}")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        verdicts = [(s, auth.allowed(s, headers, state.secrets)) for s in sources]
+        admitted = [s for s, verdict in verdicts if verdict is not False]
+        if not admitted:
+            for source in sources:
+                state.metrics.alerts_processed.labels(source.name, "rejected").inc()
+            return problem(401, "missing or wrong credentials for this webhook",
+                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        length = int(headers.get("content-length") or 0)
+        if length > state.max_body_bytes:
+            return problem(413, f"body larger than {state.max_body_bytes} bytes")
+        body = await request.body()
+        if len(body) > state.max_body_bytes:
+            return problem(413, f"body larger than {state.max_body_bytes} bytes")
+        try:
+            data = json.loads(body)
+        except ValueError as error:
+            return problem(400, f"the body is not JSON: {error}")
+        try:
+            payload = AlertmanagerPayload.model_validate(data)
+        except ValidationError as error:
+            problems = format_validation_error(error, data, prefix="body")
+            return problem(422, "invalid Alertmanager webhook payload (version 4)",
+                           problems=[{"field": f, "message": m} for f, m in problems])  # fmt: skip
+        with state.sessions.begin() as session:
+            result = ingest(session, admitted, payload, namespace=state.namespace)
+        for (source_name, status), count in result.by_source.items():
+            state.metrics.alerts_processed.labels(source_name, status).inc(count)
+        for seconds in result.resolution_seconds:
+            state.metrics.resolution_seconds.observe(seconds)
+        for name in result.runs:
+            workflow = name.rsplit("-", 1)[0]
+            state.metrics.runs_queued.labels(workflow).inc()
+        state.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
+        return JSONResponse(result.as_dict())
+
+    for path in sorted(state.webhook_paths()):
+        app.add_api_route(path, receive, methods=["POST"], tags=["intake"],
+                          summary=f"Alertmanager webhook receiver ({path})")  # fmt: skip
+
+    @app.get("/api/v1/alerts", tags=["read"])
+    def alerts(status: str | None = None, severity: str | None = None,
+               limit: int = 100) -> dict[str, Any]:  # fmt: skip
+        query = select(Alert).order_by(Alert.received_at.desc()).limit(_limit(limit))
+        if status:
+            query = query.where(Alert.status == status)
+        if severity:
+            query = query.where(Alert.severity == severity)
+        with state.sessions() as session:
+            return {"items": [row(a) for a in session.scalars(query)]}
+
+    @app.get("/api/v1/alerts/{alert_id}", tags=["read"])
+    def alert(alert_id: str) -> Response:
+        with state.sessions() as session:
+            key = _uuid(alert_id)
+            found = session.get(Alert, key) if key else None
+            if found is None:
+                return problem(404, f"no alert {alert_id}")
+            view = row(found)
+            view["relationships"] = [
+                row(r) for r in session.scalars(
+                    select(AlertRelationship).where(
+                        (AlertRelationship.parent_alert_id == found.id)
+                        | (AlertRelationship.child_alert_id == found.id)
+                    )
+                )
+            ]  # fmt: skip
+            view["runs"] = [row(r) for r in session.scalars(
+                select(WorkflowRun).where(WorkflowRun.alert_id == found.id))]  # fmt: skip
+            return JSONResponse(view)
+
+    @app.get("/api/v1/incidents", tags=["read"])
+    def incidents(status: str | None = None, limit: int = 100) -> dict[str, Any]:
+        query = select(Incident).order_by(Incident.created_at.desc()).limit(_limit(limit))
+        if status:
+            query = query.where(Incident.status == status)
+        with state.sessions() as session:
+            return {"items": [row(i) for i in session.scalars(query)]}
+
+    @app.get("/api/v1/incidents/{incident_id}", tags=["read"])
+    def incident(incident_id: str) -> Response:
+        with state.sessions() as session:
+            key = _uuid(incident_id)
+            found = session.get(Incident, key) if key else None
+            if found is None:
+                return problem(404, f"no incident {incident_id}")
+            view = row(found)
+            members = select(Alert).where(Alert.incident_id == found.id)
+            view["alerts"] = [row(a) for a in session.scalars(members.order_by(Alert.received_at))]
+            return JSONResponse(view)
+
+    @app.get("/api/v1/runs", tags=["read"])
+    def runs(status: str | None = None, limit: int = 100) -> dict[str, Any]:
+        query = select(WorkflowRun).order_by(WorkflowRun.created_at.desc()).limit(_limit(limit))
+        if status:
+            query = query.where(WorkflowRun.status == status)
+        with state.sessions() as session:
+            return {"items": [row(r, skip=("parameters",)) for r in session.scalars(query)]}
+
+    @app.get("/api/v1/runs/{run_id}", tags=["read"])
+    def run(run_id: str) -> Response:
+        with state.sessions() as session:
+            key = _uuid(run_id)
+            found = session.get(WorkflowRun, key) if key else session.scalars(
+                select(WorkflowRun).where(WorkflowRun.name == run_id)).first()  # fmt: skip
+            if found is None:
+                return problem(404, f"no run {run_id}")
+            view = row(found)
+            for name, model in (("steps", RunStep), ("sink_deliveries", SinkDelivery),
+                                ("approvals", Approval)):  # fmt: skip
+                view[name] = [row(r) for r in session.scalars(
+                    select(model).where(model.run_id == found.id))]  # fmt: skip
+            return JSONResponse(view)
+
+    return app
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(limit, MAX_LIMIT))
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

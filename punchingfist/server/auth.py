@@ -1,0 +1,28 @@
+"""Webhook authentication: bearer token or API key from a Secret, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+
+from punchingfist.api import Source
+from punchingfist.api.sources import Authentication
+from punchingfist.server.state import SecretStore
+
+
+def allowed(source: Source, headers: dict[str, str], secrets: SecretStore) -> bool | None:
+    """True/False for a Source with authentication; None when it has none."""
+    auth: Authentication | None = getattr(source.spec.config, "authentication", None)
+    if auth is None or auth.type == "none":
+        return None
+    if auth.secret_ref is None:
+        return False  # an authentication block without a secret admits nobody
+    expected = secrets.get(auth.secret_ref, auth.key)
+    if not expected:
+        return False
+    if auth.type == "bearer":
+        header = headers.get((auth.header or "authorization").lower(), "")
+        scheme, _, token = header.partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else ""
+    else:
+        given = headers.get((auth.header or "x-api-key").lower(), "")
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -1,0 +1,41 @@
+"""Prometheus metrics of the server (prometheus-client), on its own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.alerts_processed = Counter(
+            "punchingfist_alerts_processed",
+            "Alerts received by webhook Sources, by what happened to them "
+            "(new, updated, resolved, filtered, rejected).",
+            ["source", "status"],
+            registry=registry,
+        )
+        self.resolution_seconds = Histogram(
+            "punchingfist_alert_resolution_seconds",
+            "Time from an alert's first receipt to its resolution.",
+            buckets=(60, 300, 900, 1800, 3600, 7200, 21600, 86400),
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "punchingfist_webhook_request_duration_seconds",
+            "Time to accept one webhook notification (store, correlate, queue).",
+            ["path"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
+        self.runs_queued = Counter(
+            "punchingfist_runs_queued",
+            "Investigation runs written to the outbox, by workflow.",
+            ["workflow"],
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "punchingfist_outbox_pending",
+            "Runs waiting in the outbox for an executor.",
+            registry=registry,
+        )

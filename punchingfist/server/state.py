@@ -1,0 +1,76 @@
+"""What the server knows: its database, the resources it serves, secrets, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from punchingfist.api import Resource, Source, Workflow
+from punchingfist.api.sources import WebhookSource
+from punchingfist.server.metrics import Metrics
+from punchingfist.store import make_engine, session_factory
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class SecretStore:
+    """Secrets by (name, key): files laid out as Kubernetes mounts them (DIR/NAME/KEY)."""
+
+    def __init__(
+        self, directory: Path | None = None, values: dict[tuple[str, str], str] | None = None
+    ):
+        self.directory = directory
+        self.values = dict(values or {})
+
+    def get(self, name: str, key: str) -> str | None:
+        if (name, key) in self.values:
+            return self.values[(name, key)]
+        if self.directory is not None:
+            path = self.directory / name / key
+            if path.is_file():
+                return path.read_text().strip()
+        return None
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    sources: list[Source] = field(default_factory=list)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+    secrets: SecretStore = field(default_factory=SecretStore)
+    namespace: str = "default"
+    max_body_bytes: int = MAX_BODY_BYTES
+    metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
+    sessions: sessionmaker[Session] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = session_factory(self.engine)
+
+    @classmethod
+    def from_resources(
+        cls, resources: Iterable[Resource[Any]], database_url: str | None = None, **kwargs: Any
+    ) -> ServerState:
+        items = list(resources)
+        return cls(
+            engine=make_engine(database_url),
+            sources=[r for r in items if isinstance(r, Source)],
+            workflows={r.name: r for r in items if isinstance(r, Workflow)},
+            **kwargs,
+        )
+
+    def webhook_sources(self, path: str) -> list[Source]:
+        return [
+            s for s in self.sources
+            if isinstance(s.spec, WebhookSource) and s.spec.config.path == path
+        ]  # fmt: skip
+
+    def webhook_paths(self) -> set[str]:
+        return {s.spec.config.path for s in self.sources if isinstance(s.spec, WebhookSource)} | {
+            "/webhook/alerts"
+        }

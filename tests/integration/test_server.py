@@ -1,0 +1,217 @@
+"""The server's intake and read API on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from punchingfist.api import Resource, load_resources
+from punchingfist.server import ServerState, create_app
+from punchingfist.server.state import SecretStore
+from punchingfist.store import Alert, AlertRelationship, Incident, OutboxEntry, WorkflowRun, upgrade
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SOURCES = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Source
+metadata: {name: alertmanager-critical}
+spec:
+  type: webhook
+  config:
+    path: /webhook/alerts
+    filters: {severity: [critical, warning]}
+  triggerWorkflow: agent-alert-investigation
+  context: {runbookRepo: "https://github.com/company/runbooks"}
+---
+apiVersion: punchingfist.io/v1alpha1
+kind: Source
+metadata: {name: secured}
+spec:
+  type: webhook
+  config:
+    path: /webhook/secured
+    authentication: {type: bearer, secretRef: webhook-secret}
+  triggerWorkflow: agent-alert-investigation
+"""
+
+
+def payload(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / "alerts" / name).read_text())
+    return data
+
+
+@pytest.fixture
+def client(database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
+    upgrade(database_url)
+    resources: list[Resource[Any]] = load_resources(SOURCES)
+    state = ServerState.from_resources(
+        resources, database_url, secrets=SecretStore(values={("webhook-secret", "token"): "t0ken"})
+    )
+    with TestClient(create_app(state)) as test_client:
+        yield test_client, state
+    state.engine.dispose()
+
+
+def count(state: ServerState, model: Any) -> int:
+    with state.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_a_firing_alert_is_stored_correlated_and_queued(
+    client: tuple[TestClient, ServerState],
+) -> None:
+    http, state = client
+    response = http.post("/webhook/alerts", json=payload("pod-crashlooping.json"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["received"], body["new"]) == (1, 1)
+    (run_name,) = body["runs"]
+    assert run_name.startswith("agent-alert-investigation-")
+    (alert,) = http.get("/api/v1/alerts").json()["items"]
+    assert alert["fingerprint"] == payload("pod-crashlooping.json")["alerts"][0]["fingerprint"]
+    assert (alert["status"], alert["severity"], alert["alert_name"]) == (
+        "received", "critical", "PodCrashLooping",
+    )  # fmt: skip
+    assert alert["labels"]["namespace"] == "production" and alert["incident_id"]
+    for field in ("annotations", "received_at", "summary", "description", "ai_confidence"):
+        assert field in alert
+    incident = http.get(f"/api/v1/incidents/{alert['incident_id']}").json()
+    assert incident["title"] == "PodCrashLooping in production"
+    assert [a["id"] for a in incident["alerts"]] == [alert["id"]]
+    run = http.get(f"/api/v1/runs/{run_name}").json()
+    assert run["status"] == "pending" and run["workflow_name"] == "agent-alert-investigation"
+    event = run["parameters"]["event"]
+    assert event["alert"]["alertname"] == "PodCrashLooping"
+    assert event["context"] == {"runbookRepo": "https://github.com/company/runbooks"}
+    assert count(state, OutboxEntry) == 1
+
+
+def test_the_same_payload_five_times_is_one_alert_and_one_run(
+    client: tuple[TestClient, ServerState],
+) -> None:
+    http, state = client
+    for _ in range(5):
+        assert (
+            http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).status_code == 200
+        )
+    assert count(state, Alert) == 1
+    assert count(state, WorkflowRun) == 1 and count(state, OutboxEntry) == 1
+    assert count(state, Incident) == 1
+
+
+def test_resolved_marks_the_alert_and_closes_the_incident(
+    client: tuple[TestClient, ServerState],
+) -> None:
+    http, _ = client
+    firing = payload("high-cpu-resolved.json")
+    firing["status"] = "firing"
+    for alert in firing["alerts"]:
+        alert["status"] = "firing"
+        alert["endsAt"] = "0001-01-01T00:00:00Z"
+    http.post("/webhook/alerts", json=firing)
+    response = http.post("/webhook/alerts", json=payload("high-cpu-resolved.json")).json()
+    assert response["resolved"] == 1 and response["runs"] == []
+    (alert,) = http.get("/api/v1/alerts").json()["items"]
+    assert alert["status"] == "resolved" and alert["resolved_at"]
+    incident = http.get(f"/api/v1/incidents/{alert['incident_id']}").json()
+    assert incident["status"] == "resolved" and incident["mttr_seconds"] is not None
+    metrics = http.get("/metrics").text
+    assert (
+        'punchingfist_alerts_processed_total{source="alertmanager-critical",status="resolved"} 1.0'
+        in metrics
+    )
+
+
+def test_a_group_becomes_one_incident_with_related_alerts(
+    client: tuple[TestClient, ServerState],
+) -> None:
+    http, state = client
+    body = http.post("/webhook/alerts", json=payload("grouped-two-alerts.json")).json()
+    assert body["new"] == 2 and len(body["runs"]) == 2
+    assert count(state, Incident) == 1
+    with state.sessions() as session:
+        (relation,) = session.scalars(select(AlertRelationship)).all()
+        assert relation.relationship_type == "related" and relation.confidence == 0.9
+        assert session.scalar(select(Incident.alerts_count)) == 2
+
+
+def test_a_refiring_alert_is_a_duplicate_of_the_earlier_one(
+    client: tuple[TestClient, ServerState],
+) -> None:
+    http, state = client
+    first = payload("pod-crashlooping.json")
+    again = copy.deepcopy(first)
+    again["alerts"][0]["startsAt"] = "2026-11-26T12:00:00Z"
+    http.post("/webhook/alerts", json=first)
+    body = http.post("/webhook/alerts", json=again).json()
+    assert body["new"] == 1 and len(body["runs"]) == 1  # a new firing: a new investigation
+    with state.sessions() as session:
+        kinds = sorted(
+            r.relationship_type or "" for r in session.scalars(select(AlertRelationship))
+        )
+    assert kinds == ["duplicate"]
+
+
+def test_hostile_label_text_is_stored_verbatim(client: tuple[TestClient, ServerState]) -> None:
+    http, _ = client
+    sent = payload("hostile-labels.json")
+    assert http.post("/webhook/alerts", json=sent).status_code == 200
+    (alert,) = http.get("/api/v1/alerts").json()["items"]
+    assert alert["labels"] == sent["alerts"][0]["labels"]
+    assert alert["annotations"] == sent["alerts"][0]["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "the body is not JSON"),
+        (b'{"version": "4"}', 422, "body.groupKey"),
+        (b'{"version": 4, "groupKey": "g", "status": "firing", "receiver": "r", "alerts": []}',
+         422, "body.version"),
+        (json.dumps({**payload("pod-crashlooping.json"), "alerts": [{"labels": "x"}]}).encode(),
+         422, "body.alerts[0].labels"),
+        (b"[]", 422, "body"),
+        (b"x" * (2 * 1024 * 1024), 413, "larger than"),
+    ],
+    ids=["malformed", "missing-fields", "wrong-type", "bad-alert", "not-an-object", "oversized"],
+)  # fmt: skip
+def test_bad_input_is_a_4xx_with_a_message_and_stores_nothing(
+    client: tuple[TestClient, ServerState], body: bytes, status: int, message: str
+) -> None:
+    http, state = client
+    response = http.post("/webhook/alerts", content=body,
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == status
+    assert message in response.text
+    assert count(state, Alert) == 0 and count(state, Incident) == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"Authorization": "t0ken"}, 401),
+     ({"Authorization": "Bearer t0ken"}, 200)],
+)  # fmt: skip
+def test_webhook_authentication(
+    client: tuple[TestClient, ServerState], headers: dict[str, str], status: int
+) -> None:
+    http, state = client
+    response = http.post("/webhook/secured", json=payload("pod-crashlooping.json"), headers=headers)
+    assert response.status_code == status
+    assert count(state, Alert) == (1 if status == 200 else 0)
+
+
+def test_health_metrics_and_unknown_routes(client: tuple[TestClient, ServerState]) -> None:
+    http, _ = client
+    assert http.get("/healthz").json() == {"status": "ok"}
+    assert http.get("/readyz").json() == {"status": "ready"}
+    assert http.post("/webhook/nope", json={}).status_code in (404, 405)
+    assert http.get("/api/v1/alerts/not-a-uuid").status_code == 404
+    assert "punchingfist_outbox_pending" in http.get("/metrics").text
+    assert "/webhook/alerts" in http.get("/openapi.json").text
