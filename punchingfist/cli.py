@@ -121,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--secrets-dir", metavar="DIR",
                        help="Secrets as files DIR/NAME/KEY (webhook credentials)")  # fmt: skip
     serve.add_argument("--namespace", default="default", help="namespace runs are created in")
+    serve.add_argument(
+        "--executor", choices=("none", "argo"), default="none",
+        help="start queued runs on Argo (kubeconfig or in-cluster); `none` keeps them queued",
+    )  # fmt: skip
+    serve.add_argument("--kubeconfig", help="kubeconfig for --executor argo")
     serve.set_defaults(handler=_serve)
 
     db = commands.add_parser("db", help="manage the database schema")
@@ -210,8 +215,13 @@ def _serve(args: argparse.Namespace) -> int:
     resources = list(_read(args.filename))
     url = database_url(args.database_url)
     revision = upgrade(url)
+    executor = None
+    if args.executor == "argo":
+        from punchingfist.executors.argo import ArgoExecutor
+
+        executor = ArgoExecutor(args.kubeconfig)
     state = ServerState.from_resources(
-        resources, url, namespace=args.namespace,
+        resources, url, namespace=args.namespace, executor=executor,
         secrets=SecretStore(Path(args.secrets_dir) if args.secrets_dir else None),
     )  # fmt: skip
     paths = ", ".join(sorted(state.webhook_paths()))

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from punchingfist import __version__
 from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.api.resources import format_validation_error
+from punchingfist.executors import dispatch_pending
 from punchingfist.server import auth
 from punchingfist.server.intake import ingest
 from punchingfist.server.state import ServerState
@@ -25,10 +30,38 @@ from punchingfist.store import Alert, Incident, OutboxEntry, WorkflowRun
 from punchingfist.store.models import AlertRelationship, Approval, RunStep, SinkDelivery
 
 MAX_LIMIT = 500
+log = logging.getLogger("punchingfist.server")
 
 
 def problem(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _dispatcher(state: ServerState, stop: threading.Event) -> None:
+    assert state.executor is not None
+    while not stop.is_set():
+        try:
+            dispatch_pending(state.sessions, state.executor)
+        except SQLAlchemyError as error:
+            log.warning("outbox dispatch failed, retrying: %s", error)
+        state.wake.wait(state.dispatch_interval)
+        state.wake.clear()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServerState = app.state.pf
+    stop = threading.Event()
+    thread = None
+    if state.executor is not None:
+        thread = threading.Thread(target=_dispatcher, args=(state, stop), daemon=True,
+                                  name="outbox-dispatcher")  # fmt: skip
+        thread.start()
+    yield
+    stop.set()
+    state.wake.set()
+    if thread is not None:
+        thread.join(timeout=10)
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -36,6 +69,7 @@ def create_app(state: ServerState) -> FastAPI:
         title="Punching Fist",
         version=__version__,
         description="Alertmanager webhook intake and the record of alerts, incidents and runs.",
+        lifespan=_lifespan,
     )
     app.state.pf = state
 
@@ -106,6 +140,8 @@ def create_app(state: ServerState) -> FastAPI:
             workflow = name.rsplit("-", 1)[0]
             state.metrics.runs_queued.labels(workflow).inc()
         state.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
+        if result.runs:
+            state.wake.set()
         return JSONResponse(result.as_dict())
 
     for path in sorted(state.webhook_paths()):

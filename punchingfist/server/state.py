@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Resource, Source, Workflow
 from punchingfist.api.sources import WebhookSource
+from punchingfist.executors import Executor
 from punchingfist.server.metrics import Metrics
 from punchingfist.store import make_engine, session_factory
 
@@ -47,7 +49,11 @@ class ServerState:
     namespace: str = "default"
     max_body_bytes: int = MAX_BODY_BYTES
     metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
+    executor: Executor | None = None
+    """Starts queued runs; None keeps them in the outbox (embedded mode without an engine)."""
+    dispatch_interval: float = 1.0
     sessions: sessionmaker[Session] = field(init=False)
+    wake: threading.Event = field(init=False, default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from punchingfist.api import Resource, load_resources
+from punchingfist.executors import RunSubmission, SubmitError, dispatch_pending
 from punchingfist.server import ServerState, create_app
 from punchingfist.server.state import SecretStore
 from punchingfist.store import Alert, AlertRelationship, Incident, OutboxEntry, WorkflowRun, upgrade
@@ -215,3 +216,39 @@ def test_health_metrics_and_unknown_routes(client: tuple[TestClient, ServerState
     assert http.get("/api/v1/alerts/not-a-uuid").status_code == 404
     assert "punchingfist_outbox_pending" in http.get("/metrics").text
     assert "/webhook/alerts" in http.get("/openapi.json").text
+
+
+class FlakyExecutor:
+    name = "flaky"
+
+    def __init__(self, failures: list[SubmitError]) -> None:
+        self.failures = failures
+        self.submitted: list[str] = []
+
+    def submit(self, run: RunSubmission) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.submitted.append(run.name)
+
+
+def test_outbox_retries_temporary_failures_and_gives_up_on_permanent_ones(
+    client: tuple[TestClient, ServerState],
+) -> None:
+    http, state = client
+    (name,) = http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).json()["runs"]
+    flaky = FlakyExecutor([SubmitError("API down")])
+    assert dispatch_pending(state.sessions, flaky) == 0
+    with state.sessions.begin() as session:
+        entry = session.scalars(select(OutboxEntry)).one()
+        assert (entry.status, entry.attempts, entry.last_error) == ("pending", 1, "API down")
+        entry.next_attempt_at = None  # due again now
+    assert dispatch_pending(state.sessions, flaky) == 1 and flaky.submitted == [name]
+    assert http.get(f"/api/v1/runs/{name}").json()["status"] == "submitted"
+    assert dispatch_pending(state.sessions, flaky) == 0  # nothing submitted twice
+
+    other = payload("grouped-two-alerts.json")
+    runs = http.post("/webhook/alerts", json=other).json()["runs"]
+    refusing = FlakyExecutor([SubmitError("no such template", temporary=False)] * 2)
+    dispatch_pending(state.sessions, refusing)
+    statuses = {http.get(f"/api/v1/runs/{r}").json()["status"] for r in runs}
+    assert statuses == {"error"}
