@@ -24,6 +24,7 @@ from punchingfist.api.resources import format_validation_error
 from punchingfist.executors import dispatch_pending
 from punchingfist.server import auth
 from punchingfist.server.intake import ingest
+from punchingfist.server.runs import router as runs_router
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
 from punchingfist.store import Alert, Incident, OutboxEntry, WorkflowRun
@@ -143,6 +144,8 @@ def create_app(state: ServerState) -> FastAPI:
         if result.runs:
             state.wake.set()
         return JSONResponse(result.as_dict())
+
+    app.include_router(runs_router(state))
 
     for path in sorted(state.webhook_paths()):
         app.add_api_route(path, receive, methods=["POST"], tags=["intake"],

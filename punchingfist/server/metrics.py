@@ -34,6 +34,25 @@ class Metrics:
             ["workflow"],
             registry=registry,
         )
+        self.triage_seconds = Histogram(
+            "punchingfist_alert_triage_seconds",
+            "Time from an alert's receipt to its completed AI triage (first agent answer).",
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1800),
+            registry=registry,
+        )
+        self.task_duration = Histogram(
+            "punchingfist_task_duration_seconds",
+            "Duration of workflow steps as reported by pf-runtime.",
+            ["kind", "phase"],
+            buckets=(0.5, 1, 5, 15, 30, 60, 120, 300, 600),
+            registry=registry,
+        )
+        self.llm_tokens = Counter(
+            "punchingfist_llm_tokens",
+            "LLM tokens spent by agent steps, by workflow.",
+            ["workflow"],
+            registry=registry,
+        )
         self.outbox_pending = Gauge(
             "punchingfist_outbox_pending",
             "Runs waiting in the outbox for an executor.",

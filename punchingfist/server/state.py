@@ -52,6 +52,8 @@ class ServerState:
     executor: Executor | None = None
     """Starts queued runs; None keeps them in the outbox (embedded mode without an engine)."""
     dispatch_interval: float = 1.0
+    report_token: str | None = None
+    """When set, step reports must carry `Authorization: Bearer <token>`."""
     sessions: sessionmaker[Session] = field(init=False)
     wake: threading.Event = field(init=False, default_factory=threading.Event)
 

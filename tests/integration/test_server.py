@@ -252,3 +252,79 @@ def test_outbox_retries_temporary_failures_and_gives_up_on_permanent_ones(
     dispatch_pending(state.sessions, refusing)
     statuses = {http.get(f"/api/v1/runs/{r}").json()["status"] for r in runs}
     assert statuses == {"error"}
+
+
+API_SOURCE = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Source
+metadata: {name: api-trigger}
+spec:
+  type: api
+  config: {authentication: {type: apikey, secretRef: api-key}}
+  triggerWorkflow: investigate-alert
+  context: {team: payments}
+"""
+
+
+@pytest.fixture
+def api_client(database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
+    upgrade(database_url)
+    state = ServerState.from_resources(
+        load_resources(SOURCES + "---" + API_SOURCE), database_url, report_token="r3port",
+        secrets=SecretStore(values={("api-key", "token"): "k3y"}),
+    )  # fmt: skip
+    with TestClient(create_app(state)) as test_client:
+        yield test_client, state
+    state.engine.dispose()
+
+
+def test_trigger_api(api_client: tuple[TestClient, ServerState]) -> None:
+    http, state = api_client
+    event = {"alert": {"alertname": "ManualCheck", "labels": {"service": "checkout"}}}
+    assert http.post("/api/v1/trigger/api-trigger", json=event).status_code == 401
+    key = {"X-API-Key": "k3y", "Idempotency-Key": "ticket-42"}
+    first = http.post("/api/v1/trigger/api-trigger", json=event, headers=key)
+    assert first.status_code == 202 and first.json()["created"] is True
+    again = http.post("/api/v1/trigger/api-trigger", json=event, headers=key)
+    assert again.status_code == 200 and again.json() == {
+        "run": first.json()["run"],
+        "created": False,
+    }
+    run = http.get(f"/api/v1/runs/{first.json()['run']}").json()
+    assert run["parameters"]["event"]["context"] == {"team": "payments"}
+    assert http.post("/api/v1/trigger/nope", json={}).status_code == 404
+    bad = http.post("/api/v1/trigger/api-trigger", content=b"[1]", headers=key)
+    assert bad.status_code == 422
+    assert count(state, OutboxEntry) == 1
+
+
+def test_step_reports_record_results_tokens_and_triage(
+    api_client: tuple[TestClient, ServerState],
+) -> None:
+    http, _ = api_client
+    (name,) = http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).json()["runs"]
+    report = {"step": "agent-investigation", "kind": "agent", "success": True,
+              "phase": "Succeeded", "seconds": 42.0,
+              "result": {"summary": "OOM", "confidence": 0.8, "can_auto_fix": False},
+              "tool_calls": [{"id": "call-1", "tool": "kubectl", "status": "ok"}],
+              "usage": {"prompt_tokens": 1200, "completion_tokens": 300,
+                        "cost_usd": 0.01}}  # fmt: skip
+    url = f"/api/v1/runs/{name}/steps/agent-investigation"
+    assert http.post(url, json=report).status_code == 401
+    token = {"Authorization": "Bearer r3port"}
+    assert http.post(url, json=report, headers=token).status_code == 200
+    assert http.post(url, json=report, headers=token).status_code == 200  # a retry replaces
+    run = http.get(f"/api/v1/runs/{name}").json()
+    assert run["status"] == "running" and run["tokens_total"] == 1500
+    (step,) = run["steps"]
+    assert (step["name"], step["phase"], step["prompt_tokens"]) == ("agent-investigation",
+                                                                     "Succeeded", 1200)  # fmt: skip
+    (alert,) = http.get("/api/v1/alerts").json()["items"]
+    assert alert["ai_confidence"] == 0.8 and alert["triage_completed_at"]
+    assert alert["ai_analysis"]["summary"] == "OOM"
+    metrics = http.get("/metrics").text
+    assert 'punchingfist_llm_tokens_total{workflow="agent-alert-investigation"} 1500.0' in metrics
+    assert "punchingfist_alert_triage_seconds_count 1.0" in metrics
+    bad = http.post(url, json={"kind": "agent"}, headers=token)
+    assert bad.status_code == 422 and "body.phase" in bad.text
+    assert http.post("/api/v1/runs/nope/steps/x", json=report, headers=token).status_code == 404
