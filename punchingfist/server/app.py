@@ -23,6 +23,7 @@ from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.api.resources import format_validation_error
 from punchingfist.executors import dispatch_pending
 from punchingfist.server import auth
+from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.intake import ingest
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.state import ServerState
@@ -146,6 +147,7 @@ def create_app(state: ServerState) -> FastAPI:
         return JSONResponse(result.as_dict())
 
     app.include_router(runs_router(state))
+    app.include_router(approvals_router(state))
 
     for path in sorted(state.webhook_paths()):
         app.add_api_route(path, receive, methods=["POST"], tags=["intake"],

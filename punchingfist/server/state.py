@@ -52,6 +52,9 @@ class ServerState:
     executor: Executor | None = None
     """Starts queued runs; None keeps them in the outbox (embedded mode without an engine)."""
     dispatch_interval: float = 1.0
+    approvers: frozenset[str] = frozenset()
+    """Who may answer approval gates (OperatorConfig spec.approvals.approvers); empty: anyone."""
+    slack_signing_secret: str | None = None
     report_token: str | None = None
     """When set, step reports must carry `Authorization: Bearer <token>`."""
     sessions: sessionmaker[Session] = field(init=False)

@@ -113,3 +113,45 @@ def test_gate_deadline_means_denied(control_plane: ControlPlane) -> None:
     outputs = {p["name"]: p.get("value") for p in nodes["fix-approval"]["outputs"]["parameters"]}
     assert outputs["approved"] == "false"
     assert nodes["fix"]["phase"] == "Skipped"
+
+
+def test_gate_answered_through_the_server_api(control_plane: ControlPlane, tmp_path: Any) -> None:
+    """The REST approval endpoint resumes the real suspend node (ArgoExecutor.resume)."""
+    from fastapi.testclient import TestClient
+
+    from punchingfist.executors.argo import ArgoExecutor
+    from punchingfist.server import ServerState, create_app
+    from punchingfist.store import WorkflowRun, upgrade
+
+    name = "gate-rest"
+    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
+                          stdin=json.dumps(gated_run(name, 60)))  # fmt: skip
+    wait(control_plane, name, suspended, "the run never reached the approval gate")
+    url = f"sqlite:///{tmp_path / 'pf.db'}"
+    upgrade(url)
+    state = ServerState.from_resources(
+        [], url, namespace=control_plane.namespace,
+        executor=ArgoExecutor(str(control_plane.kubeconfig)),
+    )  # fmt: skip
+    with state.sessions.begin() as session:
+        session.add(WorkflowRun(name=name, namespace=control_plane.namespace,
+                                workflow_name="gated"))  # fmt: skip
+    with TestClient(create_app(state)) as http:
+        answer = {"decision": "approve", "approver": "carol", "comment": "ship it"}
+        response = http.post(f"/api/v1/runs/{name}/approvals/fix-approval", json=answer)
+        assert response.status_code == 200, response.text
+        nodes = wait(
+            control_plane, name, lambda r, n: "fix" in n, "the approved step never started"
+        )
+        assert nodes["fix-approval"]["phase"] == "Succeeded"
+        selector = f"workflows.argoproj.io/workflow={name}"
+        pods = control_plane.get_json("pods", "-n", control_plane.namespace, "-l", selector)
+        pod = pods["items"][0]
+        main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
+        env = {e["name"]: e.get("value") for e in main["env"]}
+        assert (env["PF_APPROVED"], env["PF_APPROVER"], env["PF_APPROVAL_COMMENT"]) == (
+            "true", "carol", "ship it",
+        )  # fmt: skip
+        again = http.post(f"/api/v1/runs/{name}/approvals/fix-approval", json=answer)
+        assert again.status_code == 409
+    state.engine.dispose()

@@ -1,0 +1,160 @@
+"""Approval endpoints and Slack interactivity (signature verified), on SQLite and PostgreSQL.
+Resuming a real Argo run is tested in tests/e2e/test_approvals.py."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from punchingfist.api import load_resources
+from punchingfist.executors import RunSubmission, SubmitError
+from punchingfist.server import ServerState, create_app
+from punchingfist.store import WorkflowRun, upgrade
+from tests.integration.test_server import SOURCES
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+class ResumingExecutor:
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.resumed: list[tuple[Any, ...]] = []
+
+    def submit(self, run: RunSubmission) -> None:
+        pass
+
+    def resume(self, name: str, namespace: str, gate: str, *, approved: bool, approver: str,
+               comment: str) -> None:  # fmt: skip
+        if gate == "not-waiting":
+            raise SubmitError(f"run {name} is not waiting at gate {gate!r}", temporary=False)
+        self.resumed.append((name, gate, approved, approver, comment))
+
+
+@pytest.fixture
+def setup(database_url: str) -> Iterator[tuple[TestClient, ServerState, ResumingExecutor]]:
+    upgrade(database_url)
+    executor = ResumingExecutor()
+    state = ServerState.from_resources(
+        load_resources(SOURCES), database_url, executor=executor,
+        approvers=frozenset({"alice", "U123"}), slack_signing_secret=SIGNING_SECRET,
+    )  # fmt: skip
+    with state.sessions.begin() as session:
+        session.add(WorkflowRun(name="run-1", workflow_name="agent-alert-investigation"))
+    with TestClient(create_app(state)) as http:
+        yield http, state, executor
+    state.engine.dispose()
+
+
+URL = "/api/v1/runs/run-1/approvals/resolution-attempt-approval"
+
+
+def test_approve_by_rest(setup: tuple[TestClient, ServerState, ResumingExecutor]) -> None:
+    http, _, executor = setup
+    response = http.post(URL, json={"decision": "approve", "approver": "alice", "comment": "go"})
+    assert response.status_code == 200, response.text
+    record = response.json()
+    assert (record["decision"], record["approver"], record["channel"]) == (
+        "approved",
+        "alice",
+        "api",
+    )
+    assert executor.resumed == [("run-1", "resolution-attempt-approval", True, "alice", "go")]
+    again = http.post(URL, json={"decision": "deny", "approver": "alice"})
+    assert again.status_code == 409 and "already approved by alice" in again.text
+    decided = http.get("/api/v1/approvals", params={"decision": "approved"}).json()["items"]
+    assert [(a["run"], a["gate"]) for a in decided] == [("run-1", "resolution-attempt-approval")]
+    run = http.get("/api/v1/runs/run-1").json()
+    assert run["approvals"][0]["decision"] == "approved"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"decision": "maybe", "approver": "alice"}, 422, "approve` or `deny"),
+        ({"decision": "approve"}, 422, "approver is required"),
+        ({"decision": "approve", "approver": "mallory"}, 403, "may not answer"),
+    ],
+)
+def test_bad_answers(setup: tuple[TestClient, ServerState, ResumingExecutor],
+                     body: dict[str, Any], status: int, message: str) -> None:  # fmt: skip
+    http, _, executor = setup
+    response = http.post(URL, json=body)
+    assert response.status_code == status and message in response.text
+    assert executor.resumed == []
+
+
+def test_unknown_run_and_a_gate_that_is_not_waiting(
+    setup: tuple[TestClient, ServerState, ResumingExecutor],
+) -> None:
+    http, _, _ = setup
+    body = {"decision": "approve", "approver": "alice"}
+    assert http.post("/api/v1/runs/nope/approvals/x", json=body).status_code == 404
+    response = http.post("/api/v1/runs/run-1/approvals/not-waiting", json=body)
+    assert response.status_code == 409 and "not waiting" in response.text
+    assert http.get("/api/v1/approvals").json()["items"] == []
+
+
+def slack_request(payload: dict[str, Any], *, secret: str = SIGNING_SECRET,
+                  age: int = 0) -> tuple[bytes, dict[str, str]]:  # fmt: skip
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    timestamp = str(int(time.time()) - age)
+    digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+    return body, {"X-Slack-Request-Timestamp": timestamp,
+                  "X-Slack-Signature": "v0=" + digest.hexdigest(),
+                  "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+
+
+def button(user_id: str, decision: str) -> dict[str, Any]:
+    value = json.dumps({"run": "run-1", "gate": "resolution-attempt-approval",
+                        "decision": decision})  # fmt: skip
+    return {"type": "block_actions", "user": {"id": user_id, "username": "bob"},
+            "actions": [{"action_id": "approval", "value": value}]}  # fmt: skip
+
+
+def test_slack_button_with_a_valid_signature(
+    setup: tuple[TestClient, ServerState, ResumingExecutor],
+) -> None:
+    http, _, executor = setup
+    body, headers = slack_request(button("U123", "deny"))
+    response = http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200
+    assert response.json()["text"].startswith("Denied by bob")
+    assert executor.resumed == [("run-1", "resolution-attempt-approval", False, "slack:bob",
+                                 "via Slack")]  # fmt: skip
+
+
+@pytest.mark.parametrize("problem", ["bad-signature", "stale", "wrong-secret", "no-headers"])
+def test_slack_requests_that_fail_verification(
+    setup: tuple[TestClient, ServerState, ResumingExecutor], problem: str
+) -> None:
+    http, _, executor = setup
+    secret = "other" if problem == "wrong-secret" else SIGNING_SECRET
+    body, headers = slack_request(button("U123", "approve"), secret=secret,
+                                  age=600 if problem == "stale" else 0)  # fmt: skip
+    if problem == "bad-signature":
+        headers["X-Slack-Signature"] = "v0=" + "0" * 64
+    if problem == "no-headers":
+        headers = {}
+    response = http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 401 and executor.resumed == []
+
+
+def test_slack_user_not_allowed_and_malformed_payloads(
+    setup: tuple[TestClient, ServerState, ResumingExecutor],
+) -> None:
+    http, _, executor = setup
+    body, headers = slack_request(button("U999", "approve"))
+    response = http.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200 and "may not answer" in response.json()["text"]
+    body, headers = slack_request({"type": "block_actions", "actions": []})
+    assert http.post("/slack/interactions", content=body, headers=headers).status_code == 400
+    assert executor.resumed == []
