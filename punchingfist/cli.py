@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -220,9 +221,17 @@ def _serve(args: argparse.Namespace) -> int:
         from punchingfist.executors.argo import ArgoExecutor
 
         executor = ArgoExecutor(args.kubeconfig)
+    secrets = SecretStore(Path(args.secrets_dir) if args.secrets_dir else None)
+    config = next((r.spec for r in resources if isinstance(r, OperatorConfig)), None)
+    approvers = frozenset(config.approvals.approvers) if config and config.approvals else None
+    signing = (
+        config.chat.slack.signing_secret if config and config.chat and config.chat.slack else None
+    )
     state = ServerState.from_resources(
-        resources, url, namespace=args.namespace, executor=executor,
-        secrets=SecretStore(Path(args.secrets_dir) if args.secrets_dir else None),
+        resources, url, namespace=args.namespace, executor=executor, secrets=secrets,
+        approvers=approvers or frozenset(),
+        slack_signing_secret=secrets.get(signing.secret_ref, signing.key) if signing else None,
+        report_token=os.environ.get("PUNCHINGFIST_REPORT_TOKEN") or None,
     )  # fmt: skip
     paths = ", ".join(sorted(state.webhook_paths()))
     counts = f"{len(state.sources)} Sources, {len(state.workflows)} Workflows"

@@ -99,7 +99,12 @@ def create_app(state: ServerState) -> FastAPI:
             pending = session.scalar(
                 select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == "pending")
             )
+            active = session.scalar(
+                select(func.count()).select_from(WorkflowRun)
+                .where(WorkflowRun.status.in_(("submitted", "running")))
+            )  # fmt: skip
         state.metrics.outbox_pending.set(pending or 0)
+        state.metrics.active_tasks.set(active or 0)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def receive(request: Request) -> Response:

@@ -53,6 +53,17 @@ class Metrics:
             ["workflow"],
             registry=registry,
         )
+        self.sink_deliveries = Counter(
+            "punchingfist_sink_deliveries",
+            "Sink deliveries reported by the exit handler, by sink and outcome.",
+            ["sink", "outcome"],
+            registry=registry,
+        )
+        self.active_tasks = Gauge(
+            "punchingfist_active_tasks",
+            "Runs submitted to an executor and not finished yet.",
+            registry=registry,
+        )
         self.outbox_pending = Gauge(
             "punchingfist_outbox_pending",
             "Runs waiting in the outbox for an executor.",

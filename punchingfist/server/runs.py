@@ -18,7 +18,7 @@ from punchingfist.api.sources import ApiSource
 from punchingfist.server import auth
 from punchingfist.server.state import ServerState
 from punchingfist.store import Alert, OutboxEntry, WorkflowRun
-from punchingfist.store.models import RunStep
+from punchingfist.store.models import RunStep, SinkDelivery
 
 
 def problem(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -124,6 +124,33 @@ def router(state: ServerState) -> APIRouter:
         if first_report and isinstance(data.get("seconds"), (int, float)):
             state.metrics.task_duration.labels(data["kind"], data["phase"]).observe(data["seconds"])
         return JSONResponse({"run": run_name, "step": step, "phase": data["phase"]})
+
+    @routes.post("/api/v1/runs/{run_name}/sinks/{sink}", tags=["runs"])
+    async def delivery(run_name: str, sink: str, request: Request) -> JSONResponse:
+        """A sink's delivery result: `{"type", "outcome": delivered|skipped|failed, ...}`."""
+        if state.report_token:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), state.report_token.encode()):
+                return problem(401, "missing or wrong report token")
+        data = await read_json(request, state)
+        if isinstance(data, JSONResponse):
+            return data
+        outcome = data.get("outcome") if isinstance(data, dict) else None
+        if outcome not in ("delivered", "skipped", "failed") or not isinstance(
+            data.get("type"), str
+        ):
+            return problem(422, "body needs `type` and `outcome` (delivered, skipped or failed)")
+        with state.sessions.begin() as session:
+            run = session.scalars(select(WorkflowRun).where(WorkflowRun.name == run_name)).first()
+            if run is None:
+                return problem(404, f"no run {run_name!r}")
+            session.add(SinkDelivery(
+                run_id=run.id, sink_name=sink, sink_type=data["type"], outcome=outcome,
+                detail=data, attempts=int(data.get("attempts") or 1),
+                delivered_at=datetime.now(UTC) if outcome == "delivered" else None,
+            ))  # fmt: skip
+        state.metrics.sink_deliveries.labels(sink, outcome).inc()
+        return JSONResponse({"run": run_name, "sink": sink, "outcome": outcome})
 
     return routes
 

@@ -328,3 +328,24 @@ def test_step_reports_record_results_tokens_and_triage(
     bad = http.post(url, json={"kind": "agent"}, headers=token)
     assert bad.status_code == 422 and "body.phase" in bad.text
     assert http.post("/api/v1/runs/nope/steps/x", json=report, headers=token).status_code == 404
+
+
+def test_sink_deliveries_are_recorded_and_counted(
+    api_client: tuple[TestClient, ServerState],
+) -> None:
+    http, _ = api_client
+    (name,) = http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).json()["runs"]
+    token = {"Authorization": "Bearer r3port"}
+    url = f"/api/v1/runs/{name}/sinks/slack-investigation-results"
+    sent = {"type": "slack", "outcome": "delivered", "ts": "1764150000.000100"}
+    assert http.post(url, json=sent, headers=token).status_code == 200
+    assert (
+        http.post(url, json={"type": "slack", "outcome": "lost"}, headers=token).status_code == 422
+    )
+    (delivery,) = http.get(f"/api/v1/runs/{name}").json()["sink_deliveries"]
+    assert (delivery["sink_name"], delivery["outcome"]) == ("slack-investigation-results",
+                                                            "delivered")  # fmt: skip
+    metrics = http.get("/metrics").text
+    assert ('punchingfist_sink_deliveries_total{outcome="delivered",'
+            'sink="slack-investigation-results"} 1.0') in metrics  # fmt: skip
+    assert "punchingfist_active_tasks 0.0" in metrics
