@@ -64,6 +64,7 @@ golden: install
 bench: install
 	$(PY) benchmarks/compile.py
 	$(PY) benchmarks/agent_loop.py
+	$(PY) benchmarks/intake.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

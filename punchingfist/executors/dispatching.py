@@ -33,15 +33,15 @@ def dispatch_pending(
             query = query.with_for_update(skip_locked=True)
         for entry in session.scalars(query):
             payload = entry.payload
+            record = session.scalars(
+                select(WorkflowRun).where(WorkflowRun.name == entry.run_name)
+            ).one_or_none()
             run = RunSubmission(
                 name=entry.run_name,
                 namespace=payload["namespace"],
                 workflow=payload["workflow"],
-                parameters=payload["parameters"],
+                parameters=record.parameters if record is not None else {},
             )
-            record = session.scalars(
-                select(WorkflowRun).where(WorkflowRun.name == entry.run_name)
-            ).one_or_none()
             try:
                 executor.submit(run)
             except SubmitError as error:

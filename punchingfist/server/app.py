@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
 from punchingfist import __version__
 from punchingfist.api.alerts import AlertmanagerPayload
@@ -137,8 +138,7 @@ def create_app(state: ServerState) -> FastAPI:
             problems = format_validation_error(error, data, prefix="body")
             return problem(422, "invalid Alertmanager webhook payload (version 4)",
                            problems=[{"field": f, "message": m} for f, m in problems])  # fmt: skip
-        with state.sessions.begin() as session:
-            result = ingest(session, admitted, payload, namespace=state.namespace)
+        result = await run_in_threadpool(_ingest, state, admitted, payload)
         for (source_name, status), count in result.by_source.items():
             state.metrics.alerts_processed.labels(source_name, status).inc(count)
         for seconds in result.resolution_seconds:
@@ -233,6 +233,18 @@ def create_app(state: ServerState) -> FastAPI:
             return JSONResponse(view)
 
     return app
+
+
+def _ingest(state: ServerState, sources: list[Any], payload: AlertmanagerPayload) -> Any:
+    """One transaction; a concurrent delivery of the same alert (unique key) is retried once."""
+    for attempt in (1, 2):
+        try:
+            with state.sessions.begin() as session:
+                return ingest(session, sources, payload, namespace=state.namespace)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _limit(limit: int) -> int:

@@ -63,7 +63,7 @@ def router(state: ServerState) -> APIRouter:
             workflow = source.spec.trigger_workflow
             session.add(WorkflowRun(name=name, namespace=state.namespace, workflow_name=workflow,
                                     source_name=source.name, parameters=parameters))  # fmt: skip
-            queued = {"workflow": workflow, "namespace": state.namespace, "parameters": parameters}
+            queued = {"workflow": workflow, "namespace": state.namespace}
             session.add(OutboxEntry(run_name=name, payload=queued))
         state.metrics.runs_queued.labels(source.spec.trigger_workflow).inc()
         state.wake.set()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.controlplane import free_port
+from tests.integration.servers import Unavailable, postgres
 
 
 def _unavailable(reason: str) -> None:
@@ -66,45 +67,14 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def _pg_binary(name: str) -> str | None:
-    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(found[-1]) if found else shutil.which(name)
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL cluster made for the session (Debian's `postgresql` package)."""
-    import tempfile
-
-    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        _unavailable("PostgreSQL server binaries are not installed (package postgresql)")
-        raise AssertionError
-    base = Path(tempfile.mkdtemp(prefix="pf-postgres-"))
-    base.chmod(0o755)  # the postgres user must reach it
-    data = base / "data"
-    data.mkdir()
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(base, "postgres")
-        shutil.chown(data, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run([*as_postgres, initdb, "-D", str(data), "-A", "trust", "-U", "postgres",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    started = subprocess.run(
-        [*as_postgres, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"),
-         "-w", "-t", "60", "start"], capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if started.returncode != 0:
-        pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{(base / 'log').read_text()}")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True, check=False)  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
+        with postgres() as url:
+            yield url
+    except Unavailable as error:
+        _unavailable(str(error))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,0 +1,152 @@
+"""Webhook intake throughput on PostgreSQL (not a test: it prints figures).
+
+4 concurrent senders post 10-alert Alertmanager payloads to `punchingfist serve` (a separate
+process, on loopback) backed by a PostgreSQL started here. Reports alerts/s and p50/p99 request
+latency, then, in the same run, the raw PostgreSQL insert rate for the same rows, and checks
+that nothing was lost and that each new fingerprint got exactly one run.
+Targets: >= 2,000 alerts/s and p99 < 100 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+from sqlalchemy import func, select
+
+from punchingfist.store import Alert, WorkflowRun, make_engine, session_factory, upgrade
+from tests.e2e.controlplane import free_port
+from tests.integration.servers import postgres
+
+SENDERS = 4
+REQUESTS_PER_SENDER = 50
+ALERTS_PER_PAYLOAD = 10
+SOURCE = """apiVersion: punchingfist.io/v1alpha1
+kind: Source
+metadata: {name: bench}
+spec: {type: webhook, config: {path: /webhook/alerts}, triggerWorkflow: investigate-alert}
+"""
+
+
+def payload(sender: int, request: int) -> bytes:
+    alerts = []
+    for n in range(ALERTS_PER_PAYLOAD):
+        fingerprint = f"{sender:02x}{request:06x}{n:08x}"
+        alerts.append({
+            "status": "firing", "fingerprint": fingerprint,
+            "labels": {"alertname": "PodCrashLooping", "severity": "critical",
+                       "namespace": f"ns-{sender}", "pod": f"pod-{request}-{n}"},
+            "annotations": {"summary": "crash looping"},
+            "startsAt": "2026-11-26T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph",
+        })  # fmt: skip
+    body = {"version": "4", "groupKey": f'{{}}:{{alertname="PodCrashLooping",sender="{sender}"}}',
+            "status": "firing", "receiver": "punchingfist", "groupLabels": {},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "", "truncatedAlerts": 0,
+            "alerts": alerts}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+def send(url: str, sender: int, latencies: list[float], errors: list[str]) -> None:
+    for request in range(REQUESTS_PER_SENDER):
+        data = payload(sender, request)
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(
+                    url, data=data, headers={"Content-Type": "application/json"}
+                ),
+                timeout=30,
+            ) as response:
+                response.read()
+        except OSError as error:
+            errors.append(str(error))
+            continue
+        latencies.append(time.perf_counter() - started)
+
+
+def raw_insert_rate(url: str, rows: int) -> float:
+    plain = url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute("CREATE TABLE raw_alerts (LIKE alerts INCLUDING ALL)")
+        values = [(f"raw{n:012x}", "received", "critical", "PodCrashLooping",
+                   json.dumps({"alertname": "PodCrashLooping", "pod": f"p-{n}"}))
+                  for n in range(rows)]  # fmt: skip
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO raw_alerts (id, fingerprint, status, severity, alert_name, labels, "
+                "received_at, starts_at) "
+                "VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, now(), now())",
+                values,
+            )
+        return rows / (time.perf_counter() - started)
+
+
+def main() -> None:
+    with postgres() as database, tempfile.TemporaryDirectory() as tmp:
+        upgrade(database)
+        (Path(tmp) / "source.yaml").write_text(SOURCE)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "punchingfist.cli", "serve", "-f", f"{tmp}/source.yaml",
+             "--port", str(port), "--database-url", database],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/webhook/alerts"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start") from None
+                time.sleep(0.2)
+        latencies: list[float] = []
+        errors: list[str] = []
+        threads = [threading.Thread(target=send, args=(url, s, latencies, errors))
+                   for s in range(SENDERS)]  # fmt: skip
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        server.terminate()
+        server.wait(timeout=20)
+        sent = SENDERS * REQUESTS_PER_SENDER * ALERTS_PER_PAYLOAD
+        engine = make_engine(database)
+        with session_factory(engine)() as session:
+            stored = session.scalar(select(func.count()).select_from(Alert)) or 0
+            runs = session.scalar(select(func.count()).select_from(WorkflowRun)) or 0
+        engine.dispose()
+        ordered = sorted(latencies)
+        p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000 if ordered else float("nan")
+        print(f"intake on PostgreSQL: {SENDERS} senders x {REQUESTS_PER_SENDER} payloads x "
+              f"{ALERTS_PER_PAYLOAD} alerts = {sent} alerts in {elapsed:.2f} s")  # fmt: skip
+        print(f"  throughput: {sent / elapsed:,.0f} alerts/s (target >= 2,000)")
+        print(f"  latency per payload: p50 {statistics.median(ordered) * 1000:.1f} ms, "
+              f"p99 {p99:.1f} ms (target p99 < 100 ms)")  # fmt: skip
+        print(
+            f"  raw PostgreSQL insert of the same rows: "
+            f"{raw_insert_rate(database, sent):,.0f} rows/s"
+        )
+        lost = sent - stored
+        verdict = "exactly one each" if runs == sent else "MISMATCH"
+        print(f"  stored {stored} alerts ({lost} lost), {runs} runs for {sent} new fingerprints "
+              f"({verdict}), {len(errors)} failed posts")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
