@@ -113,41 +113,37 @@ class WebhookSinkConfig(_SinkConfig):
     """Secret holding a bearer token."""
 
 
-class _SinkBase(SpecModel):
-    pass
-
-
-class SlackSink(_SinkBase):
+class SlackSink(SpecModel):
     type: Literal["slack"]
     config: SlackConfig = Field(default_factory=SlackConfig)
 
 
-class AlertmanagerSink(_SinkBase):
+class AlertmanagerSink(SpecModel):
     type: Literal["alertmanager"]
     config: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
 
 
-class PrometheusSink(_SinkBase):
+class PrometheusSink(SpecModel):
     type: Literal["prometheus"]
     config: PrometheusConfig
 
 
-class JiraSink(_SinkBase):
+class JiraSink(SpecModel):
     type: Literal["jira"]
     config: JiraConfig
 
 
-class PagerDutySink(_SinkBase):
+class PagerDutySink(SpecModel):
     type: Literal["pagerduty"]
     config: PagerDutyConfig
 
 
-class WorkflowSink(_SinkBase):
+class WorkflowSink(SpecModel):
     type: Literal["workflow"]
     config: WorkflowSinkConfig
 
 
-class WebhookSink(_SinkBase):
+class WebhookSink(SpecModel):
     type: Literal["webhook"]
     config: WebhookSinkConfig
 

@@ -72,10 +72,8 @@ def router(state: ServerState) -> APIRouter:
     @routes.post("/api/v1/runs/{run_name}/steps/{step}", tags=["runs"])
     async def report(run_name: str, step: str, request: Request) -> JSONResponse:
         """A step's result, as `pf-runtime` writes it (result.json)."""
-        if state.report_token:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), state.report_token.encode()):
-                return problem(401, "missing or wrong report token")
+        if not _reporter(state, request):
+            return problem(401, "missing or wrong report token")
         data = await read_json(request, state)
         if isinstance(data, JSONResponse):
             return data
@@ -128,10 +126,8 @@ def router(state: ServerState) -> APIRouter:
     @routes.post("/api/v1/runs/{run_name}/sinks/{sink}", tags=["runs"])
     async def delivery(run_name: str, sink: str, request: Request) -> JSONResponse:
         """A sink's delivery result: `{"type", "outcome": delivered|skipped|failed, ...}`."""
-        if state.report_token:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), state.report_token.encode()):
-                return problem(401, "missing or wrong report token")
+        if not _reporter(state, request):
+            return problem(401, "missing or wrong report token")
         data = await read_json(request, state)
         if isinstance(data, JSONResponse):
             return data
@@ -153,6 +149,14 @@ def router(state: ServerState) -> APIRouter:
         return JSONResponse({"run": run_name, "sink": sink, "outcome": outcome})
 
     return routes
+
+
+def _reporter(state: ServerState, request: Request) -> bool:
+    """Reports need `Authorization: Bearer <report token>` when the server has one."""
+    if not state.report_token:
+        return True
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    return hmac.compare_digest(given.encode(), state.report_token.encode())
 
 
 def _trigger_run_name(source: Source, key: str) -> str:
