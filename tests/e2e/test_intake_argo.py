@@ -53,7 +53,10 @@ def test_webhook_to_argo_workflow_once(control_plane: ControlPlane, tmp_path: Pa
         for _ in range(3):  # Alertmanager retries: no second Workflow
             assert http.post("/webhook/alerts", json=payload).json()["runs"] == []
         time.sleep(1)
-    selector = "punchingfist.io/workflow=investigate-alert"
+    fingerprint = payload["alerts"][0]["fingerprint"]
+    selector = (
+        f"punchingfist.io/workflow=investigate-alert,punchingfist.io/fingerprint={fingerprint}"
+    )
     created = control_plane.get_json(
         "workflows.argoproj.io", "-n", control_plane.namespace, "-l", selector
     )["items"]
