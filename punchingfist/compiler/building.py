@@ -191,7 +191,9 @@ class Builder:
             cli=CliTask(command=action.command)
             if isinstance(action, (CliStep, CliAction))
             else None,
-            agent=self._agent(action, step.policy) if kind == "agent" else None,  # type: ignore[arg-type]
+            agent=self._agent(action, step.policy)
+            if isinstance(action, (AgentStep, AgentAction))
+            else None,
         )
         gate_inputs = list(naming.APPROVAL_PARAMS) if gated else []
         self._container(

@@ -40,7 +40,7 @@ class Credentials:
         self.generated[key] = value
         self.warnings.append(
             f"{where} holds a credential in clear text; it was moved into Secret {name!r} "
-            "(key {key!r}). Reference a Secret instead.".replace("{key!r}", repr(key))
+            f"(key {key!r}). Reference a Secret instead."
         )
         return SecretEnvVar(env=env, secret=name, key=key)
 
