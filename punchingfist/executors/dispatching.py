@@ -33,9 +33,7 @@ def dispatch_pending(
             query = query.with_for_update(skip_locked=True)
         for entry in session.scalars(query):
             payload = entry.payload
-            record = session.scalars(
-                select(WorkflowRun).where(WorkflowRun.name == entry.run_name)
-            ).one_or_none()
+            record = WorkflowRun.named(session, entry.run_name)
             run = RunSubmission(
                 name=entry.run_name,
                 namespace=payload["namespace"],

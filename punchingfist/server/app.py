@@ -221,8 +221,7 @@ def create_app(state: ServerState) -> FastAPI:
     def run(run_id: str) -> Response:
         with state.sessions() as session:
             key = _uuid(run_id)
-            found = session.get(WorkflowRun, key) if key else session.scalars(
-                select(WorkflowRun).where(WorkflowRun.name == run_id)).first()  # fmt: skip
+            found = session.get(WorkflowRun, key) if key else WorkflowRun.named(session, run_id)
             if found is None:
                 return problem(404, f"no run {run_id}")
             view = row(found)

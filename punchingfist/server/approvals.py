@@ -42,7 +42,7 @@ def decide(
     if resume is None:
         return problem(409, "this server has no executor that can resume runs")
     with state.sessions() as session:
-        run = session.scalars(select(WorkflowRun).where(WorkflowRun.name == run_name)).first()
+        run = WorkflowRun.named(session, run_name)
         if run is None:
             return problem(404, f"no run {run_name!r}")
         earlier = session.scalars(
@@ -56,7 +56,8 @@ def decide(
     except SubmitError as error:
         return problem(502 if error.temporary else 409, str(error))
     with state.sessions.begin() as session:
-        run = session.scalars(select(WorkflowRun).where(WorkflowRun.name == run_name)).one()
+        run = WorkflowRun.named(session, run_name)
+        assert run is not None  # looked up above; runs are never deleted
         record = session.scalars(
             select(Approval).where(Approval.run_id == run.id, Approval.gate == gate)
         ).first()

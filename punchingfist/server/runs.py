@@ -82,7 +82,7 @@ def router(state: ServerState) -> APIRouter:
             return problem(422, "invalid step report", problems=problems)
         now = datetime.now(UTC)
         with state.sessions.begin() as session:
-            run = session.scalars(select(WorkflowRun).where(WorkflowRun.name == run_name)).first()
+            run = WorkflowRun.named(session, run_name)
             if run is None:
                 return problem(404, f"no run {run_name!r}")
             record = session.scalars(
@@ -137,7 +137,7 @@ def router(state: ServerState) -> APIRouter:
         ):
             return problem(422, "body needs `type` and `outcome` (delivered, skipped or failed)")
         with state.sessions.begin() as session:
-            run = session.scalars(select(WorkflowRun).where(WorkflowRun.name == run_name)).first()
+            run = WorkflowRun.named(session, run_name)
             if run is None:
                 return problem(404, f"no run {run_name!r}")
             session.add(SinkDelivery(

@@ -20,9 +20,10 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -174,6 +175,11 @@ class WorkflowRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+    @classmethod
+    def named(cls, session: Session, name: str) -> WorkflowRun | None:
+        """The run with this (unique) name, or None."""
+        return session.scalars(select(cls).where(cls.name == name)).one_or_none()
 
 
 class RunStep(Base):

@@ -7,6 +7,7 @@ paths in ~/.cache/punchingfist/control-plane.env.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import os
@@ -210,11 +211,9 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float, component: Co
     while time.monotonic() < deadline:
         if component.process.poll() is not None:
             raise RuntimeError(f"{component.name} exited while {what}:\n{component.tail()}")
-        try:
+        with contextlib.suppress(OSError):  # not listening yet
             if check():
                 return
-        except OSError:
-            pass
         time.sleep(0.25)
     raise TimeoutError(f"{what} took longer than {timeout} s:\n{component.tail()}")
 

@@ -26,7 +26,7 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
-                pass
+                """Keep the test output quiet."""
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))

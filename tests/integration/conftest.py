@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -50,13 +51,11 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         while True:
             if process.poll() is not None:
                 pytest.fail(f"prometheus exited:\n{Path(log.name).read_text()}")
-            try:
+            with contextlib.suppress(OSError):  # not listening yet
                 query = f"{url}/api/v1/query?query=up"
                 with urllib.request.urlopen(query, timeout=2) as response:
                     if json.load(response)["data"]["result"]:
                         break
-            except OSError:
-                pass
             if time.monotonic() > deadline:
                 pytest.fail("prometheus had no data after 60 s")
             time.sleep(0.25)

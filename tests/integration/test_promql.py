@@ -46,7 +46,7 @@ class _Recorder(BaseHTTPRequestHandler):
     seen: list[dict[str, Any]] = []
 
     def log_message(self, *args: Any) -> None:
-        pass
+        """Keep the test output quiet."""
 
     def do_POST(self) -> None:
         _Recorder.seen.append({k.lower(): v for k, v in self.headers.items()})

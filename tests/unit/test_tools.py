@@ -89,7 +89,7 @@ def test_a_refused_call_runs_nothing() -> None:
 
 class _Site(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
-        pass
+        """Keep the test output quiet."""
 
     def do_GET(self) -> None:
         routes = {
