@@ -63,7 +63,8 @@ def suspended(run: dict[str, Any], nodes: dict[str, Any]) -> bool:
 def argo(binaries: dict[str, str], control_plane: ControlPlane, *args: str) -> None:
     result = subprocess.run(
         [binaries["ARGO"], *args, "-n", control_plane.namespace],
-        env={"KUBECONFIG": str(control_plane.kubeconfig), "PATH": "/usr/bin:/bin"},
+        env={"KUBECONFIG": str(control_plane.kubeconfig), "PATH": "/usr/bin:/bin",
+             "HOME": str(control_plane.workdir)},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

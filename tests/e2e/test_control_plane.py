@@ -274,7 +274,8 @@ def test_argo_submit_from_a_compiled_template(
     result = subprocess.run(
         [binaries["ARGO"], "submit", "--from", "workflowtemplate/investigate-alert",
          "-n", namespace, "-p", f"event={event}", "-p", "source=manual", "-o", "json"],
-        env={"KUBECONFIG": str(control_plane.kubeconfig), "PATH": "/usr/bin:/bin"},
+        env={"KUBECONFIG": str(control_plane.kubeconfig), "PATH": "/usr/bin:/bin",
+             "HOME": str(control_plane.workdir)},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -47,7 +47,9 @@ def objects(control_plane: ControlPlane) -> ControlPlane:
 
 
 def env(plane: ControlPlane, kubeconfig: Path | None = None) -> dict[str, str]:
-    return {"PATH": os.environ["PATH"], "KUBECONFIG": str(kubeconfig or plane.kubeconfig)}
+    # HOME: kubectl keeps its discovery cache there; never in the checkout.
+    return {"PATH": os.environ["PATH"], "KUBECONFIG": str(kubeconfig or plane.kubeconfig),
+            "HOME": str(plane.workdir)}  # fmt: skip
 
 
 @pytest.mark.parametrize(
