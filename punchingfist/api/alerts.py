@@ -4,7 +4,8 @@ The event is what templates read as `.source.data`:
 
     {"alert":  {alertname, summary, description, severity, status, labels, annotations,
                 startsAt, endsAt, fingerprint, generatorURL},      the alert this run is about
-     "alerts": [... every alert of the notification, same shape ...],
+     "alerts": [{fingerprint, alertname, severity, status, startsAt} of every alert of the
+                notification, this one included],
      "groupKey", "receiver", "status", "externalURL", "groupLabels", "commonLabels",
      "commonAnnotations", "truncatedAlerts",
      "context": {... the Source's `context` ...}}
@@ -17,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Payload(BaseModel):
@@ -36,12 +37,22 @@ class Alert(_Payload):
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = Field(min_length=1, max_length=255)
 
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _storable(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if "\x00" in name or "\x00" in text:
+                raise ValueError(f"{name[:60]!r} holds a NUL character, which cannot be stored")
+        if len(value.get("alertname", "")) > 255:
+            raise ValueError("alertname is longer than 255 characters")
+        return value
+
 
 class AlertmanagerPayload(_Payload):
     """The body Alertmanager POSTs to a webhook receiver."""
 
     version: Literal["4"]
-    group_key: str = Field(alias="groupKey")
+    group_key: str = Field(alias="groupKey", max_length=1024)
     truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0)
     status: Literal["firing", "resolved"]
     receiver: str
@@ -69,14 +80,23 @@ def alert_view(alert: Alert) -> dict[str, Any]:
     }
 
 
+GROUP_KEYS = ("fingerprint", "alertname", "severity", "status", "startsAt")
+
+
 def event_from_payload(
-    payload: AlertmanagerPayload, index: int = 0, context: dict[str, Any] | None = None
+    payload: AlertmanagerPayload,
+    index: int = 0,
+    context: dict[str, Any] | None = None,
+    views: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The event of a run about `payload.alerts[index]`."""
-    alerts = [alert_view(alert) for alert in payload.alerts]
+    """The event of a run about `payload.alerts[index]` (`views`: the payload's alerts already
+    passed through `alert_view`, when the caller builds several events of one payload)."""
+    alerts = views if views is not None else [alert_view(alert) for alert in payload.alerts]
     return {
         "alert": alerts[index],
-        "alerts": alerts,
+        # The rest of the group by identity only: a run is about one alert, and a group can
+        # hold hundreds (each run's parameters would otherwise repeat all of them).
+        "alerts": [{key: view[key] for key in GROUP_KEYS} for view in alerts],
         "groupKey": payload.group_key,
         "receiver": payload.receiver,
         "status": payload.status,

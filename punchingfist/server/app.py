@@ -16,8 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.exc import SQLAlchemyError
 
 from punchingfist import __version__
 from punchingfist.api.alerts import AlertmanagerPayload
@@ -25,7 +24,6 @@ from punchingfist.api.resources import format_validation_error
 from punchingfist.executors import dispatch_pending
 from punchingfist.server import auth
 from punchingfist.server.approvals import router as approvals_router
-from punchingfist.server.intake import ingest
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
@@ -61,6 +59,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                                   name="outbox-dispatcher")  # fmt: skip
         thread.start()
     yield
+    state.writer.stop()
     stop.set()
     state.wake.set()
     if thread is not None:
@@ -138,7 +137,7 @@ def create_app(state: ServerState) -> FastAPI:
             problems = format_validation_error(error, data, prefix="body")
             return problem(422, "invalid Alertmanager webhook payload (version 4)",
                            problems=[{"field": f, "message": m} for f, m in problems])  # fmt: skip
-        result = await run_in_threadpool(_ingest, state, admitted, payload)
+        result = await state.writer.submit(admitted, payload)
         for (source_name, status), count in result.by_source.items():
             state.metrics.alerts_processed.labels(source_name, status).inc(count)
         for seconds in result.resolution_seconds:
@@ -232,18 +231,6 @@ def create_app(state: ServerState) -> FastAPI:
             return JSONResponse(view)
 
     return app
-
-
-def _ingest(state: ServerState, sources: list[Any], payload: AlertmanagerPayload) -> Any:
-    """One transaction; a concurrent delivery of the same alert (unique key) is retried once."""
-    for attempt in (1, 2):
-        try:
-            with state.sessions.begin() as session:
-                return ingest(session, sources, payload, namespace=state.namespace)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 def _limit(limit: int) -> int:

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from punchingfist.api import Source
 from punchingfist.api.alerts import Alert as PayloadAlert
-from punchingfist.api.alerts import AlertmanagerPayload, event_from_payload
+from punchingfist.api.alerts import AlertmanagerPayload, alert_view, event_from_payload
 from punchingfist.api.sources import WebhookSource
 from punchingfist.store import Alert, AlertRelationship, Incident, OutboxEntry, WorkflowRun
+from punchingfist.store.bulk import bulk_insert, one_of
 from punchingfist.store.models import SourceRecord
 
 CORRELATION_WINDOW = timedelta(hours=1)
@@ -69,167 +70,273 @@ def ingest(
     namespace: str = "default",
     now: datetime | None = None,
 ) -> IntakeResult:
-    """Store one notification with a few statements per payload, not per alert."""
-    now = now or datetime.now(UTC)
-    result = IntakeResult(received=len(payload.alerts))
-    kept: list[tuple[int, PayloadAlert, list[Source]]] = []
-    for index, incoming in enumerate(payload.alerts):
-        matched = [s for s in sources if matches(s, incoming.labels)]
-        if matched:
-            kept.append((index, incoming, matched))
-        else:
-            result.filtered += 1
-            result.count("", "filtered")
+    """Store one notification (see `ingest_batch`)."""
+    return ingest_batch(session, [(sources, payload)], namespace=namespace, now=now)[0]
+
+
+def ingest_batch(
+    session: Session,
+    deliveries: Sequence[tuple[list[Source], AlertmanagerPayload]],
+    *,
+    namespace: str = "default",
+    now: datetime | None = None,
+) -> list[IntakeResult]:
+    """Store several notifications in one transaction, with a fixed number of statements per
+    batch rather than per alert: one lookup of known alerts, of sources, of open incidents, then
+    one multi-row insert per table. Deliveries are applied in order, so a retry inside the same
+    batch updates the row its first copy created."""
+    batch = _Batch(session, namespace, now or datetime.now(UTC))
+    results = [IntakeResult(received=len(payload.alerts)) for _, payload in deliveries]
+    kept: list[_Kept] = []
+    for result, (sources, payload) in zip(results, deliveries, strict=True):
+        views = [alert_view(alert) for alert in payload.alerts]
+        for index, incoming in enumerate(payload.alerts):
+            matched = [s for s in sources if matches(s, incoming.labels)]
+            if matched:
+                kept.append(_Kept(result, payload, views, index, incoming, matched))
+            else:
+                result.filtered += 1
+                result.count("", "filtered")
     if not kept:
-        return result
-    fingerprints = {incoming.fingerprint for _, incoming, _ in kept}
-    known = session.scalars(select(Alert).where(Alert.fingerprint.in_(fingerprints))).all()
-    by_key = {(a.fingerprint, _aware(a.starts_at)): a for a in known if a.starts_at}
-    source_ids = {s.name: _source_id(session, s, namespace) for _, _, m in kept for s in m[:1]}
-    created: list[tuple[int, Alert, list[Source]]] = []
-    touched_incidents: set[Any] = set()
-    for index, incoming, matched in kept:
-        source = matched[0]
-        row = by_key.get((incoming.fingerprint, _aware(incoming.starts_at)))
+        return results
+    batch.load(kept)
+    for item in kept:
+        batch.apply(item)
+    batch.write()
+    return results
+
+
+@dataclass
+class _Kept:
+    result: IntakeResult
+    payload: AlertmanagerPayload
+    views: list[dict[str, Any]]
+    index: int
+    incoming: PayloadAlert
+    matched: list[Source]
+
+
+class _Batch:
+    """The rows one batch reads and writes. New rows are plain dicts, inserted with one
+    executemany per table; rows that already existed are ORM objects, updated in place."""
+
+    def __init__(self, session: Session, namespace: str, now: datetime) -> None:
+        self.session, self.namespace, self.now = session, namespace, now
+        self.by_key: dict[tuple[str, datetime], Alert | dict[str, Any]] = {}
+        self.earlier: dict[str, Any] = {}
+        self.source_ids: dict[str, Any] = {}
+        self.by_group: dict[str, Incident | dict[str, Any]] = {}
+        self.by_title: dict[str, Incident | dict[str, Any]] = {}
+        self.first_alert: dict[Any, Any] = {}
+        self.new_alerts: list[dict[str, Any]] = []
+        self.new_incidents: list[dict[str, Any]] = []
+        self.relationships: list[dict[str, Any]] = []
+        self.runs: list[tuple[_Kept, dict[str, Any], Source]] = []
+        self.touched_incidents: set[Any] = set()
+
+    def load(self, kept: list[_Kept]) -> None:
+        fingerprints = {item.incoming.fingerprint for item in kept}
+        known = self.session.scalars(
+            select(Alert).where(one_of(self.session, Alert.fingerprint, fingerprints))
+        )
+        for alert in sorted(known, key=lambda a: _aware(a.received_at)):
+            if alert.starts_at is not None and alert.fingerprint is not None:
+                self.by_key[(alert.fingerprint, _aware(alert.starts_at))] = alert
+                self.earlier.setdefault(alert.fingerprint, alert.id)
+        self.source_ids = _source_ids(
+            self.session, {item.matched[0].name: item.matched[0] for item in kept}, self.namespace
+        )
+        group_keys = {item.payload.group_key for item in kept}
+        window_start = self.now - CORRELATION_WINDOW
+        incidents = self.session.scalars(
+            select(Incident)
+            .where(Incident.status != "resolved")
+            .where(Incident.group_key.in_(group_keys) | (Incident.created_at >= window_start))
+            .order_by(Incident.created_at)
+        )
+        for incident in incidents:
+            self.first_alert[incident.id] = incident.first_alert_id
+            if incident.group_key in group_keys:
+                self.by_group.setdefault(incident.group_key, incident)
+            if _aware(incident.created_at) >= window_start:
+                self.by_title.setdefault(incident.title, incident)
+
+    def apply(self, item: _Kept) -> None:
+        incoming, result, source = item.incoming, item.result, item.matched[0]
+        key = (incoming.fingerprint, _aware(incoming.starts_at))
+        row = self.by_key.get(key)
         if row is None:
-            row = _new_alert(incoming, source_ids[source.name], now)
-            by_key[(incoming.fingerprint, _aware(incoming.starts_at))] = row
-            created.append((index, row, matched))
+            row = self._new_alert(incoming, self.source_ids[source.name])
+            self.by_key[key] = row
             result.new += 1
             result.count(source.name, "new")
+            self._correlate(row, item.payload)
+            if row["status"] != "resolved":
+                self.runs.extend((item, row, s) for s in item.matched)
+            return
+        _set(row, "labels", dict(incoming.labels))
+        _set(row, "annotations", dict(incoming.annotations))
+        if incoming.status == "resolved" and _get(row, "status") != "resolved":
+            result.resolved += 1
+            result.count(source.name, "resolved")
         else:
-            row.labels, row.annotations = dict(incoming.labels), dict(incoming.annotations)
-            if incoming.status == "resolved" and row.status != "resolved":
-                result.resolved += 1
-                result.count(source.name, "resolved")
-            else:
-                result.updated += 1
-                result.count(source.name, "updated")
+            result.updated += 1
+            result.count(source.name, "updated")
         if incoming.status == "resolved":
-            if row.resolved_at is None:
-                row.resolved_at = now
-                result.resolution_seconds.append((now - _aware(row.received_at)).total_seconds())
-            row.status = "resolved"
-            row.ends_at = incoming.ends_at
-            if row.incident_id is not None:
-                touched_incidents.add(row.incident_id)
-    if created:
-        _correlate(session, [row for _, row, _ in created], known, payload, now)
-        session.add_all(row for _, row, _ in created)
-        session.flush()
-        result.runs = _queue_runs(session, created, payload, namespace)
-    if touched_incidents:
-        session.flush()
-        _resolve_incidents(session, touched_incidents, now)
-    return result
+            if _get(row, "resolved_at") is None:
+                _set(row, "resolved_at", self.now)
+                received = _aware(_get(row, "received_at"))
+                result.resolution_seconds.append((self.now - received).total_seconds())
+            _set(row, "status", "resolved")
+            _set(row, "ends_at", incoming.ends_at)
+            if _get(row, "incident_id") is not None:
+                self.touched_incidents.add(_get(row, "incident_id"))
 
+    def _new_alert(self, incoming: PayloadAlert, source_id: Any) -> dict[str, Any]:
+        labels, annotations = dict(incoming.labels), dict(incoming.annotations)
+        severity = labels.get("severity", "warning")
+        firing = incoming.status == "firing"
+        row: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "fingerprint": incoming.fingerprint,
+            "starts_at": incoming.starts_at,
+            "ends_at": None if firing else incoming.ends_at,
+            "status": "received" if firing else "resolved",
+            "severity": severity if severity in SEVERITIES else "warning",
+            "alert_name": labels.get("alertname", "unnamed"),
+            "summary": annotations.get("summary"),
+            "description": annotations.get("description"),
+            "labels": labels,
+            "annotations": annotations,
+            "source_id": source_id,
+            "received_at": self.now,
+            "resolved_at": None if firing else self.now,
+            "auto_resolved": False,
+            "incident_id": None,
+            "parent_alert_id": None,
+        }
+        self.new_alerts.append(row)
+        return row
 
-def _new_alert(incoming: PayloadAlert, source_id: Any, now: datetime) -> Alert:
-    labels, annotations = dict(incoming.labels), dict(incoming.annotations)
-    severity = labels.get("severity", "warning")
-    firing = incoming.status == "firing"
-    return Alert(
-        id=uuid.uuid4(),
-        fingerprint=incoming.fingerprint,
-        starts_at=incoming.starts_at,
-        status="received" if firing else "resolved",
-        severity=severity if severity in SEVERITIES else "warning",
-        alert_name=labels.get("alertname", "unnamed"),
-        summary=annotations.get("summary"),
-        description=annotations.get("description"),
-        labels=labels,
-        annotations=annotations,
-        source_id=source_id,
-        received_at=now,
-        resolved_at=None if firing else now,
-        auto_resolved=False,
-    )
-
-
-def _source_id(session: Session, source: Source, namespace: str) -> Any:
-    record = session.scalars(
-        select(SourceRecord.id).where(
-            SourceRecord.namespace == namespace, SourceRecord.name == source.name
-        )
-    ).one_or_none()
-    if record is not None:
-        return record
-    new = SourceRecord(id=uuid.uuid4(), namespace=namespace, name=source.name,
-                       type=source.spec.type, spec=source.spec.dump())  # fmt: skip
-    session.add(new)
-    session.flush()
-    return new.id
-
-
-def _correlate(
-    session: Session,
-    rows: list[Alert],
-    known: Sequence[Alert],
-    payload: AlertmanagerPayload,
-    now: datetime,
-) -> None:
-    """Attach new alerts to incidents: the notification's Alertmanager group, else the same
-    alertname and namespace/service inside the window; relate each to the incident's first
-    alert, and to an earlier firing of the same fingerprint as a duplicate."""
-    by_group = session.scalars(
-        select(Incident)
-        .where(Incident.group_key == payload.group_key, Incident.status != "resolved")
-        .limit(1)
-    ).first()
-    incidents: dict[str, Incident] = {}
-    first_alert: dict[Any, Any] = {}
-    earlier: dict[str, Alert] = {}
-    for alert in sorted(known, key=lambda a: _aware(a.received_at)):
-        if alert.fingerprint is not None:
-            earlier.setdefault(alert.fingerprint, alert)
-    relationships: list[AlertRelationship] = []
-    for row in rows:
-        labels = row.labels or {}
-        title = _title(row.alert_name, labels.get("namespace") or labels.get("service") or "")
-        incident, confidence = by_group, 0.9
+    def _correlate(self, row: dict[str, Any], payload: AlertmanagerPayload) -> None:
+        """Attach a new alert to an incident: the notification's Alertmanager group, else the
+        same alertname and namespace/service inside the window; relate it to the incident's
+        first alert, and to an earlier firing of the same fingerprint as a duplicate."""
+        labels = row["labels"]
+        title = _title(row["alert_name"], labels.get("namespace") or labels.get("service") or "")
+        incident, confidence = self.by_group.get(payload.group_key), 0.9
         if incident is None:
-            incident = incidents.get(title) or session.scalars(
-                select(Incident)
-                .where(Incident.status != "resolved", Incident.title == title,
-                       Incident.created_at >= now - CORRELATION_WINDOW)
-                .limit(1)
-            ).first()  # fmt: skip
-            confidence = 0.6
+            incident, confidence = self.by_title.get(title), 0.6
         if incident is None:
-            incident = Incident(id=uuid.uuid4(), title=title, status="open",
-                                severity=row.severity, group_key=payload.group_key,
-                                description=row.summary, alerts_count=0)  # fmt: skip
-            session.add(incident)
-            first_alert[incident.id] = None
-            by_group = incident  # the rest of this notification's group joins it
-        incidents[title] = incident
-        if incident.id not in first_alert:
-            first_alert[incident.id] = session.scalars(
-                select(Alert.id)
-                .where(Alert.incident_id == incident.id)
-                .order_by(Alert.received_at)
-                .limit(1)
-            ).first()
-        before = earlier.get(row.fingerprint or "")
-        parent = first_alert[incident.id]
-        if parent is not None and (before is None or parent != before.id):
-            relationships.append(AlertRelationship(parent_alert_id=parent, child_alert_id=row.id,
-                                                   relationship_type="related",
-                                                   confidence=confidence))  # fmt: skip
+            incident = {"id": uuid.uuid4(), "title": title, "status": "open",
+                        "severity": row["severity"], "group_key": payload.group_key,
+                        "description": row["summary"], "alerts_count": 0,
+                        "first_alert_id": None, "created_at": self.now}  # fmt: skip
+            self.new_incidents.append(incident)
+            self.first_alert[incident["id"]] = None
+            self.by_group[payload.group_key] = incident  # the rest of the group joins it
+        self.by_title.setdefault(title, incident)
+        incident_id = _get(incident, "id")
+        before = self.earlier.get(row["fingerprint"])
+        parent = self.first_alert.get(incident_id)
+        if parent is not None and parent != before:
+            self.relationships.append({"id": uuid.uuid4(), "parent_alert_id": parent,
+                                       "child_alert_id": row["id"],
+                                       "relationship_type": "related",
+                                       "confidence": confidence})  # fmt: skip
         if parent is None:
-            first_alert[incident.id] = row.id
+            self.first_alert[incident_id] = row["id"]
+            _set(incident, "first_alert_id", row["id"])
         if before is not None:
-            relationships.append(AlertRelationship(parent_alert_id=before.id,
-                                                   child_alert_id=row.id,
-                                                   relationship_type="duplicate",
-                                                   confidence=1.0))  # fmt: skip
-            row.parent_alert_id = before.id
-        row.incident_id = incident.id
-        incident.alerts_count = (incident.alerts_count or 0) + 1
-        if SEVERITIES.index(row.severity) < SEVERITIES.index(incident.severity or "info"):
-            incident.severity = row.severity
-    session.flush()  # incidents before the alerts that point at them
-    session.add_all(relationships)
+            self.relationships.append({"id": uuid.uuid4(), "parent_alert_id": before,
+                                       "child_alert_id": row["id"],
+                                       "relationship_type": "duplicate",
+                                       "confidence": 1.0})  # fmt: skip
+            row["parent_alert_id"] = before
+        else:
+            self.earlier[row["fingerprint"]] = row["id"]
+        row["incident_id"] = incident_id
+        _set(incident, "alerts_count", (_get(incident, "alerts_count") or 0) + 1)
+        worst = _get(incident, "severity") or "info"
+        if SEVERITIES.index(row["severity"]) < SEVERITIES.index(worst):
+            _set(incident, "severity", row["severity"])
+
+    def write(self) -> None:
+        session = self.session
+        session.flush()  # updates of rows that existed, before the inserts refer to them
+        if self.new_incidents:
+            bulk_insert(session, Incident, self.new_incidents)
+        if self.new_alerts:
+            bulk_insert(session, Alert, self.new_alerts)
+        if self.relationships:
+            bulk_insert(session, AlertRelationship, self.relationships)
+        self._queue_runs()
+        if self.touched_incidents:
+            session.flush()
+            _resolve_incidents(session, self.touched_incidents, self.now)
+
+    def _queue_runs(self) -> None:
+        planned: list[tuple[str, _Kept, dict[str, Any], Source]] = []
+        for item, row, source in self.runs:
+            name = run_name(source.spec.trigger_workflow, source.name, row["fingerprint"],
+                            _aware(row["starts_at"]))  # fmt: skip
+            planned.append((name, item, row, source))
+        if not planned:
+            return
+        taken = set(self.session.scalars(
+            select(OutboxEntry.run_name).where(
+                one_of(self.session, OutboxEntry.run_name, [p[0] for p in planned])
+            )
+        ))  # fmt: skip
+        runs: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        for name, item, row, source in planned:
+            if name in taken:
+                continue
+            taken.add(name)
+            workflow = source.spec.trigger_workflow
+            context = dict(source.spec.context)
+            event = event_from_payload(item.payload, item.index, context, views=item.views)
+            parameters = {"event": event, "source": source.name, "fingerprint": row["fingerprint"]}
+            runs.append({"id": uuid.uuid4(), "name": name, "namespace": self.namespace,
+                         "workflow_name": workflow, "alert_id": row["id"],
+                         "incident_id": row["incident_id"], "source_name": source.name,
+                         "fingerprint": row["fingerprint"], "parameters": parameters,
+                         "status": "pending", "executor": "argo"})  # fmt: skip
+            # The parameters live on the run row; the outbox only says what to submit.
+            submit = {"workflow": workflow, "namespace": self.namespace}
+            outbox.append({"id": uuid.uuid4(), "run_name": name, "payload": submit})
+            item.result.runs.append(name)
+        if runs:
+            bulk_insert(self.session, WorkflowRun, runs)
+            bulk_insert(self.session, OutboxEntry, outbox)
+
+
+def _get(row: Any, name: str) -> Any:
+    return row[name] if isinstance(row, dict) else getattr(row, name)
+
+
+def _set(row: Any, name: str, value: Any) -> None:
+    if isinstance(row, dict):
+        row[name] = value
+    else:
+        setattr(row, name, value)
+
+
+def _source_ids(session: Session, sources: dict[str, Source], namespace: str) -> dict[str, Any]:
+    rows = session.execute(
+        select(SourceRecord.name, SourceRecord.id).where(
+            SourceRecord.namespace == namespace, SourceRecord.name.in_(sources)
+        )
+    )
+    found: dict[str, Any] = {name: record_id for name, record_id in rows}
+    for name, source in sources.items():
+        if name not in found:
+            record = SourceRecord(id=uuid.uuid4(), namespace=namespace, name=name,
+                                  type=source.spec.type, spec=source.spec.dump())  # fmt: skip
+            session.add(record)
+            found[name] = record.id
+    return found
 
 
 def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) -> None:
@@ -247,47 +354,8 @@ def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) 
             incident.mttr_seconds = int((now - _aware(incident.created_at)).total_seconds())
 
 
-def _queue_runs(
-    session: Session,
-    created: list[tuple[int, Alert, list[Source]]],
-    payload: AlertmanagerPayload,
-    namespace: str,
-) -> list[str]:
-    planned: list[tuple[str, int, Alert, Source]] = []
-    for index, row, matched in created:
-        if row.status == "resolved":
-            continue
-        assert row.fingerprint is not None and row.starts_at is not None
-        for source in matched:
-            name = run_name(source.spec.trigger_workflow, source.name, row.fingerprint,
-                            _aware(row.starts_at))  # fmt: skip
-            planned.append((name, index, row, source))
-    if not planned:
-        return []
-    taken = set(session.scalars(
-        select(OutboxEntry.run_name).where(OutboxEntry.run_name.in_([p[0] for p in planned]))
-    ))  # fmt: skip
-    names: list[str] = []
-    for name, index, row, source in planned:
-        if name in taken:
-            continue
-        taken.add(name)
-        workflow = source.spec.trigger_workflow
-        event = event_from_payload(payload, index, context=dict(source.spec.context))
-        parameters = {"event": event, "source": source.name, "fingerprint": row.fingerprint}
-        session.add(WorkflowRun(name=name, namespace=namespace, workflow_name=workflow,
-                                alert_id=row.id, incident_id=row.incident_id,
-                                source_name=source.name, fingerprint=row.fingerprint,
-                                parameters=parameters))  # fmt: skip
-        # The parameters live on the run row; the outbox only says what to submit.
-        session.add(OutboxEntry(run_name=name, payload={"workflow": workflow,
-                                                        "namespace": namespace}))  # fmt: skip
-        names.append(name)
-    return names
-
-
 def _title(alert_name: str, place: str) -> str:
-    return f"{alert_name} in {place}" if place else alert_name
+    return (f"{alert_name} in {place}" if place else alert_name)[:255]
 
 
 def _aware(value: datetime) -> datetime:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from punchingfist.api import Resource, Source, Workflow
 from punchingfist.api.sources import WebhookSource
 from punchingfist.executors import Executor
+from punchingfist.server.batching import IntakeWriter
 from punchingfist.server.metrics import Metrics
 from punchingfist.store import make_engine, session_factory
 
@@ -59,9 +60,11 @@ class ServerState:
     """When set, step reports must carry `Authorization: Bearer <token>`."""
     sessions: sessionmaker[Session] = field(init=False)
     wake: threading.Event = field(init=False, default_factory=threading.Event)
+    writer: IntakeWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
+        self.writer = IntakeWriter(self.sessions, self.namespace)
 
     @classmethod
     def from_resources(

@@ -90,6 +90,9 @@ class Incident(Base):
     group_key: Mapped[str | None] = mapped_column(String(1024), index=True)
     """Alertmanager groupKey (or alertname + namespace/service) the alerts were grouped by."""
     alerts_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_alert_id: Mapped[uuid.UUID | None] = mapped_column()
+    """The alert that opened the incident; later alerts relate to it. No foreign key: the
+    incident row is written before its alerts."""
     mttr_seconds: Mapped[int | None] = mapped_column(Integer)
     ai_summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     root_cause_analysis: Mapped[str | None] = mapped_column(Text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,52 @@ def test_a_refiring_alert_is_a_duplicate_of_the_earlier_one(
     assert kinds == ["duplicate"]
 
 
+def with_labels(labels: dict[str, str]) -> dict[str, Any]:
+    body = payload("pod-crashlooping.json")
+    body["alerts"][0]["labels"] = {"severity": "critical", **labels}
+    return body
+
+
+def test_control_characters_and_quotes_survive_the_bulk_path(
+    client: tuple[TestClient, ServerState],
+) -> None:
+    http, _ = client
+    text = 'tab\there\nnew line\r\\N back\\slash "quoted" \\t ünï 👊 $(x) {{ y }}'
+    sent = with_labels({"alertname": "Odd\tName", "pod": text})
+    sent["alerts"][0]["annotations"] = {"summary": text, "description": "\\"}
+    assert http.post("/webhook/alerts", json=sent).status_code == 200
+    (alert,) = http.get("/api/v1/alerts").json()["items"]
+    assert alert["labels"] == sent["alerts"][0]["labels"]
+    assert alert["annotations"] == sent["alerts"][0]["annotations"]
+    assert alert["alert_name"] == "Odd\tName" and alert["summary"] == text
+    (run,) = http.get("/api/v1/runs").json()["items"]
+    detail = http.get(f"/api/v1/runs/{run['id']}").json()
+    assert detail["parameters"]["event"]["alert"]["labels"]["pod"] == text
+
+
+def test_concurrent_notifications_are_written_together_and_counted_once(
+    client: tuple[TestClient, ServerState],
+) -> None:
+    """Group commit: posts that arrive together share transactions; a retry of the same
+    notification inside one batch still makes one alert and one run."""
+    http, state = client
+    bodies = []
+    for n in range(12):
+        body = with_labels({"alertname": "Burst", "namespace": "payments", "pod": f"p-{n % 6}"})
+        body["alerts"][0]["fingerprint"] = f"burst{n % 6:04d}"  # every alert sent twice
+        bodies.append(body)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(lambda b: http.post("/webhook/alerts", json=b).status_code,
+                                 bodies))  # fmt: skip
+    assert statuses == [200] * 12
+    assert count(state, Alert) == 6 and count(state, WorkflowRun) == 6
+    assert count(state, OutboxEntry) == 6 and count(state, Incident) == 1
+    with state.sessions() as session:
+        assert session.scalar(select(Incident.alerts_count)) == 6
+        relations = session.scalars(select(AlertRelationship)).all()
+    assert len(relations) == 5 and {r.relationship_type for r in relations} == {"related"}
+
+
 def test_hostile_label_text_is_stored_verbatim(client: tuple[TestClient, ServerState]) -> None:
     http, _ = client
     sent = payload("hostile-labels.json")
@@ -180,8 +227,11 @@ def test_hostile_label_text_is_stored_verbatim(client: tuple[TestClient, ServerS
          422, "body.alerts[0].labels"),
         (b"[]", 422, "body"),
         (b"x" * (2 * 1024 * 1024), 413, "larger than"),
+        (json.dumps(with_labels({"alertname": "A", "pod": "p\x00"})).encode(), 422, "NUL"),
+        (json.dumps(with_labels({"alertname": "A" * 256})).encode(), 422, "longer than 255"),
     ],
-    ids=["malformed", "missing-fields", "wrong-type", "bad-alert", "not-an-object", "oversized"],
+    ids=["malformed", "missing-fields", "wrong-type", "bad-alert", "not-an-object", "oversized",
+         "nul-character", "long-alertname"],
 )  # fmt: skip
 def test_bad_input_is_a_4xx_with_a_message_and_stores_nothing(
     client: tuple[TestClient, ServerState], body: bytes, status: int, message: str

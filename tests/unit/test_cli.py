@@ -116,7 +116,8 @@ def test_event_turns_an_alertmanager_payload_into_the_run_event() -> None:
     )
     assert result.returncode == 0, result.stderr
     event = json.loads(result.stdout)
-    assert event["alert"] == event["alerts"][1]
+    assert event["alert"]["fingerprint"] == event["alerts"][1]["fingerprint"]
+    assert set(event["alerts"][0]) == {"fingerprint", "alertname", "severity", "status", "startsAt"}
     assert event["alert"]["alertname"] == event["alert"]["labels"]["alertname"]
     assert event["groupKey"] and len(event["alerts"]) == 2
 

@@ -1,0 +1,74 @@
+"""Group commit: the writer stores what is queued together, and a bad notification fails alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from punchingfist.api import load_resources
+from punchingfist.api.alerts import AlertmanagerPayload
+from punchingfist.server.batching import IntakeWriter, _Job
+from punchingfist.store import Alert, WorkflowRun, make_engine, session_factory, upgrade
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "alerts" / "pod-crashlooping.json"
+SOURCE = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Source
+metadata: {name: am}
+spec: {type: webhook, config: {path: /webhook/alerts}, triggerWorkflow: investigate-alert}
+"""
+
+
+def notification(fingerprint: str) -> AlertmanagerPayload:
+    data: dict[str, Any] = json.loads(EXAMPLE.read_text())
+    data["alerts"][0]["fingerprint"] = fingerprint
+    return AlertmanagerPayload.model_validate(data)
+
+
+@pytest.fixture
+def writer(database_url: str) -> Any:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    writer = IntakeWriter(session_factory(engine))
+    yield writer
+    writer.stop()
+    engine.dispose()
+
+
+def stored(writer: IntakeWriter, model: Any) -> int:
+    with writer.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_queued_notifications_share_one_transaction(writer: IntakeWriter) -> None:
+    sources = load_resources(SOURCE)
+    jobs = [_Job(sources, notification(f"fp{n}")) for n in range(5)]
+    for job in jobs:  # queued before the thread starts: one batch
+        writer._queue.put(job)
+    writer._ensure_started()
+    results = [job.future.result(timeout=30) for job in jobs]
+    assert [r.new for r in results] == [1] * 5 and all(len(r.runs) == 1 for r in results)
+    assert writer.batches == 1
+    assert stored(writer, Alert) == 5 and stored(writer, WorkflowRun) == 5
+
+
+def test_a_bad_notification_fails_alone(writer: IntakeWriter) -> None:
+    sources = load_resources(SOURCE)
+    good = notification("good")
+    broken = notification("broken")
+    # Past validation by construction: an alert without startsAt cannot be keyed.
+    alert = broken.alerts[0].model_copy(update={"starts_at": None})
+    broken = broken.model_copy(update={"alerts": [alert]})
+    jobs = [_Job(sources, good), _Job(sources, broken), _Job(sources, notification("also"))]
+    for job in jobs:
+        writer._queue.put(job)
+    writer._ensure_started()
+    assert jobs[0].future.result(timeout=30).new == 1
+    assert jobs[2].future.result(timeout=30).new == 1
+    with pytest.raises(AttributeError):
+        jobs[1].future.result(timeout=30)
+    assert stored(writer, Alert) == 2 and stored(writer, WorkflowRun) == 2
