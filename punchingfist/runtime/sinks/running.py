@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from punchingfist.api.runspec import SinkTask, TaskSpec
+from punchingfist.api.sinks import SINK_SECRET_FIELDS
 from punchingfist.errors import PunchingFistError
 from punchingfist.runtime.context import BadTaskInput, build_context
 from punchingfist.runtime.sinks.delivery import (
@@ -72,7 +73,9 @@ class SinkRun:
 
     def secret(self, fix: str) -> str:
         """The sink's credential (from the variable the compiler named); never printed."""
-        value = secret(self.environ, self.task.secret_env, f"{self.resource}: {fix}")
+        fields = SINK_SECRET_FIELDS.get(self.task.type)
+        variable = self.task.secret_env or (fields[2] if fields else None)
+        value = secret(self.environ, variable, f"{self.resource}: {fix}")
         self.secrets.append(value)
         return value
 

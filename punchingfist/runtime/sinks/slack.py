@@ -108,15 +108,11 @@ class Slack:
         if self.budget.remaining() <= 0:
             raise DeliveryFailed(f"Slack {method}: the time budget is spent")
         self.client.timeout = max(1, int(min(REQUEST_TIMEOUT, self.budget.remaining())))
+        # Reads go as form fields, writes as JSON (blocks and metadata are nested).
+        writes = method.startswith("chat.")
         try:
             response = self.client.api_call(
-                method,
-                http_verb="GET" if method.startswith("conversations.") else "POST",
-                **(
-                    {"params": arguments}
-                    if method.startswith("conversations.")
-                    else {"json": arguments}
-                ),
+                method, json=arguments if writes else None, data=None if writes else arguments
             )
         except SlackApiError as error:
             self.last_status = error.response.status_code
