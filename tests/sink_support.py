@@ -91,6 +91,15 @@ def task_env(
     return env | (extra or {})
 
 
+def sink_env(sink: Sink, **kw: Any) -> dict[str, str]:
+    """The environment of `sink`'s task in a workflow of one `cli` step."""
+    from tests.builders import make_workflow
+
+    step = {"name": "look", "type": "cli", "command": "true"}
+    workflow = make_workflow([step], sinks=[{"name": sink.name}])
+    return task_env(workflow, {sink.name: sink}, f"sink-{sink.name}", **kw)
+
+
 def run(kind: str, env: dict[str, str], out: Path) -> tuple[int, dict[str, Any]]:
     """`pf-runtime <kind>` through the real entry point; the exit code and result.json."""
     code = main([kind, "--result-dir", str(out)], env)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,9 @@ import pytest
 
 from punchingfist.api import OperatorConfig, Sink, Workflow
 from punchingfist.api.runspec import SinkTask, TaskSpec
-from tests.builders import make_sink, make_workflow
+from tests.builders import make_sink
 from tests.fakes.saas import FakeJira, FakePagerDuty, FakeService, FakeSlack, Request
-from tests.sink_support import RUN, agent_result, crashloop_event, run, task_env
+from tests.sink_support import RUN, agent_result, crashloop_event, run, sink_env, task_env
 
 TOKEN = "xoxb-test-token-never-printed"
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
@@ -92,13 +92,8 @@ def test_slack_mentions_and_the_operator_default_channel(
     example_config: OperatorConfig, slack: FakeSlack, tmp_path: Path
 ) -> None:
     sink = make_sink("page", "slack", {"mentionUsers": ["@oncall", "U0123ABCD", "@here"]})
-    workflow = make_workflow(
-        [{"name": "look", "type": "cli", "command": "true"}], sinks=[{"name": "page"}]
-    )
-    env = task_env(
-        workflow,
-        {"page": sink},
-        "sink-page",
+    env = sink_env(
+        sink,
         config=example_config.spec,
         secrets={"SLACK_BOT_TOKEN": TOKEN},
         extra={"SLACK_API_URL": slack.url + "/api/"},
@@ -137,10 +132,7 @@ def test_slack_without_a_token_says_how_to_give_one(
     example_config: OperatorConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sink = make_sink("chat", "slack", {"channel": "#ops"})
-    workflow = make_workflow(
-        [{"name": "look", "type": "cli", "command": "true"}], sinks=[{"name": "chat"}]
-    )
-    env = task_env(workflow, {"chat": sink}, "sink-chat")
+    env = sink_env(sink)
     code, record = run("sink", env, tmp_path)
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
@@ -152,13 +144,8 @@ def _plain_slack_env(
     config: OperatorConfig, slack: FakeSlack, channel: str = "#ops-alerts"
 ) -> dict[str, str]:
     sink = make_sink("chat", "slack", {"channel": channel})
-    workflow = make_workflow(
-        [{"name": "look", "type": "cli", "command": "true"}], sinks=[{"name": "chat"}]
-    )
-    return task_env(
-        workflow,
-        {"chat": sink},
-        "sink-chat",
+    return sink_env(
+        sink,
         config=config.spec,
         secrets={"SLACK_BOT_TOKEN": TOKEN},
         extra={"SLACK_API_URL": slack.url + "/api/"},
@@ -224,39 +211,33 @@ def pagerduty() -> Iterator[FakePagerDuty]:
         yield fake  # type: ignore[misc]
 
 
-def _pagerduty_env(
-    workflow: Workflow,
-    sinks: dict[str, Sink],
-    config: OperatorConfig,
-    pd: FakePagerDuty,
-    **kw: Any,
-) -> dict[str, str]:
-    sink = sinks["pagerduty-escalation"]
-    moved = make_sink(sink.name, "pagerduty", {"routingKey": "service-key", "endpoint": pd.url})
-    return investigation_env(
-        workflow,
-        {**sinks, sink.name: moved},
-        sink.name,
-        config,
-        secrets={"PAGERDUTY_ROUTING_KEY": ROUTING_KEY},
-        **kw,
-    )
-
-
-def test_pagerduty_trigger_carries_the_investigation(
+@pytest.fixture
+def pagerduty_env(
     example_workflows: dict[str, Workflow],
     example_sinks: dict[str, Sink],
     example_config: OperatorConfig,
     pagerduty: FakePagerDuty,
-    tmp_path: Path,
+) -> Callable[..., dict[str, str]]:
+    """The example's pagerduty-escalation sink, its endpoint moved to the fake server."""
+
+    def make(**kw: Any) -> dict[str, str]:
+        name = "pagerduty-escalation"
+        moved = make_sink(
+            name, "pagerduty", {"routingKey": "service-key", "endpoint": pagerduty.url}
+        )
+        workflow = example_workflows["agent-alert-investigation"]
+        secrets = {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY}
+        return investigation_env(
+            workflow, {**example_sinks, name: moved}, name, example_config, secrets=secrets, **kw
+        )
+
+    return make
+
+
+def test_pagerduty_trigger_carries_the_investigation(
+    pagerduty_env: Callable[..., dict[str, str]], pagerduty: FakePagerDuty, tmp_path: Path
 ) -> None:
-    env = _pagerduty_env(
-        example_workflows["agent-alert-investigation"],
-        example_sinks,
-        example_config,
-        pagerduty,
-        extra={"ARGO_UI_URL": "https://argo.x"},
-    )
+    env = pagerduty_env(extra={"ARGO_UI_URL": "https://argo.x"})
     pagerduty.fail_next(500)
     code, record = run("sink", env, tmp_path)
     assert code == 0, record
@@ -277,19 +258,9 @@ def test_pagerduty_trigger_carries_the_investigation(
 
 
 def test_pagerduty_skipped_when_the_workflow_condition_does_not_hold(
-    example_workflows: dict[str, Workflow],
-    example_sinks: dict[str, Sink],
-    example_config: OperatorConfig,
-    pagerduty: FakePagerDuty,
-    tmp_path: Path,
+    pagerduty_env: Callable[..., dict[str, str]], pagerduty: FakePagerDuty, tmp_path: Path
 ) -> None:
-    env = _pagerduty_env(
-        example_workflows["agent-alert-investigation"],
-        example_sinks,
-        example_config,
-        pagerduty,
-        outputs=INVESTIGATION | {"auto_fixed": True},
-    )
+    env = pagerduty_env(outputs=INVESTIGATION | {"auto_fixed": True})
     code, record = run("sink", env, tmp_path)
     assert code == 0 and record["outcome"] == "skipped" and record["phase"] == "Skipped"
     assert pagerduty.requests == []
@@ -301,12 +272,7 @@ def test_pagerduty_resolve_and_a_refused_key(pagerduty: FakePagerDuty, tmp_path:
         "pagerduty",
         {"routingKeySecret": {"secretRef": "pd"}, "action": "resolve", "endpoint": pagerduty.url},
     )
-    workflow = make_workflow(
-        [{"name": "look", "type": "cli", "command": "true"}], sinks=[{"name": "pd"}]
-    )
-    env = task_env(
-        workflow, {"pd": sink}, "sink-pd", secrets={"PAGERDUTY_ROUTING_KEY": ROUTING_KEY}
-    )
+    env = sink_env(sink, secrets={"PAGERDUTY_ROUTING_KEY": ROUTING_KEY})
     code, _ = run("sink", env, tmp_path / "ok")
     assert code == 0
     assert pagerduty.events == [
@@ -385,15 +351,10 @@ class Recorder(FakeService):
 
 def _webhook_env(url: str, **config: Any) -> dict[str, str]:
     sink = make_sink("hook", "webhook", {"url": url, "authSecret": {"secretRef": "hook"}, **config})
-    workflow = make_workflow(
-        [{"name": "look", "type": "cli", "command": "true"}], sinks=[{"name": "hook"}]
-    )
     event = crashloop_event()
     event["alert"]["labels"]["pod"] = "{{ 7*7 }} $(touch /tmp/x)"
-    return task_env(
-        workflow,
-        {"hook": sink},
-        "sink-hook",
+    return sink_env(
+        sink,
         event=event,
         secrets={"WEBHOOK_TOKEN": "hook-token-1234"},
         extra={"PF_SINK_BUDGET_SECONDS": "3"},
