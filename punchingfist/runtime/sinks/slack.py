@@ -52,6 +52,8 @@ class _BudgetRetry(RetryHandler):
         self.budget = budget
         self.wait = 0.0
         self.attempts = 1
+        self.client: WebClient | None = None
+        """Its timeout shrinks with the budget before each retry."""
 
     def _can_retry(
         self,
@@ -86,6 +88,8 @@ class _BudgetRetry(RetryHandler):
         time.sleep(self.wait)
         state.increment_current_attempt()
         self.attempts += 1
+        if self.client is not None:
+            self.client.timeout = max(1, int(min(REQUEST_TIMEOUT, self.budget.remaining())))
 
 
 class Slack:
@@ -102,6 +106,7 @@ class Slack:
             timeout=int(REQUEST_TIMEOUT),
             retry_handlers=[self.retry],
         )
+        self.retry.client = self.client
         self.last_status: int | None = None
 
     def call(self, method: str, **arguments: Any) -> dict[str, Any]:

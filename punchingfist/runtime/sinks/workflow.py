@@ -42,7 +42,7 @@ def deliver(run: SinkRun) -> Sent:
     source = str(run.config.get("source") or target)
     endpoint = str(run.config.get("endpoint") or "http://punchingfist-operator:8080").rstrip("/")
     headers = {"Idempotency-Key": f"{run.findings.run}/{run.task.name}"}
-    if run.task.secret_env and run.environ.get(run.task.secret_env):
+    if run.task.secret_env:
         token = run.secret("set `authSecret` on the Sink")
         header = run.config.get("authHeader")
         headers |= {str(header): token} if header else {"Authorization": f"Bearer {token}"}
