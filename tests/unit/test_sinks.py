@@ -416,3 +416,8 @@ def test_a_bad_template_is_a_clear_error(
     assert code == 2 and "Traceback" not in err
     assert "Sink/hook: spec.config.template" in err and "undefined" in err
     assert record["outcome"] == "failed"
+
+
+def test_a_url_that_is_not_http_fails_at_once(tmp_path: Path) -> None:
+    code, record = run("sink", _webhook_env("ftp://127.0.0.1/x"), tmp_path)
+    assert code == 1 and record["attempts"] == 1 and "not an http(s) URL" in record["error"]

@@ -123,6 +123,8 @@ class Http:
                 )
             try:
                 response = self._client.request(method, url, timeout=timeout, **kwargs)
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+                raise self._failed(f"{url!r} is not an http(s) URL ({error})") from None
             except httpx.TimeoutException:
                 problem, wait = f"no answer within {timeout:.1f} s", _backoff(tries)
             except httpx.TransportError as error:
