@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Install the Debian packages the integration tests start for real (Prometheus, PostgreSQL) or
-# call (jq, curl), when they are missing and apt-get can install them. Prints what it did.
+# Install the Debian packages the integration tests start for real (Prometheus, Alertmanager,
+# Pushgateway, PostgreSQL) or call (jq, curl), when they are missing and apt-get can install
+# them. Prints what it did.
 set -euo pipefail
 declare -A wanted=([prometheus]=prometheus [prometheus-alertmanager]=prometheus-alertmanager
-                   [jq]=jq [curl]=curl)
+                   [prometheus-pushgateway]=prometheus-pushgateway [jq]=jq [curl]=curl)
 missing=()
 for command in "${!wanted[@]}"; do
   command -v "$command" >/dev/null || missing+=("${wanted[$command]}")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "[system-deps] prometheus, alertmanager, postgresql, jq and curl are installed"
+  echo "[system-deps] prometheus, alertmanager, pushgateway, postgresql, jq and curl are installed"
   exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

@@ -18,12 +18,14 @@ base64 contains no ``{{``). Everything else a task needs arrives as environment 
     PF_WORKFLOW_STATUS, PF_WORKFLOW_FAILURES, PF_WORKFLOW_DURATION
                           in exit-handler tasks: {{workflow.status}}, {{workflow.failures}}, ...
     <runtime.environment> plain variables of the Workflow (readable as `.env.NAME`)
+    PF_OUTPUTS            in sink tasks: the workflow outputs (JSON object)
     LLM_API_KEY, PROMETHEUS_TOKEN, SLACK_BOT_TOKEN, ...
                           secrets, from secretKeyRef only; never readable from templates
 
 A task writes its result to files under `RESULT_DIR`, which Argo collects as output parameters:
 
-    result.json   every step and sink: a JSON object (see `StepResult`)
+    result.json   every step and sink: a JSON object (see `StepResult`); a sink's adds its
+                  delivery record (`outcome`, `http_status`, `external_id`, `link`, `attempts`)
     condition     a condition task: `true` or `false`
     outputs.json  the outputs task: the workflow outputs as one JSON object
 
@@ -103,6 +105,8 @@ class ApprovalTask(_Contract):
     approvers: list[str] = Field(default_factory=list)
     summary: str
     """What will run once approved (the action's goal or command, unrendered)."""
+    channel: str | None = None
+    """Slack channel of the request (OperatorConfig `spec.chat.slack.channelId`)."""
 
 
 class OutputSpec(_Contract):

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from punchingfist.api.base import ObjectName, SecretKeyRef, SpecModel, TemplateString
+from punchingfist.api.base import Duration, ObjectName, SecretKeyRef, SpecModel, TemplateString
 
 
 class _SinkConfig(SpecModel):
@@ -46,7 +46,7 @@ class AlertmanagerConfig(_SinkConfig):
     """Alertmanager base URL."""
     action: Literal["annotate", "resolve", "silence"] = "annotate"
     """What to do with the alert."""
-    silence_duration: str = "1h"
+    silence_duration: Duration = "1h"
     """How long a `silence` lasts."""
 
 
@@ -70,6 +70,8 @@ class JiraConfig(_SinkConfig):
     """Jira base URL."""
     credentials_secret: SecretKeyRef | None = None
     """Secret holding `user:api-token` (default: OperatorConfig `spec.secrets.jiraToken`)."""
+    labels: list[str] = Field(default_factory=list)
+    """Labels of new issues, besides `punchingfist` and `pf-fp-<fingerprint>`."""
 
 
 class PagerDutyConfig(_SinkConfig):
@@ -99,6 +101,15 @@ class WorkflowSinkConfig(_SinkConfig):
     """Workflow to start."""
     trigger_condition: str | None = None
     """Expression without braces, e.g. `severity == 'critical'`."""
+    source: ObjectName | None = None
+    """The `api` Source whose trigger API starts `workflowName` (default: `workflowName`)."""
+    endpoint: str = "http://punchingfist-operator:8080"
+    """Base URL of the Punching Fist server."""
+    auth_secret: SecretKeyRef | None = None
+    """Secret holding the credential that Source's `authentication` expects."""
+    auth_header: str | None = None
+    """Header for the credential: `Authorization: Bearer` when unset, else the raw value in
+    this header (e.g. `X-API-Key` for an `apikey` Source)."""
 
 
 class WebhookSinkConfig(_SinkConfig):
@@ -167,4 +178,5 @@ SINK_SECRET_FIELDS: dict[str, tuple[str, str, str]] = {
     "pagerduty": ("routing_key", "routing_key_secret", "PAGERDUTY_ROUTING_KEY"),
     "jira": ("", "credentials_secret", "JIRA_CREDENTIALS"),
     "webhook": ("", "auth_secret", "WEBHOOK_TOKEN"),
+    "workflow": ("", "auth_secret", "PF_TRIGGER_TOKEN"),
 }

@@ -235,7 +235,11 @@ class Builder:
             step.name,
             reads,
             approval=ApprovalTask(
-                gate=gate, timeout_seconds=seconds, approvers=approvers, summary=summary
+                gate=gate,
+                timeout_seconds=seconds,
+                approvers=approvers,
+                summary=summary,
+                channel=self._slack_channel(),
             ),
         )
         slack = self.credentials.slack()
@@ -366,7 +370,7 @@ class Builder:
                 sink=SinkTask(
                     name=sink.name,
                     type=sink.spec.type,
-                    config=_public_config(sink),
+                    config=self._public_config(sink),
                     condition=ref.condition,
                     secret_env=secret.env if secret else None,
                 ),
@@ -389,6 +393,19 @@ class Builder:
                 )
             )
         return DAG(name=naming.EXIT_HANDLER, tasks=list[Task | DAGTask](tasks))
+
+    def _slack_channel(self) -> str | None:
+        chat = self.config.chat if self.config else None
+        return chat.slack.channel_id if chat is not None and chat.slack is not None else None
+
+    def _public_config(self, sink: Sink) -> dict[str, Any]:
+        """The sink's config as the runtime sees it: credentials removed (they come by env),
+        a Slack sink's channel defaulted from the OperatorConfig."""
+        config = {k: v for k, v in sink.spec.config.dump().items() if k not in _SECRET_FIELDS}
+        channel = self._slack_channel()
+        if sink.spec.type == "slack" and "channel" not in config and channel:
+            config["channel"] = channel
+        return config
 
     # -- shared pieces ------------------------------------------------------------------
 
@@ -546,8 +563,3 @@ def _tool(tool: Tool) -> ToolSpec:
 
 _SECRET_FIELDS = {"botToken", "botTokenSecret", "routingKey", "routingKeySecret",
                   "credentialsSecret", "authSecret"}  # fmt: skip
-
-
-def _public_config(sink: Sink) -> dict[str, Any]:
-    """The sink's config as the runtime sees it: credentials removed (they come by env)."""
-    return {k: v for k, v in sink.spec.config.dump().items() if k not in _SECRET_FIELDS}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from punchingfist.api.runspec import TaskSpec, result_env
@@ -66,6 +67,8 @@ def build_context(spec: TaskSpec, environ: Mapping[str, str]) -> dict[str, Any]:
         "status": environ.get("PF_WORKFLOW_STATUS", ""),
         "duration": environ.get("PF_WORKFLOW_DURATION", ""),
         "createdAt": environ.get("PF_WORKFLOW_CREATED", ""),
+        # The exit handler runs as the run completes: its start is the completion time.
+        "completedAt": _now() if environ.get("PF_WORKFLOW_STATUS") else "",
         "failures": _json_or_text(environ.get("PF_WORKFLOW_FAILURES", "")),
         "outputs": outputs,
     }
@@ -81,6 +84,10 @@ def build_context(spec: TaskSpec, environ: Mapping[str, str]) -> dict[str, Any]:
         "workflow": workflow,
         "outputs": outputs,
     }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _json_or_text(raw: str) -> Any:

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -28,6 +28,9 @@ from punchingfist.errors import NotSupportedYet, PunchingFistError, TemplateErro
 from punchingfist.runtime import commands
 from punchingfist.runtime.context import build_context
 from punchingfist.templating import compile_template
+
+if TYPE_CHECKING:
+    from punchingfist.runtime.sinks import Delivery
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_SUPPORTED = 0, 1, 2, 3
 KINDS = ("cli", "agent", "condition", "approval-request", "outputs", "sink")
@@ -178,6 +181,35 @@ def _agent(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
     return EXIT_OK if result["success"] else EXIT_FAILED
 
 
+def _sink(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
+    assert spec.sink is not None
+    from punchingfist.runtime.sinks import deliver
+
+    return _delivered(spec.sink.name, spec.sink.type, lambda: deliver(spec, environ), files)
+
+
+def _approval_request(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
+    from punchingfist.runtime.sinks import request_approval
+
+    name = f"{spec.step}-approval-request"
+    return _delivered(name, "approval-request", lambda: request_approval(spec, environ), files)
+
+
+def _delivered(name: str, kind: str, deliver: Callable[[], Delivery], files: _Files) -> int:
+    """Write and print the delivery record; bad input (template, secret) is recorded, then
+    raised so that it exits 2 with its message."""
+    from punchingfist.runtime.sinks import Delivery
+
+    try:
+        record = deliver()
+    except PunchingFistError as error:
+        files.write_json(RESULT_FILE, Delivery(name, kind, "failed", error=str(error)).as_result())
+        raise
+    files.write_json(RESULT_FILE, record.as_result())
+    print(record.line())
+    return EXIT_FAILED if record.outcome == "failed" else EXIT_OK
+
+
 def _failed(step: str, kind: str, error: str) -> dict[str, Any]:
     return {"step": step, "kind": kind, "success": False, "phase": "Failed", "result": None,
             "error": error}  # fmt: skip
@@ -193,21 +225,13 @@ def _parsed(stdout: str) -> Any:
 
 Runner = Callable[[TaskSpec, Mapping[str, str], "_Files"], int]
 
-
-def _not_yet(feature: str) -> Runner:
-    def runner(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
-        raise NotSupportedYet(f"pf-runtime {feature}")
-
-    return runner
-
-
 _RUNNERS: dict[str, Runner] = {
     "condition": _condition,
     "outputs": _outputs,
     "cli": _cli,
     "agent": _agent,
-    "approval-request": _not_yet("approval-request (posting approval requests)"),
-    "sink": _not_yet("sink delivery"),
+    "approval-request": _approval_request,
+    "sink": _sink,
 }
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.controlplane import free_port
 
@@ -55,3 +60,71 @@ def postgres() -> Iterator[str]:
         subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
                        capture_output=True, check=False)  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def daemon(argv: list[str], url: str, log_path: Path, what: str) -> Iterator[str]:
+    """Run a server until the block ends; yields `url` once `{url}/-/ready` answers."""
+    log = log_path.open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
+                    break
+            except OSError as error:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not start:\n{log_path.read_text()}") from error
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@contextmanager
+def alertmanager(config: dict[str, Any], directory: Path) -> Iterator[str]:
+    """A real Alertmanager (package prometheus-alertmanager) on loopback; yields its URL."""
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        raise Unavailable("Alertmanager is not installed (package prometheus-alertmanager)")
+    (directory / "am.yml").write_text(json.dumps(config))
+    port = free_port()
+    argv = [binary, f"--config.file={directory / 'am.yml'}", f"--storage.path={directory / 'am'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+            "--log.level=warn"]  # fmt: skip
+    with daemon(argv, f"http://127.0.0.1:{port}", directory / "am.log", "alertmanager") as url:
+        yield url
+
+
+@contextmanager
+def pushgateway(directory: Path) -> Iterator[str]:
+    """A real Prometheus Pushgateway (package prometheus-pushgateway); yields its URL."""
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        raise Unavailable("Pushgateway is not installed (package prometheus-pushgateway)")
+    port = free_port()
+    argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    with daemon(argv, f"http://127.0.0.1:{port}", directory / "pgw.log", "pushgateway") as url:
+        yield url
+
+
+@contextmanager
+def uvicorn_app(app: Any) -> Iterator[str]:
+    """Serve an ASGI app on a loopback port in a thread; yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    while not instance.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from punchingfist.api import load_resources
 from punchingfist.server import ServerState, create_app
 from punchingfist.server.state import SecretStore
 from punchingfist.store import Alert, Incident, WorkflowRun, upgrade
-from tests.e2e.controlplane import free_port
+from tests.integration import servers
 from tests.integration.conftest import _unavailable
 
 SOURCE = """
@@ -45,25 +40,13 @@ def server(tmp_path: Path) -> Iterator[tuple[str, ServerState]]:
     state = ServerState.from_resources(
         load_resources(SOURCE), url, secrets=SecretStore(values={("webhook-secret", "token"): "s3"})
     )
-    port = free_port()
-    config = uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    while not instance.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", state
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with servers.uvicorn_app(create_app(state)) as base:
+        yield base, state
     state.engine.dispose()
 
 
 @pytest.fixture
 def alertmanager(server: tuple[str, ServerState], tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        _unavailable("Alertmanager is not installed (package prometheus-alertmanager)")
-        raise AssertionError
     (tmp_path / "token").write_text("s3")
     config = {
         "route": {"receiver": "punchingfist", "group_by": ["alertname"], "group_wait": "1s",
@@ -73,28 +56,11 @@ def alertmanager(server: tuple[str, ServerState], tmp_path: Path) -> Iterator[st
             "http_config": {"authorization": {"type": "Bearer",
                                               "credentials_file": str(tmp_path / "token")}}}]}],
     }  # fmt: skip
-    (tmp_path / "am.yml").write_text(json.dumps(config))
-    port = free_port()
-    log = (tmp_path / "am.log").open("wb")
-    process = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-         "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"alertmanager did not start:\n{(tmp_path / 'am.log').read_text()}")
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    try:
+        with servers.alertmanager(config, tmp_path) as url:
+            yield url
+    except servers.Unavailable as error:
+        _unavailable(str(error))
 
 
 def post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:

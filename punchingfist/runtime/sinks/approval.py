@@ -1,0 +1,154 @@
+"""`pf-runtime approval-request`: post an approval gate's request to Slack (D5).
+
+The message has Approve and Deny buttons. Each button's `value` is the JSON the server's Slack
+interactivity endpoint (`POST /slack/interactions`, punchingfist/server/approvals.py) reads:
+`{"run": <Argo run name>, "gate": <suspend node>, "decision": "approve"|"deny"}`. A request
+that cannot be posted fails the task, which does not block the gate: it can still be answered
+with the REST API or `argo node set`, and the deadline means denied.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from punchingfist.api.runspec import ApprovalTask, TaskSpec
+from punchingfist.errors import TemplateError
+from punchingfist.runtime.context import BadTaskInput, build_context
+from punchingfist.runtime.sinks.delivery import Budget, Delivery, DeliveryFailed, say, secret
+from punchingfist.runtime.sinks.findings import gather
+from punchingfist.runtime.sinks.slack import Slack, link_line
+from punchingfist.templating import compile_template
+
+TOKEN_ENV = "SLACK_BOT_TOKEN"
+APPROVE_ACTION, DENY_ACTION = "pf_approve", "pf_deny"
+
+
+def button_value(run: str, gate: str, decision: str) -> str:
+    return json.dumps({"run": run, "gate": gate, "decision": decision}, separators=(",", ":"))
+
+
+def request_approval(spec: TaskSpec, environ: Mapping[str, str]) -> Delivery:
+    approval = spec.approval
+    if approval is None or spec.step is None:
+        raise BadTaskInput("the approval-request task spec has no `approval`")
+    started = time.monotonic()
+    name = f"{spec.step}-approval-request"
+    if not approval.channel:
+        raise BadTaskInput(
+            "approval requests go to the OperatorConfig's `spec.chat.slack.channelId`, which is "
+            "not set; answer the gate with the REST API or `argo node set` instead"
+        )
+    token = secret(environ, TOKEN_ENV, "set `spec.secrets.slackToken` in the OperatorConfig")
+    context = build_context(spec, environ)
+    run_name = environ.get("PF_RUN_NAME", "")
+    if not run_name:
+        raise BadTaskInput("PF_RUN_NAME is not set: the buttons could not name the run")
+    blocks = approval_blocks(spec, approval, context, environ, run_name)
+    slack = Slack(token, Budget.from_env(environ), environ)
+    say(f"asking for approval of step {spec.step} in {approval.channel}")
+    try:
+        data = slack.call(
+            "chat.postMessage",
+            channel=approval.channel,
+            blocks=blocks,
+            text=f"Approval needed: step {spec.step} of {run_name}",
+        )
+    except DeliveryFailed as failed:
+        return Delivery(
+            name,
+            "approval-request",
+            "failed",
+            http_status=failed.status,
+            attempts=slack.retry.attempts,
+            error=str(failed),
+            seconds=round(time.monotonic() - started, 3),
+        )
+    ts = str(data.get("ts", ""))
+    return Delivery(
+        name,
+        "approval-request",
+        "delivered",
+        http_status=slack.last_status,
+        external_id=ts,
+        attempts=slack.retry.attempts,
+        seconds=round(time.monotonic() - started, 3),
+        detail=f"asked in {data.get('channel', approval.channel)}; "
+        f"gate {approval.gate} waits {approval.timeout_seconds} s",
+        extra={"channel": data.get("channel"), "ts": ts, "gate": approval.gate},
+    )
+
+
+def approval_blocks(
+    spec: TaskSpec,
+    approval: ApprovalTask,
+    context: dict[str, Any],
+    environ: Mapping[str, str],
+    run_name: str,
+) -> list[dict[str, Any]]:
+    findings = gather(context, environ)
+    action = _rendered(approval.summary, context)
+    minutes = max(1, round(approval.timeout_seconds / 60))
+    lines = [
+        f"*Workflow* {spec.workflow} | *step* `{spec.step}` | *run* `{run_name}`",
+        f"*Alert* {findings.alertname or '-'} ({findings.severity or 'unknown'}): "
+        f"{findings.summary}",
+        f"No answer within {minutes} min means *denied*.",
+    ]
+    if approval.approvers:
+        lines.append("May approve: " + ", ".join(approval.approvers))
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "emoji": True,
+                "text": f"✋ Approval needed: {spec.step}"[:150],
+            },
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"*Will run once approved*\n```{action[:2700]}```"},
+        },
+        {
+            "type": "actions",
+            "block_id": f"pf_approval:{approval.gate}"[:255],
+            "elements": [
+                _button(
+                    "Approve",
+                    APPROVE_ACTION,
+                    button_value(run_name, approval.gate, "approve"),
+                    "primary",
+                ),
+                _button(
+                    "Deny", DENY_ACTION, button_value(run_name, approval.gate, "deny"), "danger"
+                ),
+            ],
+        },
+    ]
+    links = link_line(findings)
+    if links:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": links}]})
+    return blocks
+
+
+def _button(text: str, action_id: str, value: str, style: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+        "style": style,
+    }
+
+
+def _rendered(summary: str, context: dict[str, Any]) -> str:
+    """The action with its values filled in; as written when it cannot be rendered here."""
+    try:
+        return compile_template(summary, field="approval summary").render(context).strip()
+    except TemplateError as error:
+        say(f"  (showing the action unrendered: {error.message})")
+        return summary.strip()

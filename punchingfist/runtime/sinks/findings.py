@@ -1,0 +1,150 @@
+"""The facts of a finished run that every sink reports: alert, answer, figures and links.
+
+Read from the template context (`punchingfist.runtime.context.build_context`): the alert from
+`.source.data.alert`, the investigation from the last agent step that answered, the figures
+summed over every step, the workflow outputs where they name the same things.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from punchingfist.templating import truthy
+
+ARGO_UI_ENV = "ARGO_UI_URL"
+"""Base URL of the Argo UI; when set (e.g. in `runtime.environment`), messages link the run."""
+
+
+@dataclass(frozen=True)
+class Findings:
+    workflow: str
+    run: str
+    namespace: str
+    status: str
+    """The workflow's status (`Succeeded`, `Failed`, `Error`; empty outside the exit handler)."""
+    alert: Mapping[str, Any]
+    alertname: str
+    severity: str
+    fingerprint: str
+    group_key: str
+    summary: str
+    root_cause: str | None = None
+    recommendations: list[str] = field(default_factory=list)
+    confidence: float | None = None
+    auto_fixed: bool | None = None
+    tool_calls: int = 0
+    tokens: int = 0
+    duration_seconds: float | None = None
+    run_link: str | None = None
+    alert_link: str | None = None
+
+    @property
+    def incident_key(self) -> str:
+        """What identifies the incident: the alert fingerprint, else the group, else the run."""
+        return self.fingerprint or self.group_key or self.run
+
+    def details(self) -> dict[str, Any]:
+        """The investigation as one JSON object (PagerDuty custom_details, webhook bodies)."""
+        return {
+            "workflow": self.workflow,
+            "run": self.run,
+            "status": self.status,
+            "summary": self.summary,
+            "root_cause": self.root_cause,
+            "recommendations": self.recommendations,
+            "confidence": self.confidence,
+            "auto_fixed": self.auto_fixed,
+            "tool_calls": self.tool_calls,
+            "tokens": self.tokens,
+            "duration_seconds": self.duration_seconds,
+            "run_link": self.run_link,
+            "alert_link": self.alert_link,
+        }
+
+
+def gather(context: Mapping[str, Any], environ: Mapping[str, str]) -> Findings:
+    source = context.get("source", {})
+    event = source.get("data", {}) if isinstance(source, Mapping) else {}
+    alert = _mapping(event.get("alert"))
+    labels = _mapping(alert.get("labels"))
+    workflow = context.get("workflow", {})
+    outputs = context.get("outputs", {})
+    steps = context.get("steps", {})
+    answer = _last_answer(steps)
+    summary = _first_text(
+        answer.get("summary"),
+        outputs.get("summary"),
+        outputs.get("investigation_summary"),
+        alert.get("summary"),
+        alert.get("alertname"),
+        workflow.get("name"),
+    )
+    root_cause = _first_text(answer.get("root_cause"), outputs.get("root_cause")) or None
+    recommendations = answer.get("recommendations") or outputs.get("recommendations") or []
+    if isinstance(recommendations, str):
+        recommendations = [line for line in recommendations.splitlines() if line.strip()]
+    auto_fixed = outputs.get("auto_fixed")
+    return Findings(
+        workflow=str(workflow.get("name", "")),
+        run=str(workflow.get("run", "")),
+        namespace=str(workflow.get("namespace", "")),
+        status=str(workflow.get("status", "")),
+        alert=alert,
+        alertname=str(alert.get("alertname") or labels.get("alertname") or ""),
+        severity=str(alert.get("severity") or labels.get("severity") or ""),
+        fingerprint=str(source.get("fingerprint") or alert.get("fingerprint") or ""),
+        group_key=str(event.get("groupKey") or ""),
+        summary=summary,
+        root_cause=root_cause,
+        recommendations=[str(item) for item in recommendations],
+        confidence=_number(answer.get("confidence", outputs.get("confidence"))),
+        auto_fixed=None if auto_fixed is None else truthy(auto_fixed),
+        tool_calls=sum(len(r.get("tool_calls") or []) for r in steps.values()),
+        tokens=sum(int((r.get("usage") or {}).get("total_tokens") or 0) for r in steps.values()),
+        duration_seconds=_number(workflow.get("duration")),
+        run_link=_run_link(environ, str(workflow.get("namespace", "")), str(workflow.get("run"))),
+        alert_link=_first_text(alert.get("generatorURL"), _alertmanager_link(event)) or None,
+    )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _last_answer(steps: Mapping[str, Any]) -> Mapping[str, Any]:
+    answer: Mapping[str, Any] = {}
+    for result in steps.values():
+        value = result.get("result") if isinstance(result, Mapping) else None
+        if result.get("kind") == "agent" and result.get("success") and isinstance(value, Mapping):
+            answer = value
+    return answer
+
+
+def _first_text(*values: Any) -> str:
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _run_link(environ: Mapping[str, str], namespace: str, run: str) -> str | None:
+    base = environ.get(ARGO_UI_ENV, "").rstrip("/")
+    if not base or not run:
+        return None
+    return f"{base}/workflows/{namespace or 'default'}/{run}"
+
+
+def _alertmanager_link(event: Mapping[str, Any]) -> str:
+    external = event.get("externalURL")
+    return f"{external.rstrip('/')}/#/alerts" if isinstance(external, str) and external else ""

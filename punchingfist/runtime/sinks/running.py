@@ -1,0 +1,166 @@
+"""Run one sink task: check its condition, deliver, and turn the outcome into a record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from punchingfist.api.runspec import SinkTask, TaskSpec
+from punchingfist.api.sinks import SINK_SECRET_FIELDS
+from punchingfist.errors import PunchingFistError
+from punchingfist.runtime.context import BadTaskInput, build_context
+from punchingfist.runtime.sinks.delivery import (
+    Budget,
+    Delivery,
+    DeliveryFailed,
+    Http,
+    redact,
+    say,
+    secret,
+)
+from punchingfist.runtime.sinks.findings import Findings, gather
+from punchingfist.templating import compile_template
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a sink type reports after the service accepted the delivery."""
+
+    external_id: str | None = None
+    link: str | None = None
+    detail: str = ""
+    http_status: int | None = None
+    """The final HTTP status, when the sink did not use `SinkRun.http`."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SinkRun:
+    """Everything one sink type needs: its config, the run's context and findings, clients."""
+
+    task: SinkTask
+    environ: Mapping[str, str]
+    context: dict[str, Any]
+    findings: Findings
+    budget: Budget
+    clients: list[Http] = field(default_factory=list)
+    other_attempts: int = 0
+    """Attempts made outside `Http` (slack-sdk counts its own)."""
+    secrets: list[str] = field(default_factory=list)
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.task.config
+
+    @property
+    def resource(self) -> str:
+        return f"Sink/{self.task.name}"
+
+    def render(self, text: str, field: str = "spec.config.template") -> str:
+        """Render one of the sink's templates with the sandboxed dialect (D1)."""
+        template = compile_template(text, resource=self.resource, field=field)
+        try:
+            return template.render(self.context)
+        except PunchingFistError as error:
+            raise _located(error, self.resource, field) from error
+
+    def template(self) -> str | None:
+        """The sink's rendered `template`, when it has one."""
+        text = self.config.get("template")
+        return self.render(text) if isinstance(text, str) else None
+
+    def secret(self, fix: str) -> str:
+        """The sink's credential (from the variable the compiler named); never printed."""
+        fields = SINK_SECRET_FIELDS.get(self.task.type)
+        variable = self.task.secret_env or (fields[2] if fields else None)
+        value = secret(self.environ, variable, f"{self.resource}: {fix}")
+        self.secrets.append(value)
+        return value
+
+    def http(self, service: str) -> Http:
+        client = Http(service=service, budget=self.budget, secrets=self.secrets)
+        self.clients.append(client)
+        return client
+
+    @property
+    def attempts(self) -> int:
+        return sum(client.attempts for client in self.clients) + self.other_attempts
+
+    @property
+    def last_status(self) -> int | None:
+        statuses = [c.last_status for c in self.clients if c.last_status is not None]
+        return statuses[-1] if statuses else None
+
+
+Deliver = Callable[[SinkRun], Sent]
+
+
+def run_sink(spec: TaskSpec, environ: Mapping[str, str], kinds: Mapping[str, Deliver]) -> Delivery:
+    """Deliver one sink; bad input (template, secret, config) raises, anything else is a record."""
+    sink = spec.sink
+    if sink is None:
+        raise BadTaskInput("the sink task spec has no `sink`")
+    deliver = kinds.get(sink.type)
+    if deliver is None:
+        raise BadTaskInput(f"Sink/{sink.name}: unknown sink type {sink.type!r}")
+    started = time.monotonic()
+    context = build_context(spec, environ)
+    run = SinkRun(sink, environ, context, gather(context, environ), Budget.from_env(environ))
+    if sink.condition is not None:
+        field_name = "spec.sinks[].condition"
+        template = compile_template(
+            sink.condition, resource=f"Workflow/{spec.workflow}", field=field_name
+        )
+        if not template.is_true(context):
+            return Delivery(
+                sink.name,
+                sink.type,
+                "skipped",
+                detail=f"condition {sink.condition.strip()} does not hold",
+            )
+    say(f"delivering sink {sink.name} ({sink.type})")
+    try:
+        sent = deliver(run)
+    except Skip as skip:
+        return Delivery(sink.name, sink.type, "skipped", detail=str(skip), attempts=run.attempts)
+    except DeliveryFailed as failed:
+        return Delivery(
+            sink.name,
+            sink.type,
+            "failed",
+            http_status=failed.status,
+            attempts=run.attempts,
+            seconds=_since(started),
+            error=redact(str(failed), run.secrets),
+        )
+    finally:
+        for client in run.clients:
+            client.close()
+    status = sent.http_status if sent.http_status is not None else run.last_status
+    return Delivery(
+        sink.name,
+        sink.type,
+        "delivered",
+        http_status=status,
+        external_id=sent.external_id,
+        link=sent.link,
+        attempts=run.attempts,
+        seconds=_since(started),
+        detail=sent.detail,
+        extra=sent.extra,
+    )
+
+
+class Skip(PunchingFistError):
+    """The sink decided not to deliver (e.g. its trigger condition does not hold)."""
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+def _located(error: PunchingFistError, resource: str, field: str) -> PunchingFistError:
+    locate = getattr(error, "located", None)
+    return locate(resource=resource, field=field) if callable(locate) else error
