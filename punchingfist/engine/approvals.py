@@ -78,9 +78,10 @@ class PollingApprover:
             self._decisions[(run, display_name)] = decision
 
     def pending(self) -> list[ApprovalRequest]:
-        """The requests the engine is waiting on now."""
+        """The requests the engine is waiting on now (past their deadline: denied, not listed)."""
+        now = datetime.now(UTC)
         with self._lock:
-            return list(self._open.values())
+            return [r for r in self._open.values() if r.deadline is None or r.deadline > now]
 
     def poll(self, request: ApprovalRequest) -> ApprovalDecision | None:
         key = (request.run, request.display_name)

@@ -37,6 +37,7 @@ from punchingfist.errors import PunchingFistError
 logger = logging.getLogger(__name__)
 WORKFLOW_DEADLINE = "Step exceeded its deadline"
 STEP_LABEL = "punchingfist.io/step"
+_NODE_TYPES = {"container": "Pod", "suspend": "Suspend", "dag": "DAG"}
 
 
 class _NodeError(PunchingFistError):
@@ -139,8 +140,8 @@ class Run:
     async def _node(
         self, template: Template, node_id: str, display: str, arguments: Mapping[str, str]
     ) -> NodeStatus:
-        kind = {"container": "Pod", "suspend": "Suspend", "dag": "DAG"}[template.kind]
-        node = NodeStatus(node_id, display, template.name, kind, labels=template.labels)
+        node = NodeStatus(node_id, display, template.name, _NODE_TYPES[template.kind],
+                          labels=template.labels)  # fmt: skip
         self.nodes[node_id] = node
         try:
             scope = self._scope().child(self._inputs(template, arguments))
@@ -357,8 +358,9 @@ class Run:
 
     def _errored(self, node_id: str, task: Task, template: Template, message: str) -> NodeStatus:
         now = datetime.now(UTC)
-        node = NodeStatus(node_id, task.name, template.name, "Pod", phase=ERROR, message=message,
-                          started_at=now, finished_at=now, labels=template.labels)  # fmt: skip
+        node = NodeStatus(node_id, task.name, template.name, _NODE_TYPES[template.kind],
+                          phase=ERROR, message=message, started_at=now, finished_at=now,
+                          labels=template.labels)  # fmt: skip
         self.nodes[node_id] = node
         self._notify("on_node_finished", self.info, node)
         return node

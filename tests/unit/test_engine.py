@@ -238,6 +238,7 @@ def test_approval_deadline_means_denied(tmp_path: Path) -> None:
     assert phases(result)["action"] == "Skipped"
     assert recorder.decisions == [None]
     assert "deadline" in result.node("gate").message
+    assert approver.pending() == [], "an expired gate is no longer offered for a decision"
 
 
 def test_polling_approver_is_fed_from_another_thread(tmp_path: Path) -> None:
