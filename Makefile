@@ -65,6 +65,7 @@ bench: install
 	$(PY) benchmarks/compile.py
 	$(PY) benchmarks/agent_loop.py
 	$(PY) benchmarks/intake.py
+	$(PY) benchmarks/engine.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -8,6 +8,7 @@
     │   ├── TemplateSecurityError     ... tries to leave the sandbox
     │   └── TemplateRenderError       ... fails while rendering (undefined value, bad filter input)
     ├── CompileError                  a valid resource cannot become an Argo manifest
+    ├── InvalidManifest               a compiled Argo manifest the local engine cannot run as is
     └── NotSupportedYet               a documented feature that this build does not implement
 
 Every error carries a message written for the person who wrote the resource: it names the
@@ -98,6 +99,10 @@ class CompileError(PunchingFistError):
         self.field = field
         self.message = message
         super().__init__(f"{resource}: {field + ': ' if field else ''}{message}")
+
+
+class InvalidManifest(PunchingFistError):
+    """An Argo manifest given to the local engine is malformed (names the field and the value)."""
 
 
 class NotSupportedYet(PunchingFistError):
