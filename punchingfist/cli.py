@@ -123,11 +123,114 @@ def _parser() -> argparse.ArgumentParser:
                        help="Secrets as files DIR/NAME/KEY (webhook credentials)")  # fmt: skip
     serve.add_argument("--namespace", default="default", help="namespace runs are created in")
     serve.add_argument(
-        "--executor", choices=("none", "argo"), default="none",
-        help="start queued runs on Argo (kubeconfig or in-cluster); `none` keeps them queued",
+        "--executor", choices=("none", "argo", "local"), default="none",
+        help="start queued runs on Argo (kubeconfig or in-cluster), or here on the local engine "
+        "(embedded mode); `none` keeps them queued",
     )  # fmt: skip
+    serve.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="--executor local: where run files go (default: ./punchingfist-runs)",
+    )
+    serve.add_argument(
+        "--replay",
+        metavar="SCENARIO_DIR",
+        help="--executor local: replay this scenario's recorded model turns",
+    )
+    serve.add_argument(
+        "--llm-endpoint",
+        metavar="URL",
+        help="--executor local: an OpenAI-compatible API for every agent step",
+    )
+    serve.add_argument("--llm-model", metavar="NAME", help="the model at --llm-endpoint")
     serve.add_argument("--kubeconfig", help="kubeconfig for --executor argo")
     serve.set_defaults(handler=_serve)
+
+    run = commands.add_parser(
+        "run",
+        help="run one Workflow here, on the local engine (no cluster needed)",
+        description=(
+            "Compile a Workflow and run it on this machine: every step as a local process, the "
+            "step tree and the agent's tool calls shown live, approval gates asked on the "
+            "terminal (or answered by --approve/--deny), then the investigation printed. "
+            "The model: --replay, --llm-endpoint, the Workflow's own provider when it answers, "
+            "Ollama on localhost:11434, else a recorded scenario about the same alert, "
+            "labelled 'replayed model'."
+        ),
+    )
+    run.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="YAML file or directory of Workflows, Sinks, Sources, OperatorConfig (repeatable)",
+    )
+    run.add_argument(
+        "--event",
+        required=True,
+        metavar="FILE",
+        help="Alertmanager webhook payload (or a run event) as JSON; '-' = stdin",
+    )
+    run.add_argument(
+        "--alert",
+        type=int,
+        default=0,
+        metavar="N",
+        help="which alert of the payload (default: the first)",
+    )
+    run.add_argument("--workflow", metavar="NAME", help="which Workflow (when several are given)")
+    answer = run.add_mutually_exclusive_group()
+    answer.add_argument("--approve", action="store_true", help="approve every approval gate")
+    answer.add_argument("--deny", action="store_true", help="deny every approval gate")
+    run.add_argument("--approver", help="who answers with --approve/--deny (default: $USER)")
+    run.add_argument("--comment", help="the comment recorded with --approve/--deny")
+    run.add_argument(
+        "--replay",
+        metavar="SCENARIO_DIR",
+        help="replay the recorded model turns of a scenario folder",
+    )
+    run.add_argument(
+        "--llm-endpoint",
+        metavar="URL",
+        help="an OpenAI-compatible API for every agent step (default: $PUNCHINGFIST_LLM_ENDPOINT)",
+    )
+    run.add_argument("--llm-model", metavar="NAME", help="the model at --llm-endpoint")
+    run.add_argument(
+        "--secrets-dir",
+        metavar="DIR",
+        help="Secrets as files DIR/NAME/KEY (else from env variables of the same "
+        "name as the step's, e.g. SLACK_BOT_TOKEN)",
+    )
+    run.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="where each step's files go (default: a new temporary directory)",
+    )
+    run.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    run.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole loop on this machine: an alert in, an investigation run, a report out",
+        description=(
+            "Start the embedded server on the examples (SQLite in a temporary directory, the "
+            "local engine as executor), fire the sample crash-loop alert at its webhook, let the "
+            "design document's triage workflow run, and show the stored alert, incident, run "
+            "and report. Offline: with no model configured it replays a recorded scenario."
+        ),
+    )
+    demo.add_argument(
+        "--examples",
+        default=None,
+        metavar="DIR",
+        help="the examples folder (default: the one beside this package)",
+    )
+    demo.add_argument("--keep", metavar="DIR", help="keep the database and run files in DIR")
+    demo.add_argument("--llm-endpoint", metavar="URL", help="use this model instead of a replay")
+    demo.add_argument("--llm-model", metavar="NAME", help="the model at --llm-endpoint")
+    demo.set_defaults(handler=_demo)
 
     db = commands.add_parser("db", help="manage the database schema")
     db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
@@ -216,7 +319,7 @@ def _serve(args: argparse.Namespace) -> int:
     resources = list(_read(args.filename))
     url = database_url(args.database_url)
     revision = upgrade(url)
-    executor = None
+    executor: Any = None
     if args.executor == "argo":
         from punchingfist.executors.argo import ArgoExecutor
 
@@ -233,6 +336,8 @@ def _serve(args: argparse.Namespace) -> int:
         slack_signing_secret=secrets.get(signing.secret_ref, signing.key) if signing else None,
         report_token=os.environ.get("PUNCHINGFIST_REPORT_TOKEN") or None,
     )  # fmt: skip
+    if args.executor == "local":
+        state.executor = local_executor(resources, state, args)
     paths = ", ".join(sorted(state.webhook_paths()))
     counts = f"{len(state.sources)} Sources, {len(state.workflows)} Workflows"
     print(f"punchingfist {__version__}: {counts}; database at revision {revision}; "
@@ -240,6 +345,31 @@ def _serve(args: argparse.Namespace) -> int:
     uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info",
                 access_log=True)  # fmt: skip
     return EXIT_OK
+
+
+def local_executor(resources: list[Resource[Any]], state: Any, args: argparse.Namespace) -> Any:
+    """The local engine as the server's executor: every Workflow compiled once, up front."""
+    from punchingfist.executors.local import LocalExecutor
+
+    compiled = {c.workflow.name: c for c in compile_resources(resources)}
+    return LocalExecutor(
+        compiled, state.sessions, Path(args.workdir or "punchingfist-runs").resolve(),
+        environ=dict(os.environ), secrets_dir=Path(args.secrets_dir) if args.secrets_dir else None,
+        replay=args.replay, endpoint=args.llm_endpoint, model=args.llm_model,
+        metrics=state.metrics,
+    )  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> int:
+    from punchingfist.embedded.commands import run_command
+
+    return run_command(args, list(_read(args.filename)))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from punchingfist.embedded.demo import run_demo
+
+    return run_demo(args)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

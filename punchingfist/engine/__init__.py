@@ -9,7 +9,12 @@ from punchingfist.engine.approvals import (
     PromptApprover,
 )
 from punchingfist.engine.manifests import Plan, read_manifest
-from punchingfist.engine.observing import PrintingObserver, RunObserver, SilentObserver
+from punchingfist.engine.observing import (
+    Observers,
+    PrintingObserver,
+    RunObserver,
+    SilentObserver,
+)
 from punchingfist.engine.results import NodeStatus, RunInfo, RunResult
 from punchingfist.engine.running import (
     run_workflow,
@@ -23,6 +28,7 @@ __all__ = [
     "Approver",
     "AutoApprover",
     "NodeStatus",
+    "Observers",
     "Plan",
     "PollingApprover",
     "PrintingObserver",

@@ -69,6 +69,43 @@ class SilentObserver:
         return None
 
 
+class Observers:
+    """Several observers as one, called in order (e.g. record to the store, then print)."""
+
+    def __init__(self, *observers: RunObserver) -> None:
+        self.observers = observers
+
+    def on_run_started(self, run: RunInfo) -> None:
+        for observer in self.observers:
+            observer.on_run_started(run)
+
+    def on_node_started(self, run: RunInfo, node: NodeStatus) -> None:
+        for observer in self.observers:
+            observer.on_node_started(run, node)
+
+    def on_node_retrying(self, run: RunInfo, node: NodeStatus, delay: float) -> None:
+        for observer in self.observers:
+            observer.on_node_retrying(run, node, delay)
+
+    def on_node_finished(self, run: RunInfo, node: NodeStatus) -> None:
+        for observer in self.observers:
+            observer.on_node_finished(run, node)
+
+    def on_approval_requested(self, run: RunInfo, request: ApprovalRequest) -> None:
+        for observer in self.observers:
+            observer.on_approval_requested(run, request)
+
+    def on_approval_decided(
+        self, run: RunInfo, request: ApprovalRequest, decision: ApprovalDecision | None
+    ) -> None:
+        for observer in self.observers:
+            observer.on_approval_decided(run, request, decision)
+
+    def on_run_finished(self, run: RunInfo, result: RunResult) -> None:
+        for observer in self.observers:
+            observer.on_run_finished(run, result)
+
+
 _MARKS = {SUCCEEDED: "✔", FAILED: "✖", "Error": "⚠", "Skipped": "○", "Omitted": "-"}
 
 

@@ -17,8 +17,8 @@ from punchingfist.api import Source
 from punchingfist.api.sources import ApiSource
 from punchingfist.server import auth
 from punchingfist.server.state import ServerState
-from punchingfist.store import Alert, OutboxEntry, WorkflowRun
-from punchingfist.store.models import RunStep, SinkDelivery
+from punchingfist.store import OutboxEntry, WorkflowRun
+from punchingfist.store.recording import StepRecorded, record_delivery, record_step
 
 
 def problem(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -85,42 +85,9 @@ def router(state: ServerState) -> APIRouter:
             run = WorkflowRun.named(session, run_name)
             if run is None:
                 return problem(404, f"no run {run_name!r}")
-            record = session.scalars(
-                select(RunStep).where(RunStep.run_id == run.id, RunStep.name == step)
-            ).first()
-            usage = data.get("usage") or {}
-            first_report = record is None
-            previous = 0
-            if record is None:
-                record = RunStep(run_id=run.id, name=step, kind=data["kind"], phase=data["phase"])
-                session.add(record)
-            else:  # a retried report replaces the earlier one
-                previous = record.prompt_tokens + record.completion_tokens
-                run.tokens_total -= previous
-                if record.cost_usd is not None and run.cost_usd is not None:
-                    run.cost_usd -= float(record.cost_usd)
-            record.kind, record.phase = data["kind"], data["phase"]
-            record.result = data
-            record.tool_calls = data.get("tool_calls")
-            record.error = data.get("error")
-            record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            record.completion_tokens = int(usage.get("completion_tokens") or 0)
-            record.cost_usd = usage.get("cost_usd")
-            record.finished_at = now
-            run.tokens_total += record.prompt_tokens + record.completion_tokens
-            if record.cost_usd is not None:
-                run.cost_usd = (run.cost_usd or 0.0) + float(record.cost_usd)
-            if run.status in ("pending", "submitted"):
-                run.status, run.started_at = "running", run.started_at or now
-            answer = data.get("result")
-            if data["kind"] == "agent" and data.get("success") and isinstance(answer, dict):
-                _triaged(state, session.get(Alert, run.alert_id) if run.alert_id else None,
-                         answer, now)  # fmt: skip
-        tokens = record.prompt_tokens + record.completion_tokens - previous
-        if tokens > 0:
-            state.metrics.llm_tokens.labels(run.workflow_name).inc(tokens)
-        if first_report and isinstance(data.get("seconds"), (int, float)):
-            state.metrics.task_duration.labels(data["kind"], data["phase"]).observe(data["seconds"])
+            recorded = record_step(session, run, step, data, now)
+            workflow = run.workflow_name
+        observe_step(state, workflow, data, recorded)
         return JSONResponse({"run": run_name, "step": step, "phase": data["phase"]})
 
     @routes.post("/api/v1/runs/{run_name}/sinks/{sink}", tags=["runs"])
@@ -140,11 +107,7 @@ def router(state: ServerState) -> APIRouter:
             run = WorkflowRun.named(session, run_name)
             if run is None:
                 return problem(404, f"no run {run_name!r}")
-            session.add(SinkDelivery(
-                run_id=run.id, sink_name=sink, sink_type=data["type"], outcome=outcome,
-                detail=data, attempts=int(data.get("attempts") or 1),
-                delivered_at=datetime.now(UTC) if outcome == "delivered" else None,
-            ))  # fmt: skip
+            record_delivery(session, run, sink, data, datetime.now(UTC))
         state.metrics.sink_deliveries.labels(sink, outcome).inc()
         return JSONResponse({"run": run_name, "sink": sink, "outcome": outcome})
 
@@ -174,16 +137,12 @@ def _check_report(data: Any) -> list[dict[str, str]]:
     return problems
 
 
-def _triaged(
-    state: ServerState, alert: Alert | None, answer: dict[str, Any], now: datetime
-) -> None:
-    if alert is None or alert.triage_completed_at is not None:
-        return
-    alert.triage_completed_at = now
-    alert.ai_analysis = answer
-    confidence = answer.get("confidence")
-    alert.ai_confidence = float(confidence) if isinstance(confidence, (int, float)) else None
-    received = (
-        alert.received_at if alert.received_at.tzinfo else alert.received_at.replace(tzinfo=UTC)
-    )
-    state.metrics.triage_seconds.observe((now - received).total_seconds())
+def observe_step(state: ServerState, workflow: str, data: dict[str, Any],
+                 recorded: StepRecorded) -> None:  # fmt: skip
+    """The metrics a recorded step feeds."""
+    if recorded.tokens_added > 0:
+        state.metrics.llm_tokens.labels(workflow).inc(recorded.tokens_added)
+    if recorded.first_report and isinstance(data.get("seconds"), (int, float)):
+        state.metrics.task_duration.labels(data["kind"], data["phase"]).observe(data["seconds"])
+    if recorded.triage_seconds is not None:
+        state.metrics.triage_seconds.observe(recorded.triage_seconds)

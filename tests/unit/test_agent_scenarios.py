@@ -13,7 +13,7 @@ from punchingfist.runtime.agent.runner import run_agent_step
 from tests.agent_support import agent_spec, recorded_toolbox
 from tests.fakes.openai_server import fake_openai
 
-SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*/scenario.yaml"))
+SCENARIOS = sorted((Path(__file__).parents[2] / "examples" / "scenarios").glob("*/scenario.yaml"))
 
 
 def event(alert: dict[str, Any]) -> str:

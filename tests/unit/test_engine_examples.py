@@ -27,7 +27,7 @@ from tests.engine_support import Recorder
 from tests.fakes.openai_server import FakeOpenAI, fake_openai
 
 SCENARIO = yaml.safe_load(
-    (EXAMPLES.parent / "tests/scenarios/oom-crash-loop/scenario.yaml").read_text()
+    (EXAMPLES.parent / "examples/scenarios/oom-crash-loop/scenario.yaml").read_text()
 )
 FINAL = SCENARIO["turns"][-1]
 """The scenario's answer: can_auto_fix true, so a conditional fix step is attempted."""

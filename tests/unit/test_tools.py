@@ -32,8 +32,10 @@ APPROVED = KubectlPolicy(approved=True)
         ["explain", "deployment.spec"],
         ["api-resources"],
         ["get", "deployments.apps", "-o", "wide"],
+        ["get", "events", "-n", "production", "--field-selector",
+         "involvedObject.name=my-app-pod-xyz"],
     ],
-)
+)  # fmt: skip
 def test_read_verbs_are_allowed(args: list[str]) -> None:
     assert kubectl.check(args, READ_ONLY) is None
 
@@ -78,13 +80,26 @@ def test_allowed_namespaces() -> None:
     assert "outside" in (kubectl.check(["get", "pods", "-A"], policy) or "")
 
 
-def test_a_refused_call_runs_nothing() -> None:
+def test_a_refused_call_runs_nothing(tmp_path: Path) -> None:
     policy = KubectlPolicy(binary="/nonexistent/kubectl")
-    result = kubectl.run(["delete", "ns", "x"], policy, {})
+    config = tmp_path / "kubeconfig"
+    config.write_text("apiVersion: v1\nkind: Config\ncurrent-context: lab\n")
+    env = {"KUBECONFIG": str(config)}
+    result = kubectl.run(["delete", "ns", "x"], policy, env)
     assert result.status == "refused"  # had it tried to run, it would say "cannot run"
-    assert kubectl.run(["get", "pods"], policy, {}).error == (
+    assert kubectl.run(["get", "pods"], policy, env).error == (
         "cannot run /nonexistent/kubectl: No such file or directory"
     )
+
+
+def test_without_a_cluster_kubectl_says_so(tmp_path: Path) -> None:
+    policy = KubectlPolicy(binary="/nonexistent/kubectl")
+    empty = tmp_path / "kubeconfig"
+    empty.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")  # no current context
+    for env in ({"HOME": str(tmp_path)}, {"KUBECONFIG": f"{tmp_path}/missing:{empty}"}):
+        result = kubectl.run(["get", "pods"], policy, env)
+        assert result.status == "error" and (result.error or "").startswith("no cluster:"), env
+    assert kubectl.run(["delete", "ns", "x"], policy, {}).status == "refused"  # checks first
 
 
 class _Site(BaseHTTPRequestHandler):

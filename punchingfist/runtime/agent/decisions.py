@@ -60,6 +60,9 @@ class FinalAnswer(_Strict):
     )
     confidence: float = Field(ge=0, le=1, description="0 to 1: how sure the evidence makes you.")
     escalation_notes: str = Field(description="What a human must know if this is escalated.")
+    severity_assessment: Literal["critical", "warning", "info"] | None = Field(
+        default=None, description="How severe this really is, whatever the alert's label says."
+    )
     recommendations: list[str] = Field(default_factory=list)
     evidence: list[str] = Field(
         default_factory=list, description="Ids of the tool calls (e.g. call-2) supporting this."

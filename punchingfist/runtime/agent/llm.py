@@ -7,7 +7,7 @@ import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from punchingfist.api.runspec import LLMSettings
 from punchingfist.errors import PunchingFistError
@@ -67,6 +67,26 @@ class Usage:
         }
 
 
+ENDPOINT_ENV, MODEL_ENV, MODE_ENV = "PF_LLM_ENDPOINT", "PF_LLM_MODEL", "PF_LLM_MODE"
+
+
+def with_overrides(settings: LLMSettings, environ: Mapping[str, str]) -> LLMSettings:
+    """Embedded mode points every agent step at one OpenAI-compatible endpoint (`punchingfist
+    run --llm-endpoint`, or Ollama found on this machine) through these variables."""
+    endpoint = environ.get(ENDPOINT_ENV)
+    if not endpoint:
+        return settings
+    update: dict[str, Any] = {
+        "endpoint": endpoint,
+        "type": "openai-compatible",
+        "provider": "openai-compatible",
+        "mode": environ.get(MODE_ENV),
+    }
+    if environ.get(MODEL_ENV):
+        update["model"] = environ[MODEL_ENV]
+    return settings.model_copy(update=update)
+
+
 def base_url(settings: LLMSettings) -> str:
     if settings.endpoint:
         url = settings.endpoint.rstrip("/")
@@ -94,6 +114,17 @@ def price(settings: LLMSettings) -> tuple[float, float] | None:
     if settings.type in SELF_HOSTED:
         return (0.0, 0.0)
     return PRICES.get(settings.model or "")
+
+
+class Model(Protocol):
+    """What the agent loop talks to: a live model (ModelClient) or a replay (ReplayClient)."""
+
+    usage: Usage
+
+    @property
+    def model(self) -> str: ...
+
+    def decide(self, response_model: Any, messages: Sequence[dict[str, str]]) -> Any: ...
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 from punchingfist.api.runspec import ToolSpec
 from punchingfist.runtime.agent.decisions import MAX_PARALLEL_CALLS, FinalAnswer, decision_model
-from punchingfist.runtime.agent.llm import LLMError, ModelClient
+from punchingfist.runtime.agent.llm import LLMError, Model
 from punchingfist.runtime.agent.toolbox import Toolbox
 from punchingfist.runtime.tools.base import cap
 
@@ -98,7 +98,7 @@ def results_message(results: Sequence[tuple[str, Any, Any]]) -> str:
 
 def run_loop(
     *,
-    client: ModelClient,
+    client: Model,
     toolbox: Toolbox,
     tools: Sequence[ToolSpec],
     goal: str,

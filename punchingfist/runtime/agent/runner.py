@@ -9,8 +9,9 @@ from typing import Any
 
 from punchingfist.api.runspec import TaskSpec
 from punchingfist.errors import TemplateError
-from punchingfist.runtime.agent.llm import LLMError, ModelClient
+from punchingfist.runtime.agent.llm import LLMError, Model, ModelClient, with_overrides
 from punchingfist.runtime.agent.loop import run_loop
+from punchingfist.runtime.agent.replay import LABEL, ReplayClient, replay_path
 from punchingfist.runtime.agent.toolbox import Toolbox, build_toolbox
 from punchingfist.runtime.context import build_context
 from punchingfist.templating import compile_template
@@ -48,7 +49,7 @@ def run_agent_step(
     spec: TaskSpec,
     environ: Mapping[str, str],
     *,
-    client: ModelClient | None = None,
+    client: Model | None = None,
     toolbox: Toolbox | None = None,
 ) -> dict[str, Any]:
     """Run the step. `client` and `toolbox` are built from the spec unless given (tests give
@@ -68,10 +69,22 @@ def run_agent_step(
     except TemplateError as error:
         return base | _failure(f"template: {error.message}")
     timeout = float(spec.timeout_seconds or DEFAULT_TIMEOUT)
+    replay = replay_path(environ)
     try:
-        model = client or ModelClient(agent.llm, environ, timeout=min(timeout, 120.0))
+        if client is not None:
+            model: Model = client
+        elif replay:
+            model = ReplayClient(replay, frozenset(t.name for t in agent.tools))
+        else:
+            settings = with_overrides(agent.llm, environ)
+            base |= {"provider": settings.provider, "model": settings.model}
+            model = ModelClient(settings, environ, timeout=min(timeout, 120.0))
     except LLMError as error:
         return base | _failure(str(error))
+    if replay and client is None:
+        base |= {"provider": "replay", "model": model.model, "replayed": True}
+        print(f"⚠️  {LABEL}: the answers below are recorded turns from {model.model}, "
+              "not a live model's investigation")  # fmt: skip
     toolbox = toolbox or build_toolbox(
         agent.tools,
         environ=environ,
@@ -81,7 +94,7 @@ def run_agent_step(
         render=lambda text: compile_template(text).render(context),
     )
     print(f"goal: {goal.strip()[:500]}")
-    print(f"model: {agent.llm.provider}/{model.model} | tools: "
+    print(f"model: {base['provider']}/{model.model} | tools: "
           f"{', '.join(t.name for t in agent.tools)} | "
           f"{'writes approved' if approved else 'read-only'}")  # fmt: skip
     sys.stdout.flush()
@@ -120,9 +133,10 @@ def _failure(error: str) -> dict[str, Any]:
 def _print_summary(result: Mapping[str, Any]) -> None:
     usage = result["usage"]
     cost = f", ~${usage['cost_usd']:.4f}" if usage.get("cost_usd") else ""
+    replayed = f" [{LABEL}]" if result.get("replayed") else ""
     if result["success"]:
         final = result["result"]
-        print(f"✅ {final['summary']}")
+        print(f"✅{replayed} {final['summary']}")
         print(f"   root cause: {final['root_cause']}")
         print(f"   confidence {final['confidence']:.2f} | can auto-fix: {final['can_auto_fix']}"
               + (f" ({final['fix_command']})" if final.get("fix_command") else ""))  # fmt: skip

@@ -6,9 +6,13 @@ Secrets are refused in every spelling (`secret`, `secrets`, `secrets.v1`, `secre
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 from punchingfist.runtime.tools.base import ToolResult, refused, run_argv
 
@@ -24,6 +28,8 @@ WRITE_VERBS = frozenset(
 )  # fmt: skip
 WRITE_SUBVERBS = {"rollout": {"restart", "undo", "pause", "resume"}}
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_SELECTOR = re.compile(r"^[A-Za-z0-9=!,._-]+$")
+"""A label or field selector value, e.g. `involvedObject.name=my-pod` (argv, never a shell)."""
 _SECRET = re.compile(r"(^|[,/])secrets?($|[.,/])", re.IGNORECASE)
 # Flags that would change who we are or where we talk to: never from the model.
 _FORBIDDEN_FLAGS = ("--kubeconfig", "--context", "--cluster", "--user", "--token", "--as",
@@ -83,7 +89,7 @@ def check(args: Sequence[str], policy: KubectlPolicy) -> str | None:
         if arg.startswith("-"):
             continue
         for part in re.split(r"[/,]", arg):
-            if part and not _NAME.match(part.lower()) and not re.match(r"^[a-z0-9=!,._-]+$", part):
+            if part and not _NAME.match(part.lower()) and not _SELECTOR.match(part):
                 return f"{arg!r} is not a valid resource type or name"
     return None
 
@@ -101,4 +107,32 @@ def run(args: Sequence[str], policy: KubectlPolicy, env: Mapping[str, str]) -> T
     reason = check(args, policy)
     if reason is not None:
         return refused(reason)
+    missing = no_cluster(env)
+    if missing is not None:
+        return ToolResult(status="error", error=missing)
     return run_argv([policy.binary, *args], timeout=policy.timeout, env=env)
+
+
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def no_cluster(env: Mapping[str, str]) -> str | None:
+    """Why kubectl has no cluster to talk to (no current kubeconfig context and not inside a
+    pod), or None. Embedded mode runs where there may be no cluster at all: the model is told
+    so plainly instead of reading kubectl's connection-refused noise."""
+    if env.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_TOKEN.is_file():
+        return None
+    home = Path(env.get("HOME") or Path.home())
+    paths = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
+    for path in paths or [str(home / ".kube" / "config")]:
+        try:
+            config = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(config, dict) and config.get("current-context"):
+            return None
+    where = "KUBECONFIG=" + ":".join(paths) if paths else f"{home / '.kube' / 'config'}"
+    return (
+        f"no cluster: there is no kubeconfig with a current context ({where}) and this is not "
+        "running inside a cluster, so kubectl cannot answer; say so in your answer"
+    )
