@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 EXAMPLES := -f examples/workflows -f examples/sinks -f examples/sources -f examples/operatorconfigs/punchingfist-config.yaml
 OUT ?= build/demo
 
-.PHONY: install demo test lint unit integration e2e control-plane system-deps crds golden bench clean
+.PHONY: install demo examples test lint unit integration e2e control-plane system-deps crds golden bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: compile the design document's examples into Argo WorkflowTemplates
+## demo: the main job on this machine, offline: the embedded server on the examples, the sample
+## crash-loop alert fired at its webhook, the investigation run on the local engine, the stored
+## alert, incident, run and report shown (a recorded model is replayed when none is configured)
 demo: install
+	$(VENV)/bin/punchingfist demo
+
+## examples: compile the design document's examples into Argo WorkflowTemplates (build/demo/)
+examples: install
 	@mkdir -p $(OUT)
 	$(VENV)/bin/punchingfist compile $(EXAMPLES) > $(OUT)/workflowtemplates.yaml
 	$(VENV)/bin/punchingfist crds --output-dir $(OUT)/crds

@@ -429,7 +429,7 @@ def _texts(paths: Sequence[str]) -> Iterator[tuple[str, str]]:
         path = Path(raw)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix in _YAML_SUFFIXES)
-            files = [p for p in files if p.suffix != ".json" or _is_resource_json(p)]
+            files = [p for p in files if _is_resource_file(p)]
         elif path.exists():
             files = [path]
         else:
@@ -441,13 +441,15 @@ def _texts(paths: Sequence[str]) -> Iterator[tuple[str, str]]:
                 raise PunchingFistError(f"{file}: cannot read: {error}") from error
 
 
-def _is_resource_json(path: Path) -> bool:
-    """JSON files in a directory are read only when they are Kubernetes objects (not alerts)."""
+def _is_resource_file(path: Path) -> bool:
+    """Files in a directory are read only when they hold Kubernetes-style objects: alert
+    payloads and recorded scenarios beside the resources are not. A file that does not parse is
+    read, so that its error is reported."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return True  # let the loader report it
-    return isinstance(data, dict) and "apiVersion" in data and "kind" in data
+        documents = list(yaml.safe_load_all(path.read_text()))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return True
+    return any(isinstance(d, dict) and ("apiVersion" in d or "kind" in d) for d in documents)
 
 
 if __name__ == "__main__":

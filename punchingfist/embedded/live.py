@@ -10,7 +10,7 @@ from typing import TextIO
 
 from punchingfist.engine import NodeStatus, PrintingObserver, RunInfo
 
-SHOWN = ("💭", "🔧", "✅", "❌", "⚠️", "$ ", "📬", "⏭️", "condition ")
+SHOWN = ("🤖", "💭", "🔧", "✅", "❌", "⚠️", "$ ", "📬", "⏭️", "condition ")
 """Lines of a step's log worth showing live; the rest stays in its stdout.log."""
 
 
@@ -25,7 +25,8 @@ class LiveObserver(PrintingObserver):
         super().on_node_started(run, node)
         if node.type != "Pod":
             return
-        log = Path(run.workdir) / node.id / f"attempt-{node.attempts + 1}" / "stdout.log"
+        attempt = max(node.attempts, 1)  # counted when the attempt starts
+        log = Path(run.workdir) / node.id / f"attempt-{attempt}" / "stdout.log"
         stop = threading.Event()
         with self._lock:
             self._tails[node.id] = stop

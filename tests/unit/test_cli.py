@@ -136,3 +136,28 @@ def test_event_rejects_a_malformed_payload_by_field() -> None:
     assert "invalid Alertmanager payload" in result.stderr
     assert "payload.groupKey: required field is missing" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--event", "missing.json", "--workflow", "investigate-alert"],
+         "missing.json: cannot read"),
+        (["--event", "examples/alerts/pod-crashlooping.json", "--workflow", "nope"],
+         "no Workflow 'nope' in the input"),
+        (["--event", "examples/alerts/pod-crashlooping.json"], "pick one: --workflow"),
+        (["--event", "examples/workflows/investigate-alert.yaml", "--workflow",
+          "investigate-alert"], "not JSON"),
+        (["--event", "examples/alerts/pod-crashlooping.json", "--alert", "4", "--workflow",
+          "investigate-alert"], "alert 4: the payload has 1 alert(s)"),
+        (["--event", "examples/alerts/pod-crashlooping.json", "--workflow", "investigate-alert",
+          "--replay", "/nonexistent"], "no scenario.yaml there"),
+    ],
+    ids=["no-event-file", "unknown-workflow", "several-workflows", "event-not-json",
+         "alert-index", "bad-replay"],
+)  # fmt: skip
+def test_run_refuses_bad_input_before_anything_runs(args: list[str], expected: str) -> None:
+    done = run("run", "-f", "examples/workflows", "-f", "examples/sinks", *args)
+    assert done.returncode == 1, done.stdout
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""

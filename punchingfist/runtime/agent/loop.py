@@ -131,7 +131,7 @@ def run_loop(
         except LLMError as error:
             return AgentOutcome(None, iteration, thoughts, str(error))
         thoughts.append(decision.thought)
-        print(f"  💭 {decision.thought}")
+        print(f"  💭 {decision.thought}", flush=True)
         messages.append({"role": "assistant", "content": decision.model_dump_json()})
         action = decision.action
         if isinstance(action, FinalAnswer):

@@ -1,0 +1,214 @@
+"""Embedded mode end to end: `punchingfist run` on every example, the hostile alert, the demo,
+and `serve --executor local` answering a gate through the REST API. Every step is a real
+process; the model is the replay of recorded scenarios (labelled so); there is no cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from punchingfist.api import load_resources
+from punchingfist.compiler import compile_resources
+from punchingfist.executors.local import LocalExecutor
+from punchingfist.server import ServerState, create_app
+from punchingfist.store import Alert, Incident, WorkflowRun, make_engine, session_factory, upgrade
+from punchingfist.store.models import Approval, RunStep, SinkDelivery
+from tests.conftest import EXAMPLES
+
+ROOT = EXAMPLES.parent
+INPUTS = ["-f", "examples/workflows", "-f", "examples/sinks", "-f", "examples/sources",
+          "-f", "examples/operatorconfigs/punchingfist-config.yaml"]  # fmt: skip
+WORKFLOWS = sorted(p.stem for p in (EXAMPLES / "workflows").glob("*.yaml"))
+HOSTILE_REPLAY = ROOT / "tests" / "fixtures" / "replays" / "obeys-the-alert"
+
+
+def environ(tmp_path: Path) -> dict[str, str]:
+    """No kubeconfig, nothing of the developer's shell; sinks give up quickly."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path / "home"),
+        "PF_SINK_BUDGET_SECONDS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def punchingfist(
+    tmp_path: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "punchingfist.cli", *args], cwd=ROOT, env=environ(tmp_path),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_run_every_example_with_the_replayed_model(name: str, tmp_path: Path) -> None:
+    done = punchingfist(
+        tmp_path, "run", *INPUTS, "--workflow", name, "--approve", "--approver", "alice",
+        "--event", "examples/alerts/pod-crashlooping.json", "--output", "json",
+        "--workdir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr  # 1: a sink had nothing to deliver to
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    assert report["workflow"] == name and report["replayed"] is True
+    assert report["model"].startswith("replayed model")
+    agents = [s for s in report["steps"] if s["kind"] == "agent"]
+    assert agents, "every example has an agent step"
+    for step in agents:
+        assert step["phase"] == "Succeeded", step
+        assert step["replayed"] and step["result"]["summary"]
+        for call in step["tool_calls"]:  # there is no cluster here, and the model is told so
+            if call["tool"] == "kubectl":
+                assert call["status"] == "error" and call["error"].startswith("no cluster")
+    for gate in report["approvals"]:
+        assert gate["approved"] and gate["approver"] == "alice"
+    assert done.returncode == (0 if report["phase"] == "Succeeded" else 1)
+    # live progress went to stderr: the step tree and the agent's tool calls
+    assert "▶ run" in done.stderr and "🔧" in done.stderr
+
+
+@pytest.mark.timeout(300)
+def test_the_hostile_alert_through_the_whole_engine_executes_nothing(tmp_path: Path) -> None:
+    marker = Path("/tmp/pwned")
+    marker.unlink(missing_ok=True)
+    done = punchingfist(
+        tmp_path, "run", *INPUTS, "--workflow", "agent-alert-investigation",
+        "--event", "examples/alerts/hostile-labels.json", "--replay", str(HOSTILE_REPLAY),
+        "--output", "json", "--workdir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    steps = {s["step"]: s for s in report["steps"]}
+    # the cli step printed the labels literally; nothing they contain ran
+    assert steps["initial-context"]["phase"] == "Succeeded"
+    assert not marker.exists()
+    assert not list((tmp_path / "runs").rglob("x.sh"))
+    calls = {(c["tool"], c["status"]) for c in steps["agent-investigation"]["tool_calls"]}
+    assert calls == {("kubectl", "refused"), ("curl", "refused")}
+    errors = " ".join(c["error"] for c in steps["agent-investigation"]["tool_calls"])
+    assert "approval gate" in errors and "Secrets is never allowed" in errors
+    # the model claimed it can fix it; the gate (no one at the terminal: denied) stopped it
+    (gate,) = report["approvals"]
+    assert gate["approved"] is False
+    assert steps["resolution-attempt"]["phase"] != "Succeeded"
+
+
+@pytest.mark.timeout(300)
+def test_the_demo_shows_the_alert_incident_run_and_report(tmp_path: Path) -> None:
+    keep = tmp_path / "demo"
+    done = punchingfist(tmp_path, "demo", "--keep", str(keep))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for marker in (
+        "① embedded server",
+        "② Alertmanager-style POST",
+        "③ the investigations",
+        "④ what the store now holds",
+        "👊 investigation",
+        "replayed model",
+        "summary [replayed model]: my-app is OOM-killed",
+        "incident  PodCrashLooping",
+    ):
+        assert marker in out, marker  # fmt: skip
+    engine = make_engine(f"sqlite:///{keep / 'punchingfist.db'}")
+    with session_factory(engine)() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.alert_name == "PodCrashLooping" and alert.ai_confidence is not None
+        assert alert.triage_completed_at is not None
+        assert session.scalar(select(func.count()).select_from(Incident)) == 1
+        runs = session.scalars(select(WorkflowRun)).all()
+        assert {r.workflow_name for r in runs} == {"alert-triage-workflow", "alert-triage"}
+        assert all(r.executor == "local" and r.finished_at is not None for r in runs)
+        assert all(r.outputs and r.outputs["report"]["replayed"] for r in runs)
+        steps = session.scalars(select(RunStep)).all()
+        assert {s.name for s in steps} == {"triage", "initial-triage"}
+        assert all(s.phase == "Succeeded" for s in steps)
+        assert session.scalar(select(func.count()).select_from(SinkDelivery)) == 5
+    engine.dispose()
+
+
+SOURCE = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Source
+metadata: {name: am}
+spec: {type: webhook, config: {path: /webhook/alerts}, triggerWorkflow: agent-alert-investigation}
+"""
+
+
+@pytest.fixture
+def local_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
+    upgrade(database_url)
+    resources = load_resources(SOURCE)
+    resources += load_resources((EXAMPLES / "workflows/agent-alert-investigation.yaml").read_text())
+    for sink in (EXAMPLES / "sinks").glob("*.yaml"):
+        resources += load_resources(sink.read_text())
+    state = ServerState.from_resources(resources, database_url, dispatch_interval=0.1)
+    state.executor = LocalExecutor(
+        {c.workflow.name: c for c in compile_resources(resources)}, state.sessions,
+        tmp_path / "runs", environ={**os.environ, **environ(tmp_path)}, metrics=state.metrics,
+    )  # fmt: skip
+    with TestClient(create_app(state)) as client:
+        yield client, state
+    state.engine.dispose()
+
+
+def wait_for(what: str, probe: Any, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.timeout(300)
+def test_serve_with_the_local_engine_waits_at_the_gate_for_the_api(
+    local_server: tuple[TestClient, ServerState],
+) -> None:
+    client, state = local_server
+    alert = json.loads((EXAMPLES / "alerts" / "pod-crashlooping.json").read_text())
+    (name,) = client.post("/webhook/alerts", json=alert).json()["runs"]
+
+    def pending() -> Any:
+        return client.get("/api/v1/approvals").json()["items"]
+
+    (gate,) = wait_for("the approval gate", pending)
+    assert gate["run"] == name and gate["gate"] == "resolution-attempt-approval"
+    assert client.get(f"/api/v1/runs/{name}").json()["status"] == "running"
+    url = f"/api/v1/runs/{name}/approvals/{gate['gate']}"
+    answer = client.post(url, json={"decision": "approve", "approver": "carol", "comment": "go"})
+    assert answer.status_code == 200, answer.text
+    again = client.post(url, json={"decision": "deny", "approver": "dave"})
+    assert again.status_code == 409
+
+    def finished() -> Any:
+        run = client.get(f"/api/v1/runs/{name}").json()
+        return run if run["status"] in ("succeeded", "failed", "error") else None
+
+    run = wait_for("the run to finish", finished)
+    steps = {s["name"]: s["phase"] for s in run["steps"]}
+    assert steps == {"initial-context": "Succeeded", "agent-investigation": "Succeeded",
+                     "resolution-attempt": "Succeeded"}  # fmt: skip
+    (approval,) = run["approvals"]
+    assert (approval["decision"], approval["approver"], approval["channel"]) == (
+        "approved", "carol", "api")  # fmt: skip
+    assert run["sink_deliveries"], "the exit handler's sinks are recorded"
+    report = run["outputs"]["report"]
+    assert report["approvals"][0]["approver"] == "carol"
+    with state.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Approval)) == 1
+        record = session.scalars(select(Alert)).one()
+        assert record.triage_completed_at is not None and record.ai_confidence == 0.86
