@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Source
 from punchingfist.api.sources import ApiSource
@@ -54,17 +56,12 @@ def router(state: ServerState) -> APIRouter:
         if not isinstance(data, dict):
             return problem(422, "the body must be a JSON object (the event)")
         key = headers.get("idempotency-key") or uuid.uuid4().hex
-        name = _trigger_run_name(source, key)
-        with state.sessions.begin() as session:
-            if session.scalars(select(OutboxEntry).where(OutboxEntry.run_name == name)).first():
-                return JSONResponse({"run": name, "created": False}, status_code=200)
-            event = {**data, "context": {**source.spec.context, **data.get("context", {})}}
-            parameters = {"event": event, "source": source.name, "fingerprint": ""}
-            workflow = source.spec.trigger_workflow
-            session.add(WorkflowRun(name=name, namespace=state.namespace, workflow_name=workflow,
-                                    source_name=source.name, parameters=parameters))  # fmt: skip
-            queued = {"workflow": workflow, "namespace": state.namespace}
-            session.add(OutboxEntry(run_name=name, payload=queued))
+        context = data.get("context")
+        event = {**data, "context": {**source.spec.context,
+                                     **(context if isinstance(context, dict) else {})}}  # fmt: skip
+        name, created = queue_run(state.sessions, source, event, key, namespace=state.namespace)
+        if not created:
+            return JSONResponse({"run": name, "created": False}, status_code=200)
         state.metrics.runs_queued.labels(source.spec.trigger_workflow).inc()
         state.wake.set()
         return JSONResponse({"run": name, "created": True}, status_code=202)
@@ -122,9 +119,35 @@ def _reporter(state: ServerState, request: Request) -> bool:
     return hmac.compare_digest(given.encode(), state.report_token.encode())
 
 
-def _trigger_run_name(source: Source, key: str) -> str:
+def trigger_run_name(source: Source, key: str) -> str:
+    """Deterministic (D7): the same Source and idempotency key always name the same run."""
     digest = hashlib.sha256(f"{source.name}\x00{key}".encode()).hexdigest()[:10]
     return f"{source.spec.trigger_workflow[:52]}-{digest}"
+
+
+def queue_run(
+    sessions: sessionmaker[Session], source: Source, event: dict[str, Any], key: str, *,
+    namespace: str, fingerprint: str = "",
+) -> tuple[str, bool]:  # fmt: skip
+    """Queue a run of the Source's workflow (run row + outbox entry, one transaction), the path
+    every trigger takes (api, chat, kubernetes). Returns (run name, whether it is new): a key
+    seen before maps to the run it started, which is not queued again."""
+    name = trigger_run_name(source, key)
+    workflow = source.spec.trigger_workflow
+    try:
+        with sessions.begin() as session:
+            if session.scalars(select(OutboxEntry).where(OutboxEntry.run_name == name)).first():
+                return name, False
+            parameters = {"event": event, "source": source.name, "fingerprint": fingerprint}
+            session.add(WorkflowRun(name=name, namespace=namespace, workflow_name=workflow,
+                                    source_name=source.name, fingerprint=fingerprint or None,
+                                    parameters=parameters))  # fmt: skip
+            session.add(
+                OutboxEntry(run_name=name, payload={"workflow": workflow, "namespace": namespace})
+            )
+    except IntegrityError:  # the same key, queued concurrently: that run stands
+        return name, False
+    return name, True
 
 
 def _check_report(data: Any) -> list[dict[str, str]]:
