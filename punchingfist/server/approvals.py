@@ -73,7 +73,7 @@ def decide(
     return JSONResponse(view)
 
 
-def _slack_signature_ok(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+def slack_signature_ok(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
     try:
         if abs(time.time() - int(timestamp)) > SLACK_MAX_SKEW:
             return False
@@ -120,7 +120,7 @@ def router(state: ServerState) -> APIRouter:
         body = await request.body()
         timestamp = request.headers.get("x-slack-request-timestamp", "")
         signature = request.headers.get("x-slack-signature", "")
-        if not _slack_signature_ok(state.slack_signing_secret, timestamp, body, signature):
+        if not slack_signature_ok(state.slack_signing_secret, timestamp, body, signature):
             return problem(401, "invalid or stale Slack signature")
         try:
             form = urllib.parse.parse_qs(body.decode())
@@ -132,9 +132,9 @@ def router(state: ServerState) -> APIRouter:
         except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
             return problem(400, "not a Slack block action of an approval request")
         approver = user.get("username") or user.get("id")
-        names = frozenset(
-            str(n) for n in (user.get("id"), user.get("username"), f"slack:{user.get('id')}") if n
-        )
+        # Slack user ids are fixed; usernames are handles anyone can change (a Slack user
+        # renamed `alice` is not the allow-listed `alice`): the allow-list sees ids only.
+        names = frozenset(str(n) for n in (user.get("id"), f"slack:{user.get('id')}") if n)
         if state.approvers and not (names & state.approvers):
             return JSONResponse({"response_type": "ephemeral", "replace_original": False,
                                  "text": f"{approver} may not answer approval gates."})  # fmt: skip
