@@ -24,6 +24,7 @@ from punchingfist.api.resources import format_validation_error
 from punchingfist.executors import dispatch_pending
 from punchingfist.server import auth
 from punchingfist.server.approvals import router as approvals_router
+from punchingfist.server.chat import router as chat_router
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
@@ -152,6 +153,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     app.include_router(runs_router(state))
     app.include_router(approvals_router(state))
+    app.include_router(chat_router(state))
 
     for path in sorted(state.webhook_paths()):
         app.add_api_route(path, receive, methods=["POST"], tags=["intake"],
