@@ -9,6 +9,8 @@ from typing import Any, cast
 from punchingfist.compiler.naming import LABEL_FINGERPRINT, LABEL_SOURCE, LABEL_WORKFLOW
 from punchingfist.executors.base import RunSubmission, SubmitError
 
+FIELD_MANAGER = "punchingfist"
+
 
 def workflow_manifest(run: RunSubmission) -> dict[str, Any]:
     parameters = run.parameters
@@ -40,17 +42,10 @@ class ArgoExecutor:
     name = "argo"
 
     def __init__(self, kubeconfig: str | None = None) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        if kubeconfig:
-            api_client = config.new_client_from_config(config_file=kubeconfig)
-        else:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            api_client = client.ApiClient()
-        self._api = client.CustomObjectsApi(api_client)
+        self.api_client = kube_api_client(kubeconfig)
+        self._api = client.CustomObjectsApi(self.api_client)
         self._errors = client.exceptions.ApiException
 
     def submit(self, run: RunSubmission) -> None:
@@ -74,17 +69,7 @@ class ArgoExecutor:
         comment: str,
     ) -> None:  # fmt: skip
         """Answer a suspend node the way `argo node set` + `argo resume` do."""
-        try:
-            workflow: dict[str, Any] = cast(
-                dict[str, Any],
-                self._api.get_namespaced_custom_object(
-                    "argoproj.io", "v1alpha1", namespace, "workflows", name
-                ),
-            )
-        except self._errors as error:
-            raise SubmitError(f"cannot read run {name}: {_reason(error)}",
-                              temporary=error.status != 404) from error  # fmt: skip
-        nodes = (workflow.get("status") or {}).get("nodes") or {}
+        nodes = self._nodes(name, namespace)
         waiting = [
             node_id for node_id, node in nodes.items()
             if node.get("displayName") == gate and node.get("type") == "Suspend"
@@ -107,6 +92,95 @@ class ArgoExecutor:
             )
         except self._errors as error:
             raise SubmitError(f"cannot resume run {name}: {_reason(error)}") from error
+
+    def waiting_gates(self, name: str, namespace: str) -> list[str]:
+        """Approval gates (suspend nodes `<step>-approval`) the run is waiting at."""
+        return sorted(
+            str(node.get("displayName")) for node in self._nodes(name, namespace).values()
+            if node.get("type") == "Suspend" and node.get("phase") == "Running"
+            and str(node.get("displayName", "")).endswith("-approval")
+        )  # fmt: skip
+
+    def _nodes(self, name: str, namespace: str) -> dict[str, Any]:
+        try:
+            workflow: dict[str, Any] = cast(
+                dict[str, Any],
+                self._api.get_namespaced_custom_object(
+                    "argoproj.io", "v1alpha1", namespace, "workflows", name
+                ),
+            )
+        except self._errors as error:
+            raise SubmitError(f"cannot read run {name}: {_reason(error)}",
+                              temporary=error.status != 404) from error  # fmt: skip
+        nodes: dict[str, Any] = (workflow.get("status") or {}).get("nodes") or {}
+        return nodes
+
+    def template_exists(self, name: str, namespace: str) -> bool:
+        """Whether the WorkflowTemplate `name` is in `namespace`."""
+        try:
+            self._api.get_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", namespace, "workflowtemplates", name
+            )
+        except self._errors as error:
+            if error.status == 404:
+                return False
+            raise SubmitError(f"cannot read WorkflowTemplate {name}: {_reason(error)}") from error
+        return True
+
+    def apply(self, manifest: dict[str, Any], plural: str) -> None:
+        """Server-side apply an argoproj.io object (e.g. a CronWorkflow); we own its fields."""
+        metadata = manifest["metadata"]
+        try:
+            self._api.patch_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", metadata["namespace"], plural, metadata["name"],
+                manifest, field_manager=FIELD_MANAGER, force=True,
+                _content_type="application/apply-patch+yaml",
+            )  # fmt: skip
+        except self._errors as error:
+            raise SubmitError(
+                f"cannot apply {manifest['kind']} {metadata['name']}: {_reason(error)}",
+                temporary=error.status is None or error.status >= 500 or error.status == 429,
+            ) from error
+
+    def delete(self, plural: str, namespace: str, name: str) -> bool:
+        """Delete an argoproj.io object; False when it was not there."""
+        try:
+            self._api.delete_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", namespace, plural, name
+            )
+        except self._errors as error:
+            if error.status == 404:
+                return False
+            raise SubmitError(f"cannot delete {plural}/{name}: {_reason(error)}") from error
+        return True
+
+    def whoami(self) -> str:
+        """The user name the API server knows our credentials by (SelfSubjectReview)."""
+        from kubernetes import client
+
+        body = client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1",
+                                          kind="SelfSubjectReview")  # fmt: skip
+        try:
+            review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(body)
+        except self._errors as error:
+            raise SubmitError(f"cannot tell who we are: {_reason(error)}") from error
+        user = review.status.user_info if review.status is not None else None
+        if user is None or not user.username:
+            raise SubmitError("the API server did not say who we are", temporary=False)
+        return str(user.username)
+
+
+def kube_api_client(kubeconfig: str | None = None) -> Any:
+    """A Kubernetes ApiClient: the kubeconfig given, else in-cluster, else ~/.kube/config."""
+    from kubernetes import client, config
+
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
 
 
 def _reason(error: Any) -> str:
