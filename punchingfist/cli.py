@@ -1,4 +1,4 @@
-"""The `punchingfist` command: compile Workflows to Argo, print CRDs."""
+"""The `punchingfist` command: compile Workflows, serve, submit runs, answer approval gates."""
 
 from __future__ import annotations
 
@@ -102,6 +102,70 @@ def _parser() -> argparse.ArgumentParser:
     event.add_argument("--alert", type=int, default=0, metavar="N",
                        help="which alert of the payload (default: the first)")  # fmt: skip
     event.set_defaults(handler=_event)
+
+    submit = commands.add_parser(
+        "submit",
+        help="start an investigation now from a compiled WorkflowTemplate",
+        description=(
+            "Create an Argo Workflow from the WorkflowTemplate of a Workflow, as "
+            "`argo submit --from workflowtemplate/NAME` does, with the event built from an "
+            "Alertmanager payload (--alert) and/or --set values; print its name and Argo UI link."
+        ),
+    )
+    submit.add_argument("workflow", metavar="WORKFLOW", help="the Workflow (WorkflowTemplate)")
+    submit.add_argument("--alert", metavar="FILE",
+                        help="Alertmanager webhook payload; '-' = stdin")  # fmt: skip
+    submit.add_argument("--index", type=int, default=0, metavar="N",
+                        help="which alert of the payload (default: the first)")  # fmt: skip
+    submit.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="values",
+        help="an event value (dotted keys nest: alert.labels.namespace=prod; JSON values are "
+        "parsed: replicas=3); applied after --alert. Repeatable.",
+    )  # fmt: skip
+    submit.add_argument("--source", default="manual", help="the run's source (default: manual)")
+    submit.add_argument(
+        "-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)"
+    )
+    submit.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
+    submit.add_argument(
+        "--argo-ui",
+        metavar="URL",
+        default=os.environ.get("ARGO_UI_URL"),
+        help="Argo UI base URL for the link (default: $ARGO_UI_URL)",
+    )
+    submit.set_defaults(handler=_submit)
+
+    approve = commands.add_parser(
+        "approve",
+        help="answer a run's approval gate (approve, or deny with --deny)",
+        description=(
+            "Answer the approval gate of a run. With --server, through the server's REST API "
+            "(recorded there). Otherwise directly against the cluster: the suspend node is "
+            "resumed as `argo node set` + `argo resume` do, with the approver being the "
+            "Kubernetes user of the credentials (checked against an OperatorConfig's "
+            "spec.approvals.approvers in the namespace, when one lists approvers); the run "
+            "tracker records the answer from the node."
+        ),
+    )
+    approve.add_argument("run", metavar="RUN", help="the run (Argo Workflow) name")
+    approve.add_argument(
+        "--step", metavar="NAME", help="the gated step (default: the one gate the run waits at)"
+    )
+    approve.add_argument("--deny", action="store_true", help="deny instead of approving")
+    approve.add_argument("--comment", default="", help="a note kept with the decision")
+    where = approve.add_mutually_exclusive_group()
+    where.add_argument("--server", metavar="URL", help="the Punching Fist server, e.g. "
+                       "http://punchingfist:8080")  # fmt: skip
+    where.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
+    approve.add_argument(
+        "--approver",
+        default=os.environ.get("USER"),
+        help="who decides, with --server (default: $USER)",
+    )
+    approve.add_argument(
+        "-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)"
+    )
+    approve.set_defaults(handler=_approve)
 
     serve = commands.add_parser(
         "serve",
@@ -388,17 +452,192 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _event(args: argparse.Namespace) -> int:
-    origin, text = next(_texts([args.filename]))
+    event, _ = _alert_event(args.filename, args.alert, "--alert")
+    sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+def _alert_event(filename: str, index: int, option: str) -> tuple[dict[str, Any], str]:
+    """The event of alert `index` of an Alertmanager payload file, and its fingerprint."""
+    origin, text = next(_texts([filename]))
     try:
         payload = AlertmanagerPayload.model_validate_json(text)
     except ValidationError as error:
         problems = format_validation_error(error, _loose_json(text), prefix="payload")
         raise InvalidResource(origin, problems, what="Alertmanager payload") from error
-    if not 0 <= args.alert < len(payload.alerts):
-        raise PunchingFistError(f"{origin}: --alert {args.alert}: the payload has "
+    if not 0 <= index < len(payload.alerts):
+        raise PunchingFistError(f"{origin}: {option} {index}: the payload has "
                                 f"{len(payload.alerts)} alert(s)")  # fmt: skip
-    sys.stdout.write(json.dumps(event_from_payload(payload, args.alert), ensure_ascii=False) + "\n")
+    return event_from_payload(payload, index), payload.alerts[index].fingerprint
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from punchingfist.executors import RunSubmission, SubmitError
+    from punchingfist.executors.argo import ArgoExecutor
+
+    event: dict[str, Any] = {}
+    fingerprint = ""
+    if args.alert:
+        event, fingerprint = _alert_event(args.alert, args.index, "--index")
+    for item in args.values:
+        _set_value(event, item)
+    namespace = args.namespace or _context_namespace(args.kubeconfig)
+    argo = ArgoExecutor(args.kubeconfig)
+    try:
+        if not argo.template_exists(args.workflow, namespace):
+            raise PunchingFistError(
+                f"there is no WorkflowTemplate {args.workflow!r} in namespace {namespace!r}: "
+                "compile and apply the Workflow first (punchingfist compile -f FILE | "
+                "kubectl apply -f -)"
+            )
+        name = f"{args.workflow[:57]}-{_suffix()}"
+        parameters = {"event": event, "source": args.source, "fingerprint": fingerprint}
+        argo.submit(RunSubmission(name, namespace, args.workflow, parameters))
+    except SubmitError as error:
+        raise PunchingFistError(str(error)) from error
+    print(name)
+    if args.argo_ui:
+        print(f"{args.argo_ui.rstrip('/')}/workflows/{namespace}/{name}")
+    else:
+        print(f"(no Argo UI link: give --argo-ui URL or set ARGO_UI_URL; or run "
+              f"`argo watch {name} -n {namespace}`)", file=sys.stderr)  # fmt: skip
     return EXIT_OK
+
+
+def _set_value(event: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.split(".")):
+        raise PunchingFistError(f"--set {item!r}: write KEY=VALUE, e.g. alert.alertname=X")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    *parents, leaf = key.strip().split(".")
+    here = event
+    for part in parents:
+        child = here.get(part)
+        if not isinstance(child, dict):
+            child = here[part] = {}
+        here = child
+    here[leaf] = value
+
+
+def _suffix() -> str:
+    import secrets
+
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
+    return "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def _context_namespace(kubeconfig: str | None) -> str:
+    """The namespace of the kubeconfig's current context (in a pod: its own), else default."""
+    from kubernetes import config
+
+    mounted = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if not kubeconfig and mounted.is_file():
+        return mounted.read_text().strip() or "default"
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError):
+        return "default"
+    return str((active or {}).get("context", {}).get("namespace") or "default")
+
+
+def _approve(args: argparse.Namespace) -> int:
+    if args.server:
+        return _approve_by_server(args)
+    from punchingfist.executors import SubmitError
+    from punchingfist.executors.argo import ArgoExecutor
+
+    namespace = args.namespace or _context_namespace(args.kubeconfig)
+    argo = ArgoExecutor(args.kubeconfig)
+    try:
+        gate = _gate(args.run, args.step, argo.waiting_gates(args.run, namespace))
+        approver = argo.whoami()
+        allowed = _approvers(argo, namespace)
+        if allowed and approver not in allowed:
+            raise PunchingFistError(
+                f"{approver!r} may not answer approval gates: the OperatorConfig of namespace "
+                f"{namespace!r} lists spec.approvals.approvers"
+            )
+        argo.resume(args.run, namespace, gate, approved=not args.deny, approver=approver,
+                    comment=args.comment)  # fmt: skip
+    except SubmitError as error:
+        raise PunchingFistError(str(error)) from error
+    print(f"{'denied' if args.deny else 'approved'}: {args.run} / {gate} (as {approver})")
+    return EXIT_OK
+
+
+def _gate(run: str, step: str | None, waiting: list[str]) -> str:
+    """The gate to answer: `<step>-approval`, or the only one the run waits at."""
+    if step:
+        gate = f"{step}-approval"
+        if gate not in waiting:
+            at = ", ".join(waiting) or "no gate"
+            raise PunchingFistError(f"run {run} is not waiting at {gate!r} (it waits at {at})")
+        return gate
+    if len(waiting) != 1:
+        at = ", ".join(w.removesuffix("-approval") for w in waiting)
+        raise PunchingFistError(
+            f"run {run} waits at no approval gate" if not waiting
+            else f"run {run} waits at several gates; pick one with --step ({at})"
+        )  # fmt: skip
+    return waiting[0]
+
+
+def _approvers(argo: Any, namespace: str) -> set[str]:
+    """Approvers listed by the OperatorConfigs of the namespace (empty: RBAC decides)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        listing: dict[str, Any] = client.CustomObjectsApi(  # type: ignore[assignment]
+            argo.api_client
+        ).list_namespaced_custom_object("punchingfist.io", "v1alpha1", namespace, "operatorconfigs")
+    except ApiException as error:
+        if error.status in (403, 404):  # no CRD, or no right to read it: RBAC decides
+            return set()
+        raise PunchingFistError(f"cannot read OperatorConfigs: {error.reason}") from error
+    names: set[str] = set()
+    for item in listing.get("items") or []:
+        approvals = (item.get("spec") or {}).get("approvals") or {}
+        names |= {str(n) for n in approvals.get("approvers") or []}
+    return names
+
+
+def _approve_by_server(args: argparse.Namespace) -> int:
+    import httpx
+
+    if not args.approver:
+        raise PunchingFistError("--approver is required with --server ($USER is not set)")
+    base = args.server.rstrip("/")
+    try:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            gate = f"{args.step}-approval" if args.step else None
+            if gate is None:
+                found = http.get(f"/api/v1/runs/{args.run}")
+                _check(found, args.run)
+                waiting = [a["gate"] for a in found.json().get("approvals", [])
+                           if a.get("decision") == "pending"]  # fmt: skip
+                gate = _gate(args.run, None, waiting)
+            body = {"decision": "deny" if args.deny else "approve", "approver": args.approver,
+                    "comment": args.comment}  # fmt: skip
+            answer = http.post(f"/api/v1/runs/{args.run}/approvals/{gate}", json=body)
+            _check(answer, args.run)
+    except httpx.HTTPError as error:
+        raise PunchingFistError(f"cannot reach the server at {base}: {error}") from error
+    record = answer.json()
+    print(f"{record['decision']}: {args.run} / {gate} (as {record['approver']})")
+    return EXIT_OK
+
+
+def _check(response: Any, run: str) -> None:
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error") or response.text
+        except ValueError:
+            message = response.text
+        raise PunchingFistError(f"the server refused ({response.status_code}): {message}")
 
 
 def _loose_json(text: str) -> Any:
