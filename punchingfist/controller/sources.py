@@ -120,8 +120,9 @@ def reconcile_schedule(
 def schedule_source(
     body: kopf.Body, namespace: str | None, uid: str | None, memo: kopf.Memo, logger: Any,
     **_: Any,
-) -> dict[str, Any]:  # fmt: skip
-    """Keep a schedule Source's CronWorkflow as the Source says."""
+) -> None:  # fmt: skip
+    """Keep a schedule Source's CronWorkflow as the Source says. (Nothing is returned: the
+    Source's status belongs to the reconciler, a handler's return value would land there.)"""
     argo = _memo(memo, "argo")
     try:
         source = _source(body)
@@ -133,7 +134,6 @@ def schedule_source(
         raise kopf.TemporaryError(str(error), delay=30) from error
     if name:
         logger.info("CronWorkflow %s applied (%s)", name, source.spec.config.cron)
-    return {"cronWorkflow": name}
 
 
 # -- kubernetes -----------------------------------------------------------------------------
