@@ -157,14 +157,18 @@ def test_approve_through_the_server(
 
 
 def test_submit_starts_a_run_from_the_template(
-    control_plane: ControlPlane, capsys: pytest.CaptureFixture[str]
+    control_plane: ControlPlane, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     namespace, kubeconfig = control_plane.namespace, str(control_plane.kubeconfig)
     (workflow,) = load_resources((ROOT / "examples/workflows/investigate-alert.yaml").read_text())
     assert isinstance(workflow, Workflow)
     control_plane.kubectl("apply", "-n", namespace, "-f", "-",
                           stdin=json.dumps(compile_workflow(workflow).manifest))  # fmt: skip
-    alert = ROOT / "examples/alerts/pod-crashlooping.json"
+    # Its own fingerprint: other tests select the example alert's runs by fingerprint.
+    payload = json.loads((ROOT / "examples/alerts/pod-crashlooping.json").read_text())
+    payload["alerts"][0]["fingerprint"] = "5ab3177ed0adb0c0"
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps(payload))
     code, out, err = punchingfist(
         capsys, "submit", "investigate-alert", "--alert", str(alert), "--set",
         "context.ticket=OPS-1", "--set", "context.attempt=2", "--kubeconfig", kubeconfig,
@@ -178,11 +182,9 @@ def test_submit_starts_a_run_from_the_template(
     assert created["spec"]["workflowTemplateRef"] == {"name": "investigate-alert"}
     parameters = {p["name"]: p["value"] for p in created["spec"]["arguments"]["parameters"]}
     event = json.loads(parameters["event"])
-    payload = json.loads(alert.read_text())
     assert event["alert"]["alertname"] == "PodCrashLooping"
     assert event["context"] == {"ticket": "OPS-1", "attempt": 2}
-    assert (parameters["source"], parameters["fingerprint"]) == (
-        "manual", payload["alerts"][0]["fingerprint"])  # fmt: skip
+    assert (parameters["source"], parameters["fingerprint"]) == ("manual", "5ab3177ed0adb0c0")
     assert created["metadata"]["labels"]["punchingfist.io/workflow"] == "investigate-alert"
     code, _, err = punchingfist(capsys, "submit", "no-such-workflow", "--set", "a=b",
                                 "--kubeconfig", kubeconfig, "-n", namespace)  # fmt: skip
