@@ -8,10 +8,8 @@
   runs, at most once per object per `debounce` window (`Debouncer`). The Kopf daemon
   `kubernetes_source` runs one watch per Source and restarts it when the Source changes.
 
-To register the handlers, import this module (`import punchingfist.controller.sources`) before
-Kopf starts. The operator's startup handler must put into Kopf's memo: `memo.sessions` (a
-SQLAlchemy `sessionmaker`), `memo.metrics` (`punchingfist.server.metrics.Metrics`) and
-`memo.argo` (a `punchingfist.executors.argo.ArgoExecutor`, whose `api_client` the watches use).
+`register(registry, sessions=..., metrics=..., argo=...)` adds both handlers to the operator's
+Kopf registry (`argo`: an `ArgoExecutor`, whose `api_client` the watches use).
 `webhook`, `api` and `chat` Sources are served by the server (`punchingfist serve`).
 """
 
@@ -30,7 +28,7 @@ from hera.workflows import CronWorkflow, Parameter
 from hera.workflows.models import OwnerReference, WorkflowMetadata, WorkflowTemplateRef
 from sqlalchemy.orm import Session, sessionmaker
 
-from punchingfist.api import API_VERSION, Source, parse_resource
+from punchingfist.api import API_VERSION, GROUP, VERSION, Source, parse_resource
 from punchingfist.api.base import duration_seconds
 from punchingfist.api.sources import KubernetesSource, ScheduleSource
 from punchingfist.compiler.naming import LABEL_MANAGED_BY, LABEL_SOURCE, LABEL_WORKFLOW
@@ -112,28 +110,6 @@ def reconcile_schedule(
         return None
     argo.apply(cron_workflow(source, namespace, uid), "cronworkflows")
     return name
-
-
-@kopf.on.resume("punchingfist.io", "v1alpha1", "sources", id="punchingfist-schedule")
-@kopf.on.create("punchingfist.io", "v1alpha1", "sources", id="punchingfist-schedule")
-@kopf.on.update("punchingfist.io", "v1alpha1", "sources", id="punchingfist-schedule")
-def schedule_source(
-    body: kopf.Body, namespace: str | None, uid: str | None, memo: kopf.Memo, logger: Any,
-    **_: Any,
-) -> None:  # fmt: skip
-    """Keep a schedule Source's CronWorkflow as the Source says. (Nothing is returned: the
-    Source's status belongs to the reconciler, a handler's return value would land there.)"""
-    argo = _memo(memo, "argo")
-    try:
-        source = _source(body)
-    except InvalidResource as error:
-        raise kopf.PermanentError(str(error)) from error
-    try:
-        name = reconcile_schedule(source, namespace or "default", uid, argo)
-    except PunchingFistError as error:
-        raise kopf.TemporaryError(str(error), delay=30) from error
-    if name:
-        logger.info("CronWorkflow %s applied (%s)", name, source.spec.config.cron)
 
 
 # -- kubernetes -----------------------------------------------------------------------------
@@ -247,7 +223,7 @@ class KubernetesWatch:
         from kubernetes.client.exceptions import ApiException
         from kubernetes.dynamic import DynamicClient
 
-        client = DynamicClient(self.api_client)
+        client: Any = DynamicClient(self.api_client)  # type: ignore[no-untyped-call]
         resource = self._resource(client)
         scope = {"label_selector": self.config.label_selector}
         if self.config.namespace:
@@ -292,43 +268,59 @@ class KubernetesWatch:
             ) from error
 
 
-@kopf.daemon("punchingfist.io", "v1alpha1", "sources", id="punchingfist-kubernetes-watch",
-             when=lambda spec, **_: spec.get("type") == "kubernetes",
-             cancellation_timeout=WATCH_SECONDS + 5)  # fmt: skip
-def kubernetes_source(
-    body: kopf.Body, namespace: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo,
-    logger: Any, **_: Any,
+def register(
+    registry: kopf.OperatorRegistry, *, sessions: sessionmaker[Session], metrics: Metrics,
+    argo: ArgoExecutor,
 ) -> None:  # fmt: skip
-    """Serve a kubernetes Source until it is deleted; a changed Source restarts the watch."""
-    try:
-        source = _source(body)
-        watch = KubernetesWatch(source, namespace or "default", _memo(memo, "argo").api_client,
-                                _memo(memo, "sessions"), _memo(memo, "metrics"))  # fmt: skip
-    except (InvalidResource, SourceError) as error:
-        raise kopf.PermanentError(str(error)) from error
-    generation = body.get("metadata", {}).get("generation")
+    """Add the Source handlers to `registry`: `punchingfist-schedule` (create, update, resume)
+    and the daemon `punchingfist-kubernetes-watch`."""
 
-    def keep_going() -> bool:
-        return not stopped and body.get("metadata", {}).get("generation") == generation
+    @kopf.on.resume(GROUP, VERSION, "sources", id="punchingfist-schedule", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "sources", id="punchingfist-schedule", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "sources", id="punchingfist-schedule", registry=registry)
+    def schedule_source(
+        body: kopf.Body, namespace: str | None, uid: str | None, logger: Any, **_: Any
+    ) -> None:
+        """Keep a schedule Source's CronWorkflow as the Source says. (Nothing is returned: a
+        handler's return value would land in the Source's status, which the reconciler owns.)"""
+        try:
+            source = _source(body)
+        except InvalidResource as error:
+            raise kopf.PermanentError(str(error)) from error
+        try:
+            name = reconcile_schedule(source, namespace or "default", uid, argo)
+        except PunchingFistError as error:
+            raise kopf.TemporaryError(str(error), delay=30) from error
+        if name:
+            logger.info("CronWorkflow %s applied (%s)", name, source.spec.config.cron)
 
-    logger.info("watching %s for %s objects", source.spec.config.resource,
-                source.spec.config.event)  # fmt: skip
-    try:
-        watch.run(keep_going)
-    except SourceError as error:
-        raise kopf.PermanentError(str(error)) from error
-    if not stopped:
-        raise kopf.TemporaryError("the Source changed: restarting its watch", delay=1)
+    @kopf.daemon(GROUP, VERSION, "sources", id="punchingfist-kubernetes-watch",
+                 registry=registry, when=lambda spec, **_: spec.get("type") == "kubernetes",
+                 cancellation_timeout=WATCH_SECONDS + 5)  # fmt: skip
+    def kubernetes_source(
+        body: kopf.Body, namespace: str | None, stopped: kopf.DaemonStopped, logger: Any,
+        **_: Any,
+    ) -> None:  # fmt: skip
+        """Serve a kubernetes Source until it is deleted; a changed Source restarts the watch."""
+        try:
+            source = _source(body)
+            watch = KubernetesWatch(source, namespace or "default", argo.api_client, sessions,
+                                    metrics)  # fmt: skip
+        except (InvalidResource, SourceError) as error:
+            raise kopf.PermanentError(str(error)) from error
+        generation = body.get("metadata", {}).get("generation")
 
+        def keep_going() -> bool:
+            return not stopped and body.get("metadata", {}).get("generation") == generation
 
-def _memo(memo: Any, name: str) -> Any:
-    value = getattr(memo, name, None)
-    if value is None:
-        raise kopf.PermanentError(
-            f"memo.{name} is not set: the operator's startup handler sets sessions, metrics "
-            "and argo (see punchingfist.controller.sources)"
-        )
-    return value
+        logger.info("watching %s for %s objects", source.spec.config.resource,
+                    source.spec.config.event)  # fmt: skip
+        try:
+            watch.run(keep_going)
+        except SourceError as error:
+            raise kopf.PermanentError(str(error)) from error
+        if not stopped:
+            raise kopf.TemporaryError("the Source changed: restarting its watch", delay=1)
 
 
 def _source(body: Any) -> Source:

@@ -2,13 +2,9 @@
 
 `track(workflow, sessions, metrics)` reads one Argo Workflow object (as the API server returns
 it) and brings the store up to date; it is idempotent, so a replayed or repeated watch event
-changes nothing and counts nothing twice. The Kopf handler `track_workflow` calls it for every
-event of a Workflow labelled `punchingfist.io/workflow`.
-
-To register the handler, import this module (`import punchingfist.controller.tracking`) before
-Kopf starts. The operator's startup handler must put into Kopf's memo:
-`memo.sessions` (a SQLAlchemy `sessionmaker`) and `memo.metrics`
-(`punchingfist.server.metrics.Metrics`).
+changes nothing and counts nothing twice. `register(registry, sessions=..., metrics=...)` adds
+the Kopf event handler that calls it for every Workflow labelled `punchingfist.io/workflow`;
+the operator calls it while it builds its registry.
 """
 
 from __future__ import annotations
@@ -316,23 +312,21 @@ class _Tracker:
                 return
 
 
-@kopf.on.event("argoproj.io", "v1alpha1", "workflows", id="punchingfist-run-tracking",
-               labels={LABEL_WORKFLOW: kopf.PRESENT})  # fmt: skip
-def track_workflow(event: kopf.RawEvent, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    """Every change of one of our Argo Workflows updates its records (deletions keep them)."""
-    if event.get("type") == "DELETED":
-        return
-    sessions = getattr(memo, "sessions", None)
-    metrics = getattr(memo, "metrics", None)
-    if sessions is None or metrics is None:
-        raise kopf.PermanentError(
-            "run tracking needs memo.sessions and memo.metrics: the operator's startup handler "
-            "sets them (see punchingfist.controller.tracking)"
-        )
-    tracked = track(dict(event["object"]), sessions, metrics)
-    if tracked is not None and (tracked.created or tracked.steps):
-        logger.info("run %s: %s; steps changed: %s", tracked.run, tracked.status,
-                    ", ".join(tracked.steps) or "none")  # fmt: skip
+def register(
+    registry: kopf.OperatorRegistry, *, sessions: sessionmaker[Session], metrics: Metrics
+) -> None:
+    """Add the run-tracking handler to `registry` (id `punchingfist-run-tracking`)."""
+
+    @kopf.on.event("argoproj.io", "v1alpha1", "workflows", id="punchingfist-run-tracking",
+                   labels={LABEL_WORKFLOW: kopf.PRESENT}, registry=registry)  # fmt: skip
+    def track_workflow(event: kopf.RawEvent, logger: Any, **_: Any) -> None:
+        """Every change of one of our Argo Workflows updates its records (deletion keeps them)."""
+        if event.get("type") == "DELETED":
+            return
+        tracked = track(dict(event["object"]), sessions, metrics)
+        if tracked is not None and (tracked.created or tracked.steps):
+            logger.info("run %s: %s; steps changed: %s", tracked.run, tracked.status,
+                        ", ".join(tracked.steps) or "none")  # fmt: skip
 
 
 def _task_name(node: dict[str, Any]) -> str | None:

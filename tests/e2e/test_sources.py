@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-import punchingfist.controller.sources
-import punchingfist.controller.tracking
 from punchingfist.api import Source, load_resources
+from punchingfist.controller import sources as source_handlers
+from punchingfist.controller import tracking
 from punchingfist.controller.sources import KubernetesWatch, reconcile_schedule
 from punchingfist.executors import dispatch_pending
 from punchingfist.executors.argo import ArgoExecutor, kube_api_client
@@ -29,9 +29,6 @@ from punchingfist.store import OutboxEntry, WorkflowRun, make_engine, session_fa
 from tests.e2e.controlplane import ControlPlane
 
 pytestmark = pytest.mark.timeout(300)
-
-HANDLERS = (punchingfist.controller.sources, punchingfist.controller.tracking)
-"""Imported for their Kopf handlers (registered on import)."""
 
 
 def source(text: str) -> Source:
@@ -240,15 +237,15 @@ def test_the_kopf_handlers_under_a_real_operator(
     CronWorkflow, a kubernetes Source's daemon queues a run for a new pod, and a labelled
     Argo Workflow gets a run record."""
     namespace = control_plane.namespace
-    memo = kopf.Memo()
-    memo.sessions = sessions
-    memo.metrics = Metrics(CollectorRegistry())
-    memo.argo = ArgoExecutor(str(control_plane.kubeconfig))
+    metrics = Metrics(CollectorRegistry())
+    registry = kopf.OperatorRegistry()
+    tracking.register(registry, sessions=sessions, metrics=metrics)
+    source_handlers.register(registry, sessions=sessions, metrics=metrics,
+                             argo=ArgoExecutor(str(control_plane.kubeconfig)))  # fmt: skip
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
     settings.watching.server_timeout = 30
     stop, ready = threading.Event(), threading.Event()
-
     plane = control_plane.pki
     credentials = kopf.ConnectionInfo(
         server=control_plane.server, ca_path=plane.path("ca.crt"),
@@ -256,7 +253,7 @@ def test_the_kopf_handlers_under_a_real_operator(
         default_namespace=namespace,
     )  # fmt: skip
 
-    @kopf.on.login(id="e2e-admin")
+    @kopf.on.login(id="e2e-admin", registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return credentials
 
@@ -266,9 +263,9 @@ def test_the_kopf_handlers_under_a_real_operator(
         try:
             asyncio.run(
                 kopf.operator(
+                    registry=registry,
                     standalone=True,
                     namespaces=[namespace],
-                    memo=memo,
                     settings=settings,
                     stop_flag=stop,
                     ready_flag=ready,
