@@ -85,7 +85,9 @@ def script(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_promql_script_instant_and_range(prometheus: str) -> None:
     instant = script('up{job="self"}', PROMETHEUS_URL=prometheus)
     assert instant.returncode == 0, instant.stderr
-    assert instant.stdout.startswith('up{instance="127.0.0.1:') and instant.stdout.endswith(" 1\n")
+    assert instant.stdout.startswith('up{instance="127.0.0.1:')
+    # 1, or 0 when a scrape timed out on a loaded machine: one line, the sample's value
+    assert instant.stdout.endswith((" 1\n", " 0\n")) and instant.stdout.count("\n") == 1
     ranged = script("up", "5", "1", PROMETHEUS_URL=prometheus)
     assert ranged.returncode == 0, ranged.stderr
     assert "->" in ranged.stdout and "points)" in ranged.stdout
