@@ -13,11 +13,13 @@ one, so tests and `punchingfist serve` can run several operators in one process.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import logging
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -170,15 +172,22 @@ class Controller:
 
     def reconcile_many(self, keys: Iterable[Key], indexes: Indexes, why: str) -> None:
         """Recompile Workflows that depend on something that changed; retry temporary errors."""
+        todo = [(key, body) for key in sorted(set(keys)) if (body := indexes.workflow(key))]
         failures = []
-        for key in sorted(set(keys)):
-            body = indexes.workflow(key)
-            if body is None:
-                continue
+
+        def one(item: tuple[Key, Body]) -> str | None:
             try:
-                self.reconcile(key, body, indexes)
+                self.reconcile(item[0], item[1], indexes)
             except KubeError as error:
-                failures.append(f"Workflow {key[1]}: {error}")
+                return f"Workflow {item[0][1]}: {error}"
+            return None
+
+        # Many users of one Sink: overlap their API round trips (each holds its own lock).
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(todo))),
+                                thread_name_prefix="pf-dependents") as pool:  # fmt: skip
+            # Kopf's event posting lives in context variables: each task runs in a copy.
+            futures = [pool.submit(contextvars.copy_context().run, one, item) for item in todo]
+            failures = [failure for future in futures if (failure := future.result())]
         if failures:
             raise kopf.TemporaryError(f"{why}: " + "; ".join(failures), delay=RETRY_DELAY)
 
@@ -276,22 +285,22 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             private_key_path=configuration.key_file,
         )
 
-    # -- indexes ---------------------------------------------------------------------------
+    # -- indexes (async: cheap, so they run on the loop instead of the handler threads) ------
 
     @kopf.index(GROUP, VERSION, "workflows", id="pf_workflows", registry=registry)
-    def pf_workflows(**kw: Any) -> dict[Key, Body]:
+    async def pf_workflows(**kw: Any) -> dict[Key, Body]:
         return {_key(kw["namespace"], kw["name"]): _snapshot(kw["body"])}
 
     @kopf.index(GROUP, VERSION, "workflows", id="pf_users", registry=registry)
-    def pf_users(**kw: Any) -> dict[Key, str]:
+    async def pf_users(**kw: Any) -> dict[Key, str]:
         return {_key(kw["namespace"], sink): kw["name"] for sink in sink_names(kw["body"])}
 
     @kopf.index(GROUP, VERSION, "sinks", id="pf_sinks", registry=registry)
-    def pf_sinks(**kw: Any) -> dict[Key, Body]:
+    async def pf_sinks(**kw: Any) -> dict[Key, Body]:
         return {_key(kw["namespace"], kw["name"]): _snapshot(kw["body"])}
 
     @kopf.index(GROUP, VERSION, "operatorconfigs", id="pf_configs", registry=registry)
-    def pf_configs(**kw: Any) -> dict[Key, Body]:
+    async def pf_configs(**kw: Any) -> dict[Key, Body]:
         return {_key(kw["namespace"], kw["name"]): _snapshot(kw["body"])}
 
     # -- Workflows ----------------------------------------------------------------------------
@@ -307,11 +316,11 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             raise _temporary(error) from error
 
     @on.event(GROUP, VERSION, "workflows", registry=registry)
-    def workflow_event(**kw: Any) -> None:
+    async def workflow_event(**kw: Any) -> None:
         if kw["type"] != "DELETED":
             return
         controller.catalog.put(_key(kw["namespace"], kw["name"]), None, "Workflow")
-        _delete_owned(controller.kube, _snapshot(kw["body"]))
+        await _in_thread(_delete_owned, controller.kube, _snapshot(kw["body"]))
 
     # -- Sinks and the OperatorConfig: status, then the Workflows that use them -------------
 
@@ -326,11 +335,12 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             controller.reconcile_many(users, found, f"Sink/{name} changed")
 
     @on.event(GROUP, VERSION, "sinks", registry=registry)
-    def sink_event(**kw: Any) -> None:
+    async def sink_event(**kw: Any) -> None:
         if kw["type"] == "DELETED":
             found, name = _indexes_of(kw), kw["name"]
             users = found.users_of(_key(kw["namespace"], name)[0], name)
-            _logged(controller.reconcile_many, users, found, f"Sink/{name} deleted")
+            await _in_thread(_logged, controller.reconcile_many, users, found,
+                             f"Sink/{name} deleted")  # fmt: skip
 
     @on.resume(GROUP, VERSION, "operatorconfigs", registry=registry)
     @on.create(GROUP, VERSION, "operatorconfigs", registry=registry)
@@ -348,14 +358,14 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
                                       f"OperatorConfig/{name} changed")  # fmt: skip
 
     @on.event(GROUP, VERSION, "operatorconfigs", registry=registry)
-    def config_event(**kw: Any) -> None:
+    async def config_event(**kw: Any) -> None:
         name = kw["name"]
         if kw["type"] == "DELETED" and name == options.operator_config:
             namespace = _key(kw["namespace"], name)[0]
             controller.catalog.put((namespace, name), None, "OperatorConfig")
             found = _indexes_of(kw)
-            _logged(controller.reconcile_many, found.in_namespace(namespace), found,
-                    f"OperatorConfig/{name} deleted")  # fmt: skip
+            await _in_thread(_logged, controller.reconcile_many, found.in_namespace(namespace),
+                             found, f"OperatorConfig/{name} deleted")  # fmt: skip
 
     # -- Sources ---------------------------------------------------------------------------
 
@@ -366,7 +376,7 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         _write_plain(controller, "sources", _snapshot(kw["body"]))
 
     @on.event(GROUP, VERSION, "sources", registry=registry)
-    def source_event(**kw: Any) -> None:
+    async def source_event(**kw: Any) -> None:
         parsed = None if kw["type"] == "DELETED" else _parsed(_snapshot(kw["body"]))
         controller.catalog.put(_key(kw["namespace"], kw["name"]), parsed, "Source")
 
@@ -483,6 +493,13 @@ def _delete_owned(kube: Kube, body: Body) -> None:
     except KubeError as error:
         log.warning("Workflow %s/%s deleted; its template stays until the garbage collector "
                     "removes it: %s", namespace, name, error)  # fmt: skip
+
+
+async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
+    """Blocking API calls off the event loop, with Kopf's context (its Event posting)."""
+    await asyncio.get_running_loop().run_in_executor(
+        None, contextvars.copy_context().run, fn, *args
+    )
 
 
 def _logged(fn: Callable[..., None], *args: Any) -> None:
