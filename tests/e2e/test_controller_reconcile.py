@@ -521,3 +521,103 @@ def _http(url: str, payload: Any = None) -> tuple[int, Any]:
         return error.code, None
     except OSError:
         return 0, None
+
+
+# -- the chart's RBAC -------------------------------------------------------------------------
+
+
+def test_the_charts_controller_role_is_enough(control_plane: ControlPlane, tmp_path: Path) -> None:
+    """The controller, authenticated as a ServiceAccount bound only to the chart's ClusterRole,
+    compiles, applies (template and Secret), writes status and Events, and cleans up."""
+    namespace, binding = "pf-rbac", f"pf-rbac-{uuid.uuid4().hex[:6]}"
+    control_plane.kubectl("create", "namespace", namespace)
+    control_plane.kubectl("create", "serviceaccount", "punchingfist", "-n", namespace)
+    role = ROOT / "charts/punchingfist/templates/controller-rbac.yaml"
+    control_plane.kubectl("apply", "-f", str(role))
+    control_plane.kubectl("create", "clusterrolebinding", binding,
+                          "--clusterrole=punchingfist-controller",
+                          f"--serviceaccount={namespace}:punchingfist")  # fmt: skip
+    token = control_plane.kubectl("create", "token", "punchingfist", "-n", namespace).stdout
+    kubeconfig = tmp_path / "sa-kubeconfig"
+    ca = base64.b64encode(Path(control_plane.pki.path("ca.crt")).read_bytes()).decode()
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "e2e", "cluster": {"server": control_plane.server,
+                                                 "certificate-authority-data": ca}}],
+        "users": [{"name": "sa", "user": {"token": token.strip()}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
+    }))  # fmt: skip
+    thread = OperatorThread(connect(kubeconfig, options=ControllerOptions(namespaces=(namespace,))))
+    resources = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Sink
+metadata: {name: slack-clear-text}
+spec:
+  type: slack
+  config: {channel: "#ops", botToken: "xoxb-e2e-clear-text"}
+---
+apiVersion: punchingfist.io/v1alpha1
+kind: Workflow
+metadata: {name: least-privilege}
+spec:
+  steps: [{name: look, type: cli, command: "echo {{ .source.data.alert.alertname }}"}]
+  sinks: [slack-clear-text]
+"""
+    try:
+        thread.start(timeout=60)
+        assert _apply(control_plane, resources, namespace=namespace).returncode == 0
+        control_plane.kubectl("wait", "-n", namespace, "--for=condition=Ready", "--timeout=60s",
+                              "workflows.punchingfist.io/least-privilege",
+                              "sinks.punchingfist.io/slack-clear-text")  # fmt: skip
+        secret = _get(control_plane, "secret", "least-privilege-punchingfist", namespace)
+        assert secret["metadata"]["ownerReferences"][0]["name"] == "least-privilege"
+        assert _get(control_plane, "workflowtemplates.argoproj.io", "least-privilege", namespace)
+        warnings = eventually(
+            lambda: control_plane.get_json(
+                "events", "-n", namespace, "--field-selector",
+                "involvedObject.name=least-privilege,reason=CompilerWarning",
+            )["items"],
+            "the compiler's clear-text warning as an Event",
+        )  # fmt: skip
+        assert "xoxb-e2e-clear-text" not in json.dumps(warnings)
+        control_plane.kubectl("delete", "-n", namespace, "workflows.punchingfist.io",
+                              "least-privilege")  # fmt: skip
+        eventually(
+            lambda: _get(control_plane, "workflowtemplates.argoproj.io", "least-privilege",
+                         namespace) is None
+            and _get(control_plane, "secret", "least-privilege-punchingfist", namespace) is None,
+            "the template and the Secret of the deleted Workflow to go",
+        )  # fmt: skip
+    finally:
+        thread.stop()
+        control_plane.kubectl("delete", "clusterrolebinding", binding, check=False)
+        control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_admission_passes_compiler_warnings_to_kubectl(
+    control_plane: ControlPlane, operator: OperatorThread
+) -> None:
+    sink = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Sink
+metadata: {name: slack-token-inline}
+spec:
+  type: slack
+  config: {channel: "#ops", botToken: "xoxb-inline-e2e"}
+"""
+    assert _apply(control_plane, sink).returncode == 0
+    # Ready is written by the controller after its index has the Sink (admission reads the index).
+    control_plane.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=60s",
+                          "sinks.punchingfist.io/slack-token-inline")  # fmt: skip
+    workflow = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Workflow
+metadata: {name: warned}
+spec:
+  steps: [{name: look, type: cli, command: "echo hi"}]
+  sinks: [slack-token-inline]
+"""
+    result = _apply(control_plane, workflow)
+    assert result.returncode == 0, result.stderr
+    assert "Warning:" in result.stderr and "botToken" in result.stderr, result.stderr
+    assert "xoxb-inline-e2e" not in result.stderr
