@@ -425,32 +425,6 @@ spec:
     )
 
 
-def test_restarting_the_controller_changes_nothing(
-    control_plane: ControlPlane, operator: OperatorThread
-) -> None:
-    _examples_applied(control_plane)
-    workflows = control_plane.get_json("workflows.punchingfist.io", "-n", NAMESPACE)["items"]
-    templates = control_plane.get_json("workflowtemplates.argoproj.io", "-n", NAMESPACE)["items"]
-    versions = {t["metadata"]["name"]: t["metadata"]["resourceVersion"] for t in templates}
-    statuses = {w["metadata"]["name"]: w["status"] for w in workflows}
-    operator.stop()
-    options = ControllerOptions(namespaces=(NAMESPACE,))
-    again = OperatorThread(connect(control_plane.kubeconfig, options=options))
-    again.start(timeout=60)
-    try:
-        eventually(
-            lambda: sum(again.controller.outcomes.values()) >= len(workflows),
-            "the restarted controller to resume every Workflow",
-        )
-        assert again.controller.outcomes["applied"] == 0, again.controller.outcomes
-        after = control_plane.get_json("workflowtemplates.argoproj.io", "-n", NAMESPACE)["items"]
-        assert {t["metadata"]["name"]: t["metadata"]["resourceVersion"] for t in after} == versions
-        now = control_plane.get_json("workflows.punchingfist.io", "-n", NAMESPACE)["items"]
-        assert {w["metadata"]["name"]: w["status"] for w in now} == statuses
-    finally:
-        again.stop()
-
-
 # -- punchingfist serve --in-cluster ----------------------------------------------------------
 
 
@@ -621,3 +595,33 @@ spec:
     assert result.returncode == 0, result.stderr
     assert "Warning:" in result.stderr and "botToken" in result.stderr, result.stderr
     assert "xoxb-inline-e2e" not in result.stderr
+
+
+# -- last: a restart (stops the module's controller) ------------------------------------------
+
+
+def test_restarting_the_controller_changes_nothing(
+    control_plane: ControlPlane, operator: OperatorThread
+) -> None:
+    """Last in this file: it stops the module's controller (tests are run in file order)."""
+    _examples_applied(control_plane)
+    workflows = control_plane.get_json("workflows.punchingfist.io", "-n", NAMESPACE)["items"]
+    templates = control_plane.get_json("workflowtemplates.argoproj.io", "-n", NAMESPACE)["items"]
+    versions = {t["metadata"]["name"]: t["metadata"]["resourceVersion"] for t in templates}
+    statuses = {w["metadata"]["name"]: w["status"] for w in workflows}
+    operator.stop()
+    options = ControllerOptions(namespaces=(NAMESPACE,))
+    again = OperatorThread(connect(control_plane.kubeconfig, options=options))
+    again.start(timeout=60)
+    try:
+        eventually(
+            lambda: sum(again.controller.outcomes.values()) >= len(workflows),
+            "the restarted controller to resume every Workflow",
+        )
+        assert again.controller.outcomes["applied"] == 0, again.controller.outcomes
+        after = control_plane.get_json("workflowtemplates.argoproj.io", "-n", NAMESPACE)["items"]
+        assert {t["metadata"]["name"]: t["metadata"]["resourceVersion"] for t in after} == versions
+        now = control_plane.get_json("workflows.punchingfist.io", "-n", NAMESPACE)["items"]
+        assert {w["metadata"]["name"]: w["status"] for w in now} == statuses
+    finally:
+        again.stop()
