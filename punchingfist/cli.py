@@ -283,6 +283,11 @@ def _controller_options(args: argparse.Namespace, namespaces: Sequence[str],
     if args.admission_port is not None:
         if bool(args.admission_cert) != bool(args.admission_key):
             raise PunchingFistError("--admission-cert and --admission-key go together")
+        if args.admission_managed and "." not in args.admission_managed:
+            raise PunchingFistError(
+                f"--admission-managed {args.admission_managed!r}: webhook names are "
+                "<kind>.<NAME> and must be domains; use e.g. validate.punchingfist.io"
+            )
         admission = AdmissionOptions(
             addr=args.admission_addr, port=args.admission_port, host=args.admission_host,
             certfile=args.admission_cert, pkeyfile=args.admission_key, cafile=args.admission_ca,

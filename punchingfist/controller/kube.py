@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
@@ -86,8 +87,6 @@ class Connection:
 
 
 def _has_service_account() -> bool:
-    import os
-
     return os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 

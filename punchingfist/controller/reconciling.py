@@ -148,11 +148,17 @@ def reconcile_workflow(kube: Kube, inputs: Inputs, *, force: bool = False) -> Ou
         metadata["ownerReferences"] = [owner]
         metadata.setdefault("annotations", {})[ANNOTATION_INPUTS] = digest
         documents.append(document)
+    secret = next((d["metadata"]["name"] for d in documents if d["kind"] == "Secret"), None)
     try:
         for document in documents:
             if document["kind"] == "Secret":
                 _check_secret_owner(kube, namespace, document["metadata"]["name"], owner)
             kube.apply(document)
+        stale = previous.get("secretName")
+        if stale and stale != secret:  # the credential moved to a Secret reference
+            owners = kube.get_secret_owners(namespace, stale) or []
+            if any(o.get("uid") == owner["uid"] for o in owners):
+                kube.delete_secret(namespace, stale)
     except KubeError as error:
         if error.temporary:
             raise
@@ -166,6 +172,7 @@ def reconcile_workflow(kube: Kube, inputs: Inputs, *, force: bool = False) -> Ou
         "templateName": name,
         "stepCount": len(workflow.spec.steps),
         "inputHash": digest,
+        "secretName": secret,
         "lastError": None,
         "conditions": st.merge(
             previous.get("conditions") or [],

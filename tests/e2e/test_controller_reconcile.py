@@ -502,7 +502,9 @@ def _http(url: str, payload: Any = None) -> tuple[int, Any]:
 
 def test_the_charts_controller_role_is_enough(control_plane: ControlPlane, tmp_path: Path) -> None:
     """The controller, authenticated as a ServiceAccount bound only to the chart's ClusterRole,
-    compiles, applies (template and Secret), writes status and Events, and cleans up."""
+    compiles, applies (template and Secret), writes status and Events, and cleans up (the
+    generated Secret when its credential moves to a Secret reference, the template on
+    deletion)."""
     namespace, binding = "pf-rbac", f"pf-rbac-{uuid.uuid4().hex[:6]}"
     control_plane.kubectl("create", "namespace", namespace)
     control_plane.kubectl("create", "serviceaccount", "punchingfist", "-n", namespace)
@@ -554,13 +556,23 @@ spec:
             "the compiler's clear-text warning as an Event",
         )  # fmt: skip
         assert "xoxb-e2e-clear-text" not in json.dumps(warnings)
+        # The credential moves to a Secret reference: the generated Secret is deleted.
+        config = {"botToken": None, "botTokenSecret": {"secretRef": "slack", "key": "token"}}
+        control_plane.kubectl("patch", "sinks.punchingfist.io", "slack-clear-text", "-n",
+                              namespace, "--type=merge", "-p",
+                              json.dumps({"spec": {"config": config}}))  # fmt: skip
+        eventually(
+            lambda: (
+                _get(control_plane, "secret", "least-privilege-punchingfist", namespace) is None
+            ),
+            "the generated Secret to go once no credential is in clear text",
+        )
         control_plane.kubectl("delete", "-n", namespace, "workflows.punchingfist.io",
                               "least-privilege")  # fmt: skip
         eventually(
             lambda: _get(control_plane, "workflowtemplates.argoproj.io", "least-privilege",
-                         namespace) is None
-            and _get(control_plane, "secret", "least-privilege-punchingfist", namespace) is None,
-            "the template and the Secret of the deleted Workflow to go",
+                         namespace) is None,
+            "the template of the deleted Workflow to go",
         )  # fmt: skip
     finally:
         thread.stop()
