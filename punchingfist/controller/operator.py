@@ -73,6 +73,8 @@ class ControllerOptions:
     peering: str | None = None
     """Kopf peering object for leader election; None runs standalone."""
     priority: int = 0
+    identity: str | None = None
+    """This replica's name among peers (default: Kopf's host@pid; tests run two in one process)."""
     admission: AdmissionOptions | None = None
     workers: int = 16
     """Threads for the (synchronous) handlers."""
@@ -568,6 +570,7 @@ async def run_operator(
         standalone=options.peering is None,
         peering_name=options.peering,
         priority=options.priority,
+        identity=cast(Any, options.identity),
         ready_flag=ready_flag,
         stop_flag=stop_flag,
         liveness_endpoint=liveness_endpoint,
