@@ -72,6 +72,7 @@ bench: install
 	$(PY) benchmarks/agent_loop.py
 	$(PY) benchmarks/intake.py
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/reconcile.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -169,27 +170,36 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run the server on resources from YAML files (embedded mode)",
+        help="run the server: on resources from YAML files, or with the controller in a cluster",
         description=(
             "Serve the Alertmanager webhook of every webhook Source, the read API (/api/v1/...), "
-            "/metrics, /healthz and /readyz, on resources loaded from YAML files; no Kubernetes "
-            "needed. Alerts are stored and correlated; runs wait in the outbox for an executor."
+            "/metrics, /healthz and /readyz. With -f, on resources loaded from YAML files (no "
+            "Kubernetes needed; runs wait in the outbox unless --executor argo). With "
+            "--in-cluster, the controller runs in the same process: it compiles Workflow CRs "
+            "into WorkflowTemplates and the server serves the Sources and Workflows of "
+            "--namespace as they change; runs go to Argo."
         ),
     )
     serve.add_argument(
-        "-f", "--filename", action="append", required=True, metavar="PATH",
+        "-f", "--filename", action="append", metavar="PATH",
         help="YAML file or directory of Sources, Workflows, Sinks (repeatable)",
     )  # fmt: skip
+    serve.add_argument("--in-cluster", action="store_true",
+                       help="read resources from the cluster and run the controller")  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--database-url", help="default: $PUNCHINGFIST_DATABASE_URL or SQLite")
     serve.add_argument("--secrets-dir", metavar="DIR",
                        help="Secrets as files DIR/NAME/KEY (webhook credentials)")  # fmt: skip
-    serve.add_argument("--namespace", default="default", help="namespace runs are created in")
     serve.add_argument(
-        "--executor", choices=("none", "argo", "local"), default="none",
+        "--namespace",
+        default="default",
+        help="namespace runs are created in (and, --in-cluster, watched)",
+    )
+    serve.add_argument(
+        "--executor", choices=("none", "argo", "local"),
         help="start queued runs on Argo (kubeconfig or in-cluster), or here on the local engine "
-        "(embedded mode); `none` keeps them queued",
+        "(embedded mode); `none` keeps them queued (default: argo with --in-cluster, else none)",
     )  # fmt: skip
     serve.add_argument(
         "--workdir",
@@ -207,7 +217,10 @@ def _parser() -> argparse.ArgumentParser:
         help="--executor local: an OpenAI-compatible API for every agent step",
     )
     serve.add_argument("--llm-model", metavar="NAME", help="the model at --llm-endpoint")
-    serve.add_argument("--kubeconfig", help="kubeconfig for --executor argo")
+    serve.add_argument(
+        "--kubeconfig", help="kubeconfig (default: the service account, else ~/.kube/config)"
+    )
+    _controller_arguments(serve)
     serve.set_defaults(handler=_serve)
 
     run = commands.add_parser(
@@ -296,6 +309,31 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--llm-model", metavar="NAME", help="the model at --llm-endpoint")
     demo.set_defaults(handler=_demo)
 
+    controller = commands.add_parser(
+        "controller",
+        help="run the controller alone (Workflow CRs -> WorkflowTemplates, status, admission)",
+        description=(
+            "Watch Source, Workflow, Sink and OperatorConfig resources; compile each Workflow "
+            "into an Argo WorkflowTemplate (server-side apply, owned by the Workflow) and report "
+            "in status; optionally serve the validating admission webhook. Stops on SIGTERM."
+        ),
+    )
+    controller.add_argument(
+        "--kubeconfig", help="kubeconfig (default: the service account, else ~/.kube/config)"
+    )
+    scope = controller.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", metavar="NS",
+                       help="namespace to watch (repeatable; default: default)")  # fmt: skip
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch every namespace")  # fmt: skip
+    controller.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz",
+    )
+    _controller_arguments(controller)
+    controller.set_defaults(handler=_controller)
+
     db = commands.add_parser("db", help="manage the database schema")
     db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
     for name, helptext, handler in (
@@ -373,6 +411,76 @@ def _crds(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _controller_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("controller")
+    group.add_argument(
+        "--operator-config",
+        default="punchingfist-config",
+        metavar="NAME",
+        help="the OperatorConfig (in each Workflow's namespace) to compile with",
+    )
+    group.add_argument("--peering", metavar="NAME",
+                       help="elect a leader among replicas through this Kopf peering object "
+                       "(default: run standalone)")  # fmt: skip
+    group.add_argument("--priority", type=int, default=0, help="peering priority")
+    group.add_argument(
+        "--admission-port",
+        type=int,
+        metavar="PORT",
+        help="serve the validating admission webhook (HTTPS) on this port",
+    )
+    group.add_argument("--admission-addr", default="0.0.0.0", metavar="ADDR")
+    group.add_argument("--admission-host", metavar="HOST",
+                       help="host name of the webhook URL (default: the address)")  # fmt: skip
+    group.add_argument("--admission-cert", metavar="FILE", help="serving certificate (PEM)")
+    group.add_argument("--admission-key", metavar="FILE", help="its private key (PEM)")
+    group.add_argument("--admission-ca", metavar="FILE",
+                       help="CA bundle the API server checks the certificate with")  # fmt: skip
+    group.add_argument("--admission-managed", metavar="NAME",
+                       help="keep a ValidatingWebhookConfiguration of this name up to date "
+                       "(default: it is installed with the chart)")  # fmt: skip
+
+
+def _controller_options(args: argparse.Namespace, namespaces: Sequence[str],
+                        clusterwide: bool = False) -> Any:  # fmt: skip
+    from punchingfist.controller import AdmissionOptions, ControllerOptions
+
+    admission = None
+    if args.admission_port is not None:
+        if bool(args.admission_cert) != bool(args.admission_key):
+            raise PunchingFistError("--admission-cert and --admission-key go together")
+        if args.admission_managed and "." not in args.admission_managed:
+            raise PunchingFistError(
+                f"--admission-managed {args.admission_managed!r}: webhook names are "
+                "<kind>.<NAME> and must be domains; use e.g. validate.punchingfist.io"
+            )
+        admission = AdmissionOptions(
+            addr=args.admission_addr, port=args.admission_port, host=args.admission_host,
+            certfile=args.admission_cert, pkeyfile=args.admission_key, cafile=args.admission_ca,
+            managed=args.admission_managed,
+        )  # fmt: skip
+    return ControllerOptions(
+        namespaces=tuple(namespaces), clusterwide=clusterwide,
+        operator_config=args.operator_config, peering=args.peering, priority=args.priority,
+        admission=admission,
+    )  # fmt: skip
+
+
+def _controller(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from punchingfist.controller import connect, run_operator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    options = _controller_options(args, args.namespace or ["default"], args.all_namespaces)
+    controller = connect(args.kubeconfig, options=options)
+    where = "all namespaces" if options.clusterwide else ", ".join(options.namespaces)
+    print(f"punchingfist {__version__}: controller watching {where}", file=sys.stderr)
+    asyncio.run(run_operator(controller, liveness_endpoint=args.liveness))
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -380,11 +488,13 @@ def _serve(args: argparse.Namespace) -> int:
     from punchingfist.server.state import SecretStore
     from punchingfist.store import database_url, upgrade
 
-    resources = list(_read(args.filename))
+    if args.in_cluster == bool(args.filename):
+        raise PunchingFistError("give either -f FILE (resources from files) or --in-cluster")
+    resources = list(_read(args.filename)) if args.filename else []
     url = database_url(args.database_url)
     revision = upgrade(url)
     executor: Any = None
-    if args.executor == "argo":
+    if (args.executor or ("argo" if args.in_cluster else "none")) == "argo":
         from punchingfist.executors.argo import ArgoExecutor
 
         executor = ArgoExecutor(args.kubeconfig)
@@ -401,13 +511,27 @@ def _serve(args: argparse.Namespace) -> int:
         report_token=os.environ.get("PUNCHINGFIST_REPORT_TOKEN") or None,
     )  # fmt: skip
     if args.executor == "local":
+        if args.in_cluster:
+            raise PunchingFistError("--executor local runs resources from files: use -f, "
+                                    "not --in-cluster")  # fmt: skip
         state.executor = local_executor(resources, state, args)
+    app = create_app(state)
+    operator = _start_controller(args, state, app) if args.in_cluster else None
     paths = ", ".join(sorted(state.webhook_paths()))
     counts = f"{len(state.sources)} Sources, {len(state.workflows)} Workflows"
-    print(f"punchingfist {__version__}: {counts}; database at revision {revision}; "
+    mode = f"controller on namespace {args.namespace}; " if operator else ""
+    print(f"punchingfist {__version__}: {mode}{counts}; database at revision {revision}; "
           f"webhooks: {paths}", file=sys.stderr)  # fmt: skip
-    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info",
-                access_log=True)  # fmt: skip
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: let that one be
+    # a no-op so the controller thread is stopped too and the exit status is 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info",
+                    access_log=True)  # fmt: skip
+    finally:
+        if operator is not None:
+            operator.stop()
+            print("punchingfist: controller stopped", file=sys.stderr)
     return EXIT_OK
 
 
@@ -434,6 +558,47 @@ def _demo(args: argparse.Namespace) -> int:
     from punchingfist.embedded.demo import run_demo
 
     return run_demo(args)
+
+
+def _start_controller(args: argparse.Namespace, state: Any, app: Any) -> Any:
+    """Kopf in its own thread; the Sources and Workflows of the namespace feed the server."""
+    import logging
+
+    from punchingfist.controller import Catalog, OperatorThread, build_registry, connect
+    from punchingfist.server import add_webhook_routes
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    namespace = args.namespace
+    controller = connect(args.kubeconfig, options=_controller_options(args, [namespace]))
+
+    def refresh(catalog: Catalog) -> None:
+        state.sources = catalog.sources(namespace)
+        state.workflows = catalog.workflows(namespace)
+        found = catalog.config(namespace, args.operator_config)
+        approvals = found.spec.approvals if found else None
+        state.approvers = frozenset(approvals.approvers) if approvals else frozenset()
+        add_webhook_routes(app)
+
+    controller.catalog.subscribe(refresh)
+    registry = build_registry(controller)
+    # With the store at hand, the same operator tracks runs and runs the Sources' handlers.
+    from punchingfist.controller import sources, tracking
+    from punchingfist.executors.argo import ArgoExecutor
+
+    argo = state.executor if isinstance(state.executor, ArgoExecutor) else ArgoExecutor(
+        args.kubeconfig)  # fmt: skip
+    tracking.register(registry, sessions=state.sessions, metrics=state.metrics)
+    sources.register(registry, sessions=state.sessions, metrics=state.metrics, argo=argo)
+    operator = OperatorThread(controller, registry)
+
+    def running() -> str | None:
+        if not operator.alive:
+            return f"the controller stopped: {operator.error or 'no reason given'}"
+        return None if operator.ready.is_set() else "the controller is starting"
+
+    state.probes.append(running)
+    operator.start()
+    return operator
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

@@ -82,11 +82,17 @@ def create_app(state: ServerState) -> FastAPI:
         return problem(503, "the database is unavailable; retry later")
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> Response:
+        failing = [reason for probe in state.probes if (reason := probe()) is not None]
+        if failing:
+            return problem(503, "; ".join(failing))
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", tags=["health"])
     def readyz() -> Response:
+        failing = [reason for probe in state.probes if (reason := probe()) is not None]
+        if failing:
+            return problem(503, "; ".join(failing))
         try:
             with state.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
@@ -155,9 +161,8 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(approvals_router(state))
     app.include_router(chat_router(state))
 
-    for path in sorted(state.webhook_paths()):
-        app.add_api_route(path, receive, methods=["POST"], tags=["intake"],
-                          summary=f"Alertmanager webhook receiver ({path})")  # fmt: skip
+    app.state.pf_receive = receive
+    add_webhook_routes(app)
 
     @app.get("/api/v1/alerts", tags=["read"])
     def alerts(status: str | None = None, severity: str | None = None,
@@ -233,6 +238,24 @@ def create_app(state: ServerState) -> FastAPI:
             return JSONResponse(view)
 
     return app
+
+
+def add_webhook_routes(app: FastAPI) -> list[str]:
+    """Serve every webhook path of the state's Sources that has no route yet; return those added.
+
+    Called again when Sources change at run time (the controller); a path whose Sources are
+    gone keeps its route and answers 404.
+    """
+    state: ServerState = app.state.pf
+    routed = {getattr(route, "path", None) for route in app.router.routes}
+    added = []
+    for path in sorted(state.webhook_paths() - routed):
+        app.add_api_route(path, app.state.pf_receive, methods=["POST"], tags=["intake"],
+                          summary=f"Alertmanager webhook receiver ({path})")  # fmt: skip
+        added.append(path)
+    if added:
+        app.openapi_schema = None
+    return added
 
 
 def _limit(limit: int) -> int:

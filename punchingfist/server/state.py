@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ class ServerState:
     slack_signing_secret: str | None = None
     report_token: str | None = None
     """When set, step reports must carry `Authorization: Bearer <token>`."""
+    probes: list[Callable[[], str | None]] = field(default_factory=list)
+    """Extra health checks (the controller, in-cluster): None when fine, else why not."""
     sessions: sessionmaker[Session] = field(init=False)
     wake: threading.Event = field(init=False, default_factory=threading.Event)
     writer: IntakeWriter = field(init=False)
