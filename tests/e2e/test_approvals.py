@@ -156,3 +156,53 @@ def test_gate_answered_through_the_server_api(control_plane: ControlPlane, tmp_p
         again = http.post(f"/api/v1/runs/{name}/approvals/fix-approval", json=answer)
         assert again.status_code == 409
     state.engine.dispose()
+
+
+def test_gate_answered_by_a_signed_slack_button(control_plane: ControlPlane, tmp_path: Any) -> None:
+    """A Slack Approve click (signed with the app's signing secret) resumes the real suspend
+    node the way `argo resume` does; a click with a bad signature changes nothing."""
+    from fastapi.testclient import TestClient
+
+    from punchingfist.executors.argo import ArgoExecutor
+    from punchingfist.server import ServerState, create_app
+    from punchingfist.store import WorkflowRun, upgrade
+    from tests.integration.test_approvals_api import slack_request
+
+    name = "gate-slack"
+    secret = "e2e-signing-secret"
+    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
+                          stdin=json.dumps(gated_run(name, 60)))  # fmt: skip
+    wait(control_plane, name, suspended, "the run never reached the approval gate")
+    url = f"sqlite:///{tmp_path / 'pf.db'}"
+    upgrade(url)
+    state = ServerState.from_resources(
+        [], url, namespace=control_plane.namespace, slack_signing_secret=secret,
+        approvers=frozenset({"U0ALICE"}), executor=ArgoExecutor(str(control_plane.kubeconfig)),
+    )  # fmt: skip
+    with state.sessions.begin() as session:
+        session.add(WorkflowRun(name=name, namespace=control_plane.namespace,
+                                workflow_name="gated"))  # fmt: skip
+    click = {
+        "type": "block_actions",
+        "user": {"id": "U0ALICE", "username": "alice"},
+        "actions": [{"action_id": "approve",
+                     "value": json.dumps({"run": name, "gate": "fix-approval",
+                                          "decision": "approve"})}],
+    }  # fmt: skip
+    with TestClient(create_app(state)) as http:
+        forged, headers = slack_request(click, secret="not-the-secret")
+        assert http.post("/slack/interactions", content=forged, headers=headers).status_code == 401
+        run = control_plane.get_json("workflows.argoproj.io", name, "-n", control_plane.namespace)
+        nodes = {n["displayName"]: n for n in run["status"]["nodes"].values()}
+        assert suspended(run, nodes), "a forged click must not resume the gate"
+        body, headers = slack_request(click, secret=secret)
+        response = http.post("/slack/interactions", content=body, headers=headers)
+        assert response.status_code == 200 and "Approved by alice" in response.text
+        nodes = wait(
+            control_plane, name, lambda r, n: "fix" in n, "the approved step never started"
+        )
+    gate = nodes["fix-approval"]
+    assert gate["phase"] == "Succeeded"
+    outputs = {p["name"]: p.get("value") for p in gate["outputs"]["parameters"]}
+    assert (outputs["approved"], outputs["approver"]) == ("true", "slack:alice")
+    state.engine.dispose()
