@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import urllib.parse
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,7 +54,7 @@ def send_json(
     handler.wfile.write(data)
 
 
-class FakeService:
+class FakeService(ABC):
     """A threaded HTTP server that records requests and answers with `handle`."""
 
     def __init__(self) -> None:
@@ -97,8 +98,9 @@ class FakeService:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    @abstractmethod
     def handle(self, request: Request) -> Answer:
-        raise NotImplementedError
+        """The service's answer to one request (each fake speaks its own API)."""
 
     def fail_next(self, status: int, headers: dict[str, str] | None = None) -> None:
         self._failures.append((status, headers or {}))
