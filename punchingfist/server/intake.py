@@ -118,7 +118,8 @@ class _Kept:
 
 class _Batch:
     """The rows one batch reads and writes. New rows are plain dicts, inserted with one
-    executemany per table; rows that already existed are ORM objects, updated in place."""
+    multi-row insert per table (`bulk_insert`: COPY on PostgreSQL); rows that already existed
+    are ORM objects, updated in place."""
 
     def __init__(self, session: Session, namespace: str, now: datetime) -> None:
         self.session, self.namespace, self.now = session, namespace, now
