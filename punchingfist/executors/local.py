@@ -68,7 +68,7 @@ class LocalExecutor:
     name: str = "local"
     approver: PollingApprover = field(default_factory=PollingApprover)
     _slots: threading.Semaphore = field(init=False)
-    _threads: dict[str, threading.Thread] = field(default_factory=dict, init=False)
+    _submitted: set[str] = field(default_factory=set, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
@@ -79,12 +79,11 @@ class LocalExecutor:
         if compiled is None:
             raise SubmitError(f"no Workflow {run.workflow!r} is loaded", temporary=False)
         with self._lock:
-            if run.name in self._threads:
+            if run.name in self._submitted:
                 return  # submitted already: same name, same run
-            thread = threading.Thread(target=self._execute, args=(run, compiled), daemon=True,
-                                      name=f"run-{run.name}")  # fmt: skip
-            self._threads[run.name] = thread
-        thread.start()
+            self._submitted.add(run.name)
+        threading.Thread(target=self._execute, args=(run, compiled), daemon=True,
+                         name=f"run-{run.name}").start()  # fmt: skip
 
     def resume(self, run_name: str, namespace: str, gate: str, *, approved: bool,
                approver: str, comment: str = "") -> None:  # fmt: skip
@@ -92,14 +91,6 @@ class LocalExecutor:
         if (run_name, gate) not in waiting:
             raise SubmitError(f"run {run_name} is not waiting at gate {gate!r}", temporary=False)
         self.approver.decide(run_name, gate, ApprovalDecision(approved, approver, comment))
-
-    def wait(self, run_name: str, timeout: float | None = None) -> bool:
-        """Wait for a submitted run to finish (tests, the demo); True when it did."""
-        thread = self._threads.get(run_name)
-        if thread is None:
-            return False
-        thread.join(timeout)
-        return not thread.is_alive()
 
     def _dispatched(self, run_name: str, timeout: float = 10.0) -> None:
         """Wait for the outbox transaction that submitted the run to commit its `submitted`
