@@ -33,17 +33,17 @@ def bulk_insert(session: Session, model: type[Any], rows: Sequence[dict[str, Any
         c for c in table.columns
         if c.name not in rows[0] and c.default is not None and c.server_default is None
     ]  # fmt: skip
-    names += [c.name for c in missing]
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    columns = ", ".join(f'"{name}"' for name in names)
+    formats = [_json_field if name in json_columns else _field for name in names]
+    constant = not any(c.default.is_callable for c in missing)
+    defaults = [_field(_default(c)) for c in missing]
+    columns = ", ".join(f'"{name}"' for name in names + [c.name for c in missing])
     statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
     lines = []
     for row in rows:
-        values = [row[name] for name in names[: len(row)]] + [_default(c) for c in missing]
-        fields = [
-            _copy_field(value, name in json_columns)
-            for name, value in zip(names, values, strict=True)
-        ]
+        fields = [fmt(row[name]) for fmt, name in zip(formats, names, strict=True)]
+        if missing:
+            fields += defaults if constant else [_field(_default(c)) for c in missing]
         lines.append("\t".join(fields))
     data = ("\n".join(lines) + "\n").encode()
     from psycopg import Error as PsycopgError
@@ -60,22 +60,37 @@ def bulk_insert(session: Session, model: type[Any], rows: Sequence[dict[str, Any
         raise DBAPIError(statement, None, error) from error
 
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_ENCODE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
-def _copy_field(value: Any, is_json: bool) -> str:
+def _escape(text: str) -> str:
+    """COPY's text format reserves backslash, tab, newline and carriage return."""
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\t" in text:
+        text = text.replace("\t", "\\t")
+    if "\n" in text:
+        text = text.replace("\n", "\\n")
+    if "\r" in text:
+        text = text.replace("\r", "\\r")
+    return text
+
+
+def _field(value: Any) -> str:
     """One field of COPY's text format: \\N for NULL, backslash escapes for the rest."""
     if value is None:
         return "\\N"
-    if is_json:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    elif isinstance(value, bool):
-        text = "t" if value else "f"
-    elif isinstance(value, datetime):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    return text.translate(_ESCAPES)
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return _escape(str(value))
+
+
+def _json_field(value: Any) -> str:
+    return "\\N" if value is None else _escape(_ENCODE_JSON(value))
 
 
 def _default(column: Any) -> Any:
