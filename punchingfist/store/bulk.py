@@ -35,7 +35,7 @@ def bulk_insert(session: Session, model: type[Any], rows: Sequence[dict[str, Any
     ]  # fmt: skip
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
     formats = [_json_field if name in json_columns else _field for name in names]
-    constant = not any(c.default.is_callable for c in missing)
+    constant = not any(getattr(c.default, "is_callable", False) for c in missing)
     defaults = [_field(_default(c)) for c in missing]
     columns = ", ".join(f'"{name}"' for name in names + [c.name for c in missing])
     statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
