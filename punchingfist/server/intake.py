@@ -22,7 +22,7 @@ from punchingfist.api.alerts import Alert as PayloadAlert
 from punchingfist.api.alerts import AlertmanagerPayload, alert_view, event_from_payload
 from punchingfist.api.sources import WebhookSource
 from punchingfist.store import Alert, AlertRelationship, Incident, OutboxEntry, WorkflowRun
-from punchingfist.store.bulk import bulk_insert, one_of
+from punchingfist.store.bulk import Ids, bulk_insert, one_of
 from punchingfist.store.models import SourceRecord
 
 CORRELATION_WINDOW = timedelta(hours=1)
@@ -134,6 +134,7 @@ class _Batch:
         self.relationships: list[dict[str, Any]] = []
         self.runs: list[tuple[_Kept, dict[str, Any], Source]] = []
         self.touched_incidents: set[Any] = set()
+        self.new_id = Ids()
 
     def load(self, kept: list[_Kept]) -> None:
         fingerprints = {item.incoming.fingerprint for item in kept}
@@ -198,7 +199,7 @@ class _Batch:
         severity = labels.get("severity", "warning")
         firing = incoming.status == "firing"
         row: dict[str, Any] = {
-            "id": uuid.uuid4(),
+            "id": self.new_id(),
             "fingerprint": incoming.fingerprint,
             "starts_at": incoming.starts_at,
             "ends_at": None if firing else incoming.ends_at,
@@ -229,7 +230,7 @@ class _Batch:
         if incident is None:
             incident, confidence = self.by_title.get(title), 0.6
         if incident is None:
-            incident = {"id": uuid.uuid4(), "title": title, "status": "open",
+            incident = {"id": self.new_id(), "title": title, "status": "open",
                         "severity": row["severity"], "group_key": payload.group_key,
                         "description": row["summary"], "alerts_count": 0,
                         "first_alert_id": None, "created_at": self.now}  # fmt: skip
@@ -241,7 +242,7 @@ class _Batch:
         before = self.earlier.get(row["fingerprint"])
         parent = self.first_alert.get(incident_id)
         if parent is not None and parent != before:
-            self.relationships.append({"id": uuid.uuid4(), "parent_alert_id": parent,
+            self.relationships.append({"id": self.new_id(), "parent_alert_id": parent,
                                        "child_alert_id": row["id"],
                                        "relationship_type": "related",
                                        "confidence": confidence})  # fmt: skip
@@ -249,7 +250,7 @@ class _Batch:
             self.first_alert[incident_id] = row["id"]
             _set(incident, "first_alert_id", row["id"])
         if before is not None:
-            self.relationships.append({"id": uuid.uuid4(), "parent_alert_id": before,
+            self.relationships.append({"id": self.new_id(), "parent_alert_id": before,
                                        "child_alert_id": row["id"],
                                        "relationship_type": "duplicate",
                                        "confidence": 1.0})  # fmt: skip
@@ -299,14 +300,14 @@ class _Batch:
             context = dict(source.spec.context)
             event = event_from_payload(item.payload, item.index, context, views=item.views)
             parameters = {"event": event, "source": source.name, "fingerprint": row["fingerprint"]}
-            runs.append({"id": uuid.uuid4(), "name": name, "namespace": self.namespace,
+            runs.append({"id": self.new_id(), "name": name, "namespace": self.namespace,
                          "workflow_name": workflow, "alert_id": row["id"],
                          "incident_id": row["incident_id"], "source_name": source.name,
                          "fingerprint": row["fingerprint"], "parameters": parameters,
                          "status": "pending", "executor": "argo"})  # fmt: skip
             # The parameters live on the run row; the outbox only says what to submit.
             submit = {"workflow": workflow, "namespace": self.namespace}
-            outbox.append({"id": uuid.uuid4(), "run_name": name, "payload": submit})
+            outbox.append({"id": self.new_id(), "run_name": name, "payload": submit})
             item.result.runs.append(name)
         if runs:
             bulk_insert(self.session, WorkflowRun, runs)

@@ -8,6 +8,8 @@ COPY per table is one round trip and the cheapest path through PostgreSQL; an ex
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -16,6 +18,23 @@ from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+
+
+class Ids:
+    """Random (version 4) UUIDs, drawn from the OS a block at a time: `uuid.uuid4()` makes a
+    system call per id, which was a tenth of the webhook writer's time."""
+
+    def __init__(self, block: int = 64) -> None:
+        self.block = block
+        self._ready: list[uuid.UUID] = []
+
+    def __call__(self) -> uuid.UUID:
+        if not self._ready:
+            data = os.urandom(16 * self.block)
+            self._ready = [
+                uuid.UUID(bytes=data[i : i + 16], version=4) for i in range(0, len(data), 16)
+            ]
+        return self._ready.pop()
 
 
 def bulk_insert(session: Session, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
@@ -86,6 +105,8 @@ def _field(value: Any) -> str:
         return "t" if value else "f"
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return value.hex  # PostgreSQL reads a uuid without its hyphens too
     return _escape(str(value))
 
 
