@@ -83,20 +83,26 @@ def alert_view(alert: Alert) -> dict[str, Any]:
 GROUP_KEYS = ("fingerprint", "alertname", "severity", "status", "startsAt")
 
 
+def group_identities(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The alerts of a group by identity only (`GROUP_KEYS`): a run is about one alert, and a
+    group can hold hundreds (each run's parameters would otherwise repeat all of them)."""
+    return [{key: view[key] for key in GROUP_KEYS} for view in views]
+
+
 def event_from_payload(
     payload: AlertmanagerPayload,
     index: int = 0,
     context: dict[str, Any] | None = None,
     views: list[dict[str, Any]] | None = None,
+    identities: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The event of a run about `payload.alerts[index]` (`views`: the payload's alerts already
-    passed through `alert_view`, when the caller builds several events of one payload)."""
+    passed through `alert_view`, and `identities` through `group_identities`, when the caller
+    builds several events of one payload)."""
     alerts = views if views is not None else [alert_view(alert) for alert in payload.alerts]
     return {
         "alert": alerts[index],
-        # The rest of the group by identity only: a run is about one alert, and a group can
-        # hold hundreds (each run's parameters would otherwise repeat all of them).
-        "alerts": [{key: view[key] for key in GROUP_KEYS} for view in alerts],
+        "alerts": identities if identities is not None else group_identities(alerts),
         "groupKey": payload.group_key,
         "receiver": payload.receiver,
         "status": payload.status,

@@ -15,6 +15,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,6 +50,8 @@ class IntakeWriter:
         self._lock = threading.Lock()
         self.batches = 0
         """How many transactions the writer committed (for tests and the benchmark)."""
+        self._source_ids: dict[tuple[str, str], Any] = {}
+        """Source row ids found by earlier batches; forgotten when a batch fails."""
 
     async def submit(self, sources: list[Source], payload: AlertmanagerPayload) -> IntakeResult:
         """Store one notification; returns once it is committed (raises what the store raised)."""
@@ -99,8 +102,10 @@ class IntakeWriter:
         try:
             with self.sessions.begin() as session:
                 results = ingest_batch(session, [(j.sources, j.payload) for j in jobs],
-                                       namespace=self.namespace)  # fmt: skip
+                                       namespace=self.namespace,
+                                       source_ids=self._source_ids)  # fmt: skip
         except Exception as error:  # every waiting request gets an answer, whatever happened
+            self._source_ids.clear()
             if len(jobs) == 1:
                 self._write_alone(jobs[0], error)
                 return

@@ -12,17 +12,22 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from punchingfist.api import Source
 from punchingfist.api.alerts import Alert as PayloadAlert
-from punchingfist.api.alerts import AlertmanagerPayload, alert_view, event_from_payload
+from punchingfist.api.alerts import (
+    AlertmanagerPayload,
+    alert_view,
+    event_from_payload,
+    group_identities,
+)
 from punchingfist.api.sources import WebhookSource
 from punchingfist.store import Alert, AlertRelationship, Incident, OutboxEntry, WorkflowRun
-from punchingfist.store.bulk import Ids, bulk_insert, one_of
+from punchingfist.store.bulk import EncodedJSON, Ids, encode_json, insert_many, one_of
 from punchingfist.store.models import SourceRecord
 
 CORRELATION_WINDOW = timedelta(hours=1)
@@ -80,6 +85,7 @@ def ingest_batch(
     *,
     namespace: str = "default",
     now: datetime | None = None,
+    source_ids: dict[tuple[str, str], Any] | None = None,
 ) -> list[IntakeResult]:
     """Store several notifications in one transaction, with a fixed number of statements per
     batch rather than per alert: one lookup of known alerts, of sources, of open incidents, then
@@ -89,11 +95,11 @@ def ingest_batch(
     results = [IntakeResult(received=len(payload.alerts)) for _, payload in deliveries]
     kept: list[_Kept] = []
     for result, (sources, payload) in zip(results, deliveries, strict=True):
-        views = [alert_view(alert) for alert in payload.alerts]
+        notification = _Notification(payload)
         for index, incoming in enumerate(payload.alerts):
             matched = [s for s in sources if matches(s, incoming.labels)]
             if matched:
-                kept.append(_Kept(result, payload, views, index, incoming, matched))
+                kept.append(_Kept(result, notification, index, incoming, matched))
             else:
                 result.filtered += 1
                 result.count("", "filtered")
@@ -106,28 +112,67 @@ def ingest_batch(
     return results
 
 
+class _Notification:
+    """One payload, with what the events of its alerts share computed once: the alerts as
+    templates see them, the group's identities, and per Source the encoded shared part."""
+
+    def __init__(self, payload: AlertmanagerPayload) -> None:
+        self.payload = payload
+        self.views = [alert_view(alert) for alert in payload.alerts]
+        self.identities = group_identities(self.views)
+        self._shared: dict[str, str] = {}
+
+    def parameters(self, index: int, source: Source) -> EncodedJSON:
+        """A run's parameters. The event's group part is the same for every alert of the
+        payload, so its JSON is encoded once per Source instead of once per run."""
+        event = event_from_payload(self.payload, index, dict(source.spec.context),
+                                   views=self.views, identities=self.identities)  # fmt: skip
+        fingerprint = self.views[index]["fingerprint"]
+        shared = self._shared.get(source.name)
+        if shared is None:
+            shared = encode_json({key: value for key, value in event.items() if key != "alert"})
+            self._shared[source.name] = shared
+        value = {"event": event, "source": source.name, "fingerprint": fingerprint}
+        alert, name, print_ = (encode_json(v) for v in (event["alert"], source.name, fingerprint))
+        text = f'{{"event":{{"alert":{alert},{shared[1:]},"source":{name},"fingerprint":{print_}}}'
+        return EncodedJSON(value, text)
+
+
 @dataclass
 class _Kept:
     result: IntakeResult
-    payload: AlertmanagerPayload
-    views: list[dict[str, Any]]
+    notification: _Notification
     index: int
     incoming: PayloadAlert
     matched: list[Source]
 
+    @property
+    def payload(self) -> AlertmanagerPayload:
+        return self.notification.payload
+
 
 class _Batch:
     """The rows one batch reads and writes. New rows are plain dicts, inserted with one
-    multi-row insert per table (`bulk_insert`: COPY on PostgreSQL); rows that already existed
-    are ORM objects, updated in place."""
+    multi-row insert per table (`insert_many`: one round trip for all on PostgreSQL); alerts
+    that already existed are ORM objects, updated in place; open incidents are read as plain
+    rows and updated with one statement (`_update_incidents`)."""
 
-    def __init__(self, session: Session, namespace: str, now: datetime) -> None:
+    def __init__(
+        self,
+        session: Session,
+        namespace: str,
+        now: datetime,
+        known_sources: dict[tuple[str, str], Any] | None = None,
+    ) -> None:
         self.session, self.namespace, self.now = session, namespace, now
+        self.known_sources = known_sources if known_sources is not None else {}
         self.by_key: dict[tuple[str, datetime], Alert | dict[str, Any]] = {}
         self.earlier: dict[str, Any] = {}
         self.source_ids: dict[str, Any] = {}
-        self.by_group: dict[str, Incident | dict[str, Any]] = {}
-        self.by_title: dict[str, Incident | dict[str, Any]] = {}
+        self.by_group: dict[str, dict[str, Any]] = {}
+        self.by_title: dict[str, dict[str, Any]] = {}
+        self.open_incidents: dict[Any, tuple[dict[str, Any], dict[str, Any]]] = {}
+        """Incidents read from the store: id -> (row as read, row as this batch leaves it)."""
         self.first_alert: dict[Any, Any] = {}
         self.new_alerts: list[dict[str, Any]] = []
         self.new_incidents: list[dict[str, Any]] = []
@@ -146,22 +191,27 @@ class _Batch:
                 self.by_key[(alert.fingerprint, _aware(alert.starts_at))] = alert
                 self.earlier.setdefault(alert.fingerprint, alert.id)
         self.source_ids = _source_ids(
-            self.session, {item.matched[0].name: item.matched[0] for item in kept}, self.namespace
+            self.session,
+            {item.matched[0].name: item.matched[0] for item in kept},
+            self.namespace,
+            self.known_sources,
         )
         group_keys = {item.payload.group_key for item in kept}
         window_start = self.now - CORRELATION_WINDOW
-        incidents = self.session.scalars(
-            select(Incident)
+        incidents = self.session.execute(
+            select(*_INCIDENT_COLUMNS)
             .where(Incident.status != "resolved")
             .where(Incident.group_key.in_(group_keys) | (Incident.created_at >= window_start))
             .order_by(Incident.created_at)
-        )
-        for incident in incidents:
-            self.first_alert[incident.id] = incident.first_alert_id
-            if incident.group_key in group_keys:
-                self.by_group.setdefault(incident.group_key, incident)
-            if _aware(incident.created_at) >= window_start:
-                self.by_title.setdefault(incident.title, incident)
+        ).mappings()
+        for found in incidents:
+            incident = dict(found)
+            self.open_incidents[incident["id"]] = (dict(incident), incident)
+            self.first_alert[incident["id"]] = incident["first_alert_id"]
+            if incident["group_key"] in group_keys:
+                self.by_group.setdefault(incident["group_key"], incident)
+            if _aware(incident["created_at"]) >= window_start:
+                self.by_title.setdefault(incident["title"], incident)
 
     def apply(self, item: _Kept) -> None:
         incoming, result, source = item.incoming, item.result, item.matched[0]
@@ -238,7 +288,7 @@ class _Batch:
             self.first_alert[incident["id"]] = None
             self.by_group[payload.group_key] = incident  # the rest of the group joins it
         self.by_title.setdefault(title, incident)
-        incident_id = _get(incident, "id")
+        incident_id = incident["id"]
         before = self.earlier.get(row["fingerprint"])
         parent = self.first_alert.get(incident_id)
         if parent is not None and parent != before:
@@ -248,7 +298,7 @@ class _Batch:
                                        "confidence": confidence})  # fmt: skip
         if parent is None:
             self.first_alert[incident_id] = row["id"]
-            _set(incident, "first_alert_id", row["id"])
+            incident["first_alert_id"] = row["id"]
         if before is not None:
             self.relationships.append({"id": self.new_id(), "parent_alert_id": before,
                                        "child_alert_id": row["id"],
@@ -258,33 +308,58 @@ class _Batch:
         else:
             self.earlier[row["fingerprint"]] = row["id"]
         row["incident_id"] = incident_id
-        _set(incident, "alerts_count", (_get(incident, "alerts_count") or 0) + 1)
-        worst = _get(incident, "severity") or "info"
+        incident["alerts_count"] = (incident["alerts_count"] or 0) + 1
+        worst = incident["severity"] if incident["severity"] in SEVERITIES else "info"
         if SEVERITIES.index(row["severity"]) < SEVERITIES.index(worst):
-            _set(incident, "severity", row["severity"])
+            incident["severity"] = row["severity"]
 
     def write(self) -> None:
         session = self.session
-        session.flush()  # updates of rows that existed, before the inserts refer to them
-        if self.new_incidents:
-            bulk_insert(session, Incident, self.new_incidents)
-        if self.new_alerts:
-            bulk_insert(session, Alert, self.new_alerts)
-        if self.relationships:
-            bulk_insert(session, AlertRelationship, self.relationships)
-        self._queue_runs()
+        session.flush()  # updates of alerts that existed, a Source row seen for the first time
+        runs, outbox = self._plan_runs()
+        self._update_incidents()
+        insert_many(session, [(Incident, self.new_incidents), (Alert, self.new_alerts),
+                              (AlertRelationship, self.relationships), (WorkflowRun, runs),
+                              (OutboxEntry, outbox)])  # fmt: skip
         if self.touched_incidents:
             session.flush()
             _resolve_incidents(session, self.touched_incidents, self.now)
 
-    def _queue_runs(self) -> None:
+    def _update_incidents(self) -> None:
+        """One executemany for the incidents this batch added alerts to. The count grows by what
+        was added (not set to what was read), so a concurrent writer's alerts still count."""
+        changes = [
+            {"b_id": key, "b_added": after["alerts_count"] - (before["alerts_count"] or 0),
+             "b_severity": after["severity"], "b_first": after["first_alert_id"]}
+            for key, (before, after) in self.open_incidents.items()
+            if after != before
+        ]  # fmt: skip
+        if not changes:
+            return
+        table = cast(Table, Incident.__table__)
+        self.session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                alerts_count=func.coalesce(table.c.alerts_count, 0) + bindparam("b_added"),
+                severity=bindparam("b_severity"),
+                first_alert_id=func.coalesce(
+                    table.c.first_alert_id, bindparam("b_first", type_=table.c.first_alert_id.type)
+                ),
+                updated_at=self.now,
+            ),
+            changes,
+        )
+
+    def _plan_runs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The run and outbox rows of the new alerts, skipping runs that exist already."""
         planned: list[tuple[str, _Kept, dict[str, Any], Source]] = []
         for item, row, source in self.runs:
             name = run_name(source.spec.trigger_workflow, source.name, row["fingerprint"],
                             _aware(row["starts_at"]))  # fmt: skip
             planned.append((name, item, row, source))
         if not planned:
-            return
+            return [], []
         taken = set(self.session.scalars(
             select(OutboxEntry.run_name).where(
                 one_of(self.session, OutboxEntry.run_name, [p[0] for p in planned])
@@ -297,9 +372,7 @@ class _Batch:
                 continue
             taken.add(name)
             workflow = source.spec.trigger_workflow
-            context = dict(source.spec.context)
-            event = event_from_payload(item.payload, item.index, context, views=item.views)
-            parameters = {"event": event, "source": source.name, "fingerprint": row["fingerprint"]}
+            parameters = item.notification.parameters(item.index, source)
             runs.append({"id": self.new_id(), "name": name, "namespace": self.namespace,
                          "workflow_name": workflow, "alert_id": row["id"],
                          "incident_id": row["incident_id"], "source_name": source.name,
@@ -309,9 +382,7 @@ class _Batch:
             submit = {"workflow": workflow, "namespace": self.namespace}
             outbox.append({"id": self.new_id(), "run_name": name, "payload": submit})
             item.result.runs.append(name)
-        if runs:
-            bulk_insert(self.session, WorkflowRun, runs)
-            bulk_insert(self.session, OutboxEntry, outbox)
+        return runs, outbox
 
 
 def _get(row: Any, name: str) -> Any:
@@ -325,19 +396,36 @@ def _set(row: Any, name: str, value: Any) -> None:
         setattr(row, name, value)
 
 
-def _source_ids(session: Session, sources: dict[str, Source], namespace: str) -> dict[str, Any]:
+_INCIDENT_COLUMNS = (
+    Incident.id, Incident.title, Incident.group_key, Incident.severity,
+    Incident.alerts_count, Incident.first_alert_id, Incident.created_at,
+)  # fmt: skip
+
+
+def _source_ids(
+    session: Session,
+    sources: dict[str, Source],
+    namespace: str,
+    known: dict[tuple[str, str], Any],
+) -> dict[str, Any]:
+    """The row id of each Source, creating the rows of Sources seen for the first time.
+    `known` carries ids found by earlier batches."""
+    found = {name: known[(namespace, name)] for name in sources if (namespace, name) in known}
+    if len(found) == len(sources):
+        return found
     rows = session.execute(
         select(SourceRecord.name, SourceRecord.id).where(
             SourceRecord.namespace == namespace, SourceRecord.name.in_(sources)
         )
     )
-    found: dict[str, Any] = {name: record_id for name, record_id in rows}
+    found.update({name: record_id for name, record_id in rows})
     for name, source in sources.items():
         if name not in found:
             record = SourceRecord(id=uuid.uuid4(), namespace=namespace, name=name,
                                   type=source.spec.type, spec=source.spec.dump())  # fmt: skip
             session.add(record)
             found[name] = record.id
+    known.update({(namespace, name): record_id for name, record_id in found.items()})
     return found
 
 

@@ -97,7 +97,10 @@ class Incident(Base):
     ai_summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     root_cause_analysis: Mapped[str | None] = mapped_column(Text)
     lessons_learned: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now, server_default=func.now(), index=True
+    )
+    """Indexed: intake looks up the open incidents of the correlation window."""
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _updated()
 
