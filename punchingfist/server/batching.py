@@ -13,11 +13,14 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Source
@@ -43,6 +46,9 @@ class IntakeWriter:
         max_batch_alerts: int = MAX_BATCH_ALERTS,
     ) -> None:
         self.sessions = sessions
+        engine = sessions.kw.get("bind")
+        assert isinstance(engine, Engine), "the writer needs a sessionmaker bound to an engine"
+        self.engine = engine
         self.namespace = namespace
         self.max_batch_alerts = max_batch_alerts
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -50,6 +56,7 @@ class IntakeWriter:
         self._lock = threading.Lock()
         self.batches = 0
         """How many transactions the writer committed (for tests and the benchmark)."""
+        self._connection: Connection | None = None
         self._source_ids: dict[tuple[str, str], Any] = {}
         """Source row ids found by earlier batches; forgotten when a batch fails."""
 
@@ -77,6 +84,22 @@ class IntakeWriter:
         if thread is not None:
             self._queue.put(None)
             thread.join(timeout)
+            if not thread.is_alive() and self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A transaction on the writer's own connection, kept from batch to batch: taking one
+        from the pool for each batch would first ping the database (a round trip more). A
+        connection the database dropped is replaced at the next batch."""
+        connection = self._connection
+        if connection is None or connection.closed or connection.invalidated:
+            if connection is not None:
+                connection.close()
+            connection = self._connection = self.engine.connect()
+        with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+            yield session
 
     def _run(self) -> None:
         while True:
@@ -98,14 +121,20 @@ class IntakeWriter:
             if stopping:
                 return
 
-    def _write(self, jobs: list[_Job]) -> None:
+    def _write(self, jobs: list[_Job], *, reconnected: bool = False) -> None:
         try:
-            with self.sessions.begin() as session:
+            with self._transaction() as session:
                 results = ingest_batch(session, [(j.sources, j.payload) for j in jobs],
                                        namespace=self.namespace,
                                        source_ids=self._source_ids)  # fmt: skip
         except Exception as error:  # every waiting request gets an answer, whatever happened
             self._source_ids.clear()
+            if isinstance(error, DBAPIError) and error.connection_invalidated and not reconnected:
+                # The kept connection died (a database restart or failover): once more on a
+                # new one before anyone hears of it.
+                log.info("the database connection was lost; writing the batch again")
+                self._write(jobs, reconnected=True)
+                return
             if len(jobs) == 1:
                 self._write_alone(jobs[0], error)
                 return
@@ -122,7 +151,7 @@ class IntakeWriter:
         """A concurrent writer (another replica) stored the same alert first: read it again."""
         if isinstance(error, IntegrityError):
             try:
-                with self.sessions.begin() as session:
+                with self._transaction() as session:
                     result = ingest_batch(session, [(job.sources, job.payload)],
                                           namespace=self.namespace)[0]  # fmt: skip
             except Exception as again:

@@ -72,3 +72,23 @@ def test_a_bad_notification_fails_alone(writer: IntakeWriter) -> None:
     with pytest.raises(AttributeError):
         jobs[1].future.result(timeout=30)
     assert stored(writer, Alert) == 2 and stored(writer, WorkflowRun) == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_dropped_database_connection_fails_no_request(
+    writer: IntakeWriter, database_url: str
+) -> None:
+    """The writer keeps its connection between batches. When PostgreSQL drops it (a restart,
+    a failover), the next batch is written again on a new one instead of answering 503."""
+    import psycopg
+
+    sources = load_resources(SOURCE)
+    assert writer.put(sources, notification("before")).result(timeout=30).new == 1
+    assert writer._connection is not None
+    raw = writer._connection.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    plain = database_url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(plain, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [raw.info.backend_pid])
+    assert writer.put(sources, notification("after")).result(timeout=30).new == 1
+    assert stored(writer, Alert) == 2
