@@ -1,5 +1,5 @@
-"""Multi-row inserts: on PostgreSQL an `INSERT ... SELECT FROM unnest(arrays)` per table, all
-tables in one pipelined round trip; executemany elsewhere.
+"""Multi-row inserts: on PostgreSQL an `INSERT ... SELECT FROM json_populate_recordset` per
+table, all tables in one pipelined round trip; executemany elsewhere.
 
 The webhook writes a few dozen rows per notification into five tables with several indexes.
 Round trips are what a batch of a few notifications mostly pays for (each one also hands the
@@ -18,7 +18,6 @@ from typing import Any, cast
 
 from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, insert
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -60,9 +59,9 @@ def bulk_insert(session: Session, model: type[Any], rows: Rows) -> None:
 
 def insert_many(session: Session, tables: Sequence[tuple[type[Any], Rows]]) -> None:
     """Insert rows into several tables, in the order given (parents before the rows that refer
-    to them). On PostgreSQL every table is one `INSERT ... SELECT FROM unnest(arrays)` and all of
-    them travel in one pipeline: one round trip for the lot, where a COPY per table cost two
-    each. Elsewhere an executemany per table."""
+    to them). On PostgreSQL every table is one `INSERT ... SELECT FROM json_populate_recordset`
+    and all of them travel in one pipeline: one round trip for the lot, where a COPY per table
+    cost two each. Elsewhere an executemany per table."""
     tables = [(model, rows) for model, rows in tables if rows]
     if not tables:
         return
@@ -76,11 +75,11 @@ def insert_many(session: Session, tables: Sequence[tuple[type[Any], Rows]]) -> N
 
     raw = connection.connection.driver_connection
     assert raw is not None
-    statements = [_unnest_insert(connection.dialect, model, rows) for model, rows in tables]
+    statements = [_json_insert(model, rows) for model, rows in tables]
     try:
         with raw.pipeline(), raw.cursor() as cursor:
-            for statement, arrays in statements:
-                cursor.execute(statement, arrays)
+            for statement, parameters in statements:
+                cursor.execute(statement, parameters)
     except errors.IntegrityError as error:
         raise IntegrityError(statements[0][0], None, error) from error
     except PsycopgError as error:
@@ -94,35 +93,40 @@ def _plain(model: type[Any], row: dict[str, Any]) -> dict[str, Any]:
     return {**row, **{n: row[n].value for n in encoded if isinstance(row[n], EncodedJSON)}}
 
 
-def _unnest_insert(dialect: Dialect, model: type[Any], rows: Rows) -> tuple[str, list[list[Any]]]:
-    """The statement and its arrays (one per column) for inserting `rows`; columns the rows
-    leave out that have a client-side default get it."""
+def _json_insert(model: type[Any], rows: Rows) -> tuple[str, list[str]]:
+    """The statement and its one parameter, the rows as a JSON array, for inserting `rows`;
+    columns the rows leave out that have a client-side default get it. One text parameter per
+    table keeps the driver's per-value work off the writer thread: PostgreSQL takes the rows
+    apart (`json_populate_recordset`)."""
     table: Table = model.__table__
-    names = list(rows[0])
+    first = rows[0]
     missing = [
         c for c in table.columns
-        if c.name not in rows[0] and c.default is not None and c.server_default is None
+        if c.name not in first and c.default is not None and c.server_default is None
     ]  # fmt: skip
-    json_columns = _json_columns(table)
-    arrays: list[list[Any]] = []
-    for name in names:
-        values = [row[name] for row in rows]
-        if name in json_columns:
-            values = [_json_text(value) for value in values]
-        arrays.append(values)
-    arrays += [[_default(column) for _ in rows] for column in missing]
-    columns = [table.columns[name] for name in names] + missing
-    statement = _statement(dialect, table, tuple(column.name for column in columns))
-    return statement, arrays
+    if missing:
+        rows = [{**row, **{c.name: _default(c) for c in missing}} for row in rows]
+    names = tuple(rows[0])
+    encoded = [n for n in names if n in _json_columns(table) and isinstance(first[n], EncodedJSON)]
+    if not encoded:
+        data = encode_json(rows)
+    else:  # splice the pre-encoded values in: encode the rest, then close each object with them
+        texts = []
+        for row in rows:
+            rest = encode_json({n: v for n, v in row.items() if n not in encoded})
+            tail = ",".join(f'"{n}":{_json_text(row[n])}' for n in encoded)
+            texts.append(f"{rest[:-1]},{tail}}}" if rest != "{}" else f"{{{tail}}}")
+        data = f"[{','.join(texts)}]"
+    return _statement(table, names), [data]
 
 
 @functools.cache
-def _statement(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
-    casts = ", ".join(
-        f"%b::{table.columns[name].type.compile(dialect=dialect)}[]" for name in names
-    )
+def _statement(table: Table, names: tuple[str, ...]) -> str:
     columns = ", ".join(f'"{name}"' for name in names)
-    return f'INSERT INTO "{table.name}" ({columns}) SELECT * FROM unnest({casts})'
+    return (
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
+        f'FROM json_populate_recordset(NULL::"{table.name}", %s::json)'
+    )
 
 
 @functools.cache
