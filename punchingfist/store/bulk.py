@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 @dataclass(frozen=True)
 class EncodedJSON:
     """A JSON column's value with its encoding made beforehand (when parts of it are shared by
-    many rows and encoded once): COPY sends `text`, other stores get `value`."""
+    many rows and encoded once): PostgreSQL is sent `text`, other stores get `value`."""
 
     value: Any
     text: str
@@ -51,17 +51,13 @@ class Ids:
 Rows = Sequence[dict[str, Any]]
 
 
-def bulk_insert(session: Session, model: type[Any], rows: Rows) -> None:
-    """Insert `rows` (dicts keyed by column name, all with the same keys) into `model`'s table,
-    inside the session's transaction. Columns left out get their default."""
-    insert_many(session, [(model, rows)])
-
-
 def insert_many(session: Session, tables: Sequence[tuple[type[Any], Rows]]) -> None:
-    """Insert rows into several tables, in the order given (parents before the rows that refer
-    to them). On PostgreSQL every table is one `INSERT ... SELECT FROM json_populate_recordset`
-    and all of them travel in one pipeline: one round trip for the lot, where a COPY per table
-    cost two each. Elsewhere an executemany per table."""
+    """Insert rows (dicts keyed by column name, all with the same keys; columns left out get
+    their default) into several tables inside the session's transaction, in the order given
+    (parents before the rows that refer to them). On PostgreSQL every table is one
+    `INSERT ... SELECT FROM json_populate_recordset` and all of them travel in one pipeline:
+    one round trip for the lot, where a COPY per table cost two each. Elsewhere an
+    executemany per table."""
     tables = [(model, rows) for model, rows in tables if rows]
     if not tables:
         return
