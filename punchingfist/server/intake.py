@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from punchingfist.api import Source
@@ -330,26 +330,14 @@ class _Batch:
         was added (not set to what was read), so a concurrent writer's alerts still count."""
         changes = [
             {"b_id": key, "b_added": after["alerts_count"] - (before["alerts_count"] or 0),
-             "b_severity": after["severity"], "b_first": after["first_alert_id"]}
+             "b_severity": after["severity"], "b_first": after["first_alert_id"],
+             "b_now": self.now}
             for key, (before, after) in self.open_incidents.items()
             if after != before
         ]  # fmt: skip
         if not changes:
             return
-        table = cast(Table, Incident.__table__)
-        self.session.connection().execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                alerts_count=func.coalesce(table.c.alerts_count, 0) + bindparam("b_added"),
-                severity=bindparam("b_severity"),
-                first_alert_id=func.coalesce(
-                    table.c.first_alert_id, bindparam("b_first", type_=table.c.first_alert_id.type)
-                ),
-                updated_at=self.now,
-            ),
-            changes,
-        )
+        self.session.connection().execute(_INCIDENT_UPDATE, changes)
 
     def _plan_runs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The run and outbox rows of the new alerts, skipping runs that exist already."""
@@ -400,6 +388,25 @@ _INCIDENT_COLUMNS = (
     Incident.id, Incident.title, Incident.group_key, Incident.severity,
     Incident.alerts_count, Incident.first_alert_id, Incident.created_at,
 )  # fmt: skip
+
+
+def _incident_update() -> Update:
+    """Add a batch's alerts to an incident (built once: the same statement every batch)."""
+    table = cast(Table, Incident.__table__)
+    first = bindparam("b_first", type_=table.c.first_alert_id.type)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            alerts_count=func.coalesce(table.c.alerts_count, 0) + bindparam("b_added"),
+            severity=bindparam("b_severity"),
+            first_alert_id=func.coalesce(table.c.first_alert_id, first),
+            updated_at=bindparam("b_now", type_=table.c.updated_at.type),
+        )
+    )
+
+
+_INCIDENT_UPDATE = _incident_update()
 
 
 def _source_ids(
