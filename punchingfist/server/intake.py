@@ -7,6 +7,7 @@ submission loses nothing (the outbox is read again) and a retried post creates n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, func, select, update
+from sqlalchemy import Select, Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from punchingfist.api import Source
@@ -27,7 +28,15 @@ from punchingfist.api.alerts import (
 )
 from punchingfist.api.sources import WebhookSource
 from punchingfist.store import Alert, AlertRelationship, Incident, OutboxEntry, WorkflowRun
-from punchingfist.store.bulk import EncodedJSON, Ids, encode_json, insert_many, one_of
+from punchingfist.store.bulk import (
+    EncodedJSON,
+    Ids,
+    encode_json,
+    is_postgresql,
+    read_many,
+    within,
+    write_many,
+)
 from punchingfist.store.models import SourceRecord
 
 CORRELATION_WINDOW = timedelta(hours=1)
@@ -88,10 +97,11 @@ def ingest_batch(
     source_ids: dict[tuple[str, str], Any] | None = None,
 ) -> list[IntakeResult]:
     """Store several notifications in one transaction, with a fixed number of statements per
-    batch rather than per alert: one lookup of known alerts, of sources, of open incidents, then
-    one multi-row insert per table. Deliveries are applied in order, so a retry inside the same
-    batch updates the row its first copy created."""
-    batch = _Batch(session, namespace, now or datetime.now(UTC))
+    batch rather than per alert: the lookups of known alerts, sources, open incidents and taken
+    run names (one round trip on PostgreSQL), then one multi-row insert per table and the
+    updates (one more). Deliveries are applied in order, so a retry inside the same batch
+    updates the row its first copy created."""
+    batch = _Batch(session, namespace, now or datetime.now(UTC), source_ids)
     results = [IntakeResult(received=len(payload.alerts)) for _, payload in deliveries]
     kept: list[_Kept] = []
     for result, (sources, payload) in zip(results, deliveries, strict=True):
@@ -145,6 +155,15 @@ class _Kept:
     index: int
     incoming: PayloadAlert
     matched: list[Source]
+    run_names: list[str] = field(default_factory=list)
+    """Per matched Source, the run a new firing alert gets (D7); empty for a resolved one."""
+
+    def __post_init__(self) -> None:
+        if self.incoming.status != "resolved":
+            starts_at = _aware(self.incoming.starts_at)
+            self.run_names = [run_name(s.spec.trigger_workflow, s.name,
+                                       self.incoming.fingerprint, starts_at)
+                              for s in self.matched]  # fmt: skip
 
     @property
     def payload(self) -> AlertmanagerPayload:
@@ -152,10 +171,9 @@ class _Kept:
 
 
 class _Batch:
-    """The rows one batch reads and writes. New rows are plain dicts, inserted with one
-    multi-row insert per table (`insert_many`: one round trip for all on PostgreSQL); alerts
-    that already existed are ORM objects, updated in place; open incidents are read as plain
-    rows and updated with one statement (`_update_incidents`)."""
+    """The rows one batch reads and writes, all plain dicts: what `load` read (known alerts,
+    open incidents), what `apply` decided, and what `write` sends, one multi-row insert per
+    table and one executemany per update (`write_many`: one round trip on PostgreSQL)."""
 
     def __init__(
         self,
@@ -166,7 +184,10 @@ class _Batch:
     ) -> None:
         self.session, self.namespace, self.now = session, namespace, now
         self.known_sources = known_sources if known_sources is not None else {}
-        self.by_key: dict[tuple[str, datetime], Alert | dict[str, Any]] = {}
+        self.statements = _statements(session.get_bind().dialect.name)
+        self.by_key: dict[tuple[str, datetime], dict[str, Any]] = {}
+        self.known_alerts: list[dict[str, Any]] = []
+        """Alerts that existed before the batch; all of them are written back."""
         self.earlier: dict[str, Any] = {}
         self.source_ids: dict[str, Any] = {}
         self.by_group: dict[str, dict[str, Any]] = {}
@@ -174,44 +195,59 @@ class _Batch:
         self.open_incidents: dict[Any, tuple[dict[str, Any], dict[str, Any]]] = {}
         """Incidents read from the store: id -> (row as read, row as this batch leaves it)."""
         self.first_alert: dict[Any, Any] = {}
+        self.taken: set[str] = set()
         self.new_alerts: list[dict[str, Any]] = []
         self.new_incidents: list[dict[str, Any]] = []
         self.relationships: list[dict[str, Any]] = []
-        self.runs: list[tuple[_Kept, dict[str, Any], Source]] = []
+        self.runs: list[tuple[_Kept, dict[str, Any]]] = []
         self.touched_incidents: set[Any] = set()
-        self.new_id = Ids()
+        self.new_id = Ids(text=is_postgresql(session))
 
     def load(self, kept: list[_Kept]) -> None:
-        fingerprints = {item.incoming.fingerprint for item in kept}
-        known = self.session.scalars(
-            select(Alert).where(one_of(self.session, Alert.fingerprint, fingerprints))
-        )
-        for alert in sorted(known, key=lambda a: _aware(a.received_at)):
-            if alert.starts_at is not None and alert.fingerprint is not None:
-                self.by_key[(alert.fingerprint, _aware(alert.starts_at))] = alert
-                self.earlier.setdefault(alert.fingerprint, alert.id)
-        self.source_ids = _source_ids(
-            self.session,
-            {item.matched[0].name: item.matched[0] for item in kept},
-            self.namespace,
-            self.known_sources,
-        )
-        group_keys = {item.payload.group_key for item in kept}
+        """Everything the batch needs to know, in one round trip on PostgreSQL."""
+        group_keys = sorted({item.payload.group_key for item in kept})
         window_start = self.now - CORRELATION_WINDOW
-        incidents = self.session.execute(
-            select(*_INCIDENT_COLUMNS)
-            .where(Incident.status != "resolved")
-            .where(Incident.group_key.in_(group_keys) | (Incident.created_at >= window_start))
-            .order_by(Incident.created_at)
-        ).mappings()
-        for found in incidents:
-            incident = dict(found)
+        sources = {item.matched[0].name: item.matched[0] for item in kept}
+        unknown = sorted(n for n in sources if (self.namespace, n) not in self.known_sources)
+        reads = self.statements
+        queries: list[tuple[Select[Any], dict[str, Any]]] = [
+            (reads.alerts, {"fingerprints": sorted({item.incoming.fingerprint for item in kept})}),
+            (reads.incidents, {"group_keys": group_keys, "window_start": window_start}),
+            (reads.taken, {"names": sorted({n for item in kept for n in item.run_names})}),
+        ]
+        if unknown:
+            queries.append((reads.sources, {"namespace": self.namespace, "names": unknown}))
+        alerts, incidents, taken, *found = read_many(self.session, queries)
+        for values in sorted(alerts, key=lambda row: _aware(row[2])):
+            alert = dict(zip(_ALERT_COLUMNS, values, strict=True))
+            if alert["starts_at"] is not None and alert["fingerprint"] is not None:
+                self.by_key[(alert["fingerprint"], _aware(alert["starts_at"]))] = alert
+                self.known_alerts.append(alert)
+                self.earlier.setdefault(alert["fingerprint"], alert["id"])
+        for values in incidents:
+            incident = dict(zip(_INCIDENT_COLUMNS, values, strict=True))
             self.open_incidents[incident["id"]] = (dict(incident), incident)
             self.first_alert[incident["id"]] = incident["first_alert_id"]
             if incident["group_key"] in group_keys:
                 self.by_group.setdefault(incident["group_key"], incident)
             if _aware(incident["created_at"]) >= window_start:
                 self.by_title.setdefault(incident["title"], incident)
+        self.taken = {name for (name,) in taken}
+        self.known_sources.update({(self.namespace, n): i for n, i in found[0]} if found else {})
+        self.source_ids = self._source_ids(sources)
+
+    def _source_ids(self, sources: dict[str, Source]) -> dict[str, Any]:
+        """The row id of each Source, adding the rows of Sources seen for the first time."""
+        ids: dict[str, Any] = {}
+        for name, source in sources.items():
+            key = (self.namespace, name)
+            if key not in self.known_sources:
+                record = SourceRecord(id=uuid.uuid4(), namespace=self.namespace, name=name,
+                                      type=source.spec.type, spec=source.spec.dump())  # fmt: skip
+                self.session.add(record)
+                self.known_sources[key] = str(record.id) if self.new_id.text else record.id
+            ids[name] = self.known_sources[key]
+        return ids
 
     def apply(self, item: _Kept) -> None:
         incoming, result, source = item.incoming, item.result, item.matched[0]
@@ -224,25 +260,25 @@ class _Batch:
             result.count(source.name, "new")
             self._correlate(row, item.payload)
             if row["status"] != "resolved":
-                self.runs.extend((item, row, s) for s in item.matched)
+                self.runs.append((item, row))
             return
-        _set(row, "labels", dict(incoming.labels))
-        _set(row, "annotations", dict(incoming.annotations))
-        if incoming.status == "resolved" and _get(row, "status") != "resolved":
+        row["labels"] = dict(incoming.labels)
+        row["annotations"] = dict(incoming.annotations)
+        if incoming.status == "resolved" and row["status"] != "resolved":
             result.resolved += 1
             result.count(source.name, "resolved")
         else:
             result.updated += 1
             result.count(source.name, "updated")
         if incoming.status == "resolved":
-            if _get(row, "resolved_at") is None:
-                _set(row, "resolved_at", self.now)
-                received = _aware(_get(row, "received_at"))
+            if row["resolved_at"] is None:
+                row["resolved_at"] = self.now
+                received = _aware(row["received_at"])
                 result.resolution_seconds.append((self.now - received).total_seconds())
-            _set(row, "status", "resolved")
-            _set(row, "ends_at", incoming.ends_at)
-            if _get(row, "incident_id") is not None:
-                self.touched_incidents.add(_get(row, "incident_id"))
+            row["status"] = "resolved"
+            row["ends_at"] = incoming.ends_at
+            if row["incident_id"] is not None:
+                self.touched_incidents.add(row["incident_id"])
 
     def _new_alert(self, incoming: PayloadAlert, source_id: Any) -> dict[str, Any]:
         labels, annotations = dict(incoming.labels), dict(incoming.annotations)
@@ -315,128 +351,131 @@ class _Batch:
 
     def write(self) -> None:
         session = self.session
-        session.flush()  # updates of alerts that existed, a Source row seen for the first time
+        if session.new:
+            session.flush()  # the row of a Source seen for the first time
         runs, outbox = self._plan_runs()
-        self._update_incidents()
-        insert_many(session, [(Incident, self.new_incidents), (Alert, self.new_alerts),
-                              (AlertRelationship, self.relationships), (WorkflowRun, runs),
-                              (OutboxEntry, outbox)])  # fmt: skip
+        write_many(
+            session,
+            [(Incident, self.new_incidents), (Alert, self.new_alerts),
+             (AlertRelationship, self.relationships), (WorkflowRun, runs), (OutboxEntry, outbox)],
+            [(self.statements.alert_update, self._alert_changes()),
+             (self.statements.incident_update, self._incident_changes())],
+        )  # fmt: skip
         if self.touched_incidents:
-            session.flush()
             _resolve_incidents(session, self.touched_incidents, self.now)
 
-    def _update_incidents(self) -> None:
-        """One executemany for the incidents this batch added alerts to. The count grows by what
-        was added (not set to what was read), so a concurrent writer's alerts still count."""
-        changes = [
+    def _alert_changes(self) -> list[dict[str, Any]]:
+        """The alerts that existed, as this batch leaves them (it saw each one again)."""
+        return [
+            {"a_id": row["id"], "a_labels": row["labels"], "a_annotations": row["annotations"],
+             "a_status": row["status"], "a_resolved_at": row["resolved_at"],
+             "a_ends_at": row["ends_at"], "a_now": self.now}
+            for row in self.known_alerts
+            if "labels" in row
+        ]  # fmt: skip
+
+    def _incident_changes(self) -> list[dict[str, Any]]:
+        """The incidents this batch added alerts to. The count grows by what was added (not
+        set to what was read), so a concurrent writer's alerts still count."""
+        return [
             {"b_id": key, "b_added": after["alerts_count"] - (before["alerts_count"] or 0),
              "b_severity": after["severity"], "b_first": after["first_alert_id"],
              "b_now": self.now}
             for key, (before, after) in self.open_incidents.items()
             if after != before
         ]  # fmt: skip
-        if not changes:
-            return
-        self.session.connection().execute(_INCIDENT_UPDATE, changes)
 
     def _plan_runs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The run and outbox rows of the new alerts, skipping runs that exist already."""
-        planned: list[tuple[str, _Kept, dict[str, Any], Source]] = []
-        for item, row, source in self.runs:
-            name = run_name(source.spec.trigger_workflow, source.name, row["fingerprint"],
-                            _aware(row["starts_at"]))  # fmt: skip
-            planned.append((name, item, row, source))
-        if not planned:
-            return [], []
-        taken = set(self.session.scalars(
-            select(OutboxEntry.run_name).where(
-                one_of(self.session, OutboxEntry.run_name, [p[0] for p in planned])
-            )
-        ))  # fmt: skip
         runs: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
-        for name, item, row, source in planned:
-            if name in taken:
-                continue
-            taken.add(name)
-            workflow = source.spec.trigger_workflow
-            parameters = item.notification.parameters(item.index, source)
-            runs.append({"id": self.new_id(), "name": name, "namespace": self.namespace,
-                         "workflow_name": workflow, "alert_id": row["id"],
-                         "incident_id": row["incident_id"], "source_name": source.name,
-                         "fingerprint": row["fingerprint"], "parameters": parameters,
-                         "status": "pending", "executor": "argo"})  # fmt: skip
-            # The parameters live on the run row; the outbox only says what to submit.
-            submit = {"workflow": workflow, "namespace": self.namespace}
-            outbox.append({"id": self.new_id(), "run_name": name, "payload": submit})
-            item.result.runs.append(name)
+        for item, row in self.runs:
+            for name, source in zip(item.run_names, item.matched, strict=True):
+                if name in self.taken:
+                    continue
+                self.taken.add(name)
+                workflow = source.spec.trigger_workflow
+                parameters = item.notification.parameters(item.index, source)
+                runs.append({"id": self.new_id(), "name": name, "namespace": self.namespace,
+                             "workflow_name": workflow, "alert_id": row["id"],
+                             "incident_id": row["incident_id"], "source_name": source.name,
+                             "fingerprint": row["fingerprint"], "parameters": parameters,
+                             "status": "pending", "executor": "argo"})  # fmt: skip
+                # The parameters live on the run row; the outbox only says what to submit.
+                submit = {"workflow": workflow, "namespace": self.namespace}
+                outbox.append({"id": self.new_id(), "run_name": name, "payload": submit})
+                item.result.runs.append(name)
         return runs, outbox
 
 
-def _get(row: Any, name: str) -> Any:
-    return row[name] if isinstance(row, dict) else getattr(row, name)
+_ALERT_COLUMNS = ("id", "fingerprint", "starts_at", "received_at", "status", "resolved_at",
+                  "ends_at", "incident_id")  # fmt: skip
+_INCIDENT_COLUMNS = ("id", "title", "group_key", "severity", "alerts_count", "first_alert_id",
+                     "created_at")  # fmt: skip
 
 
-def _set(row: Any, name: str, value: Any) -> None:
-    if isinstance(row, dict):
-        row[name] = value
-    else:
-        setattr(row, name, value)
+@dataclass(frozen=True)
+class _Statements:
+    """What every batch runs, built once per kind of store: the same statement objects each
+    time, so they compile once (PostgreSQL then prepares them)."""
+
+    alerts: Select[Any]
+    incidents: Select[Any]
+    taken: Select[Any]
+    sources: Select[Any]
+    alert_update: Update
+    incident_update: Update
 
 
-_INCIDENT_COLUMNS = (
-    Incident.id, Incident.title, Incident.group_key, Incident.severity,
-    Incident.alerts_count, Incident.first_alert_id, Incident.created_at,
-)  # fmt: skip
-
-
-def _incident_update() -> Update:
-    """Add a batch's alerts to an incident (built once: the same statement every batch)."""
-    table = cast(Table, Incident.__table__)
-    first = bindparam("b_first", type_=table.c.first_alert_id.type)
-    return (
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    alerts = cast(Table, Alert.__table__)
+    incidents = cast(Table, Incident.__table__)
+    outbox = cast(Table, OutboxEntry.__table__)
+    sources = cast(Table, SourceRecord.__table__)
+    window_start = bindparam("window_start", type_=incidents.c.created_at.type)
+    return _Statements(
+        alerts=select(*(alerts.c[n] for n in _ALERT_COLUMNS)).where(
+            within(alerts.c.fingerprint, "fingerprints", dialect)
+        ),
+        incidents=select(*(incidents.c[n] for n in _INCIDENT_COLUMNS))
+        .where(incidents.c.status != "resolved")
+        .where(
+            within(incidents.c.group_key, "group_keys", dialect)
+            | (incidents.c.created_at >= window_start)
+        )
+        .order_by(incidents.c.created_at),
+        taken=select(outbox.c.run_name).where(within(outbox.c.run_name, "names", dialect)),
+        sources=select(sources.c.name, sources.c.id).where(
+            sources.c.namespace == bindparam("namespace"),
+            within(sources.c.name, "names", dialect),
+        ),
+        alert_update=update(alerts)
+        .where(alerts.c.id == bindparam("a_id", type_=alerts.c.id.type))
         .values(
-            alerts_count=func.coalesce(table.c.alerts_count, 0) + bindparam("b_added"),
+            labels=bindparam("a_labels", type_=alerts.c.labels.type),
+            annotations=bindparam("a_annotations", type_=alerts.c.annotations.type),
+            status=bindparam("a_status"),
+            resolved_at=bindparam("a_resolved_at", type_=alerts.c.resolved_at.type),
+            ends_at=bindparam("a_ends_at", type_=alerts.c.ends_at.type),
+            updated_at=bindparam("a_now", type_=alerts.c.updated_at.type),
+        ),
+        incident_update=update(incidents)
+        .where(incidents.c.id == bindparam("b_id", type_=incidents.c.id.type))
+        .values(
+            alerts_count=func.coalesce(incidents.c.alerts_count, 0) + bindparam("b_added"),
             severity=bindparam("b_severity"),
-            first_alert_id=func.coalesce(table.c.first_alert_id, first),
-            updated_at=bindparam("b_now", type_=table.c.updated_at.type),
-        )
+            first_alert_id=func.coalesce(
+                incidents.c.first_alert_id,
+                bindparam("b_first", type_=incidents.c.first_alert_id.type),
+            ),
+            updated_at=bindparam("b_now", type_=incidents.c.updated_at.type),
+        ),
     )
-
-
-_INCIDENT_UPDATE = _incident_update()
-
-
-def _source_ids(
-    session: Session,
-    sources: dict[str, Source],
-    namespace: str,
-    known: dict[tuple[str, str], Any],
-) -> dict[str, Any]:
-    """The row id of each Source, creating the rows of Sources seen for the first time.
-    `known` carries ids found by earlier batches."""
-    found = {name: known[(namespace, name)] for name in sources if (namespace, name) in known}
-    if len(found) == len(sources):
-        return found
-    rows = session.execute(
-        select(SourceRecord.name, SourceRecord.id).where(
-            SourceRecord.namespace == namespace, SourceRecord.name.in_(sources)
-        )
-    )
-    found.update({name: record_id for name, record_id in rows})
-    for name, source in sources.items():
-        if name not in found:
-            record = SourceRecord(id=uuid.uuid4(), namespace=namespace, name=name,
-                                  type=source.spec.type, spec=source.spec.dump())  # fmt: skip
-            session.add(record)
-            found[name] = record.id
-    known.update({(namespace, name): record_id for name, record_id in found.items()})
-    return found
 
 
 def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) -> None:
+    incident_ids = {i if isinstance(i, uuid.UUID) else uuid.UUID(i) for i in incident_ids}
     still_open = set(
         session.scalars(
             select(Alert.incident_id).where(

@@ -1,9 +1,12 @@
-"""Multi-row inserts: on PostgreSQL an `INSERT ... SELECT FROM json_populate_recordset` per
-table, all tables in one pipelined round trip; executemany elsewhere.
+"""A batch's reads and writes in as few round trips as the store allows.
 
-The webhook writes a few dozen rows per notification into five tables with several indexes.
-Round trips are what a batch of a few notifications mostly pays for (each one also hands the
-GIL back and forth with the request thread), so a batch's inserts go together.
+The webhook writes a few dozen rows per notification into five tables with several indexes,
+after reading what it needs to decide them. On PostgreSQL the reads go out together in one
+pipelined round trip (`read_many`), and so do the writes (`write_many`): each table one
+`INSERT ... SELECT FROM json_populate_recordset` carrying its rows as a single JSON text, then
+the updates. Round trips are what a batch of a few notifications mostly pays for: each one
+also hands the GIL back and forth with the request thread. Other stores run the same
+statements one by one through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ import functools
 import json
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, insert
+from sqlalchemy import JSON, ColumnElement, Dialect, Executable, Table, any_, bindparam, insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -33,53 +36,161 @@ class EncodedJSON:
 
 class Ids:
     """Random (version 4) UUIDs, drawn from the OS a block at a time: `uuid.uuid4()` makes a
-    system call per id, which was a tenth of the webhook writer's time."""
+    system call per id, which was a tenth of the webhook writer's time. With `text=True` they
+    are made as their canonical text, which is all the PostgreSQL path needs (`read_many`
+    reads ids back as text too)."""
 
-    def __init__(self, block: int = 64) -> None:
+    def __init__(self, block: int = 64, *, text: bool = False) -> None:
         self.block = block
-        self._ready: list[uuid.UUID] = []
+        self.text = text
+        self._ready: list[Any] = []
 
-    def __call__(self) -> uuid.UUID:
+    def __call__(self) -> Any:
         if not self._ready:
             data = os.urandom(16 * self.block)
-            self._ready = [
-                uuid.UUID(bytes=data[i : i + 16], version=4) for i in range(0, len(data), 16)
-            ]
+            if self.text:
+                self._ready = [_uuid4_text(h) for h in _chunks(data.hex(), 32)]
+            else:
+                self._ready = [uuid.UUID(bytes=b, version=4) for b in _chunks(data, 16)]
         return self._ready.pop()
+
+
+def _chunks(data: Any, size: int) -> list[Any]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def _uuid4_text(digits: str) -> str:
+    """32 random hex digits as a version 4, RFC 4122 variant UUID's text."""
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 Rows = Sequence[dict[str, Any]]
 
 
-def insert_many(session: Session, tables: Sequence[tuple[type[Any], Rows]]) -> None:
+Updates = tuple[Executable, Sequence[dict[str, Any]]]
+
+
+def is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def read_many(
+    session: Session, queries: Sequence[tuple[Executable, dict[str, Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """The rows of each query, inside the session's transaction. On PostgreSQL all of them in
+    one pipelined round trip, UUIDs read as text (see `Ids`)."""
+    if not is_postgresql(session):
+        return [[tuple(row) for row in session.execute(q, p)] for q, p in queries]
+    from psycopg.types.string import TextLoader
+
+    raw = _driver_connection(session)
+    dialect = session.get_bind().dialect
+    cursors = []
+    with _psycopg_errors(session, queries[0][0]), raw.pipeline():
+        for query, parameters in queries:
+            cursor = raw.cursor()
+            cursor.adapters.register_loader("uuid", TextLoader)
+            text, constants = _compiled(query, dialect)
+            cursor.execute(text, _pg_parameters(parameters, constants))
+            cursors.append(cursor)
+    return [cursor.fetchall() for cursor in cursors]
+
+
+def write_many(
+    session: Session,
+    tables: Sequence[tuple[type[Any], Rows]],
+    updates: Sequence[Updates] = (),
+) -> None:
     """Insert rows (dicts keyed by column name, all with the same keys; columns left out get
     their default) into several tables inside the session's transaction, in the order given
-    (parents before the rows that refer to them). On PostgreSQL every table is one
-    `INSERT ... SELECT FROM json_populate_recordset` and all of them travel in one pipeline:
-    one round trip for the lot, where a COPY per table cost two each. Elsewhere an
-    executemany per table."""
+    (parents before the rows that refer to them), then run each update statement once per
+    parameter set. On PostgreSQL every table is one `INSERT ... SELECT FROM
+    json_populate_recordset` and all of it travels in one pipeline: one round trip for the
+    lot. Elsewhere an executemany per statement."""
     tables = [(model, rows) for model, rows in tables if rows]
-    if not tables:
+    updates = [(statement, rows) for statement, rows in updates if rows]
+    if not tables and not updates:
         return
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
+    if not is_postgresql(session):
         for model, rows in tables:
             session.execute(insert(model), [_plain(model, row) for row in rows])
+        for update, changes in updates:
+            session.connection().execute(update, list(changes))
         return
-    from psycopg import Error as PsycopgError
-    from psycopg import errors
+    raw = _driver_connection(session)
+    dialect = session.get_bind().dialect
+    inserts = [_json_insert(model, rows) for model, rows in tables]
+    first: Any = inserts[0][0] if inserts else updates[0][0]
+    with _psycopg_errors(session, first), raw.pipeline(), raw.cursor() as cursor:
+        for statement, parameters in inserts:
+            cursor.execute(statement, parameters)
+        for update, rows in updates:
+            text, constants = _compiled(update, dialect)
+            cursor.executemany(text, [_pg_parameters(row, constants) for row in rows])
 
-    raw = connection.connection.driver_connection
+
+def within(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
+    """`column IN :name`, for a list bound at execution. On PostgreSQL as `= ANY(array)`: one
+    parameter however many values, so the statement's text and prepared plan stay the same
+    from batch to batch."""
+    if dialect == "postgresql":
+        condition = column == any_(bindparam(name, type_=ARRAY(column.type)))
+    else:
+        condition = column.in_(bindparam(name, expanding=True))
+    return cast("ColumnElement[bool]", condition)
+
+
+def _driver_connection(session: Session) -> Any:
+    raw = session.connection().connection.driver_connection
     assert raw is not None
-    statements = [_json_insert(model, rows) for model, rows in tables]
-    try:
-        with raw.pipeline(), raw.cursor() as cursor:
-            for statement, parameters in statements:
-                cursor.execute(statement, parameters)
-    except errors.IntegrityError as error:
-        raise IntegrityError(statements[0][0], None, error) from error
-    except PsycopgError as error:
-        raise DBAPIError(statements[0][0], None, error) from error
+    return raw
+
+
+@functools.cache
+def _compiled(statement: Executable, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """The statement's text for the driver, and the values of the literals it binds."""
+    compiled = cast(Any, statement).compile(dialect=dialect)
+    return str(compiled), dict(compiled.params)
+
+
+def _pg_parameters(parameters: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
+    from psycopg.types.json import Jsonb
+
+    converted = {**constants, **parameters}
+    for name, value in parameters.items():
+        if isinstance(value, EncodedJSON):
+            converted[name] = value.text
+        elif isinstance(value, dict):
+            converted[name] = Jsonb(value)
+    return converted
+
+
+class _psycopg_errors:
+    """psycopg's errors as SQLAlchemy's, as if SQLAlchemy had run `statement`: callers handle
+    one kind, and a lost connection is invalidated and said to be (the webhook writer then
+    writes its batch again on a new one)."""
+
+    def __init__(self, session: Session, statement: Any) -> None:
+        self.session = session
+        self.statement = str(statement)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        from psycopg import Error as PsycopgError
+        from psycopg import errors
+
+        if isinstance(error, errors.IntegrityError):
+            raise IntegrityError(self.statement, None, error) from error
+        if isinstance(error, PsycopgError):
+            connection = self.session.connection()
+            raw = connection.connection.dbapi_connection
+            lost = connection.dialect.is_disconnect(cast(Any, error), raw, None)
+            if lost:
+                connection.invalidate(error)
+            raise DBAPIError(self.statement, None, error, connection_invalidated=lost) from error
 
 
 def _plain(model: type[Any], row: dict[str, Any]) -> dict[str, Any]:
@@ -145,14 +256,3 @@ def _default(column: Any) -> Any:
     if default.is_callable:
         return default.arg(None)
     return default.arg
-
-
-def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
-    """`column IN values`. On PostgreSQL as `= ANY(array)`: one parameter however many values,
-    so the statement text (and its prepared plan) stays the same from batch to batch."""
-    items = list(values)
-    if session.get_bind().dialect.name == "postgresql":
-        condition = column == any_(bindparam(None, items, type_=ARRAY(column.type)))
-    else:
-        condition = column.in_(items)
-    return cast("ColumnElement[bool]", condition)

@@ -26,6 +26,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+StoredJSON = JSON()
+"""`json` on PostgreSQL (text, checked on the way in) for documents that are only stored and
+read back whole, never queried into: no conversion to `jsonb` on every insert."""
 
 
 def now() -> datetime:
@@ -160,6 +163,8 @@ class WorkflowRun(Base):
     """One investigation: an Argo Workflow (or a local-engine run) of a compiled template."""
 
     __tablename__ = "workflow_runs"
+    __table_args__ = {"postgresql_with": {"toast_tuple_target": 8160}}
+    """Run rows (a few kB of parameters each) stay inline and uncompressed: see migration 0004."""
     id: Mapped[uuid.UUID] = _id()
     name: Mapped[str] = mapped_column(String(253), unique=True)
     """Deterministic run name (D7): the Argo Workflow's name."""
@@ -172,7 +177,9 @@ class WorkflowRun(Base):
     fingerprint: Mapped[str | None] = mapped_column(String(255))
     executor: Mapped[str] = mapped_column(String(20), default="argo")  # argo, local
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
-    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    parameters: Mapped[dict[str, Any]] = mapped_column(StoredJSON, default=dict)
+    """The run's arguments (the event, source, fingerprint): written once per alert at intake,
+    read back whole by the dispatcher, so `json` rather than `jsonb` (see migration 0004)."""
     outputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     error: Mapped[str | None] = mapped_column(Text)
     tokens_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

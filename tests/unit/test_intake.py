@@ -45,3 +45,18 @@ def test_the_pre_encoded_parameters_are_the_event_json(name: str) -> None:
         }
         assert encoded.value == expected
         assert json.loads(encoded.text) == expected
+
+
+def test_text_ids_are_distinct_version_4_uuids() -> None:
+    import uuid
+
+    from punchingfist.store.bulk import Ids
+
+    new_id = Ids(block=8, text=True)
+    made = [new_id() for _ in range(50)]  # crosses several blocks
+    assert len(set(made)) == 50
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
