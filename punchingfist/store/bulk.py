@@ -88,12 +88,14 @@ def read_many(
     dialect = session.get_bind().dialect
     cursors = []
     with _psycopg_errors(session, queries[0][0]), raw.pipeline():
+        raw.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         for query, parameters in queries:
             cursor = raw.cursor()
             cursor.adapters.register_loader("uuid", TextLoader)
             text, constants = _compiled(query, dialect)
             cursor.execute(text, _pg_parameters(parameters, constants))
             cursors.append(cursor)
+        raw.execute("RESET plan_cache_mode")
     return [cursor.fetchall() for cursor in cursors]
 
 
