@@ -175,7 +175,7 @@ class _psycopg_errors:
 
     def __init__(self, session: Session, statement: Any) -> None:
         self.session = session
-        self.statement = str(statement)
+        self.statement = statement
 
     def __enter__(self) -> None:
         return None
@@ -185,14 +185,15 @@ class _psycopg_errors:
         from psycopg import errors
 
         if isinstance(error, errors.IntegrityError):
-            raise IntegrityError(self.statement, None, error) from error
+            raise IntegrityError(str(self.statement), None, error) from error
         if isinstance(error, PsycopgError):
             connection = self.session.connection()
             raw = connection.connection.dbapi_connection
             lost = connection.dialect.is_disconnect(cast(Any, error), raw, None)
             if lost:
                 connection.invalidate(error)
-            raise DBAPIError(self.statement, None, error, connection_invalidated=lost) from error
+            statement = str(self.statement)
+            raise DBAPIError(statement, None, error, connection_invalidated=lost) from error
 
 
 def _plain(model: type[Any], row: dict[str, Any]) -> dict[str, Any]:
