@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from punchingfist.api import load_resources
 from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.server.batching import IntakeWriter, _Job
+from punchingfist.server.intake import ingest_batch
 from punchingfist.store import Alert, WorkflowRun, make_engine, session_factory, upgrade
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "alerts" / "pod-crashlooping.json"
@@ -92,3 +93,29 @@ def test_a_dropped_database_connection_fails_no_request(
         admin.execute("SELECT pg_terminate_backend(%s)", [raw.info.backend_pid])
     assert writer.put(sources, notification("after")).result(timeout=30).new == 1
     assert stored(writer, Alert) == 2
+
+
+def test_repeats_resolve_and_only_the_lookups_are_planned_per_batch(
+    writer: IntakeWriter,
+) -> None:
+    """Repeats and resolutions go through the update path on both stores. On PostgreSQL the
+    batch's lookups alone are planned per batch (`force_custom_plan`): the inserts after them
+    in the same transaction keep the server's setting."""
+    from sqlalchemy import text
+
+    sources = load_resources(SOURCE)
+    first = notification("kept")
+    assert writer.put(sources, first).result(timeout=30).new == 1
+    assert writer.put(sources, first).result(timeout=30).updated == 1
+    data = first.model_dump(mode="json", by_alias=True)
+    data["alerts"][0]["status"] = "resolved"
+    resolved = AlertmanagerPayload.model_validate(data)
+    assert writer.put(sources, resolved).result(timeout=30).resolved == 1
+    with writer.sessions() as session:
+        (alert,) = session.scalars(select(Alert)).all()
+        assert alert.status == "resolved" and alert.resolved_at is not None
+        assert alert.labels == dict(first.alerts[0].labels)
+    with writer.sessions.begin() as session:  # inside the batch's own transaction
+        assert ingest_batch(session, [(sources, notification("next"))])[0].new == 1
+        if session.get_bind().dialect.name == "postgresql":
+            assert session.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
