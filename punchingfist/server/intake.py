@@ -187,7 +187,7 @@ class _Batch:
         self.statements = _statements(session.get_bind().dialect.name)
         self.by_key: dict[tuple[str, datetime], dict[str, Any]] = {}
         self.known_alerts: list[dict[str, Any]] = []
-        """Alerts that existed before the batch; all of them are written back."""
+        """Alerts that existed before the batch; those it saw again are written back."""
         self.earlier: dict[str, Any] = {}
         self.source_ids: dict[str, Any] = {}
         self.by_group: dict[str, dict[str, Any]] = {}
@@ -218,8 +218,8 @@ class _Batch:
         if unknown:
             queries.append((reads.sources, {"namespace": self.namespace, "names": unknown}))
         alerts, incidents, taken, *found = read_many(self.session, queries)
-        for values in sorted(alerts, key=lambda row: _aware(row[2])):
-            alert = dict(zip(_ALERT_COLUMNS, values, strict=True))
+        known = [dict(zip(_ALERT_COLUMNS, values, strict=True)) for values in alerts]
+        for alert in sorted(known, key=lambda row: _aware(row["received_at"])):
             if alert["starts_at"] is not None and alert["fingerprint"] is not None:
                 self.by_key[(alert["fingerprint"], _aware(alert["starts_at"]))] = alert
                 self.known_alerts.append(alert)
@@ -365,25 +365,29 @@ class _Batch:
             _resolve_incidents(session, self.touched_incidents, self.now)
 
     def _alert_changes(self) -> list[dict[str, Any]]:
-        """The alerts that existed, as this batch leaves them (it saw each one again)."""
-        return [
+        """The alerts that existed and that this batch saw again, as it leaves them. Updates go
+        in id order, as every writer's do, so two writers never wait on each other in a
+        circle."""
+        changes = [
             {"a_id": row["id"], "a_labels": row["labels"], "a_annotations": row["annotations"],
              "a_status": row["status"], "a_resolved_at": row["resolved_at"],
              "a_ends_at": row["ends_at"], "a_now": self.now}
             for row in self.known_alerts
             if "labels" in row
         ]  # fmt: skip
+        return sorted(changes, key=lambda change: str(change["a_id"]))
 
     def _incident_changes(self) -> list[dict[str, Any]]:
         """The incidents this batch added alerts to. The count grows by what was added (not
         set to what was read), so a concurrent writer's alerts still count."""
-        return [
+        changes = [
             {"b_id": key, "b_added": after["alerts_count"] - (before["alerts_count"] or 0),
              "b_severity": after["severity"], "b_first": after["first_alert_id"],
              "b_now": self.now}
             for key, (before, after) in self.open_incidents.items()
             if after != before
         ]  # fmt: skip
+        return sorted(changes, key=lambda change: str(change["b_id"]))
 
     def _plan_runs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The run and outbox rows of the new alerts, skipping runs that exist already."""
