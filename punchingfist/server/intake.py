@@ -233,7 +233,8 @@ class _Batch:
             if _aware(incident["created_at"]) >= window_start:
                 self.by_title.setdefault(incident["title"], incident)
         self.taken = {name for (name,) in taken}
-        self.known_sources.update({(self.namespace, n): i for n, i in found[0]} if found else {})
+        for name, record_id in found[0] if found else []:
+            self.known_sources[(self.namespace, name)] = record_id
         self.source_ids = self._source_ids(sources)
 
     def _source_ids(self, sources: dict[str, Source]) -> dict[str, Any]:

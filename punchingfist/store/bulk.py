@@ -15,7 +15,8 @@ import functools
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -66,9 +67,7 @@ def _uuid4_text(digits: str) -> str:
 
 
 Rows = Sequence[dict[str, Any]]
-
-
-Updates = tuple[Executable, Sequence[dict[str, Any]]]
+Updates = tuple[Executable, Rows]
 
 
 def is_postgresql(session: Session) -> bool:
@@ -79,7 +78,9 @@ def read_many(
     session: Session, queries: Sequence[tuple[Executable, dict[str, Any]]]
 ) -> list[list[tuple[Any, ...]]]:
     """The rows of each query, inside the session's transaction. On PostgreSQL all of them in
-    one pipelined round trip, UUIDs read as text (see `Ids`)."""
+    one pipelined round trip, UUIDs read as text (see `Ids`), each planned for the values it
+    is given (`force_custom_plan`, reset after them): a generic plan cached while the tables
+    were small would go on scanning them whole as they grow."""
     if not is_postgresql(session):
         return [[tuple(row) for row in session.execute(q, p)] for q, p in queries]
     from psycopg.types.string import TextLoader
@@ -168,32 +169,25 @@ def _pg_parameters(parameters: dict[str, Any], constants: dict[str, Any]) -> dic
     return converted
 
 
-class _psycopg_errors:
+@contextmanager
+def _psycopg_errors(session: Session, statement: Any) -> Iterator[None]:
     """psycopg's errors as SQLAlchemy's, as if SQLAlchemy had run `statement`: callers handle
     one kind, and a lost connection is invalidated and said to be (the webhook writer then
     writes its batch again on a new one)."""
+    from psycopg import Error as PsycopgError
+    from psycopg import errors
 
-    def __init__(self, session: Session, statement: Any) -> None:
-        self.session = session
-        self.statement = statement
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
-        from psycopg import Error as PsycopgError
-        from psycopg import errors
-
-        if isinstance(error, errors.IntegrityError):
-            raise IntegrityError(str(self.statement), None, error) from error
-        if isinstance(error, PsycopgError):
-            connection = self.session.connection()
-            raw = connection.connection.dbapi_connection
-            lost = connection.dialect.is_disconnect(cast(Any, error), raw, None)
-            if lost:
-                connection.invalidate(error)
-            statement = str(self.statement)
-            raise DBAPIError(statement, None, error, connection_invalidated=lost) from error
+    try:
+        yield
+    except errors.IntegrityError as error:
+        raise IntegrityError(str(statement), None, error) from error
+    except PsycopgError as error:
+        connection = session.connection()
+        raw = connection.connection.dbapi_connection
+        lost = connection.dialect.is_disconnect(cast(Any, error), raw, None)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError(str(statement), None, error, connection_invalidated=lost) from error
 
 
 def _plain(model: type[Any], row: dict[str, Any]) -> dict[str, Any]:
