@@ -9,10 +9,13 @@ Targets: >= 2,000 alerts/s and p99 < 100 ms.
 It measures twice: on a fresh store, and on one holding earlier alerts with planner statistics
 (the steady state of a running installation). Each run also reports the CPU time the server
 process and PostgreSQL spent per 1,000 alerts, which bounds what this machine can reach.
+
+    python benchmarks/intake.py [--intake-writers N]   (passed on to `punchingfist serve`)
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -143,7 +146,7 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
-def measure(history: int) -> None:
+def measure(history: int, writers: int) -> None:
     with postgres() as database, tempfile.TemporaryDirectory() as tmp:
         upgrade(database)
         if history:
@@ -152,7 +155,8 @@ def measure(history: int) -> None:
         port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "punchingfist.cli", "serve", "-f", f"{tmp}/source.yaml",
-             "--port", str(port), "--database-url", database],
+             "--port", str(port), "--database-url", database,
+             "--intake-writers", str(writers)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}/webhook/alerts"
@@ -189,7 +193,7 @@ def measure(history: int) -> None:
         ordered = sorted(latencies)
         p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000 if ordered else float("nan")
         store = f"holding {history:,} earlier alerts" if history else "fresh (empty, no statistics)"
-        print(f"intake on PostgreSQL, store {store}:")
+        print(f"intake on PostgreSQL, store {store}, {writers} intake writer(s):")
         print(f"  {SENDERS} senders x {REQUESTS_PER_SENDER} payloads x {ALERTS_PER_PAYLOAD} "
               f"alerts = {sent} alerts in {elapsed:.2f} s")  # fmt: skip
         print(f"  throughput: {sent / elapsed:,.0f} alerts/s (target >= 2,000)")
@@ -209,8 +213,11 @@ def measure(history: int) -> None:
 
 
 def main() -> None:
-    measure(history=0)
-    measure(history=HISTORY)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--intake-writers", type=int, default=1, metavar="N")
+    args = parser.parse_args()
+    measure(history=0, writers=args.intake_writers)
+    measure(history=HISTORY, writers=args.intake_writers)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--secrets-dir", metavar="DIR",
                        help="Secrets as files DIR/NAME/KEY (webhook credentials)")  # fmt: skip
     serve.add_argument(
+        "--intake-writers", type=int, default=1, metavar="N",
+        help="PostgreSQL: threads storing webhook notifications, each on its own connection "
+        "(default 1; more overlap round trips to a database across a network)",
+    )  # fmt: skip
+    serve.add_argument(
         "--namespace",
         default="default",
         help="namespace runs are created in (and, --in-cluster, watched)",
@@ -492,6 +497,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise PunchingFistError("give either -f FILE (resources from files) or --in-cluster")
     resources = list(_read(args.filename)) if args.filename else []
     url = database_url(args.database_url)
+    if args.intake_writers < 1 or (args.intake_writers > 1 and not url.startswith("postgresql")):
+        raise PunchingFistError(f"--intake-writers {args.intake_writers}: give 1, or more than "
+                                "1 with a PostgreSQL --database-url")  # fmt: skip
     revision = upgrade(url)
     executor: Any = None
     if (args.executor or ("argo" if args.in_cluster else "none")) == "argo":
@@ -509,6 +517,7 @@ def _serve(args: argparse.Namespace) -> int:
         approvers=approvers or frozenset(),
         slack_signing_secret=secrets.get(signing.secret_ref, signing.key) if signing else None,
         report_token=os.environ.get("PUNCHINGFIST_REPORT_TOKEN") or None,
+        intake_writers=args.intake_writers,
     )  # fmt: skip
     if args.executor == "local":
         if args.in_cluster:

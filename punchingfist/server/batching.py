@@ -13,6 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -38,12 +39,36 @@ class _Job:
     future: Future[IntakeResult] = field(default_factory=Future)
 
 
+class _Lane:
+    """One writer thread's own things: its connection, kept from batch to batch (taking one
+    from the pool for each batch would first ping the database, a round trip more), and the
+    Source row ids its batches found (forgotten when a batch fails)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.thread: threading.Thread | None = None
+        self.connection: Connection | None = None
+        self.source_ids: dict[tuple[str, str], Any] = {}
+        self.batches = 0
+
+
 class IntakeWriter:
+    """Group commit with `writers` threads, each writing its own batches on its own
+    connection (PostgreSQL only: SQLite has one writer at a time). Batches that touch the same
+    alerts, groups or incidents run one after the other, as they do across server replicas
+    (advisory locks, see `intake._locks`).
+
+    More than one writer overlaps one batch's round trips and database time with another's,
+    which pays when the database is across a network. The threads share the interpreter lock
+    with the request handlers, though: on the 2-core benchmark machine with PostgreSQL local,
+    two writers stored fewer alerts per second than one (`benchmarks/intake.py`)."""
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
         namespace: str = "default",
         max_batch_alerts: int = MAX_BATCH_ALERTS,
+        writers: int = 1,
     ) -> None:
         self.sessions = sessions
         engine = sessions.kw.get("bind")
@@ -51,14 +76,23 @@ class IntakeWriter:
         self.engine = engine
         self.namespace = namespace
         self.max_batch_alerts = max_batch_alerts
+        if writers < 1:
+            raise ValueError(f"intake writers must be at least 1, not {writers}")
+        if writers > 1 and engine.dialect.name != "postgresql":
+            raise ValueError(f"{engine.dialect.name} takes one intake writer at a time; "
+                             "several writers need PostgreSQL")  # fmt: skip
+        self._lanes = [_Lane(f"intake-writer-{n}") for n in range(writers)]
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.batches = 0
-        """How many transactions the writer committed (for tests and the benchmark)."""
-        self._connection: Connection | None = None
-        self._source_ids: dict[tuple[str, str], Any] = {}
-        """Source row ids found by earlier batches; forgotten when a batch fails."""
+
+    @property
+    def writers(self) -> int:
+        return len(self._lanes)
+
+    @property
+    def batches(self) -> int:
+        """How many transactions the writers committed (for tests and the benchmark)."""
+        return sum(lane.batches for lane in self._lanes)
 
     async def submit(self, sources: list[Source], payload: AlertmanagerPayload) -> IntakeResult:
         """Store one notification; returns once it is committed (raises what the store raised)."""
@@ -72,36 +106,42 @@ class IntakeWriter:
 
     def _ensure_started(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="intake-writer")  # fmt: skip
-                self._thread.start()
+            for lane in self._lanes:
+                if lane.thread is None or not lane.thread.is_alive():
+                    lane.thread = threading.Thread(target=self._run, args=(lane,), daemon=True,
+                                                   name=lane.name)  # fmt: skip
+                    lane.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then end the thread."""
+        """Write what is queued, then end the threads."""
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout)
-            if not thread.is_alive() and self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            running = [lane for lane in self._lanes if lane.thread is not None]
+            threads = [(lane, lane.thread) for lane in running]
+            for lane in running:
+                lane.thread = None
+        for _ in threads:
+            self._queue.put(None)  # each thread ends at the first it takes
+        deadline = time.monotonic() + timeout
+        for lane, thread in threads:
+            assert thread is not None
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if not thread.is_alive() and lane.connection is not None:
+                lane.connection.close()
+                lane.connection = None
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        """A transaction on the writer's own connection, kept from batch to batch: taking one
-        from the pool for each batch would first ping the database (a round trip more). A
-        connection the database dropped is replaced at the next batch."""
-        connection = self._connection
+    def _transaction(self, lane: _Lane) -> Iterator[Session]:
+        """A transaction on the lane's own connection. A connection the database dropped is
+        replaced at the next batch."""
+        connection = lane.connection
         if connection is None or connection.closed or connection.invalidated:
             if connection is not None:
                 connection.close()
-            connection = self._connection = self.engine.connect()
+            connection = lane.connection = self.engine.connect()
         with Session(bind=connection, expire_on_commit=False) as session, session.begin():
             yield session
 
-    def _run(self) -> None:
+    def _run(self, lane: _Lane) -> None:
         while True:
             first = self._queue.get()
             if first is None:
@@ -117,47 +157,47 @@ class IntakeWriter:
                     break
                 jobs.append(job)
                 alerts += len(job.payload.alerts)
-            self._write(jobs)
+            self._write(lane, jobs)
             if stopping:
                 return
 
-    def _write(self, jobs: list[_Job], *, reconnected: bool = False) -> None:
+    def _write(self, lane: _Lane, jobs: list[_Job], *, reconnected: bool = False) -> None:
         try:
-            with self._transaction() as session:
+            with self._transaction(lane) as session:
                 results = ingest_batch(session, [(j.sources, j.payload) for j in jobs],
                                        namespace=self.namespace,
-                                       source_ids=self._source_ids)  # fmt: skip
+                                       source_ids=lane.source_ids)  # fmt: skip
         except Exception as error:  # every waiting request gets an answer, whatever happened
-            self._source_ids.clear()
+            lane.source_ids.clear()
             if isinstance(error, DBAPIError) and error.connection_invalidated and not reconnected:
                 # The kept connection died (a database restart or failover): once more on a
                 # new one before anyone hears of it.
                 log.info("the database connection was lost; writing the batch again")
-                self._write(jobs, reconnected=True)
+                self._write(lane, jobs, reconnected=True)
                 return
             if len(jobs) == 1:
-                self._write_alone(jobs[0], error)
+                self._write_alone(lane, jobs[0], error)
                 return
             log.info("a batch of %d notifications failed (%s); writing them one by one",
                      len(jobs), type(error).__name__)  # fmt: skip
             for job in jobs:
-                self._write([job])
+                self._write(lane, [job])
             return
-        self.batches += 1
+        lane.batches += 1
         for job, result in zip(jobs, results, strict=True):
             job.future.set_result(result)
 
-    def _write_alone(self, job: _Job, error: Exception) -> None:
+    def _write_alone(self, lane: _Lane, job: _Job, error: Exception) -> None:
         """A concurrent writer (another replica) stored the same alert first: read it again."""
         if isinstance(error, IntegrityError):
             try:
-                with self._transaction() as session:
+                with self._transaction(lane) as session:
                     result = ingest_batch(session, [(job.sources, job.payload)],
                                           namespace=self.namespace)[0]  # fmt: skip
             except Exception as again:
                 job.future.set_exception(again)
                 return
-            self.batches += 1
+            lane.batches += 1
             job.future.set_result(result)
             return
         if not isinstance(error, SQLAlchemyError):

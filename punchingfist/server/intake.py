@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, Update, bindparam, func, select, update
+from sqlalchemy import Select, Table, Update, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from punchingfist.api import Source
@@ -213,28 +213,25 @@ class _Batch:
         queries: list[tuple[Select[Any], dict[str, Any]]] = [
             (reads.alerts, {"fingerprints": sorted({item.incoming.fingerprint for item in kept})}),
             (reads.incidents, {"group_keys": group_keys, "window_start": window_start}),
-            (reads.taken, {"names": sorted({n for item in kept for n in item.run_names})}),
+            (reads.taken, {"run_names": sorted({n for item in kept for n in item.run_names})}),
+            (reads.sources, {"namespace": self.namespace, "source_names": unknown}),
         ]
-        if unknown:
-            queries.append((reads.sources, {"namespace": self.namespace, "names": unknown}))
-        alerts, incidents, taken, *found = read_many(self.session, queries)
-        known = [dict(zip(_ALERT_COLUMNS, values, strict=True)) for values in alerts]
-        for alert in sorted(known, key=lambda row: _aware(row["received_at"])):
+        alerts, incidents, taken, found = read_many(self.session, queries, locks=_locks(kept))
+        for alert in sorted(alerts, key=lambda row: _aware(row["received_at"])):
             if alert["starts_at"] is not None and alert["fingerprint"] is not None:
                 self.by_key[(alert["fingerprint"], _aware(alert["starts_at"]))] = alert
                 self.known_alerts.append(alert)
                 self.earlier.setdefault(alert["fingerprint"], alert["id"])
-        for values in incidents:
-            incident = dict(zip(_INCIDENT_COLUMNS, values, strict=True))
+        for incident in incidents:
             self.open_incidents[incident["id"]] = (dict(incident), incident)
             self.first_alert[incident["id"]] = incident["first_alert_id"]
             if incident["group_key"] in group_keys:
                 self.by_group.setdefault(incident["group_key"], incident)
             if _aware(incident["created_at"]) >= window_start:
                 self.by_title.setdefault(incident["title"], incident)
-        self.taken = {name for (name,) in taken}
-        for name, record_id in found[0] if found else []:
-            self.known_sources[(self.namespace, name)] = record_id
+        self.taken = {row["run_name"] for row in taken}
+        for row in found:
+            self.known_sources[(self.namespace, row["name"])] = row["id"]
         self.source_ids = self._source_ids(sources)
 
     def _source_ids(self, sources: dict[str, Source]) -> dict[str, Any]:
@@ -311,8 +308,7 @@ class _Batch:
         """Attach a new alert to an incident: the notification's Alertmanager group, else the
         same alertname and namespace/service inside the window; relate it to the incident's
         first alert, and to an earlier firing of the same fingerprint as a duplicate."""
-        labels = row["labels"]
-        title = _title(row["alert_name"], labels.get("namespace") or labels.get("service") or "")
+        title = _title(row["labels"])
         incident, confidence = self.by_group.get(payload.group_key), 0.9
         if incident is None:
             incident, confidence = self.by_title.get(title), 0.6
@@ -439,6 +435,7 @@ def _statements(dialect: str) -> _Statements:
     outbox = cast(Table, OutboxEntry.__table__)
     sources = cast(Table, SourceRecord.__table__)
     window_start = bindparam("window_start", type_=incidents.c.created_at.type)
+    severity = bindparam("b_severity", type_=incidents.c.severity.type)
     return _Statements(
         alerts=select(*(alerts.c[n] for n in _ALERT_COLUMNS)).where(
             within(alerts.c.fingerprint, "fingerprints", dialect)
@@ -450,10 +447,10 @@ def _statements(dialect: str) -> _Statements:
             | (incidents.c.created_at >= window_start)
         )
         .order_by(incidents.c.created_at),
-        taken=select(outbox.c.run_name).where(within(outbox.c.run_name, "names", dialect)),
+        taken=select(outbox.c.run_name).where(within(outbox.c.run_name, "run_names", dialect)),
         sources=select(sources.c.name, sources.c.id).where(
             sources.c.namespace == bindparam("namespace"),
-            within(sources.c.name, "names", dialect),
+            within(sources.c.name, "source_names", dialect),
         ),
         alert_update=update(alerts)
         .where(alerts.c.id == bindparam("a_id", type_=alerts.c.id.type))
@@ -469,7 +466,12 @@ def _statements(dialect: str) -> _Statements:
         .where(incidents.c.id == bindparam("b_id", type_=incidents.c.id.type))
         .values(
             alerts_count=func.coalesce(incidents.c.alerts_count, 0) + bindparam("b_added"),
-            severity=bindparam("b_severity"),
+            # The worse of the stored severity and this batch's: another writer may have
+            # raised it since this batch read it.
+            severity=case(
+                *((or_(incidents.c.severity == s, severity == s), s) for s in SEVERITIES[:-1]),
+                else_=severity,
+            ),
             first_alert_id=func.coalesce(
                 incidents.c.first_alert_id,
                 bindparam("b_first", type_=incidents.c.first_alert_id.type),
@@ -495,8 +497,40 @@ def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) 
             incident.mttr_seconds = int((now - _aware(incident.created_at)).total_seconds())
 
 
-def _title(alert_name: str, place: str) -> str:
+def _title(labels: dict[str, str]) -> str:
+    """The title of the incident a new alert opens, which later alerts correlate on."""
+    alert_name = labels.get("alertname", "unnamed")
+    place = labels.get("namespace") or labels.get("service") or ""
     return (f"{alert_name} in {place}" if place else alert_name)[:255]
+
+
+def _locks(kept: list[_Kept]) -> dict[int, bool]:
+    """The advisory locks a batch takes before it reads anything (key -> shared?), so that
+    writers running side by side (threads of one server, or replicas) give the result of
+    running one after the other.
+
+    What a batch decides from its lookups depends on a few keys: the fingerprints it stores
+    (dedup, duplicates, run names), the Alertmanager group keys and titles it correlates on.
+    Two batches that share none of them do not see each other's rows and run in parallel;
+    two that share one wait for each other. Resolving an alert can close its incident, which
+    another batch may be joining under another key, so a batch that resolves holds the
+    incidents lock exclusively and the others hold it shared. (Two batches adding the row of
+    the same new Source are not kept apart: the second fails on its unique key and its
+    notifications are written again, finding the row.)"""
+    names = {f"fingerprint\x00{item.incoming.fingerprint}" for item in kept}
+    names |= {f"group\x00{item.payload.group_key}" for item in kept}
+    names |= {f"title\x00{_title(item.incoming.labels)}" for item in kept}
+    locks = dict.fromkeys((_lock_key(name) for name in names), False)
+    resolving = any(item.incoming.status == "resolved" for item in kept)
+    locks[_lock_key("incidents")] = not resolving
+    return locks
+
+
+def _lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed 64-bit integer) for `name`. Two names that
+    hash alike only make their batches wait for each other."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8, person=b"pf-intake").digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _aware(value: datetime) -> datetime:

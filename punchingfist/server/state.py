@@ -60,13 +60,15 @@ class ServerState:
     """When set, step reports must carry `Authorization: Bearer <token>`."""
     probes: list[Callable[[], str | None]] = field(default_factory=list)
     """Extra health checks (the controller, in-cluster): None when fine, else why not."""
+    intake_writers: int = 1
+    """Writer threads for the webhook (`IntakeWriter`; more than one needs PostgreSQL)."""
     sessions: sessionmaker[Session] = field(init=False)
     wake: threading.Event = field(init=False, default_factory=threading.Event)
     writer: IntakeWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
-        self.writer = IntakeWriter(self.sessions, self.namespace)
+        self.writer = IntakeWriter(self.sessions, self.namespace, writers=self.intake_writers)
 
     @classmethod
     def from_resources(

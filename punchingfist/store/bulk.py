@@ -15,12 +15,26 @@ import functools
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, ColumnElement, Dialect, Executable, Table, any_, bindparam, insert
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    DateTime,
+    Dialect,
+    Executable,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -75,29 +89,76 @@ def is_postgresql(session: Session) -> bool:
 
 
 def read_many(
-    session: Session, queries: Sequence[tuple[Executable, dict[str, Any]]]
-) -> list[list[tuple[Any, ...]]]:
-    """The rows of each query, inside the session's transaction. On PostgreSQL all of them in
-    one pipelined round trip, UUIDs read as text (see `Ids`), each planned for the values it
-    is given (`force_custom_plan`, reset after them): a generic plan cached while the tables
-    were small would go on scanning them whole as they grow."""
-    if not is_postgresql(session):
-        return [[tuple(row) for row in session.execute(q, p)] for q, p in queries]
-    from psycopg.types.string import TextLoader
+    session: Session,
+    queries: Sequence[tuple[Select[Any], dict[str, Any]]],
+    *,
+    locks: Mapping[int, bool] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """The rows of each query, as dicts by column name, inside the session's transaction.
 
+    On PostgreSQL this is one round trip: first the transaction's advisory `locks` (key ->
+    taken shared?), in ascending key order, so that any two callers take the keys they share
+    in the same order; then every query as one statement, each one's rows aggregated as JSON
+    (UUIDs come back as text, see `Ids`). Queries share one namespace of parameters. The
+    statement is planned for the values it is given, never prepared: a generic plan cached
+    while the tables were small would go on scanning them whole as they grow. Other stores
+    run the queries one by one and take no locks (SQLite has one writer at a time)."""
+    if not is_postgresql(session):
+        return [[dict(row._mapping) for row in session.execute(q, p)] for q, p in queries]
+    parameters: dict[str, Any] = {}
+    for _, bound in queries:
+        for name, value in bound.items():
+            if parameters.setdefault(name, value) is not value:
+                raise ValueError(f"two queries bind the parameter {name!r}")
+    combined = _combined(tuple(query for query, _ in queries), session.get_bind().dialect)
     raw = _driver_connection(session)
-    dialect = session.get_bind().dialect
-    cursors = []
-    with _psycopg_errors(session, queries[0][0]), raw.pipeline():
-        raw.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        for query, parameters in queries:
-            cursor = raw.cursor()
-            cursor.adapters.register_loader("uuid", TextLoader)
-            text, constants = _compiled(query, dialect)
-            cursor.execute(text, _pg_parameters(parameters, constants))
-            cursors.append(cursor)
-        raw.execute("RESET plan_cache_mode")
-    return [cursor.fetchall() for cursor in cursors]
+    with _psycopg_errors(session, combined.text), raw.pipeline():
+        if locks:
+            keys = sorted(locks)
+            lock_arrays = (_array_literal(keys), _array_literal([locks[key] for key in keys]))
+            raw.execute(_LOCKS, lock_arrays)
+        cursor = raw.execute(combined.text, _pg_parameters(parameters, combined.constants),
+                             prepare=False)  # fmt: skip
+    (row,) = cursor.fetchall()
+    return [_decoded(rows or [], dates) for rows, dates in zip(row, combined.dates, strict=True)]
+
+
+_LOCKS = """SELECT CASE WHEN shared THEN pg_advisory_xact_lock_shared(key)
+ELSE pg_advisory_xact_lock(key) END
+FROM unnest(%s::bigint[], %s::boolean[]) AS lock(key, shared)"""
+"""Takes the locks in the arrays' order, one row (one call) at a time."""
+
+
+@dataclass(frozen=True)
+class _Combined:
+    text: str
+    constants: dict[str, Any]
+    dates: list[tuple[str, ...]]
+    """Per query, the columns that are timestamps (JSON gives them as ISO 8601 text)."""
+
+
+@functools.cache
+def _combined(queries: tuple[Select[Any], ...], dialect: Dialect) -> _Combined:
+    """`SELECT (SELECT json_agg(q0) FROM (query 0) AS q0), ...`: one row, a JSON array (or
+    null) per query."""
+    columns = []
+    for number, query in enumerate(queries):
+        rows = query.subquery(f"q{number}")
+        columns.append(select(func.json_agg(rows.table_valued())).scalar_subquery())
+    text, constants = _compiled(select(*columns), dialect)
+    dates = [
+        tuple(c.name for c in query.selected_columns if isinstance(c.type, DateTime))
+        for query in queries
+    ]
+    return _Combined(text, constants, dates)
+
+
+def _decoded(rows: list[dict[str, Any]], dates: tuple[str, ...]) -> list[dict[str, Any]]:
+    for row in rows:
+        for name in dates:
+            if row[name] is not None:
+                row[name] = datetime.fromisoformat(row[name])
+    return rows
 
 
 def write_many(
@@ -158,6 +219,9 @@ def _compiled(statement: Executable, dialect: Dialect) -> tuple[str, dict[str, A
 
 
 def _pg_parameters(parameters: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
+    """What the driver is given: pre-encoded JSON as its text, dicts as jsonb, and lists as
+    PostgreSQL array literals (the statements cast them: `%(name)s::VARCHAR[]`), which
+    psycopg sends as they are instead of dumping element by element."""
     from psycopg.types.json import Jsonb
 
     converted = {**constants, **parameters}
@@ -166,7 +230,24 @@ def _pg_parameters(parameters: dict[str, Any], constants: dict[str, Any]) -> dic
             converted[name] = value.text
         elif isinstance(value, dict):
             converted[name] = Jsonb(value)
+        elif isinstance(value, list):
+            converted[name] = _array_literal(value)
     return converted
+
+
+def _array_literal(values: list[Any]) -> str:
+    return "{" + ",".join(_array_element(value) for value in values) + "}"
+
+
+def _array_element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
 
 
 @contextmanager

@@ -85,22 +85,22 @@ def test_a_dropped_database_connection_fails_no_request(
 
     sources = load_resources(SOURCE)
     assert writer.put(sources, notification("before")).result(timeout=30).new == 1
-    assert writer._connection is not None
-    raw = writer._connection.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
+    connections = [lane.connection for lane in writer._lanes if lane.connection is not None]
+    assert connections
     plain = database_url.replace("postgresql+psycopg", "postgresql")
     with psycopg.connect(plain, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [raw.info.backend_pid])
+        for connection in connections:
+            raw = connection.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            admin.execute("SELECT pg_terminate_backend(%s)", [raw.info.backend_pid])
     assert writer.put(sources, notification("after")).result(timeout=30).new == 1
     assert stored(writer, Alert) == 2
 
 
-def test_repeats_resolve_and_only_the_lookups_are_planned_per_batch(
-    writer: IntakeWriter,
-) -> None:
+def test_repeats_resolve_and_the_lookups_are_planned_per_batch(writer: IntakeWriter) -> None:
     """Repeats and resolutions go through the update path on both stores. On PostgreSQL the
-    batch's lookups alone are planned per batch (`force_custom_plan`): the inserts after them
-    in the same transaction keep the server's setting."""
+    batch's lookups are planned for each batch's values, never prepared: a plan made while the
+    tables were small would go on scanning them whole."""
     from sqlalchemy import text
 
     sources = load_resources(SOURCE)
@@ -115,7 +115,140 @@ def test_repeats_resolve_and_only_the_lookups_are_planned_per_batch(
         (alert,) = session.scalars(select(Alert)).all()
         assert alert.status == "resolved" and alert.resolved_at is not None
         assert alert.labels == dict(first.alerts[0].labels)
-    with writer.sessions.begin() as session:  # inside the batch's own transaction
-        assert ingest_batch(session, [(sources, notification("next"))])[0].new == 1
+    with writer.sessions.begin() as session:  # psycopg prepares what runs 5 times
+        for n in range(8):
+            assert ingest_batch(session, [(sources, notification(f"next{n}"))])[0].new == 1
         if session.get_bind().dialect.name == "postgresql":
-            assert session.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
+            prepared = session.execute(text("SELECT statement FROM pg_prepared_statements"))
+            statements = list(prepared.scalars())
+            assert any("INSERT INTO" in s for s in statements)  # the probe sees them
+            assert not any("json_agg" in s for s in statements)
+
+
+def alert_notification(
+    fingerprint: str, group_key: str, namespace: str, status: str = "firing"
+) -> AlertmanagerPayload:
+    alert = {"status": status, "fingerprint": fingerprint,
+             "labels": {"alertname": "PodCrashLooping", "namespace": namespace,
+                        "severity": "warning", "pod": fingerprint},
+             "annotations": {"summary": "crash looping"},
+             "startsAt": "2026-11-26T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}  # fmt: skip
+    return AlertmanagerPayload.model_validate({
+        "version": "4", "groupKey": group_key, "status": status, "receiver": "pf",
+        "alerts": [alert],
+    })  # fmt: skip
+
+
+CONCURRENT = {
+    # second batch: (fingerprint, group key, namespace, status), whether it waits for the first
+    "the same group": (("b", "g1", "other", "firing"), True),
+    "the same title": (("b", "g2", "prod", "firing"), True),
+    "the same alert": (("a", "g2", "other", "firing"), True),
+    "a resolution": (("old", "g9", "old", "resolved"), True),
+    "nothing in common": (("b", "g2", "other", "firing"), False),
+}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("case", list(CONCURRENT))
+def test_concurrent_batches_that_share_a_key_run_one_after_the_other(
+    database_url: str, case: str
+) -> None:
+    """Two writers (threads here, replicas in a cluster) store what one writer would have:
+    a batch that shares a fingerprint, an Alertmanager group or an incident title with one
+    still open waits for it to commit, then sees its rows; unrelated batches do not wait."""
+    import threading
+
+    from punchingfist.store import Incident
+
+    (fingerprint, group, place, status), waits = CONCURRENT[case]
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    sessions = session_factory(engine)
+    sources = load_resources(SOURCE)
+    with sessions.begin() as session:
+        ingest_batch(session, [(sources, alert_notification("old", "g9", "old"))])
+    first = sessions()
+    first.begin()
+    ingest_batch(first, [(sources, alert_notification("a", "g1", "prod"))])
+    results = []
+
+    def second() -> None:
+        with sessions.begin() as session:
+            results.extend(ingest_batch(
+                session, [(sources, alert_notification(fingerprint, group, place, status))]
+            ))  # fmt: skip
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive() == waits
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert not thread.is_alive() and len(results) == 1
+    with sessions() as session:
+        incidents = {i.title: i for i in session.scalars(select(Incident))}
+        alerts = {a.fingerprint: a for a in session.scalars(select(Alert))}
+    engine.dispose()
+    if case in ("the same group", "the same title"):  # joined the first batch's incident
+        assert len(incidents) == 2 and incidents["PodCrashLooping in prod"].alerts_count == 2
+        assert alerts["b"].incident_id == alerts["a"].incident_id
+    elif case == "the same alert":  # Alertmanager's retry, through another replica
+        assert results[0].updated == 1 and results[0].runs == []
+    elif case == "a resolution":
+        assert results[0].resolved == 1 and alerts["old"].status == "resolved"
+        assert incidents["PodCrashLooping in old"].status == "resolved"
+    else:
+        assert len(incidents) == 3 and alerts["b"].incident_id != alerts["a"].incident_id
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_several_writers_store_what_one_would(database_url: str) -> None:
+    """Four writer threads on a burst of notifications that share groups, titles and alerts:
+    one incident per group, counts that add up, one alert row and one run per alert."""
+    from punchingfist.store import Incident
+
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    writer = IntakeWriter(session_factory(engine), writers=4)
+    sources = load_resources(SOURCE)
+    try:
+        futures = [
+            writer.put(sources, alert_notification(f"fp{n % 30}", f"g{n % 5}", f"ns{n % 3}"))
+            for n in range(60)
+        ]  # fmt: skip
+        results = [future.result(timeout=60) for future in futures]
+    finally:
+        writer.stop()
+    assert sum(r.new for r in results) == 30 and sum(r.updated for r in results) == 30
+    assert sum(len(r.runs) for r in results) == 30
+    with writer.sessions() as session:
+        alerts = list(session.scalars(select(Alert)))
+        incidents = list(session.scalars(select(Incident)))
+        runs = session.scalar(select(func.count()).select_from(WorkflowRun))
+    engine.dispose()
+    assert len(alerts) == 30 and runs == 30
+    per_incident: dict[Any, int] = {}
+    for alert in alerts:
+        per_incident[alert.incident_id] = per_incident.get(alert.incident_id, 0) + 1
+    assert {i.id: i.alerts_count for i in incidents} == per_incident
+    assert len({i.group_key for i in incidents}) == len(incidents)
+
+
+@pytest.mark.parametrize(
+    "fingerprint", ['a"b', "back\\slash", "x,y", "{braces}", " spaced ", "NULL", "ünï 🔥", "'q'"]
+)
+def test_hostile_fingerprints_and_group_keys_are_looked_up_verbatim(
+    writer: IntakeWriter, fingerprint: str
+) -> None:
+    """Lookups send their lists as PostgreSQL array literals: what Alertmanager (or whoever
+    holds the token) put in a fingerprint or group key comes back as the same text."""
+    sources = load_resources(SOURCE)
+    first = alert_notification(fingerprint, f"group {fingerprint}", "ns")
+    assert writer.put(sources, first).result(timeout=30).new == 1
+    again = writer.put(sources, alert_notification(fingerprint, f"group {fingerprint}", "other"))
+    assert again.result(timeout=30).updated == 1
+    with writer.sessions() as session:
+        (alert,) = session.scalars(select(Alert)).all()
+        assert alert.fingerprint == fingerprint

@@ -161,3 +161,19 @@ def test_run_refuses_bad_input_before_anything_runs(args: list[str], expected: s
     assert done.returncode == 1, done.stdout
     assert expected in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("writers", "database"),
+    [("2", "sqlite:///{tmp}/pf.db"), ("0", "postgresql://pf@127.0.0.1:1/pf")],
+    ids=["several-on-sqlite", "none"],
+)
+def test_serve_refuses_intake_writers_the_store_cannot_take(
+    tmp_path: Path, writers: str, database: str
+) -> None:
+    done = run("serve", "-f", "examples/sources", "--intake-writers", writers,
+               "--database-url", database.format(tmp=tmp_path))  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    assert f"--intake-writers {writers}: give 1" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "pf.db").exists()  # refused before the store was touched
