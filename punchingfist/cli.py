@@ -160,8 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
     approve.add_argument(
         "--approver",
-        default=os.environ.get("USER"),
-        help="who decides, with --server (default: $USER)",
+        help="who decides, with --server (default: the owner of the token in "
+        "$PUNCHINGFIST_APPROVER_TOKEN when the server checks tokens, else $USER)",
     )
     approve.add_argument(
         "-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)"
@@ -509,12 +509,19 @@ def _serve(args: argparse.Namespace) -> int:
     secrets = SecretStore(Path(args.secrets_dir) if args.secrets_dir else None)
     config = next((r.spec for r in resources if isinstance(r, OperatorConfig)), None)
     approvers = frozenset(config.approvals.approvers) if config and config.approvals else None
+    tokens = approver_tokens(config.approvals if config else None, secrets)
+    if tokens == {}:
+        assert config is not None and config.approvals is not None
+        raise PunchingFistError(
+            f"spec.approvals.tokensSecret {config.approvals.tokens_secret!r}: no tokens found "
+            f"(give --secrets-dir DIR with DIR/{config.approvals.tokens_secret}/APPROVER files)"
+        )
     signing = (
         config.chat.slack.signing_secret if config and config.chat and config.chat.slack else None
     )
     state = ServerState.from_resources(
         resources, url, namespace=args.namespace, executor=executor, secrets=secrets,
-        approvers=approvers or frozenset(),
+        approvers=approvers or frozenset(), approver_tokens=tokens,
         slack_signing_secret=secrets.get(signing.secret_ref, signing.key) if signing else None,
         report_token=os.environ.get("PUNCHINGFIST_REPORT_TOKEN") or None,
         intake_writers=args.intake_writers,
@@ -542,6 +549,14 @@ def _serve(args: argparse.Namespace) -> int:
             operator.stop()
             print("punchingfist: controller stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def approver_tokens(approvals: Any, secrets: Any) -> dict[str, str] | None:
+    """Approver -> token from OperatorConfig `spec.approvals.tokensSecret`; None when there is
+    none (the REST endpoint then takes the approver named in the body)."""
+    if approvals is None or not approvals.tokens_secret:
+        return None
+    return {name: token for name, token in secrets.keys(approvals.tokens_secret).items() if token}
 
 
 def local_executor(resources: list[Resource[Any]], state: Any, args: argparse.Namespace) -> Any:
@@ -586,6 +601,13 @@ def _start_controller(args: argparse.Namespace, state: Any, app: Any) -> Any:
         found = catalog.config(namespace, args.operator_config)
         approvals = found.spec.approvals if found else None
         state.approvers = frozenset(approvals.approvers) if approvals else frozenset()
+        state.approver_tokens = approver_tokens(approvals, state.secrets)
+        if state.approver_tokens == {}:
+            logging.getLogger("punchingfist.server").error(
+                "spec.approvals.tokensSecret %r holds no tokens: REST approvals are refused "
+                "until it does",
+                approvals.tokens_secret if approvals else "",
+            )
         add_webhook_routes(app)
 
     controller.catalog.subscribe(refresh)
@@ -782,11 +804,14 @@ def _approvers(argo: Any, namespace: str) -> set[str]:
 def _approve_by_server(args: argparse.Namespace) -> int:
     import httpx
 
-    if not args.approver:
+    token = os.environ.get("PUNCHINGFIST_APPROVER_TOKEN", "").strip()
+    approver = args.approver or (None if token else os.environ.get("USER"))
+    if not approver and not token:
         raise PunchingFistError("--approver is required with --server ($USER is not set)")
     base = args.server.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(base_url=base, timeout=30) as http:
+        with httpx.Client(base_url=base, timeout=30, headers=headers) as http:
             gate = f"{args.step}-approval" if args.step else None
             if gate is None:
                 found = http.get(f"/api/v1/runs/{args.run}")
@@ -794,8 +819,9 @@ def _approve_by_server(args: argparse.Namespace) -> int:
                 waiting = [a["gate"] for a in found.json().get("approvals", [])
                            if a.get("decision") == "pending"]  # fmt: skip
                 gate = _gate(args.run, None, waiting)
-            body = {"decision": "deny" if args.deny else "approve", "approver": args.approver,
-                    "comment": args.comment}  # fmt: skip
+            body = {"decision": "deny" if args.deny else "approve", "comment": args.comment}
+            if approver:
+                body["approver"] = approver
             answer = http.post(f"/api/v1/runs/{args.run}/approvals/{gate}", json=body)
             _check(answer, args.run)
     except httpx.HTTPError as error:

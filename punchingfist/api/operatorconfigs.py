@@ -126,6 +126,10 @@ class ApprovalsConfig(SpecModel):
 
     approvers: list[str] = Field(default_factory=list)
     """Slack user ids or Kubernetes user names allowed to approve (empty: RBAC decides)."""
+    tokens_secret: str | None = Field(default=None, min_length=1, max_length=253)
+    """Secret whose keys are approver names and whose values are their API tokens. When set,
+    the REST approval endpoint needs `Authorization: Bearer <token>`, and the approver is
+    whoever the token belongs to. Unset, it takes the approver named in the request body."""
 
 
 # Well-known keys of `spec.secrets` and the environment variable each becomes in step pods.

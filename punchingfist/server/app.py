@@ -25,6 +25,7 @@ from punchingfist.executors import dispatch_pending
 from punchingfist.server import auth
 from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.chat import router as chat_router
+from punchingfist.server.runs import problem
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
@@ -33,10 +34,6 @@ from punchingfist.store.models import AlertRelationship, Approval, RunStep, Sink
 
 MAX_LIMIT = 500
 log = logging.getLogger("punchingfist.server")
-
-
-def problem(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
 
 
 def _dispatcher(state: ServerState, stop: threading.Event) -> None:

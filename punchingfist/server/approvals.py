@@ -73,6 +73,20 @@ def decide(
     return JSONResponse(view)
 
 
+def token_owner(tokens: dict[str, str], authorization: str | None) -> str | None:
+    """The approver whose token the `Authorization: Bearer` header carries, else None. Every
+    token is compared, in constant time, so the answer's timing tells nothing."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    offered = given.strip().encode()
+    owner = None
+    for name, token in sorted(tokens.items()):
+        if hmac.compare_digest(offered, token.encode()) and token:
+            owner = name
+    return owner
+
+
 def slack_signature_ok(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
     try:
         if abs(time.time() - int(timestamp)) > SLACK_MAX_SKEW:
@@ -99,15 +113,26 @@ def router(state: ServerState) -> APIRouter:
 
     @routes.post("/api/v1/runs/{run_name}/approvals/{gate}", tags=["approvals"])
     async def answer(run_name: str, gate: str, request: Request) -> JSONResponse:
-        """Body: `{"decision": "approve"|"deny", "approver": "...", "comment": "..."}`."""
+        """Body: `{"decision": "approve"|"deny", "approver": "...", "comment": "..."}`. With
+        approver tokens configured (OperatorConfig `spec.approvals.tokensSecret`), the request
+        needs `Authorization: Bearer <token>` and the approver is the token's owner."""
+        owner = None
+        if state.approver_tokens is not None:
+            owner = token_owner(state.approver_tokens, request.headers.get("authorization"))
+            if owner is None:
+                return problem(401, "approving needs `Authorization: Bearer <token>` with an "
+                                    "approver's token (spec.approvals.tokensSecret)",
+                               headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
         data = await read_json(request, state)
         if isinstance(data, JSONResponse):
             return data
         if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
             return problem(422, "body.decision must be `approve` or `deny`")
-        approver = data.get("approver")
+        approver = data.get("approver", owner)
         if not isinstance(approver, str) or not approver.strip():
             return problem(422, "body.approver is required: who decides")
+        if owner is not None and approver.strip() != owner:
+            return problem(403, f"this token is {owner!r}'s: it cannot answer as {approver!r}")
         comment = data.get("comment") or ""
         return decide(state, run_name, gate, data["decision"] == "approve", approver.strip(),
                       str(comment), "api")  # fmt: skip

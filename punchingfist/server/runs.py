@@ -23,8 +23,11 @@ from punchingfist.store import OutboxEntry, WorkflowRun
 from punchingfist.store.recording import StepRecorded, record_delivery, record_step
 
 
-def problem(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def problem(
+    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """An error answer: `{"error": message, **extra}`, with `headers` on the response."""
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
 async def read_json(request: Request, state: ServerState) -> Any | JSONResponse:

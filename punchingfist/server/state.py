@@ -31,6 +31,17 @@ class SecretStore:
         self.directory = directory
         self.values = dict(values or {})
 
+    def keys(self, name: str) -> dict[str, str]:
+        """Every key of Secret `name` and its value (the files of DIR/NAME, without the
+        hidden entries Kubernetes adds to a mounted Secret)."""
+        found = {key: value for (secret, key), value in self.values.items() if secret == name}
+        folder = self.directory / name if self.directory is not None else None
+        if folder is not None and folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if not path.name.startswith(".") and path.is_file():
+                    found.setdefault(path.name, path.read_text().strip())
+        return found
+
     def get(self, name: str, key: str) -> str | None:
         if (name, key) in self.values:
             return self.values[(name, key)]
@@ -55,6 +66,10 @@ class ServerState:
     dispatch_interval: float = 1.0
     approvers: frozenset[str] = frozenset()
     """Who may answer approval gates (OperatorConfig spec.approvals.approvers); empty: anyone."""
+    approver_tokens: dict[str, str] | None = None
+    """Approver name -> API token (spec.approvals.tokensSecret). When set, the REST approval
+    endpoint knows the approver by the bearer token, not by the body (and, empty, refuses
+    everyone). None: the body names the approver."""
     slack_signing_secret: str | None = None
     report_token: str | None = None
     """When set, step reports must carry `Authorization: Bearer <token>`."""

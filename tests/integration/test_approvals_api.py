@@ -92,6 +92,55 @@ def test_bad_answers(setup: tuple[TestClient, ServerState, ResumingExecutor],
     assert executor.resumed == []
 
 
+TOKENS = {"alice": "t0k-alice-5b1f", "bob": "t0k-bob-77c2"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "message"),
+    [
+        ({}, {"decision": "approve"}, 401, "Authorization: Bearer"),
+        ({"Authorization": "Bearer nope"}, {"decision": "approve"}, 401, "approver's token"),
+        ({"Authorization": f"Basic {TOKENS['alice']}"}, {"decision": "approve"}, 401, "Bearer"),
+        ({"Authorization": f"Bearer {TOKENS['alice']}"},
+         {"decision": "approve", "approver": "bob"}, 403, "cannot answer as 'bob'"),
+        ({"Authorization": f"Bearer {TOKENS['bob']}"}, {"decision": "approve"}, 403,
+         "'bob' may not answer"),
+    ],
+    ids=["no-token", "unknown-token", "not-bearer", "someone-else", "not-on-the-allow-list"],
+)  # fmt: skip
+def test_with_approver_tokens_the_token_says_who_decides(
+    setup: tuple[TestClient, ServerState, ResumingExecutor],
+    headers: dict[str, str], body: dict[str, Any], status: int, message: str,
+) -> None:  # fmt: skip
+    """With `spec.approvals.tokensSecret`, the body cannot name someone else: whoever
+    reaches the server without an approver's token answers nothing."""
+    http, state, executor = setup
+    state.approver_tokens = dict(TOKENS)
+    response = http.post(URL, json=body, headers=headers)
+    assert response.status_code == status and message in response.text, response.text
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert executor.resumed == []
+    assert http.get("/api/v1/approvals", params={"decision": ""}).json()["items"] == []
+    state.approver_tokens = {}  # configured, but the Secret holds none: nobody gets in
+    again = http.post(URL, json={"decision": "approve"},
+                      headers={"Authorization": f"Bearer {TOKENS['alice']}"})  # fmt: skip
+    assert again.status_code == 401 and executor.resumed == []
+
+
+def test_an_approver_token_answers_as_its_owner(
+    setup: tuple[TestClient, ServerState, ResumingExecutor],
+) -> None:
+    http, state, executor = setup
+    state.approver_tokens = dict(TOKENS)
+    response = http.post(URL, json={"decision": "deny", "comment": "not now"},
+                         headers={"Authorization": f"Bearer {TOKENS['alice']}"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert (response.json()["decision"], response.json()["approver"]) == ("denied", "alice")
+    assert executor.resumed == [("run-1", "resolution-attempt-approval", False, "alice",
+                                 "not now")]  # fmt: skip
+
+
 def test_unknown_run_and_a_gate_that_is_not_waiting(
     setup: tuple[TestClient, ServerState, ResumingExecutor],
 ) -> None:
@@ -158,3 +207,55 @@ def test_slack_user_not_allowed_and_malformed_payloads(
     body, headers = slack_request({"type": "block_actions", "actions": []})
     assert http.post("/slack/interactions", content=body, headers=headers).status_code == 400
     assert executor.resumed == []
+
+
+@pytest.fixture
+def served(database_url: str) -> Iterator[tuple[str, ServerState, ResumingExecutor]]:
+    """The app behind a real HTTP listener (the CLI talks HTTP), approver tokens on."""
+    import threading
+
+    import uvicorn
+
+    from tests.e2e.controlplane import free_port
+
+    upgrade(database_url)
+    executor = ResumingExecutor()
+    state = ServerState.from_resources(
+        load_resources(SOURCES), database_url, executor=executor,
+        approvers=frozenset({"alice", "bob"}), approver_tokens=dict(TOKENS),
+    )  # fmt: skip
+    with state.sessions.begin() as session:
+        session.add(WorkflowRun(name="run-1", workflow_name="agent-alert-investigation"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port,
+                                           log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", state, executor
+    server.should_exit = True
+    thread.join(10)
+    state.engine.dispose()
+
+
+def test_the_cli_answers_with_the_approver_token(
+    served: tuple[str, ServerState, ResumingExecutor],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from punchingfist.cli import main
+
+    url, _, executor = served
+    argv = ["approve", "run-1", "--step", "resolution-attempt", "--server", url]
+    monkeypatch.setenv("USER", "mallory")
+    monkeypatch.delenv("PUNCHINGFIST_APPROVER_TOKEN", raising=False)
+    assert main(argv) == 1  # no token: $USER is only a name
+    assert "401" in capsys.readouterr().err and executor.resumed == []
+    monkeypatch.setenv("PUNCHINGFIST_APPROVER_TOKEN", TOKENS["bob"])
+    assert main([*argv, "--approver", "alice"]) == 1
+    assert "cannot answer as 'alice'" in capsys.readouterr().err and executor.resumed == []
+    assert main([*argv, "--comment", "ok"]) == 0
+    assert "(as bob)" in capsys.readouterr().out
+    assert executor.resumed == [("run-1", "resolution-attempt-approval", True, "bob", "ok")]

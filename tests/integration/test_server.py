@@ -256,6 +256,9 @@ def test_webhook_authentication(
     response = http.post("/webhook/secured", json=payload("pod-crashlooping.json"), headers=headers)
     assert response.status_code == status
     assert count(state, Alert) == (1 if status == 200 else 0)
+    if status == 401:  # the scheme it takes, as an HTTP header (RFC 9110)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert set(response.json()) == {"error"}
 
 
 def test_health_metrics_and_unknown_routes(client: tuple[TestClient, ServerState]) -> None:
