@@ -62,6 +62,7 @@ control-plane:
 ## crds: regenerate crds/ from the API models
 crds: install
 	$(VENV)/bin/punchingfist crds --output-dir crds
+	$(VENV)/bin/punchingfist crds --output-dir charts/punchingfist/crds
 
 ## golden: regenerate the compiler golden files (review the diff!)
 golden: install

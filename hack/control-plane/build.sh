@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the e2e control plane from the Go module proxy into the cache, once per version:
 #   kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3),
-#   workflow-controller and argo (github.com/argoproj/argo-workflows/v4).
+#   workflow-controller and argo (github.com/argoproj/argo-workflows/v4), and helm
+#   (helm.sh/helm/v3), which renders the chart for its tests.
 # Does nothing for a binary that is already there. Prints where each binary is.
 set -euo pipefail
 
@@ -82,6 +83,16 @@ timed workflow-controller "$controller" build_argo_cmd workflow-controller "$con
 timed argo "$argo" build_argo_cmd argo "$argo"
 argo_crds=$argo_src/manifests/base/crds/full
 
+# helm ---------------------------------------------------------------------------------------
+helm=$bin/helm-$HELM_VERSION/helm
+build_helm() {
+  GOBIN=$(dirname "$1") go install -trimpath -ldflags "-s -w \
+    -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+    -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+timed helm "$helm" build_helm "$helm"
+
 # What the tests read ------------------------------------------------------------------------
 cat > "$cache/control-plane.env" <<ENV
 KUBE_APISERVER=$apiserver
@@ -89,8 +100,10 @@ ETCD=$etcd
 WORKFLOW_CONTROLLER=$controller
 ARGO=$argo
 ARGO_CRDS=$argo_crds
+HELM=$helm
 KUBERNETES_VERSION=$KUBERNETES_VERSION
 ETCD_VERSION=$ETCD_VERSION
 ARGO_VERSION=$ARGO_VERSION
+HELM_VERSION=$HELM_VERSION
 ENV
 say "ready: $cache/control-plane.env"

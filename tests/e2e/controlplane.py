@@ -43,7 +43,7 @@ def read_binaries() -> dict[str, str] | None:
     )
     if any(values.get(key) != value for key, value in wanted.items()):
         return None
-    for key in ("KUBE_APISERVER", "ETCD", "WORKFLOW_CONTROLLER", "ARGO"):
+    for key in ("KUBE_APISERVER", "ETCD", "WORKFLOW_CONTROLLER", "ARGO", "HELM"):
         if not os.access(values.get(key, ""), os.X_OK):
             return None
     return values

@@ -97,9 +97,14 @@ def test_missing_file_and_no_workflow() -> None:
 
 
 def test_crds_command_writes_the_committed_files(tmp_path: Path) -> None:
+    """The same files at the top level (`kubectl apply -f crds/`) and in the chart (`make crds`
+    writes both)."""
     assert main(["crds", "--output-dir", str(tmp_path)]) == 0
-    for path in tmp_path.iterdir():
+    written = sorted(tmp_path.iterdir())
+    assert len(written) == 4
+    for path in written:
         assert path.read_text() == (ROOT / "crds" / path.name).read_text()
+        assert path.read_text() == (ROOT / "charts/punchingfist/crds" / path.name).read_text()
 
 
 def test_help_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
