@@ -194,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--intake-writers", type=int, default=1, metavar="N",
         help="PostgreSQL: threads storing webhook notifications, each on its own connection "
-        "(default 1; more overlap round trips to a database across a network)",
+        "(default 1, up to 8; more overlap round trips to a database across a network)",
     )  # fmt: skip
     serve.add_argument(
         "--namespace",
@@ -429,6 +429,11 @@ def _controller_arguments(parser: argparse.ArgumentParser) -> None:
                        "(default: run standalone)")  # fmt: skip
     group.add_argument("--priority", type=int, default=0, help="peering priority")
     group.add_argument(
+        "--resync-interval", type=float, default=300.0, metavar="SECONDS",
+        help="check every unchanged Workflow this often: a template that went missing or "
+        "stale is applied again (default 300; 0: only on changes and at start-up)",
+    )  # fmt: skip
+    group.add_argument(
         "--admission-port",
         type=int,
         metavar="PORT",
@@ -467,7 +472,7 @@ def _controller_options(args: argparse.Namespace, namespaces: Sequence[str],
     return ControllerOptions(
         namespaces=tuple(namespaces), clusterwide=clusterwide,
         operator_config=args.operator_config, peering=args.peering, priority=args.priority,
-        admission=admission,
+        admission=admission, resync=args.resync_interval if args.resync_interval > 0 else None,
     )  # fmt: skip
 
 
@@ -490,6 +495,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from punchingfist.server import ServerState, create_app
+    from punchingfist.server.batching import MAX_WRITERS
     from punchingfist.server.state import SecretStore
     from punchingfist.store import database_url, upgrade
 
@@ -497,9 +503,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise PunchingFistError("give either -f FILE (resources from files) or --in-cluster")
     resources = list(_read(args.filename)) if args.filename else []
     url = database_url(args.database_url)
-    if args.intake_writers < 1 or (args.intake_writers > 1 and not url.startswith("postgresql")):
-        raise PunchingFistError(f"--intake-writers {args.intake_writers}: give 1, or more than "
-                                "1 with a PostgreSQL --database-url")  # fmt: skip
+    if not 1 <= args.intake_writers <= MAX_WRITERS or (
+        args.intake_writers > 1 and not url.startswith("postgresql")
+    ):
+        raise PunchingFistError(f"--intake-writers {args.intake_writers}: give 1, or up to "
+                                f"{MAX_WRITERS} with a PostgreSQL --database-url")  # fmt: skip
     revision = upgrade(url)
     executor: Any = None
     if (args.executor or ("argo" if args.in_cluster else "none")) == "argo":

@@ -78,6 +78,10 @@ class ControllerOptions:
     admission: AdmissionOptions | None = None
     workers: int = 16
     """Threads for the (synchronous) handlers."""
+    resync: float | None = 300.0
+    """Seconds between two checks of each unchanged Workflow: its template is applied again
+    when it went missing or stale, and a compile that failed for a reason that went away is
+    tried again. None: only on changes and at start-up."""
 
 
 class Catalog:
@@ -316,6 +320,16 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
                                  _indexes_of(kw))  # fmt: skip
         except KubeError as error:
             raise _temporary(error) from error
+
+    if options.resync:
+
+        @kopf.timer(GROUP, VERSION, "workflows", id="resync", interval=options.resync,
+                    initial_delay=options.resync, idle=options.resync,
+                    registry=registry)  # fmt: skip
+        def workflow_resync(**kw: Any) -> None:
+            """The same reconcile: it writes nothing while the template carries the inputs'
+            hash (one GET per Workflow per interval)."""
+            workflow_changed(**kw)
 
     @on.event(GROUP, VERSION, "workflows", registry=registry)
     async def workflow_event(**kw: Any) -> None:

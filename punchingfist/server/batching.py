@@ -29,6 +29,8 @@ from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.server.intake import IntakeResult, ingest_batch
 
 MAX_BATCH_ALERTS = 500
+MAX_WRITERS = 8
+"""Each writer keeps a connection; the engine's pool (20) has to serve the API's reads too."""
 log = logging.getLogger("punchingfist.server.intake")
 
 
@@ -76,8 +78,8 @@ class IntakeWriter:
         self.engine = engine
         self.namespace = namespace
         self.max_batch_alerts = max_batch_alerts
-        if writers < 1:
-            raise ValueError(f"intake writers must be at least 1, not {writers}")
+        if not 1 <= writers <= MAX_WRITERS:
+            raise ValueError(f"intake writers: 1 to {MAX_WRITERS}, not {writers}")
         if writers > 1 and engine.dialect.name != "postgresql":
             raise ValueError(f"{engine.dialect.name} takes one intake writer at a time; "
                              "several writers need PostgreSQL")  # fmt: skip

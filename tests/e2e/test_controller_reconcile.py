@@ -425,6 +425,58 @@ spec:
     )
 
 
+def test_resync_puts_back_a_template_deleted_behind_its_back(control_plane: ControlPlane) -> None:
+    """Nothing about the Workflow changes, so only the periodic check can notice that its
+    WorkflowTemplate is gone (deleted by hand, or by a namespace cleanup tool)."""
+    namespace = "pf-resync"
+    control_plane.kubectl("create", "namespace", namespace)
+    options = ControllerOptions(namespaces=(namespace,), resync=1.0)
+    thread = OperatorThread(connect(control_plane.kubeconfig, options=options))
+    thread.start(timeout=60)
+    try:
+        workflow = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Workflow
+metadata: {name: kept}
+spec:
+  steps: [{name: look, type: cli, command: "echo hi"}]
+"""
+        assert _apply(control_plane, workflow, namespace=namespace).returncode == 0
+        control_plane.kubectl("wait", "-n", namespace, "--for=condition=Ready",
+                              "workflows.punchingfist.io/kept", "--timeout=60s")  # fmt: skip
+        first = _get(control_plane, "workflowtemplates.argoproj.io", "kept", namespace)
+        control_plane.kubectl("delete", "-n", namespace, "workflowtemplates.argoproj.io", "kept")
+        again = eventually(
+            lambda: _get(control_plane, "workflowtemplates.argoproj.io", "kept", namespace),
+            "the resync to apply the template again", timeout=30,
+        )  # fmt: skip
+        assert again["metadata"]["uid"] != first["metadata"]["uid"]
+        assert again["spec"] == first["spec"]
+        resynced = thread.controller.outcomes["unchanged"]
+        eventually(lambda: thread.controller.outcomes["unchanged"] > resynced,
+                   "a resync that finds nothing to do", timeout=30)  # fmt: skip
+        assert _get(control_plane, "workflowtemplates.argoproj.io", "kept", namespace)[
+            "metadata"]["resourceVersion"] == again["metadata"]["resourceVersion"]  # fmt: skip
+        finalizers = _get(control_plane, "workflows.punchingfist.io", "kept", namespace)[
+            "metadata"].get("finalizers", [])  # fmt: skip
+        assert finalizers == ["punchingfist.io/controller"]  # Kopf's, for its timer
+    finally:
+        thread.stop()
+    # Started once without the resync, the controller takes its finalizer off again.
+    plain = OperatorThread(connect(control_plane.kubeconfig, options=ControllerOptions(
+        namespaces=(namespace,), resync=None)))  # fmt: skip
+    plain.start(timeout=60)
+    try:
+        eventually(
+            lambda: not _get(control_plane, "workflows.punchingfist.io", "kept", namespace)[
+                "metadata"].get("finalizers"),
+            "the finalizer to go", timeout=30,
+        )  # fmt: skip
+    finally:
+        plain.stop()
+        control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
 # -- punchingfist serve --in-cluster ----------------------------------------------------------
 
 

@@ -170,8 +170,12 @@ def test_run_refuses_bad_input_before_anything_runs(args: list[str], expected: s
 
 @pytest.mark.parametrize(
     ("writers", "database"),
-    [("2", "sqlite:///{tmp}/pf.db"), ("0", "postgresql://pf@127.0.0.1:1/pf")],
-    ids=["several-on-sqlite", "none"],
+    [
+        ("2", "sqlite:///{tmp}/pf.db"),
+        ("0", "postgresql://pf@127.0.0.1:1/pf"),
+        ("9", "postgresql://pf@127.0.0.1:1/pf"),
+    ],
+    ids=["several-on-sqlite", "none", "more-than-the-pool-serves"],
 )
 def test_serve_refuses_intake_writers_the_store_cannot_take(
     tmp_path: Path, writers: str, database: str
