@@ -429,9 +429,9 @@ def _controller_arguments(parser: argparse.ArgumentParser) -> None:
                        "(default: run standalone)")  # fmt: skip
     group.add_argument("--priority", type=int, default=0, help="peering priority")
     group.add_argument(
-        "--resync-interval", type=float, default=300.0, metavar="SECONDS",
-        help="check every unchanged Workflow this often: a template that went missing or "
-        "stale is applied again (default 300; 0: only on changes and at start-up)",
+        "--resync-interval", type=float, default=0.0, metavar="SECONDS",
+        help="check every unchanged Workflow this often (e.g. 300): a template that went "
+        "missing or stale is applied again (default 0: only on changes and at start-up)",
     )  # fmt: skip
     group.add_argument(
         "--admission-port",

@@ -78,10 +78,11 @@ class ControllerOptions:
     admission: AdmissionOptions | None = None
     workers: int = 16
     """Threads for the (synchronous) handlers."""
-    resync: float | None = 300.0
+    resync: float | None = None
     """Seconds between two checks of each unchanged Workflow: its template is applied again
     when it went missing or stale, and a compile that failed for a reason that went away is
-    tried again. None: only on changes and at start-up."""
+    tried again. None (the default): only on changes and at start-up. Kopf's timers put its
+    finalizer on every Workflow, which made creating 200 of them about 9 s slower."""
 
 
 class Catalog:

@@ -60,6 +60,7 @@ def test_the_chart_installs_and_runs_serve_in_cluster(
     args = _parser().parse_args(container["args"])
     assert args.handler is _serve and args.in_cluster and args.namespace == namespace
     assert args.admission_port is None and args.intake_writers == 1
+    assert args.resync_interval == 0
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     for secret in ("approver-tokens", "alertmanager-token"):
         assert mounts[f"secret-{secret}"] == f"{args.secrets_dir}/{secret}"
