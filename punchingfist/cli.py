@@ -493,9 +493,10 @@ def _controller(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from sqlalchemy import make_url
 
     from punchingfist.server import ServerState, create_app
-    from punchingfist.server.batching import MAX_WRITERS
+    from punchingfist.server.batching import MAX_WRITERS, writers_fit
     from punchingfist.server.state import SecretStore
     from punchingfist.store import database_url, upgrade
 
@@ -503,9 +504,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise PunchingFistError("give either -f FILE (resources from files) or --in-cluster")
     resources = list(_read(args.filename)) if args.filename else []
     url = database_url(args.database_url)
-    if not 1 <= args.intake_writers <= MAX_WRITERS or (
-        args.intake_writers > 1 and not url.startswith("postgresql")
-    ):
+    if not writers_fit(args.intake_writers, make_url(url).get_backend_name()):
         raise PunchingFistError(f"--intake-writers {args.intake_writers}: give 1, or up to "
                                 f"{MAX_WRITERS} with a PostgreSQL --database-url")  # fmt: skip
     revision = upgrade(url)

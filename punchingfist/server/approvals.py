@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from punchingfist.executors import SubmitError
+from punchingfist.server.auth import bearer_token
 from punchingfist.server.runs import problem, read_json
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
@@ -76,10 +77,10 @@ def decide(
 def token_owner(tokens: dict[str, str], authorization: str | None) -> str | None:
     """The approver whose token the `Authorization: Bearer` header carries, else None. Every
     token is compared, in constant time, so the answer's timing tells nothing."""
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
+    given = bearer_token(authorization)
+    if not given:
         return None
-    offered = given.strip().encode()
+    offered = given.encode()
     owner = None
     for name, token in sorted(tokens.items()):
         if hmac.compare_digest(offered, token.encode()) and token:

@@ -20,9 +20,13 @@ def allowed(source: Source, headers: dict[str, str], secrets: SecretStore) -> bo
     if not expected:
         return False
     if auth.type == "bearer":
-        header = headers.get((auth.header or "authorization").lower(), "")
-        scheme, _, token = header.partition(" ")
-        given = token.strip() if scheme.lower() == "bearer" else ""
+        given = bearer_token(headers.get((auth.header or "authorization").lower()))
     else:
         given = headers.get((auth.header or "x-api-key").lower(), "")
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header; empty for any other."""
+    scheme, _, token = (header or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

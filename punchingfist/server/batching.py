@@ -41,6 +41,11 @@ class _Job:
     future: Future[IntakeResult] = field(default_factory=Future)
 
 
+def writers_fit(writers: int, dialect: str) -> bool:
+    """Whether a store of this dialect takes that many writers: SQLite one at a time."""
+    return writers == 1 or (1 < writers <= MAX_WRITERS and dialect == "postgresql")
+
+
 class _Lane:
     """One writer thread's own things: its connection, kept from batch to batch (taking one
     from the pool for each batch would first ping the database, a round trip more), and the
@@ -78,18 +83,12 @@ class IntakeWriter:
         self.engine = engine
         self.namespace = namespace
         self.max_batch_alerts = max_batch_alerts
-        if not 1 <= writers <= MAX_WRITERS:
-            raise ValueError(f"intake writers: 1 to {MAX_WRITERS}, not {writers}")
-        if writers > 1 and engine.dialect.name != "postgresql":
-            raise ValueError(f"{engine.dialect.name} takes one intake writer at a time; "
-                             "several writers need PostgreSQL")  # fmt: skip
+        if not writers_fit(writers, engine.dialect.name):
+            raise ValueError(f"{writers} intake writers on {engine.dialect.name}: give 1, or "
+                             f"up to {MAX_WRITERS} on PostgreSQL")  # fmt: skip
         self._lanes = [_Lane(f"intake-writer-{n}") for n in range(writers)]
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-
-    @property
-    def writers(self) -> int:
-        return len(self._lanes)
 
     @property
     def batches(self) -> int:
@@ -117,15 +116,13 @@ class IntakeWriter:
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued, then end the threads."""
         with self._lock:
-            running = [lane for lane in self._lanes if lane.thread is not None]
-            threads = [(lane, lane.thread) for lane in running]
-            for lane in running:
+            threads = [(lane, lane.thread) for lane in self._lanes if lane.thread is not None]
+            for lane, _ in threads:
                 lane.thread = None
         for _ in threads:
             self._queue.put(None)  # each thread ends at the first it takes
         deadline = time.monotonic() + timeout
         for lane, thread in threads:
-            assert thread is not None
             thread.join(max(0.0, deadline - time.monotonic()))
             if not thread.is_alive() and lane.connection is not None:
                 lane.connection.close()

@@ -157,8 +157,11 @@ class _Kept:
     matched: list[Source]
     run_names: list[str] = field(default_factory=list)
     """Per matched Source, the run a new firing alert gets (D7); empty for a resolved one."""
+    title: str = ""
+    """The incident title it correlates on (`_title`), which is also one of its lock keys."""
 
     def __post_init__(self) -> None:
+        self.title = _title(self.incoming.labels)
         if self.incoming.status != "resolved":
             starts_at = _aware(self.incoming.starts_at)
             self.run_names = [run_name(s.spec.trigger_workflow, s.name,
@@ -201,7 +204,8 @@ class _Batch:
         self.relationships: list[dict[str, Any]] = []
         self.runs: list[tuple[_Kept, dict[str, Any]]] = []
         self.touched_incidents: set[Any] = set()
-        self.new_id = Ids(text=is_postgresql(session))
+        self.postgresql = is_postgresql(session)
+        self.new_id = Ids(text=self.postgresql)
 
     def load(self, kept: list[_Kept]) -> None:
         """Everything the batch needs to know, in one round trip on PostgreSQL."""
@@ -216,7 +220,8 @@ class _Batch:
             (reads.taken, {"run_names": sorted({n for item in kept for n in item.run_names})}),
             (reads.sources, {"namespace": self.namespace, "source_names": unknown}),
         ]
-        alerts, incidents, taken, found = read_many(self.session, queries, locks=_locks(kept))
+        locks = _locks(kept) if self.postgresql else None  # SQLite has one writer anyway
+        alerts, incidents, taken, found = read_many(self.session, queries, locks=locks)
         for alert in sorted(alerts, key=lambda row: _aware(row["received_at"])):
             if alert["starts_at"] is not None and alert["fingerprint"] is not None:
                 self.by_key[(alert["fingerprint"], _aware(alert["starts_at"]))] = alert
@@ -243,7 +248,7 @@ class _Batch:
                 record = SourceRecord(id=uuid.uuid4(), namespace=self.namespace, name=name,
                                       type=source.spec.type, spec=source.spec.dump())  # fmt: skip
                 self.session.add(record)
-                self.known_sources[key] = str(record.id) if self.new_id.text else record.id
+                self.known_sources[key] = str(record.id) if self.postgresql else record.id
             ids[name] = self.known_sources[key]
         return ids
 
@@ -256,7 +261,7 @@ class _Batch:
             self.by_key[key] = row
             result.new += 1
             result.count(source.name, "new")
-            self._correlate(row, item.payload)
+            self._correlate(row, item.payload, item.title)
             if row["status"] != "resolved":
                 self.runs.append((item, row))
             return
@@ -304,11 +309,10 @@ class _Batch:
         self.new_alerts.append(row)
         return row
 
-    def _correlate(self, row: dict[str, Any], payload: AlertmanagerPayload) -> None:
+    def _correlate(self, row: dict[str, Any], payload: AlertmanagerPayload, title: str) -> None:
         """Attach a new alert to an incident: the notification's Alertmanager group, else the
         same alertname and namespace/service inside the window; relate it to the incident's
         first alert, and to an earlier firing of the same fingerprint as a duplicate."""
-        title = _title(row["labels"])
         incident, confidence = self.by_group.get(payload.group_key), 0.9
         if incident is None:
             incident, confidence = self.by_title.get(title), 0.6
@@ -418,7 +422,8 @@ _INCIDENT_COLUMNS = ("id", "title", "group_key", "severity", "alerts_count", "fi
 @dataclass(frozen=True)
 class _Statements:
     """What every batch runs, built once per kind of store: the same statement objects each
-    time, so they compile once (PostgreSQL then prepares them)."""
+    time, so they compile once (on PostgreSQL the updates are then prepared; the lookups go
+    out as one statement, planned every time: `read_many`)."""
 
     alerts: Select[Any]
     incidents: Select[Any]
@@ -519,7 +524,7 @@ def _locks(kept: list[_Kept]) -> dict[int, bool]:
     notifications are written again, finding the row.)"""
     names = {f"fingerprint\x00{item.incoming.fingerprint}" for item in kept}
     names |= {f"group\x00{item.payload.group_key}" for item in kept}
-    names |= {f"title\x00{_title(item.incoming.labels)}" for item in kept}
+    names |= {f"title\x00{item.title}" for item in kept}
     locks = dict.fromkeys((_lock_key(name) for name in names), False)
     resolving = any(item.incoming.status == "resolved" for item in kept)
     locks[_lock_key("incidents")] = not resolving

@@ -39,16 +39,21 @@ class ResumingExecutor:
         self.resumed.append((name, gate, approved, approver, comment))
 
 
-@pytest.fixture
-def setup(database_url: str) -> Iterator[tuple[TestClient, ServerState, ResumingExecutor]]:
+def server_state(database_url: str, **settings: Any) -> tuple[ServerState, ResumingExecutor]:
+    """A server whose executor records resumes, with one run (`run-1`) to answer."""
     upgrade(database_url)
     executor = ResumingExecutor()
-    state = ServerState.from_resources(
-        load_resources(SOURCES), database_url, executor=executor,
-        approvers=frozenset({"alice", "U123"}), slack_signing_secret=SIGNING_SECRET,
-    )  # fmt: skip
+    state = ServerState.from_resources(load_resources(SOURCES), database_url, executor=executor,
+                                       **settings)  # fmt: skip
     with state.sessions.begin() as session:
         session.add(WorkflowRun(name="run-1", workflow_name="agent-alert-investigation"))
+    return state, executor
+
+
+@pytest.fixture
+def setup(database_url: str) -> Iterator[tuple[TestClient, ServerState, ResumingExecutor]]:
+    state, executor = server_state(database_url, approvers=frozenset({"alice", "U123"}),
+                                   slack_signing_secret=SIGNING_SECRET)  # fmt: skip
     with TestClient(create_app(state)) as http:
         yield http, state, executor
     state.engine.dispose()
@@ -218,14 +223,8 @@ def served(database_url: str) -> Iterator[tuple[str, ServerState, ResumingExecut
 
     from tests.e2e.controlplane import free_port
 
-    upgrade(database_url)
-    executor = ResumingExecutor()
-    state = ServerState.from_resources(
-        load_resources(SOURCES), database_url, executor=executor,
-        approvers=frozenset({"alice", "bob"}), approver_tokens=dict(TOKENS),
-    )  # fmt: skip
-    with state.sessions.begin() as session:
-        session.add(WorkflowRun(name="run-1", workflow_name="agent-alert-investigation"))
+    state, executor = server_state(database_url, approvers=frozenset({"alice", "bob"}),
+                                   approver_tokens=dict(TOKENS))  # fmt: skip
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port,
                                            log_level="warning"))  # fmt: skip
