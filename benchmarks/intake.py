@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import statistics
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,21 +74,32 @@ def payload(sender: int, request: int) -> bytes:
 
 
 def send(url: str, sender: int, latencies: list[float], errors: list[str]) -> None:
+    """One sender: its payloads one after the other on one kept-alive connection, as
+    Alertmanager's HTTP client sends them (a new connection only after an error)."""
+    target = urllib.parse.urlsplit(url)
+    connection: http.client.HTTPConnection | None = None
     for request in range(REQUESTS_PER_SENDER):
         data = payload(sender, request)
         started = time.perf_counter()
         try:
-            with urllib.request.urlopen(
-                urllib.request.Request(
-                    url, data=data, headers={"Content-Type": "application/json"}
-                ),
-                timeout=30,
-            ) as response:
-                response.read()
+            if connection is None:
+                connection = http.client.HTTPConnection(target.netloc, timeout=30)
+            connection.request("POST", target.path, body=data,
+                               headers={"Content-Type": "application/json"})  # fmt: skip
+            response = connection.getresponse()
+            response.read()
         except OSError as error:
             errors.append(str(error))
+            if connection is not None:
+                connection.close()
+            connection = None
+            continue
+        if response.status != 200:
+            errors.append(f"HTTP {response.status}")
             continue
         latencies.append(time.perf_counter() - started)
+    if connection is not None:
+        connection.close()
 
 
 def raw_insert_rate(url: str, rows: int) -> float:
