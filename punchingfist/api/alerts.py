@@ -100,9 +100,15 @@ def event_from_payload(
     passed through `alert_view`, and `identities` through `group_identities`, when the caller
     builds several events of one payload)."""
     alerts = views if views is not None else [alert_view(alert) for alert in payload.alerts]
+    group = event_group(payload, identities if identities is not None else group_identities(alerts))
+    return {"alert": alerts[index], **group, "context": context or {}}
+
+
+def event_group(payload: AlertmanagerPayload, identities: list[dict[str, Any]]) -> dict[str, Any]:
+    """The part of the event that every alert of the notification shares (all but `alert` and
+    `context`): intake stores it once per notification."""
     return {
-        "alert": alerts[index],
-        "alerts": identities if identities is not None else group_identities(alerts),
+        "alerts": identities,
         "groupKey": payload.group_key,
         "receiver": payload.receiver,
         "status": payload.status,
@@ -111,5 +117,4 @@ def event_from_payload(
         "commonLabels": dict(payload.common_labels),
         "commonAnnotations": dict(payload.common_annotations),
         "truncatedAlerts": payload.truncated_alerts,
-        "context": context or {},
     }

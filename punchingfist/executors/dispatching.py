@@ -38,7 +38,7 @@ def dispatch_pending(
                 name=entry.run_name,
                 namespace=payload["namespace"],
                 workflow=payload["workflow"],
-                parameters=record.parameters if record is not None else {},
+                parameters=record.arguments if record is not None else {},
             )
             try:
                 executor.submit(run)

@@ -131,16 +131,20 @@ def create_app(state: ServerState) -> FastAPI:
         body = await request.body()
         if len(body) > state.max_body_bytes:
             return problem(413, f"body larger than {state.max_body_bytes} bytes")
-        try:
-            data = json.loads(body)
-        except ValueError as error:
-            return problem(400, f"the body is not JSON: {error}")
-        try:
-            payload = AlertmanagerPayload.model_validate(data)
-        except ValidationError as error:
-            problems = format_validation_error(error, data, prefix="body")
-            return problem(422, "invalid Alertmanager webhook payload (version 4)",
-                           problems=[{"field": f, "message": m} for f, m in problems])  # fmt: skip
+        try:  # parsed and validated in one pass; the slower path only for bad bodies
+            payload = AlertmanagerPayload.model_validate_json(body)
+        except ValidationError:
+            try:
+                data = json.loads(body)
+            except ValueError as error:
+                return problem(400, f"the body is not JSON: {error}")
+            try:  # what json.loads takes and the JSON parser does not (NaN) is judged as before
+                payload = AlertmanagerPayload.model_validate(data)
+            except ValidationError as error:
+                found = format_validation_error(error, data, prefix="body")
+                problems = [{"field": f, "message": m} for f, m in found]
+                return problem(422, "invalid Alertmanager webhook payload (version 4)",
+                               problems=problems)  # fmt: skip
         result = await state.writer.submit(admitted, payload)
         for (source_name, status), count in result.by_source.items():
             state.metrics.alerts_processed.labels(source_name, status).inc(count)
@@ -188,7 +192,7 @@ def create_app(state: ServerState) -> FastAPI:
                     )
                 )
             ]  # fmt: skip
-            view["runs"] = [row(r) for r in session.scalars(
+            view["runs"] = [_run_view(r) for r in session.scalars(
                 select(WorkflowRun).where(WorkflowRun.alert_id == found.id))]  # fmt: skip
             return JSONResponse(view)
 
@@ -227,7 +231,7 @@ def create_app(state: ServerState) -> FastAPI:
             found = session.get(WorkflowRun, key) if key else WorkflowRun.named(session, run_id)
             if found is None:
                 return problem(404, f"no run {run_id}")
-            view = row(found)
+            view = _run_view(found)
             for name, model in (("steps", RunStep), ("sink_deliveries", SinkDelivery),
                                 ("approvals", Approval)):  # fmt: skip
                 view[name] = [row(r) for r in session.scalars(
@@ -253,6 +257,11 @@ def add_webhook_routes(app: FastAPI) -> list[str]:
     if added:
         app.openapi_schema = None
     return added
+
+
+def _run_view(run: WorkflowRun) -> dict[str, Any]:
+    """A run with its whole parameters (the event's shared part is its notification's)."""
+    return row(run) | {"parameters": run.arguments}
 
 
 def _limit(limit: int) -> int:

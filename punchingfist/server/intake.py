@@ -23,15 +23,20 @@ from punchingfist.api.alerts import Alert as PayloadAlert
 from punchingfist.api.alerts import (
     AlertmanagerPayload,
     alert_view,
-    event_from_payload,
+    event_group,
     group_identities,
 )
 from punchingfist.api.sources import WebhookSource
-from punchingfist.store import Alert, AlertRelationship, Incident, OutboxEntry, WorkflowRun
+from punchingfist.store import (
+    Alert,
+    AlertRelationship,
+    Incident,
+    Notification,
+    OutboxEntry,
+    WorkflowRun,
+)
 from punchingfist.store.bulk import (
-    EncodedJSON,
     Ids,
-    encode_json,
     is_postgresql,
     read_many,
     within,
@@ -124,28 +129,27 @@ def ingest_batch(
 
 class _Notification:
     """One payload, with what the events of its alerts share computed once: the alerts as
-    templates see them, the group's identities, and per Source the encoded shared part."""
+    templates see them, and the group part of their events, stored once in a `notifications`
+    row that each of its runs refers to (`WorkflowRun.arguments` puts an event together)."""
 
     def __init__(self, payload: AlertmanagerPayload) -> None:
         self.payload = payload
         self.views = [alert_view(alert) for alert in payload.alerts]
-        self.identities = group_identities(self.views)
-        self._shared: dict[str, str] = {}
+        self.row: dict[str, Any] | None = None
+        """Its `notifications` row, once a run of this batch needs it."""
 
-    def parameters(self, index: int, source: Source) -> EncodedJSON:
-        """A run's parameters. The event's group part is the same for every alert of the
-        payload, so its JSON is encoded once per Source instead of once per run."""
-        event = event_from_payload(self.payload, index, dict(source.spec.context),
-                                   views=self.views, identities=self.identities)  # fmt: skip
-        fingerprint = self.views[index]["fingerprint"]
-        shared = self._shared.get(source.name)
-        if shared is None:
-            shared = encode_json({key: value for key, value in event.items() if key != "alert"})
-            self._shared[source.name] = shared
-        value = {"event": event, "source": source.name, "fingerprint": fingerprint}
-        alert, name, print_ = (encode_json(v) for v in (event["alert"], source.name, fingerprint))
-        text = f'{{"event":{{"alert":{alert},{shared[1:]},"source":{name},"fingerprint":{print_}}}'
-        return EncodedJSON(value, text)
+    def record(self, row_id: Any, now: datetime) -> dict[str, Any]:
+        group = event_group(self.payload, group_identities(self.views))
+        self.row = {"id": row_id, "group_key": self.payload.group_key, "event": group,
+                    "received_at": now}  # fmt: skip
+        return self.row
+
+    def parameters(self, index: int, source: Source) -> dict[str, Any]:
+        """A run's own parameters: its alert and its Source's context (the rest of the event
+        is the notification's)."""
+        view = self.views[index]
+        event = {"alert": view, "context": dict(source.spec.context)}
+        return {"event": event, "source": source.name, "fingerprint": view["fingerprint"]}
 
 
 @dataclass
@@ -354,11 +358,12 @@ class _Batch:
         session = self.session
         if session.new:
             session.flush()  # the row of a Source seen for the first time
-        runs, outbox = self._plan_runs()
+        notifications, runs, outbox = self._plan_runs()
         write_many(
             session,
             [(Incident, self.new_incidents), (Alert, self.new_alerts),
-             (AlertRelationship, self.relationships), (WorkflowRun, runs), (OutboxEntry, outbox)],
+             (AlertRelationship, self.relationships), (Notification, notifications),
+             (WorkflowRun, runs), (OutboxEntry, outbox)],
             [(self.statements.alert_update, self._alert_changes()),
              (self.statements.incident_update, self._incident_changes())],
         )  # fmt: skip
@@ -390,8 +395,10 @@ class _Batch:
         ]  # fmt: skip
         return sorted(changes, key=lambda change: str(change["b_id"]))
 
-    def _plan_runs(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The run and outbox rows of the new alerts, skipping runs that exist already."""
+    def _plan_runs(self) -> tuple[list[dict[str, Any]], ...]:
+        """The notification, run and outbox rows of the new alerts, skipping runs that exist
+        already."""
+        notifications: list[dict[str, Any]] = []
         runs: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
         for item, row in self.runs:
@@ -399,18 +406,23 @@ class _Batch:
                 if name in self.taken:
                     continue
                 self.taken.add(name)
+                notification = item.notification.row
+                if notification is None:
+                    notification = item.notification.record(self.new_id(), self.now)
+                    notifications.append(notification)
                 workflow = source.spec.trigger_workflow
                 parameters = item.notification.parameters(item.index, source)
                 runs.append({"id": self.new_id(), "name": name, "namespace": self.namespace,
                              "workflow_name": workflow, "alert_id": row["id"],
                              "incident_id": row["incident_id"], "source_name": source.name,
                              "fingerprint": row["fingerprint"], "parameters": parameters,
-                             "status": "pending", "executor": "argo"})  # fmt: skip
+                             "notification_id": notification["id"], "status": "pending",
+                             "executor": "argo"})  # fmt: skip
                 # The parameters live on the run row; the outbox only says what to submit.
                 submit = {"workflow": workflow, "namespace": self.namespace}
                 outbox.append({"id": self.new_id(), "run_name": name, "payload": submit})
                 item.result.runs.append(name)
-        return runs, outbox
+        return notifications, runs, outbox
 
 
 _ALERT_COLUMNS = ("id", "fingerprint", "starts_at", "received_at", "status", "resolved_at",

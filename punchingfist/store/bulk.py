@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    JSON,
     ColumnElement,
     DateTime,
     Dialect,
@@ -38,15 +37,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
-
-
-@dataclass(frozen=True)
-class EncodedJSON:
-    """A JSON column's value with its encoding made beforehand (when parts of it are shared by
-    many rows and encoded once): PostgreSQL is sent `text`, other stores get `value`."""
-
-    value: Any
-    text: str
 
 
 class Ids:
@@ -178,7 +168,7 @@ def write_many(
         return
     if not is_postgresql(session):
         for model, rows in tables:
-            session.execute(insert(model), [_plain(model, row) for row in rows])
+            session.execute(insert(model), list(rows))
         for update, changes in updates:
             session.connection().execute(update, list(changes))
         return
@@ -219,16 +209,14 @@ def _compiled(statement: Executable, dialect: Dialect) -> tuple[str, dict[str, A
 
 
 def _pg_parameters(parameters: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
-    """What the driver is given: pre-encoded JSON as its text, dicts as jsonb, and lists as
-    PostgreSQL array literals (the statements cast them: `%(name)s::VARCHAR[]`), which
-    psycopg sends as they are instead of dumping element by element."""
+    """What the driver is given: dicts as jsonb, and lists as PostgreSQL array literals (the
+    statements cast them: `%(name)s::VARCHAR[]`), which psycopg sends as they are instead of
+    dumping element by element."""
     from psycopg.types.json import Jsonb
 
     converted = {**constants, **parameters}
     for name, value in parameters.items():
-        if isinstance(value, EncodedJSON):
-            converted[name] = value.text
-        elif isinstance(value, dict):
+        if isinstance(value, dict):
             converted[name] = Jsonb(value)
         elif isinstance(value, list):
             converted[name] = _array_literal(value)
@@ -271,13 +259,6 @@ def _psycopg_errors(session: Session, statement: Any) -> Iterator[None]:
         raise DBAPIError(str(statement), None, error, connection_invalidated=lost) from error
 
 
-def _plain(model: type[Any], row: dict[str, Any]) -> dict[str, Any]:
-    encoded = [name for name in _json_columns(model.__table__) if name in row]
-    if not any(isinstance(row[name], EncodedJSON) for name in encoded):
-        return row
-    return {**row, **{n: row[n].value for n in encoded if isinstance(row[n], EncodedJSON)}}
-
-
 def _json_insert(model: type[Any], rows: Rows) -> tuple[str, list[str]]:
     """The statement and its one parameter, the rows as a JSON array, for inserting `rows`;
     columns the rows leave out that have a client-side default get it. One text parameter per
@@ -291,18 +272,7 @@ def _json_insert(model: type[Any], rows: Rows) -> tuple[str, list[str]]:
     ]  # fmt: skip
     if missing:
         rows = [{**row, **{c.name: _default(c) for c in missing}} for row in rows]
-    names = tuple(rows[0])
-    encoded = [n for n in names if n in _json_columns(table) and isinstance(first[n], EncodedJSON)]
-    if not encoded:
-        data = encode_json(rows)
-    else:  # splice the pre-encoded values in: encode the rest, then close each object with them
-        texts = []
-        for row in rows:
-            rest = encode_json({n: v for n, v in row.items() if n not in encoded})
-            tail = ",".join(f'"{n}":{_json_text(row[n])}' for n in encoded)
-            texts.append(f"{rest[:-1]},{tail}}}" if rest != "{}" else f"{{{tail}}}")
-        data = f"[{','.join(texts)}]"
-    return _statement(table, names), [data]
+    return _statement(table, tuple(rows[0])), [encode_json(rows)]
 
 
 @functools.cache
@@ -312,17 +282,6 @@ def _statement(table: Table, names: tuple[str, ...]) -> str:
         f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
         f'FROM json_populate_recordset(NULL::"{table.name}", %s::json)'
     )
-
-
-@functools.cache
-def _json_columns(table: Table) -> frozenset[str]:
-    return frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
-
-
-def _json_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.text if isinstance(value, EncodedJSON) else encode_json(value)
 
 
 encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode

@@ -23,7 +23,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 StoredJSON = JSON()
@@ -159,6 +159,20 @@ class AlertRelationship(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class Notification(Base):
+    """An Alertmanager notification (one webhook payload) that started runs: what the events
+    of its alerts share, stored once. A run's own parameters hold its alert and its Source's
+    context; `WorkflowRun.arguments` puts the two together."""
+
+    __tablename__ = "notifications"
+    id: Mapped[uuid.UUID] = _id()
+    group_key: Mapped[str | None] = mapped_column(String(1024))
+    event: Mapped[dict[str, Any]] = mapped_column(StoredJSON, default=dict)
+    """The event's group part: `alerts` (by identity), `groupKey`, `receiver`, `status`,
+    `externalURL`, `groupLabels`, `commonLabels`, `commonAnnotations`, `truncatedAlerts`."""
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
 class WorkflowRun(Base):
     """One investigation: an Argo Workflow (or a local-engine run) of a compiled template."""
 
@@ -179,7 +193,11 @@ class WorkflowRun(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     parameters: Mapped[dict[str, Any]] = mapped_column(StoredJSON, default=dict)
     """The run's arguments (the event, source, fingerprint): written once per alert at intake,
-    read back whole by the dispatcher, so `json` rather than `jsonb` (see migration 0004)."""
+    read back whole by the dispatcher, so `json` rather than `jsonb` (see migration 0004). A
+    run started by a webhook keeps the part of its event that the notification's alerts share
+    in its `notification` (migration 0005): read `arguments` for the whole."""
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("notifications.id"))
+    notification: Mapped[Notification | None] = relationship()
     outputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     error: Mapped[str | None] = mapped_column(Text)
     tokens_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -188,6 +206,16 @@ class WorkflowRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The run's parameters with its whole event: the alert's own part, and the part its
+        notification's alerts share, in the order `event_from_payload` gives them."""
+        if self.notification is None:
+            return self.parameters
+        own = dict(self.parameters.get("event") or {})
+        event = {"alert": own.pop("alert", None), **self.notification.event, **own}  # + context
+        return {**self.parameters, "event": event}
 
     @classmethod
     def named(cls, session: Session, name: str) -> WorkflowRun | None:

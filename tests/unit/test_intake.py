@@ -1,8 +1,10 @@
-"""Intake pieces that need no database: a run's parameters as COPY sends them."""
+"""Intake pieces that need no database: a run's parameters and its notification's."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from punchingfist.api import Source, load_resources
 from punchingfist.api.alerts import AlertmanagerPayload, event_from_payload
 from punchingfist.server.intake import _Notification
+from punchingfist.store import Notification, WorkflowRun
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SOURCE = """apiVersion: punchingfist.io/v1alpha1
@@ -30,26 +33,33 @@ def source() -> Source:
 
 
 @pytest.mark.parametrize("name", ["grouped-two-alerts.json", "hostile-labels.json"])
-def test_the_pre_encoded_parameters_are_the_event_json(name: str) -> None:
-    """The group part of a payload's events is encoded once and spliced into each run's JSON:
-    the text must decode to exactly the parameters the other stores get."""
+def test_a_run_and_its_notification_give_back_the_whole_event(name: str) -> None:
+    """A payload's group part is stored once, in its notification; each run keeps its alert and
+    its Source's context. Together they are exactly the event a run is about."""
     payload = AlertmanagerPayload.model_validate_json((EXAMPLES / "alerts" / name).read_text())
     notification = _Notification(payload)
+    stored = Notification(**notification.record(uuid.uuid4(), datetime.now(UTC)))
     origin = source()
+    assert "alert" not in stored.event and "context" not in stored.event
     for index, alert in enumerate(payload.alerts):
-        encoded = notification.parameters(index, origin)
+        own = notification.parameters(index, origin)
+        assert set(own["event"]) == {"alert", "context"}
+        run = WorkflowRun(parameters=json.loads(json.dumps(own)), notification=stored)
         expected = {
             "event": event_from_payload(payload, index, dict(origin.spec.context)),
             "source": "alerts",
             "fingerprint": alert.fingerprint,
         }
-        assert encoded.value == expected
-        assert json.loads(encoded.text) == expected
+        assert run.arguments == expected
+        assert list(run.arguments["event"]) == list(expected["event"])  # the same key order
+
+
+def test_a_run_without_a_notification_keeps_its_own_parameters() -> None:
+    parameters = {"event": {"chat": {"text": "debug"}}, "source": "chat"}
+    assert WorkflowRun(parameters=parameters).arguments == parameters
 
 
 def test_text_ids_are_distinct_version_4_uuids() -> None:
-    import uuid
-
     from punchingfist.store.bulk import Ids
 
     new_id = Ids(block=8, text=True)
