@@ -131,20 +131,10 @@ def create_app(state: ServerState) -> FastAPI:
         body = await request.body()
         if len(body) > state.max_body_bytes:
             return problem(413, f"body larger than {state.max_body_bytes} bytes")
-        try:  # parsed and validated in one pass; the slower path only for bad bodies
+        try:  # parsed and validated in one pass
             payload = AlertmanagerPayload.model_validate_json(body)
-        except ValidationError:
-            try:
-                data = json.loads(body)
-            except ValueError as error:
-                return problem(400, f"the body is not JSON: {error}")
-            try:  # what json.loads takes and the JSON parser does not (NaN) is judged as before
-                payload = AlertmanagerPayload.model_validate(data)
-            except ValidationError as error:
-                found = format_validation_error(error, data, prefix="body")
-                problems = [{"field": f, "message": m} for f, m in found]
-                return problem(422, "invalid Alertmanager webhook payload (version 4)",
-                               problems=problems)  # fmt: skip
+        except ValidationError as error:
+            return _invalid_payload(error, body)
         result = await state.writer.submit(admitted, payload)
         for (source_name, status), count in result.by_source.items():
             state.metrics.alerts_processed.labels(source_name, status).inc(count)
@@ -257,6 +247,21 @@ def add_webhook_routes(app: FastAPI) -> list[str]:
     if added:
         app.openapi_schema = None
     return added
+
+
+def _invalid_payload(error: ValidationError, body: bytes) -> Response:
+    """400 for a body that is not strict JSON (lone surrogates and NaN included: they cannot be
+    stored), else 422 naming each field that is wrong."""
+    syntax = [e["msg"] for e in error.errors(include_input=False) if e["type"] == "json_invalid"]
+    if syntax:
+        return problem(400, f"the body is not JSON: {syntax[0]}")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as bad:
+        return problem(400, f"the body is not JSON: {bad}")
+    found = format_validation_error(error, data, prefix="body")
+    problems = [{"field": f, "message": m} for f, m in found]
+    return problem(422, "invalid Alertmanager webhook payload (version 4)", problems=problems)
 
 
 def _run_view(run: WorkflowRun) -> dict[str, Any]:
