@@ -10,7 +10,8 @@ It measures twice: on a fresh store, and on one holding earlier alerts with plan
 (the steady state of a running installation). Each run also reports the CPU time the server
 process and PostgreSQL spent per 1,000 alerts, which bounds what this machine can reach.
 
-    python benchmarks/intake.py [--intake-writers N]   (passed on to `punchingfist serve`)
+    python benchmarks/intake.py [--workers N] [--intake-writers N]
+        (passed on to `punchingfist serve`; --workers defaults to one per core)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -142,24 +144,39 @@ def seed_history(database: str, alerts: int) -> None:
         connection.execute("ANALYZE")
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _processes(matches: Callable[[Path], bool]) -> float:
+    """The CPU time of the running processes that `matches`."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
+                if matches(entry):
+                    total += cpu_seconds(int(entry.name))
+    return total
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time of the server: its process and its workers (`--workers`)."""
+    return cpu_seconds(pid) + _processes(lambda entry: int(_stat(int(entry.name))[1]) == pid)
 
 
 def postgres_cpu_seconds() -> float:
     """CPU time of every PostgreSQL process on the machine (the benchmark's cluster is the
     only one while it runs)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):  # a process that ended meanwhile
-                if (entry / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
-    return total
+    return _processes(lambda entry: (entry / "comm").read_text().strip() == "postgres")
 
 
-def measure(history: int, writers: int) -> None:
+def measure(history: int, writers: int, workers: int) -> None:
     with postgres() as database, tempfile.TemporaryDirectory() as tmp:
         upgrade(database)
         if history:
@@ -169,7 +186,7 @@ def measure(history: int, writers: int) -> None:
         server = subprocess.Popen(
             [sys.executable, "-m", "punchingfist.cli", "serve", "-f", f"{tmp}/source.yaml",
              "--port", str(port), "--database-url", database,
-             "--intake-writers", str(writers)],
+             "--intake-writers", str(writers), "--workers", str(workers)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}/webhook/alerts"
@@ -186,14 +203,14 @@ def measure(history: int, writers: int) -> None:
         errors: list[str] = []
         threads = [threading.Thread(target=send, args=(url, s, latencies, errors))
                    for s in range(SENDERS)]  # fmt: skip
-        server_cpu, database_cpu = cpu_seconds(server.pid), postgres_cpu_seconds()
+        server_cpu, database_cpu = server_cpu_seconds(server.pid), postgres_cpu_seconds()
         started = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-        server_cpu = cpu_seconds(server.pid) - server_cpu
+        server_cpu = server_cpu_seconds(server.pid) - server_cpu
         database_cpu = postgres_cpu_seconds() - database_cpu
         server.terminate()
         server.wait(timeout=20)
@@ -206,7 +223,8 @@ def measure(history: int, writers: int) -> None:
         ordered = sorted(latencies)
         p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000 if ordered else float("nan")
         store = f"holding {history:,} earlier alerts" if history else "fresh (empty, no statistics)"
-        print(f"intake on PostgreSQL, store {store}, {writers} intake writer(s):")
+        print(f"intake on PostgreSQL, store {store}, {workers} server worker(s) with "
+              f"{writers} intake writer(s) each:")  # fmt: skip
         print(f"  {SENDERS} senders x {REQUESTS_PER_SENDER} payloads x {ALERTS_PER_PAYLOAD} "
               f"alerts = {sent} alerts in {elapsed:.2f} s")  # fmt: skip
         print(f"  throughput: {sent / elapsed:,.0f} alerts/s (target >= 2,000)")
@@ -228,9 +246,10 @@ def measure(history: int, writers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--intake-writers", type=int, default=1, metavar="N")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N")
     args = parser.parse_args()
-    measure(history=0, writers=args.intake_writers)
-    measure(history=HISTORY, writers=args.intake_writers)
+    for history in (0, HISTORY):
+        measure(history=history, writers=args.intake_writers, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,6 +197,11 @@ def _parser() -> argparse.ArgumentParser:
         "--intake-writers", type=int, default=1, metavar="N",
         help="PostgreSQL: threads storing webhook notifications, each on its own connection "
         "(default 1, up to 8; more overlap round trips to a database across a network)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="PostgreSQL, -f: server processes sharing the port, each storing webhook "
+        "notifications on its own (default 1; one per core takes the most alerts/s)",
     )  # fmt: skip
     serve.add_argument(
         "--namespace",
@@ -497,6 +504,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from punchingfist.server import ServerState, create_app
     from punchingfist.server.batching import MAX_WRITERS, writers_fit
+    from punchingfist.server.metrics import use_multiprocess
     from punchingfist.server.state import SecretStore
     from punchingfist.store import database_url, upgrade
 
@@ -504,10 +512,16 @@ def _serve(args: argparse.Namespace) -> int:
         raise PunchingFistError("give either -f FILE (resources from files) or --in-cluster")
     resources = list(_read(args.filename)) if args.filename else []
     url = database_url(args.database_url)
-    if not writers_fit(args.intake_writers, make_url(url).get_backend_name()):
+    backend = make_url(url).get_backend_name()
+    if not writers_fit(args.intake_writers, backend):
         raise PunchingFistError(f"--intake-writers {args.intake_writers}: give 1, or up to "
                                 f"{MAX_WRITERS} with a PostgreSQL --database-url")  # fmt: skip
+    _check_workers(args, backend)
     revision = upgrade(url)
+    metrics_dir = None
+    if args.workers > 1:  # before the first metric is made
+        metrics_dir = tempfile.mkdtemp(prefix="punchingfist-metrics-")
+        use_multiprocess(metrics_dir)
     executor: Any = None
     if (args.executor or ("argo" if args.in_cluster else "none")) == "argo":
         from punchingfist.executors.argo import ArgoExecutor
@@ -545,6 +559,11 @@ def _serve(args: argparse.Namespace) -> int:
     mode = f"controller on namespace {args.namespace}; " if operator else ""
     print(f"punchingfist {__version__}: {mode}{counts}; database at revision {revision}; "
           f"webhooks: {paths}", file=sys.stderr)  # fmt: skip
+    if metrics_dir is not None:
+        try:
+            return _serve_workers(args, app, state)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: let that one be
     # a no-op so the controller thread is stopped too and the exit status is 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -556,6 +575,46 @@ def _serve(args: argparse.Namespace) -> int:
             operator.stop()
             print("punchingfist: controller stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def _check_workers(args: argparse.Namespace, backend: str) -> None:
+    from punchingfist.server.workers import MAX_WORKERS
+
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise PunchingFistError(f"--workers {args.workers}: give 1 to {MAX_WORKERS}")
+    if args.workers == 1:
+        return
+    if backend != "postgresql":
+        raise PunchingFistError(
+            f"--workers {args.workers}: several server processes need a PostgreSQL "
+            "--database-url (SQLite has one writer at a time)"
+        )
+    if args.in_cluster:
+        raise PunchingFistError(
+            f"--workers {args.workers} with --in-cluster is not supported yet: the controller "
+            "feeds its Sources to one process; run one worker per pod"
+        )
+
+
+def _serve_workers(args: argparse.Namespace, app: Any, state: Any) -> int:
+    """`--workers N`: N forked server processes on one socket; worker 0 dispatches runs."""
+    import uvicorn
+
+    from punchingfist.server.workers import listening_socket, supervise
+
+    sock = listening_socket(args.host, args.port)
+    executor = state.executor
+
+    def run(number: int) -> None:
+        state.engine.dispose(close=False)  # the parent's pooled connections are not this one's
+        state.executor = executor if number == 0 else None
+        config = uvicorn.Config(app, log_level="info", access_log=True)
+        uvicorn.Server(config).run(sockets=[sock])
+
+    try:
+        return supervise(args.workers, run)
+    finally:
+        sock.close()
 
 
 def approver_tokens(approvals: Any, secrets: Any) -> dict[str, str] | None:

@@ -36,6 +36,8 @@ class ApprovalDecision:
     approved: bool
     approver: str
     comment: str = ""
+    channel: str = "local"
+    """Where the answer came from (api, slack, local): the run's record says so."""
 
     def outputs(self) -> dict[str, str]:
         """The suspend node's output parameters, as `argo node set` would supply them."""

@@ -66,9 +66,10 @@ class ArgoExecutor:
 
     def resume(
         self, name: str, namespace: str, gate: str, *, approved: bool, approver: str,
-        comment: str,
+        comment: str, channel: str = "api",
     ) -> None:  # fmt: skip
-        """Answer a suspend node the way `argo node set` + `argo resume` do."""
+        """Answer a suspend node the way `argo node set` + `argo resume` do (the `channel` is
+        the server's to record)."""
         nodes = self._nodes(name, namespace)
         waiting = [
             node_id for node_id, node in nodes.items()

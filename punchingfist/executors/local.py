@@ -86,11 +86,12 @@ class LocalExecutor:
                          name=f"run-{run.name}").start()  # fmt: skip
 
     def resume(self, run_name: str, namespace: str, gate: str, *, approved: bool,
-               approver: str, comment: str = "") -> None:  # fmt: skip
+               approver: str, comment: str = "", channel: str = "local") -> None:  # fmt: skip
         waiting = {(r.run, r.display_name) for r in self.approver.pending()}
         if (run_name, gate) not in waiting:
             raise SubmitError(f"run {run_name} is not waiting at gate {gate!r}", temporary=False)
-        self.approver.decide(run_name, gate, ApprovalDecision(approved, approver, comment))
+        decision = ApprovalDecision(approved, approver, comment, channel)
+        self.approver.decide(run_name, gate, decision)
 
     def _dispatched(self, run_name: str, timeout: float = 10.0) -> None:
         """Wait for the outbox transaction that submitted the run to commit its `submitted`
@@ -218,10 +219,10 @@ class StoreObserver(SilentObserver):
             if decision is None:
                 gate.decision, gate.channel = "denied", "timeout"
                 gate.comment = "no answer before the deadline"
-            elif gate.decision == "pending":  # the server records the API/Slack decision
-                gate.decision = "approved" if decision.approved else "denied"
+            elif gate.decision == "pending":  # the server records the API/Slack decision too:
+                gate.decision = "approved" if decision.approved else "denied"  # the same one
                 gate.approver, gate.comment = decision.approver, decision.comment
-                gate.channel = gate.channel or "local"
+                gate.channel = decision.channel
             gate.decided_at = gate.decided_at or datetime.now(UTC)
 
         self._write(decided)

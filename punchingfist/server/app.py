@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -109,7 +109,7 @@ def create_app(state: ServerState) -> FastAPI:
             )  # fmt: skip
         state.metrics.outbox_pending.set(pending or 0)
         state.metrics.active_tasks.set(active or 0)
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def receive(request: Request) -> Response:
         started = time.perf_counter()

@@ -53,7 +53,8 @@ def decide(
             return problem(409, f"already {earlier.decision} by {earlier.approver}")
         namespace = run.namespace
     try:
-        resume(run_name, namespace, gate, approved=approved, approver=approver, comment=comment)
+        resume(run_name, namespace, gate, approved=approved, approver=approver, comment=comment,
+               channel=channel)  # fmt: skip
     except SubmitError as error:
         return problem(502 if error.temporary else 409, str(error))
     with state.sessions.begin() as session:

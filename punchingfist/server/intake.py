@@ -45,6 +45,8 @@ from punchingfist.store.bulk import (
 from punchingfist.store.models import SourceRecord
 
 CORRELATION_WINDOW = timedelta(hours=1)
+_TEXT_IDS, _UUID_IDS = Ids(text=True), Ids()
+"""Row ids for every batch (drawn a block at a time; see `Ids`)."""
 SEVERITIES = ("critical", "warning", "info")
 
 
@@ -209,7 +211,7 @@ class _Batch:
         self.runs: list[tuple[_Kept, dict[str, Any]]] = []
         self.touched_incidents: set[Any] = set()
         self.postgresql = is_postgresql(session)
-        self.new_id = Ids(text=self.postgresql)
+        self.new_id = _TEXT_IDS if self.postgresql else _UUID_IDS
 
     def load(self, kept: list[_Kept]) -> None:
         """Everything the batch needs to know, in one round trip on PostgreSQL."""

@@ -1,8 +1,28 @@
-"""Prometheus metrics of the server (prometheus-client), on its own registry."""
+"""Prometheus metrics of the server (prometheus-client), on its own registry.
+
+With several server workers (`serve --workers N`) each process keeps its values in files of
+one directory (prometheus-client's multiprocess mode, `use_multiprocess`), and `exposition`
+adds up every worker's.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as _values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+_multiprocess_dir: str | None = None
+
+
+def use_multiprocess(directory: str) -> None:
+    """Keep the values of metrics made from now on in files under `directory`, shared by the
+    processes forked afterwards. Call before the first `Metrics`."""
+    global _multiprocess_dir
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    _values.ValueClass = _values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    _multiprocess_dir = directory
 
 
 class Metrics:
@@ -59,13 +79,24 @@ class Metrics:
             ["sink", "outcome"],
             registry=registry,
         )
+        # Set from the database by whichever worker answers /metrics: the latest value counts.
         self.active_tasks = Gauge(
             "punchingfist_active_tasks",
             "Runs submitted to an executor and not finished yet.",
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.outbox_pending = Gauge(
             "punchingfist_outbox_pending",
             "Runs waiting in the outbox for an executor.",
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
+
+    def exposition(self) -> bytes:
+        """The text format of every metric: this process's, or all workers' added up."""
+        if _multiprocess_dir is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=_multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)

@@ -43,20 +43,22 @@ class Ids:
     """Random (version 4) UUIDs, drawn from the OS a block at a time: `uuid.uuid4()` makes a
     system call per id, which was a tenth of the webhook writer's time. With `text=True` they
     are made as their canonical text, which is all the PostgreSQL path needs (`read_many`
-    reads ids back as text too)."""
+    reads ids back as text too). One instance can serve several threads (`list.pop` takes
+    each id once), and a forked process starts with none drawn, never with its parent's."""
 
     def __init__(self, block: int = 64, *, text: bool = False) -> None:
         self.block = block
         self.text = text
         self._ready: list[Any] = []
+        os.register_at_fork(after_in_child=self._ready.clear)
 
     def __call__(self) -> Any:
         if not self._ready:
             data = os.urandom(16 * self.block)
             if self.text:
-                self._ready = [_uuid4_text(h) for h in _chunks(data.hex(), 32)]
+                self._ready.extend(_uuid4_text(h) for h in _chunks(data.hex(), 32))
             else:
-                self._ready = [uuid.UUID(bytes=b, version=4) for b in _chunks(data, 16)]
+                self._ready.extend(uuid.UUID(bytes=b, version=4) for b in _chunks(data, 16))
         return self._ready.pop()
 
 
@@ -224,6 +226,14 @@ def _pg_parameters(parameters: dict[str, Any], constants: dict[str, Any]) -> dic
 
 
 def _array_literal(values: list[Any]) -> str:
+    """A PostgreSQL array literal of `values` (texts quoted and escaped, integers, booleans,
+    NULL). Lists of one kind take a shortcut: they are what batches send."""
+    if all(type(value) is str for value in values):
+        if any('"' in value or "\\" in value for value in values):
+            values = [value.replace("\\", "\\\\").replace('"', '\\"') for value in values]
+        return '{"' + '","'.join(values) + '"}' if values else "{}"
+    if all(type(value) is int for value in values):
+        return "{" + ",".join(map(str, values)) + "}"
     return "{" + ",".join(_array_element(value) for value in values) + "}"
 
 

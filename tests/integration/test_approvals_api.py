@@ -33,7 +33,7 @@ class ResumingExecutor:
         """These tests start no runs: only `resume` matters."""
 
     def resume(self, name: str, namespace: str, gate: str, *, approved: bool, approver: str,
-               comment: str) -> None:  # fmt: skip
+               comment: str, channel: str) -> None:  # fmt: skip
         if gate == "not-waiting":
             raise SubmitError(f"run {name} is not waiting at gate {gate!r}", temporary=False)
         self.resumed.append((name, gate, approved, approver, comment))

@@ -186,3 +186,30 @@ def test_serve_refuses_intake_writers_the_store_cannot_take(
     assert f"--intake-writers {writers}: give 1" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "pf.db").exists()  # refused before the store was touched
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--workers", "2", "--database-url", "sqlite:///{tmp}/pf.db"], "need a PostgreSQL"),
+        (["--workers", "0", "--database-url", "postgresql://pf@127.0.0.1:1/pf"], "give 1 to 16"),
+        (["--workers", "17", "--database-url", "postgresql://pf@127.0.0.1:1/pf"], "give 1 to 16"),
+    ],
+    ids=["several-on-sqlite", "none", "too-many"],
+)
+def test_serve_refuses_workers_the_store_cannot_take(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    done = run("serve", "-f", "examples/sources", *(a.format(tmp=tmp_path) for a in args))
+    assert done.returncode == 1, done.stdout
+    assert f"--workers {args[1]}: " in done.stderr and expected in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "pf.db").exists()  # refused before the store was touched
+
+
+def test_serve_refuses_workers_in_cluster() -> None:
+    done = run("serve", "--in-cluster", "--workers", "2",
+               "--database-url", "postgresql://pf@127.0.0.1:1/pf")  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    assert "--workers 2 with --in-cluster is not supported yet" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -70,3 +70,22 @@ def test_text_ids_are_distinct_version_4_uuids() -> None:
         assert str(parsed) == text
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_process_never_draws_its_parents_ids() -> None:
+    """Server workers are forked: ids drawn before the fork must not be handed out twice."""
+    import os
+
+    from punchingfist.store.bulk import Ids
+
+    new_id = Ids(text=True)
+    new_id()  # the parent now holds a block of drawn ids
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(writer, new_id().encode())
+        os._exit(0)
+    os.close(writer)
+    child = os.read(reader, 100).decode()
+    os.waitpid(pid, 0)
+    assert child and child != new_id()
