@@ -137,6 +137,9 @@ class IntakeWriter:
             if connection is not None:
                 connection.close()
             connection = lane.connection = self.engine.connect()
+            if self.engine.dialect.name == "postgresql":  # see bulk.read_many: BEGIN and
+                # COMMIT go with the batch's lookups and writes (reset when it is closed)
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         with Session(bind=connection, expire_on_commit=False) as session, session.begin():
             yield session
 

@@ -368,6 +368,7 @@ class _Batch:
              (WorkflowRun, runs), (OutboxEntry, outbox)],
             [(self.statements.alert_update, self._alert_changes()),
              (self.statements.incident_update, self._incident_changes())],
+            commit=not self.touched_incidents,
         )  # fmt: skip
         if self.touched_incidents:
             _resolve_incidents(session, self.touched_incidents, self.now)

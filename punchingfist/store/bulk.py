@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
+from psycopg.pq import TransactionStatus
 from sqlalchemy import (
     ColumnElement,
     DateTime,
@@ -28,11 +29,15 @@ from sqlalchemy import (
     Executable,
     Select,
     Table,
+    Text,
     any_,
     bindparam,
     func,
     insert,
     select,
+)
+from sqlalchemy import (
+    cast as cast_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -103,22 +108,53 @@ def read_many(
             if parameters.setdefault(name, value) is not value:
                 raise ValueError(f"two queries bind the parameter {name!r}")
     combined = _combined(tuple(query for query, _ in queries), session.get_bind().dialect)
-    raw = _driver_connection(session)
-    with _psycopg_errors(session, combined.text), raw.pipeline():
-        if locks:
-            keys = sorted(locks)
-            lock_arrays = (_array_literal(keys), _array_literal([locks[key] for key in keys]))
-            raw.execute(_LOCKS, lock_arrays)
-        cursor = raw.execute(combined.text, _pg_parameters(parameters, combined.constants),
-                             prepare=False)  # fmt: skip
-    (row,) = cursor.fetchall()
-    return [_decoded(rows or [], dates) for rows, dates in zip(row, combined.dates, strict=True)]
+    text, values = combined.text, _pg_parameters(parameters, combined.constants)
+    if locks:  # a statement of its own: the lookups' snapshot is taken once they are held
+        keys = sorted(locks)
+        values["pf_lock_keys"] = _array_literal(keys)
+        values["pf_lock_shared"] = _array_literal([locks[key] for key in keys])
+        text = f"{_LOCKS};\n{text}"
+    if _runs_by_hand(session, IDLE):
+        text = f"BEGIN;\n{text}"
+    with _psycopg_errors(session, combined.text):
+        (row,) = _simple_query(session, text, values)[-1]
+    return [_decoded(rows, dates) for rows, dates in zip(row, combined.dates, strict=True)]
 
 
 _LOCKS = """SELECT CASE WHEN shared THEN pg_advisory_xact_lock_shared(key)
 ELSE pg_advisory_xact_lock(key) END
-FROM unnest(%s::bigint[], %s::boolean[]) AS lock(key, shared)"""
+FROM unnest(%(pf_lock_keys)s::bigint[], %(pf_lock_shared)s::boolean[]) AS lock(key, shared)"""
 """Takes the locks in the arrays' order, one row (one call) at a time."""
+
+
+def _runs_by_hand(session: Session, status: Any) -> bool:
+    """Whether the session's connection leaves its transactions to us (the driver's
+    autocommit: the intake writer's connections, `IntakeWriter`) and is at `status`. Then the
+    lookups begin the transaction and the writes commit it, in their own round trips, where
+    the driver would spend one on each more."""
+    raw = _driver_connection(session)
+    return bool(raw.autocommit) and raw.info.transaction_status == status
+
+
+def _simple_query(session: Session, text: str, values: Any = None) -> list[list[Any]]:
+    """Run `text` (several statements, `;`-separated) in one round trip of PostgreSQL's simple
+    query protocol, the values bound into the text by the driver (quoted as literals, as its
+    `ClientCursor` does: label text stays data), and return each statement's rows.
+
+    A batch's handful of statements cost the driver several times more in its pipeline mode
+    (a Python generator step per message) than as one query string; each statement still has
+    its own snapshot (read committed), and none is ever prepared."""
+    from psycopg import ClientCursor
+
+    with ClientCursor(_driver_connection(session)) as cursor:
+        cursor.execute(text, values)
+        results = [cursor.fetchall() if cursor.pgresult and cursor.description else []]
+        while cursor.nextset():
+            results.append(cursor.fetchall() if cursor.description else [])
+    return results
+
+
+IDLE, INTRANS = TransactionStatus.IDLE, TransactionStatus.INTRANS
 
 
 @dataclass(frozen=True)
@@ -131,12 +167,13 @@ class _Combined:
 
 @functools.cache
 def _combined(queries: tuple[Select[Any], ...], dialect: Dialect) -> _Combined:
-    """`SELECT (SELECT json_agg(q0) FROM (query 0) AS q0), ...`: one row, a JSON array (or
+    """`SELECT (SELECT json_agg(q0)::text FROM (query 0) AS q0), ...`: one row, a JSON array (or
     null) per query."""
     columns = []
     for number, query in enumerate(queries):
         rows = query.subquery(f"q{number}")
-        columns.append(select(func.json_agg(rows.table_valued())).scalar_subquery())
+        rows_json = cast_(func.json_agg(rows.table_valued()), Text)  # decoded here, by orjson
+        columns.append(select(rows_json).scalar_subquery())
     text, constants = _compiled(select(*columns), dialect)
     dates = [
         tuple(c.name for c in query.selected_columns if isinstance(c.type, DateTime))
@@ -145,7 +182,8 @@ def _combined(queries: tuple[Select[Any], ...], dialect: Dialect) -> _Combined:
     return _Combined(text, constants, dates)
 
 
-def _decoded(rows: list[dict[str, Any]], dates: tuple[str, ...]) -> list[dict[str, Any]]:
+def _decoded(text: str | None, dates: tuple[str, ...]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = orjson.loads(text) if text else []
     for row in rows:
         for name in dates:
             if row[name] is not None:
@@ -157,13 +195,17 @@ def write_many(
     session: Session,
     tables: Sequence[tuple[type[Any], Rows]],
     updates: Sequence[Updates] = (),
+    *,
+    commit: bool = False,
 ) -> None:
     """Insert rows (dicts keyed by column name, all with the same keys; columns left out get
     their default) into several tables inside the session's transaction, in the order given
     (parents before the rows that refer to them), then run each update statement once per
     parameter set. On PostgreSQL every table is one `INSERT ... SELECT FROM
     json_populate_recordset` and all of it travels in one pipeline: one round trip for the
-    lot. Elsewhere an executemany per statement."""
+    lot. Elsewhere an executemany per statement. `commit`: the caller has nothing more to do
+    in the transaction, so a transaction `read_many` began by hand ends in the same round
+    trip (other sessions commit as usual)."""
     tables = [(model, rows) for model, rows in tables if rows]
     updates = [(statement, rows) for statement, rows in updates if rows]
     if not tables and not updates:
@@ -174,16 +216,21 @@ def write_many(
         for update, changes in updates:
             session.connection().execute(update, list(changes))
         return
-    raw = _driver_connection(session)
+    from psycopg import ClientCursor
+
     dialect = session.get_bind().dialect
-    inserts = [_json_insert(model, rows) for model, rows in tables]
-    first: Any = inserts[0][0] if inserts else updates[0][0]
-    with _psycopg_errors(session, first), raw.pipeline(), raw.cursor() as cursor:
-        for statement, parameters in inserts:
-            cursor.execute(statement, parameters)
+    inserts = [_json_rows(model, rows) for model, rows in tables]
+    statement = _insert_statement(tuple((table, names) for table, names, _ in inserts))
+    first: Any = statement or updates[0][0]
+    with _psycopg_errors(session, first):
+        binder = ClientCursor(_driver_connection(session))
+        texts = [binder.mogrify(statement, [data for _, _, data in inserts])] if inserts else []
         for update, rows in updates:
             text, constants = _compiled(update, dialect)
-            cursor.executemany(text, [_pg_parameters(row, constants) for row in rows])
+            texts.extend(binder.mogrify(text, _pg_parameters(row, constants)) for row in rows)
+        if commit and _runs_by_hand(session, INTRANS):
+            texts.append("COMMIT")
+        _simple_query(session, ";\n".join(texts))
 
 
 def within(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
@@ -269,11 +316,11 @@ def _psycopg_errors(session: Session, statement: Any) -> Iterator[None]:
         raise DBAPIError(str(statement), None, error, connection_invalidated=lost) from error
 
 
-def _json_insert(model: type[Any], rows: Rows) -> tuple[str, list[str]]:
-    """The statement and its one parameter, the rows as a JSON array, for inserting `rows`;
-    columns the rows leave out that have a client-side default get it. One text parameter per
-    table keeps the driver's per-value work off the writer thread: PostgreSQL takes the rows
-    apart (`json_populate_recordset`)."""
+def _json_rows(model: type[Any], rows: Rows) -> tuple[Table, tuple[str, ...], str]:
+    """The table, the columns and the rows as one JSON array, for inserting `rows`; columns the
+    rows leave out that have a client-side default get it. One text parameter per table keeps
+    the driver's per-value work off the writer thread: PostgreSQL takes the rows apart
+    (`json_populate_recordset`)."""
     table: Table = model.__table__
     first = rows[0]
     missing = [
@@ -282,16 +329,26 @@ def _json_insert(model: type[Any], rows: Rows) -> tuple[str, list[str]]:
     ]  # fmt: skip
     if missing:
         rows = [{**row, **{c.name: _default(c) for c in missing}} for row in rows]
-    return _statement(table, tuple(rows[0])), [encode_json(rows)]
+    return table, tuple(rows[0]), encode_json(rows)
 
 
 @functools.cache
-def _statement(table: Table, names: tuple[str, ...]) -> str:
-    columns = ", ".join(f'"{name}"' for name in names)
-    return (
-        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
-        f'FROM json_populate_recordset(NULL::"{table.name}", %s::json)'
-    )
+def _insert_statement(tables: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
+    """One statement inserting into every table, one JSON parameter each: a data-modifying
+    `WITH` part per table but the last. Statement by statement costs the driver and the server
+    a good part of a batch's time; the foreign keys are checked when the whole statement is
+    done, so parents and the rows that refer to them can go in together."""
+    inserts = []
+    for table, names in tables:
+        columns = ", ".join(f'"{name}"' for name in names)
+        inserts.append(
+            f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
+            f'FROM json_populate_recordset(NULL::"{table.name}", %s::json)'
+        )
+    if len(inserts) <= 1:
+        return "".join(inserts)
+    parts = ", ".join(f"t{number} AS ({insert})" for number, insert in enumerate(inserts[:-1]))
+    return f"WITH {parts} {inserts[-1]}"
 
 
 def encode_json(value: Any) -> str:

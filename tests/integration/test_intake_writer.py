@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from punchingfist.api import load_resources
 from punchingfist.api.alerts import AlertmanagerPayload
@@ -76,6 +76,44 @@ def test_a_bad_notification_fails_alone(writer: IntakeWriter) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_write_the_database_refuses_leaves_nothing_of_its_batch(
+    writer: IntakeWriter, database_url: str
+) -> None:
+    """The writer begins a batch's transaction with its lookups and commits it with its writes
+    (no round trip of their own). A write PostgreSQL refuses, after the batch's other rows went
+    in, rolls all of them back; its notification fails alone, the connection goes on."""
+    import psycopg
+
+    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"),
+                         autocommit=True) as admin:  # fmt: skip
+        admin.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.fingerprint = 'refused' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; "
+            "RETURN NEW; END $$"
+        )  # the runs are written after the alerts, in the same statement
+        admin.execute("CREATE TRIGGER refuse BEFORE INSERT ON workflow_runs "
+                      "FOR EACH ROW EXECUTE FUNCTION refuse()")  # fmt: skip
+    sources = load_resources(SOURCE)
+    jobs = [_Job(sources, notification(f)) for f in ("before", "refused", "after")]
+    for job in jobs:
+        writer._queue.put(job)
+    writer._ensure_started()
+    assert jobs[0].future.result(timeout=30).new == 1
+    assert jobs[2].future.result(timeout=30).new == 1
+    with pytest.raises(Exception, match="refused by a trigger"):
+        jobs[1].future.result(timeout=30)
+    with writer.sessions() as session:
+        kept = set(session.scalars(select(Alert.fingerprint)))
+        runs = set(session.scalars(select(WorkflowRun.fingerprint)))
+    assert kept == runs == {"before", "after"}
+    assert writer.put(sources, notification("later")).result(timeout=30).new == 1
+    with writer.sessions() as session:  # the writer's connection ended its transactions
+        idle = session.scalar(select(func.count()).select_from(
+            text("pg_stat_activity")).where(text("state = 'idle in transaction'")))  # fmt: skip
+    assert idle == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_dropped_database_connection_fails_no_request(
     writer: IntakeWriter, database_url: str
 ) -> None:
@@ -99,9 +137,8 @@ def test_a_dropped_database_connection_fails_no_request(
 
 def test_repeats_resolve_and_the_lookups_are_planned_per_batch(writer: IntakeWriter) -> None:
     """Repeats and resolutions go through the update path on both stores. On PostgreSQL the
-    batch's lookups are planned for each batch's values, never prepared: a plan made while the
-    tables were small would go on scanning them whole."""
-    from sqlalchemy import text
+    batch's statements are planned for each batch's values, never prepared: a lookup plan made
+    while the tables were small would go on scanning them whole."""
 
     sources = load_resources(SOURCE)
     first = notification("kept")
@@ -118,11 +155,12 @@ def test_repeats_resolve_and_the_lookups_are_planned_per_batch(writer: IntakeWri
     with writer.sessions.begin() as session:  # psycopg prepares what runs 5 times
         for n in range(8):
             assert ingest_batch(session, [(sources, notification(f"next{n}"))])[0].new == 1
+            session.execute(text("SELECT 1 AS probe"))
         if session.get_bind().dialect.name == "postgresql":
             prepared = session.execute(text("SELECT statement FROM pg_prepared_statements"))
             statements = list(prepared.scalars())
-            assert any("INSERT INTO" in s for s in statements)  # the probe sees them
-            assert not any("json_agg" in s for s in statements)
+            assert any("probe" in s for s in statements)  # the probe sees what is prepared
+            assert not any("json_agg" in s or "INSERT INTO" in s for s in statements)
 
 
 def alert_notification(
