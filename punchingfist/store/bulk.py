@@ -1,12 +1,13 @@
 """A batch's reads and writes in as few round trips as the store allows.
 
-The webhook writes a few dozen rows per notification into five tables with several indexes,
+The webhook writes a few dozen rows per notification into six tables with several indexes,
 after reading what it needs to decide them. On PostgreSQL the reads go out together in one
-pipelined round trip (`read_many`), and so do the writes (`write_many`): each table one
-`INSERT ... SELECT FROM json_populate_recordset` carrying its rows as a single JSON text, then
-the updates. Round trips are what a batch of a few notifications mostly pays for: each one
-also hands the GIL back and forth with the request thread. Other stores run the same
-statements one by one through SQLAlchemy.
+round trip (`read_many`), and so do the writes (`write_many`): one statement for every table,
+each table's rows as a single JSON text taken apart by `json_populate_recordset`, then the
+updates. Each round trip is one query string of the simple query protocol. Round trips and
+the driver's work per statement are what a batch of a few notifications mostly pays for; each
+round trip also hands the GIL back and forth with the request thread. Other stores run the
+same statements one by one through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def read_many(
 ) -> list[list[dict[str, Any]]]:
     """The rows of each query, as dicts by column name, inside the session's transaction.
 
-    On PostgreSQL this is one round trip: first the transaction's advisory `locks` (key ->
+    On PostgreSQL this is one round trip (which begins the transaction, when the connection
+    leaves that to us: `_runs_by_hand`): first the transaction's advisory `locks` (key ->
     taken shared?), in ascending key order, so that any two callers take the keys they share
     in the same order; then every query as one statement, each one's rows aggregated as JSON
     (UUIDs come back as text, see `Ids`). Queries share one namespace of parameters. The
@@ -201,11 +203,11 @@ def write_many(
     """Insert rows (dicts keyed by column name, all with the same keys; columns left out get
     their default) into several tables inside the session's transaction, in the order given
     (parents before the rows that refer to them), then run each update statement once per
-    parameter set. On PostgreSQL every table is one `INSERT ... SELECT FROM
-    json_populate_recordset` and all of it travels in one pipeline: one round trip for the
-    lot. Elsewhere an executemany per statement. `commit`: the caller has nothing more to do
-    in the transaction, so a transaction `read_many` began by hand ends in the same round
-    trip (other sessions commit as usual)."""
+    parameter set. On PostgreSQL one statement inserts into every table (`INSERT ... SELECT
+    FROM json_populate_recordset` each) and the updates follow in the same query string: one
+    round trip for the lot. Elsewhere an executemany per statement. `commit`: the caller has
+    nothing more to do in the transaction, so a transaction `read_many` began by hand ends in
+    the same round trip (other sessions commit as usual)."""
     tables = [(model, rows) for model, rows in tables if rows]
     updates = [(statement, rows) for statement, rows in updates if rows]
     if not tables and not updates:
