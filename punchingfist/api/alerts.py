@@ -40,9 +40,10 @@ class Alert(_Payload):
     @field_validator("labels", "annotations")
     @classmethod
     def _storable(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if "\x00" in name or "\x00" in text:
-                raise ValueError(f"{name[:60]!r} holds a NUL character, which cannot be stored")
+        if "\x00" in "".join(value) or "\x00" in "".join(value.values()):  # one scan, in C
+            for name, text in value.items():
+                if "\x00" in name or "\x00" in text:
+                    raise ValueError(f"{name[:60]!r} holds a NUL character, which cannot be stored")
         if len(value.get("alertname", "")) > 255:
             raise ValueError("alertname is longer than 255 characters")
         return value

@@ -224,10 +224,11 @@ class _Batch:
             (reads.alerts, {"fingerprints": sorted({item.incoming.fingerprint for item in kept})}),
             (reads.incidents, {"group_keys": group_keys, "window_start": window_start}),
             (reads.taken, {"run_names": sorted({n for item in kept for n in item.run_names})}),
-            (reads.sources, {"namespace": self.namespace, "source_names": unknown}),
         ]
+        if unknown:  # only the first batches of a Source (the rows are kept: `known_sources`)
+            queries.append((reads.sources, {"namespace": self.namespace, "source_names": unknown}))
         locks = _locks(kept) if self.postgresql else None  # SQLite has one writer anyway
-        alerts, incidents, taken, found = read_many(self.session, queries, locks=locks)
+        alerts, incidents, taken, *found = read_many(self.session, queries, locks=locks)
         for alert in sorted(alerts, key=lambda row: _aware(row["received_at"])):
             if alert["starts_at"] is not None and alert["fingerprint"] is not None:
                 self.by_key[(alert["fingerprint"], _aware(alert["starts_at"]))] = alert
@@ -241,7 +242,7 @@ class _Batch:
             if _aware(incident["created_at"]) >= window_start:
                 self.by_title.setdefault(incident["title"], incident)
         self.taken = {row["run_name"] for row in taken}
-        for row in found:
+        for row in found[0] if found else []:
             self.known_sources[(self.namespace, row["name"])] = row["id"]
         self.source_ids = self._source_ids(sources)
 

@@ -228,13 +228,14 @@ def test_hostile_label_text_is_stored_verbatim(client: tuple[TestClient, ServerS
         (b"[]", 422, "body"),
         (b"x" * (2 * 1024 * 1024), 413, "larger than"),
         (json.dumps(with_labels({"alertname": "A", "pod": "p\x00"})).encode(), 422, "NUL"),
+        (json.dumps(with_labels({"alertname": "A", "p\x00d": "p"})).encode(), 422, "NUL"),
         (json.dumps(with_labels({"alertname": "A" * 256})).encode(), 422, "longer than 255"),
         (json.dumps(with_labels({"alertname": "A", "pod": "p\ud800"})).encode(), 400, "not JSON"),
         (json.dumps({**payload("pod-crashlooping.json"), "truncatedAlerts": float("nan")}).encode(),
          422, "body.truncatedAlerts"),
     ],
     ids=["malformed", "missing-fields", "wrong-type", "bad-alert", "not-an-object", "oversized",
-         "nul-character", "long-alertname", "lone-surrogate", "nan"],
+         "nul-character", "nul-in-a-name", "long-alertname", "lone-surrogate", "nan"],
 )  # fmt: skip
 def test_bad_input_is_a_4xx_with_a_message_and_stores_nothing(
     client: tuple[TestClient, ServerState], body: bytes, status: int, message: str
