@@ -279,8 +279,8 @@ def add_webhook_routes(app: FastAPI) -> list[str]:
 
 
 def _invalid_payload(error: ValidationError, body: bytes) -> Response:
-    """400 for a body that is not strict JSON (lone surrogates and NaN included: they cannot be
-    stored), else 422 naming each field that is wrong."""
+    """400 for a body that is not strict JSON (a lone surrogate in a string included: it could
+    not be stored), else 422 naming each field that is wrong."""
     syntax = [e["msg"] for e in error.errors(include_input=False) if e["type"] == "json_invalid"]
     if syntax:
         return problem(400, f"the body is not JSON: {syntax[0]}")

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
+from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import (
     ColumnElement,
@@ -36,9 +37,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-)
-from sqlalchemy import (
-    cast as cast_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -146,8 +144,6 @@ def _simple_query(session: Session, text: str, values: Any = None) -> list[list[
     A batch's handful of statements cost the driver several times more in its pipeline mode
     (a Python generator step per message) than as one query string; each statement still has
     its own snapshot (read committed), and none is ever prepared."""
-    from psycopg import ClientCursor
-
     with ClientCursor(_driver_connection(session)) as cursor:
         cursor.execute(text, values)
         results = [cursor.fetchall() if cursor.pgresult and cursor.description else []]
@@ -174,7 +170,7 @@ def _combined(queries: tuple[Select[Any], ...], dialect: Dialect) -> _Combined:
     columns = []
     for number, query in enumerate(queries):
         rows = query.subquery(f"q{number}")
-        rows_json = cast_(func.json_agg(rows.table_valued()), Text)  # decoded here, by orjson
+        rows_json = func.json_agg(rows.table_valued()).cast(Text)  # decoded here, by orjson
         columns.append(select(rows_json).scalar_subquery())
     text, constants = _compiled(select(*columns), dialect)
     dates = [
@@ -218,8 +214,6 @@ def write_many(
         for update, changes in updates:
             session.connection().execute(update, list(changes))
         return
-    from psycopg import ClientCursor
-
     dialect = session.get_bind().dialect
     inserts = [_json_rows(model, rows) for model, rows in tables]
     statement = _insert_statement(tuple((table, names) for table, names, _ in inserts))
