@@ -597,22 +597,25 @@ def _check_workers(args: argparse.Namespace, backend: str) -> None:
 
 
 def _serve_workers(args: argparse.Namespace, app: Any, state: Any) -> int:
-    """`--workers N`: N forked server processes on one socket; worker 0 dispatches runs."""
+    """`--workers N`: N forked server processes, handed the connections this one accepts in
+    turn; worker 0 dispatches runs."""
     import uvicorn
 
-    from punchingfist.server.workers import listening_socket, supervise
+    from punchingfist.server.workers import HandedConnectionsServer, listening_socket, supervise
 
     sock = listening_socket(args.host, args.port)
+    port = sock.getsockname()[1]
     executor = state.executor
 
-    def run(number: int) -> None:
+    def run(number: int, channel: Any) -> None:
         state.engine.dispose(close=False)  # the parent's pooled connections are not this one's
         state.executor = executor if number == 0 else None
-        config = uvicorn.Config(app, log_level="info", access_log=True)
-        uvicorn.Server(config).run(sockets=[sock])
+        config = uvicorn.Config(app, host=args.host, port=port,
+                                log_level="info", access_log=True)  # fmt: skip
+        HandedConnectionsServer(config, channel).run()
 
     try:
-        return supervise(args.workers, run)
+        return supervise(args.workers, run, sock)
     finally:
         sock.close()
 

@@ -143,3 +143,24 @@ def test_sigterm_stops_every_worker_and_exits_0(server: tuple[subprocess.Popen[s
     assert process.wait(30) == 0
     for pid in workers:  # ended and reaped by the supervisor
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_workers_whose_supervisor_is_killed_finish_and_exit(
+    server: tuple[subprocess.Popen[str], int],
+) -> None:
+    process, port = server
+    workers = children(process.pid)
+    process.kill()  # no SIGTERM for the workers: they see their socket pair close
+    process.wait(10)
+    for pid in workers:
+        wait_for(f"worker {pid} to exit", lambda pid=pid: not _running(pid))
+    with pytest.raises(OSError):  # nobody accepts on the port any more
+        post(port, notification(0, 0))
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # an orphan's zombie waits for init to reap it
