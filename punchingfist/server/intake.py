@@ -438,8 +438,8 @@ _INCIDENT_COLUMNS = ("id", "title", "group_key", "severity", "alerts_count", "fi
 @dataclass(frozen=True)
 class _Statements:
     """What every batch runs, built once per kind of store: the same statement objects each
-    time, so they compile once (on PostgreSQL the updates are then prepared; the lookups go
-    out as one statement, planned every time: `read_many`)."""
+    time, so they compile once (on PostgreSQL the inserts and updates are then prepared on each
+    connection; the lookups go out as one statement, planned every time: `read_many`)."""
 
     alerts: Select[Any]
     incidents: Select[Any]

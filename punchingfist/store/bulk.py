@@ -6,18 +6,23 @@ round trip (`read_many`), and so do the writes (`write_many`): one statement for
 each table's rows as a single JSON text taken apart by `json_populate_recordset`, then the
 updates. Each round trip is one query string of the simple query protocol. Round trips and
 the driver's work per statement are what a batch of a few notifications mostly pays for; each
-round trip also hands the GIL back and forth with the request thread. Other stores run the
-same statements one by one through SQLAlchemy.
+round trip also hands the GIL back and forth with the request thread. The writes are
+prepared on the server once per connection (`_Prepared`): parsing, analysing and planning the
+one insert statement cost PostgreSQL about as much as running it. Other stores run the same
+statements one by one through SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -41,6 +46,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+
+log = logging.getLogger("punchingfist.store")
 
 
 class Ids:
@@ -143,7 +150,8 @@ def _simple_query(session: Session, text: str, values: Any = None) -> list[list[
 
     A batch's handful of statements cost the driver several times more in its pipeline mode
     (a Python generator step per message) than as one query string; each statement still has
-    its own snapshot (read committed), and none is ever prepared."""
+    its own snapshot (read committed). Statements that are to be prepared are prepared by
+    the text itself (`_Prepared`)."""
     with ClientCursor(_driver_connection(session)) as cursor:
         cursor.execute(text, values)
         results = [cursor.fetchall() if cursor.pgresult and cursor.description else []]
@@ -153,6 +161,84 @@ def _simple_query(session: Session, text: str, values: Any = None) -> list[list[
 
 
 IDLE, INTRANS = TransactionStatus.IDLE, TransactionStatus.INTRANS
+
+
+class _Prepared:
+    """The write statements a connection has prepared on the server (`PREPARE`), by text.
+
+    A statement is prepared in the same query string as its first `EXECUTE`, under a name
+    that is never used twice on the connection: a prepared statement outlives the transaction
+    that made it even when that transaction fails, so after a failed batch its name is
+    neither known to be prepared nor free (a later batch prepares the text again, under a new
+    name). The lookups are not prepared: a generic plan made while the tables were small went
+    on scanning them whole as they grew (20 ms a batch instead of 1), until autovacuum
+    analysed them.
+
+    A database that loses prepared statements between transactions (a connection pooler in
+    transaction mode) turns preparing off for the process (`_lost`)."""
+
+    enabled = True
+    """False once a prepared statement went missing: statements are then sent as they are."""
+
+    def __init__(self, binder: ClientCursor[Any], kept: _Kept | None) -> None:
+        self.binder = binder
+        self.kept = kept
+        self.made: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, session: Session) -> _Prepared:
+        binder = ClientCursor(_driver_connection(session))
+        if not cls.enabled:
+            return cls(binder, None)
+        info = session.connection().info  # kept with the driver's connection, not past it
+        return cls(binder, info.setdefault("punchingfist.prepared", _Kept()))
+
+    def execute(self, text: str, values: Any) -> str:
+        """The query text that runs `text` (psycopg `%s` or `%(name)s` placeholders) with
+        `values`, literals bound by the driver."""
+        if self.kept is None:
+            return self.binder.mogrify(text, values)
+        digest, body, keys = _preparable(text)
+        arguments = [values[key] for key in keys] if keys else list(values)
+        prepare = ""
+        name = self.kept.names.get(text) or self.made.get(text)
+        if name is None:
+            self.kept.sent += 1
+            name = self.made[text] = f"pf_{digest}_{self.kept.sent}"
+            prepare = f"PREPARE {name} AS {body};\n"
+        placeholders = ", ".join(["%s"] * len(arguments))
+        return prepare + self.binder.mogrify(f"EXECUTE {name}({placeholders})", arguments)
+
+    def succeeded(self) -> None:
+        """The query string ran: the statements it prepared can be executed from now on."""
+        if self.kept is not None:
+            self.kept.names.update(self.made)
+
+
+@dataclass
+class _Kept:
+    """What one connection has prepared: statement text -> name, and how many `PREPARE`s it
+    was sent (the next name's number)."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    sent: int = 0
+
+
+@functools.cache
+def _preparable(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """A name part unique to `text`, the text with PostgreSQL's `$n` placeholders, and the
+    parameter names in `$n` order (empty for positional `%s` placeholders, in order)."""
+    keys: list[str] = []
+
+    def named(match: re.Match[str]) -> str:
+        if match.group(1) not in keys:
+            keys.append(match.group(1))
+        return f"${keys.index(match.group(1)) + 1}"
+
+    body = re.sub(r"%\((\w+)\)s", named, text)
+    positions = iter(range(1, body.count("%s") + 1))
+    body = re.sub(r"%s", lambda _: f"${next(positions)}", body)
+    return hashlib.sha1(text.encode()).hexdigest()[:12], body, tuple(keys)
 
 
 @dataclass(frozen=True)
@@ -201,7 +287,8 @@ def write_many(
     (parents before the rows that refer to them), then run each update statement once per
     parameter set. On PostgreSQL one statement inserts into every table (`INSERT ... SELECT
     FROM json_populate_recordset` each) and the updates follow in the same query string: one
-    round trip for the lot. Elsewhere an executemany per statement. `commit`: the caller has
+    round trip for the lot, each statement prepared on the connection the first time it is
+    sent (`_Prepared`). Elsewhere an executemany per statement. `commit`: the caller has
     nothing more to do in the transaction, so a transaction `read_many` began by hand ends in
     the same round trip (other sessions commit as usual)."""
     tables = [(model, rows) for model, rows in tables if rows]
@@ -219,14 +306,15 @@ def write_many(
     statement = _insert_statement(tuple((table, names) for table, names, _ in inserts))
     first: Any = statement or updates[0][0]
     with _psycopg_errors(session, first):
-        binder = ClientCursor(_driver_connection(session))
-        texts = [binder.mogrify(statement, [data for _, _, data in inserts])] if inserts else []
+        prepared = _Prepared.of(session)
+        texts = [prepared.execute(statement, [data for _, _, data in inserts])] if inserts else []
         for update, rows in updates:
             text, constants = _compiled(update, dialect)
-            texts.extend(binder.mogrify(text, _pg_parameters(row, constants)) for row in rows)
+            texts.extend(prepared.execute(text, _pg_parameters(row, constants)) for row in rows)
         if commit and _runs_by_hand(session, INTRANS):
             texts.append("COMMIT")
         _simple_query(session, ";\n".join(texts))
+        prepared.succeeded()
 
 
 def within(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
@@ -295,7 +383,8 @@ def _array_element(value: Any) -> str:
 def _psycopg_errors(session: Session, statement: Any) -> Iterator[None]:
     """psycopg's errors as SQLAlchemy's, as if SQLAlchemy had run `statement`: callers handle
     one kind, and a lost connection is invalidated and said to be (the webhook writer then
-    writes its batch again on a new one)."""
+    writes its batch again on a new one). So is one that lost a statement it had prepared:
+    preparing is then turned off (`_Prepared`), and the batch goes again unprepared."""
     from psycopg import Error as PsycopgError
     from psycopg import errors
 
@@ -307,6 +396,11 @@ def _psycopg_errors(session: Session, statement: Any) -> Iterator[None]:
         connection = session.connection()
         raw = connection.connection.dbapi_connection
         lost = connection.dialect.is_disconnect(cast(Any, error), raw, None)
+        if isinstance(error, errors.InvalidSqlStatementName) and _Prepared.enabled:
+            _Prepared.enabled, lost = False, True
+            log.warning("the database lost a statement this connection had prepared (a "
+                        "connection pooler in transaction mode?); statements are sent "
+                        "unprepared from now on")  # fmt: skip
         if lost:
             connection.invalidate(error)
         raise DBAPIError(str(statement), None, error, connection_invalidated=lost) from error

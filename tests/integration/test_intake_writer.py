@@ -13,7 +13,7 @@ from punchingfist.api import load_resources
 from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.server.batching import IntakeWriter, _Job
 from punchingfist.server.intake import ingest_batch
-from punchingfist.store import Alert, WorkflowRun, make_engine, session_factory, upgrade
+from punchingfist.store import Alert, WorkflowRun, bulk, make_engine, session_factory, upgrade
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "alerts" / "pod-crashlooping.json"
 SOURCE = """
@@ -135,10 +135,44 @@ def test_a_dropped_database_connection_fails_no_request(
     assert stored(writer, Alert) == 2
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_writes_are_prepared_once_and_a_lost_statement_fails_no_request(
+    writer: IntakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each connection prepares the batch's insert and update statements the first time it
+    sends them and executes them by name after that. A database that loses them (a pooler in
+    transaction mode; here DEALLOCATE ALL behind the writer's back) still stores the next
+    batch, on a new connection, and preparing is off from then on."""
+    monkeypatch.setattr(bulk._Prepared, "enabled", True)  # process-wide: put back afterwards
+    sources = load_resources(SOURCE)
+
+    def prepared() -> set[str]:
+        (lane,) = (lane for lane in writer._lanes if lane.connection is not None)
+        raw = lane.connection.connection.driver_connection  # idle between batches
+        rows = raw.execute("SELECT name FROM pg_prepared_statements").fetchall()
+        return {name for (name,) in rows if name.startswith("pf_")}
+
+    for n in range(3):
+        assert writer.put(sources, notification(f"first-{n}")).result(timeout=30).new == 1
+    made = prepared()
+    assert len(made) >= 2  # the insert (two shapes: with a new incident, without) and update
+    for n in range(3):
+        assert writer.put(sources, notification(f"again-{n}")).result(timeout=30).new == 1
+    assert prepared() == made  # executed by name, nothing prepared again
+
+    (lane,) = (lane for lane in writer._lanes if lane.connection is not None)
+    lane.connection.connection.driver_connection.execute("DEALLOCATE ALL")
+    assert writer.put(sources, notification("after")).result(timeout=30).new == 1
+    assert bulk._Prepared.enabled is False
+    assert writer.put(sources, notification("later")).result(timeout=30).new == 1
+    assert prepared() == set()
+    assert stored(writer, Alert) == stored(writer, WorkflowRun) == 8
+
+
 def test_repeats_resolve_and_the_lookups_are_planned_per_batch(writer: IntakeWriter) -> None:
     """Repeats and resolutions go through the update path on both stores. On PostgreSQL the
-    batch's statements are planned for each batch's values, never prepared: a lookup plan made
-    while the tables were small would go on scanning them whole."""
+    lookups are planned for each batch's values, never prepared: a lookup plan made while the
+    tables were small would go on scanning them whole. The writes are prepared."""
 
     sources = load_resources(SOURCE)
     first = notification("kept")
@@ -160,7 +194,8 @@ def test_repeats_resolve_and_the_lookups_are_planned_per_batch(writer: IntakeWri
             prepared = session.execute(text("SELECT statement FROM pg_prepared_statements"))
             statements = list(prepared.scalars())
             assert any("probe" in s for s in statements)  # the probe sees what is prepared
-            assert not any("json_agg" in s or "INSERT INTO" in s for s in statements)
+            assert not any("json_agg" in s for s in statements)
+            assert any(s.startswith("PREPARE pf_") and "INSERT INTO" in s for s in statements)
 
 
 def alert_notification(
