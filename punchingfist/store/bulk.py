@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import orjson
 from psycopg import ClientCursor
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import (
     ColumnElement,
     DateTime,
@@ -124,7 +124,7 @@ def read_many(
     if _runs_by_hand(session, IDLE):
         text = f"BEGIN;\n{text}"
     with _psycopg_errors(session, combined.text):
-        (row,) = _simple_query(session, text, values)[-1]
+        (row,) = _simple_query(session, text, values)
     return [_decoded(rows, dates) for rows, dates in zip(row, combined.dates, strict=True)]
 
 
@@ -143,21 +143,35 @@ def _runs_by_hand(session: Session, status: Any) -> bool:
     return bool(raw.autocommit) and raw.info.transaction_status == status
 
 
-def _simple_query(session: Session, text: str, values: Any = None) -> list[list[Any]]:
+def _simple_query(session: Session, text: str, values: Any = None) -> list[tuple[Any, ...]]:
     """Run `text` (several statements, `;`-separated) in one round trip of PostgreSQL's simple
     query protocol, the values bound into the text by the driver (quoted as literals, as its
-    `ClientCursor` does: label text stays data), and return each statement's rows.
+    `ClientCursor` does: label text stays data), and return the last statement's rows, each
+    value as the server's text (bytes; None for NULL).
 
-    A batch's handful of statements cost the driver several times more in its pipeline mode
-    (a Python generator step per message) than as one query string; each statement still has
-    its own snapshot (read committed). Statements that are to be prepared are prepared by
-    the text itself (`_Prepared`)."""
-    with ClientCursor(_driver_connection(session)) as cursor:
-        cursor.execute(text, values)
-        results = [cursor.fetchall() if cursor.pgresult and cursor.description else []]
-        while cursor.nextset():
-            results.append(cursor.fetchall() if cursor.description else [])
-    return results
+    The text goes to libpq's `PQexec` (psycopg's `pgconn.exec_`), which waits for the answer
+    in C with the interpreter lock released. A cursor would drive the same exchange through
+    Python generators, build a description and wrap each result: a third of the writer
+    thread's time for a batch's two round trips. The statements in front only have to
+    succeed (`PQexec` stops at the first error and returns it). A batch's handful of
+    statements cost the driver several times more in its pipeline mode than as one query
+    string; each statement still has its own snapshot (read committed). Statements that are
+    to be prepared are prepared by the text itself (`_Prepared`)."""
+    from psycopg import errors
+
+    raw = _driver_connection(session)
+    if values is not None:
+        text = ClientCursor(raw).mogrify(text, values)
+    if not raw.autocommit and raw.info.transaction_status == IDLE:
+        text = f"BEGIN;\n{text}"  # as the driver begins its transactions, on first use
+    result = raw.pgconn.exec_(text.encode())
+    if result.status not in _SUCCEEDED:
+        raise errors.error_from_result(result, encoding=raw.info.encoding)
+    columns = range(result.nfields)
+    return [tuple(result.get_value(row, c) for c in columns) for row in range(result.ntuples)]
+
+
+_SUCCEEDED = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
 
 
 IDLE, INTRANS = TransactionStatus.IDLE, TransactionStatus.INTRANS
@@ -266,7 +280,7 @@ def _combined(queries: tuple[Select[Any], ...], dialect: Dialect) -> _Combined:
     return _Combined(text, constants, dates)
 
 
-def _decoded(text: str | None, dates: tuple[str, ...]) -> list[dict[str, Any]]:
+def _decoded(text: bytes | None, dates: tuple[str, ...]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = orjson.loads(text) if text else []
     for row in rows:
         for name in dates:
