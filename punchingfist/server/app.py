@@ -135,7 +135,8 @@ def create_app(state: ServerState) -> FastAPI:
             payload = AlertmanagerPayload.model_validate_json(body)
         except ValidationError as error:
             return _invalid_payload(error, body)
-        result = await state.writer.submit(admitted, payload)
+        client = (request.client.host, request.client.port) if request.client else None
+        result = await state.writer.submit(admitted, payload, client)
         for (source_name, status), count in result.by_source.items():
             state.metrics.alerts_processed.labels(source_name, status).inc(count)
         for seconds in result.resolution_seconds:

@@ -5,6 +5,14 @@ The writer takes everything queued (up to a bound), stores it with `ingest_batch
 transaction and answers every waiting request. Nothing is acknowledged before its commit, so
 Alertmanager's retry-on-error still loses nothing. If a batch fails, its notifications are
 written one by one, so a single bad notification fails alone.
+
+A batch may wait a little for notifications that are due (`IntakeWriter._gather`). Senders
+that keep their connection alive and post again as soon as they are answered (Alertmanager
+under load, the benchmark) otherwise fall into step with the writer one at a time: each
+batch starts with the one notification that came while the last was written, and the
+others arrive just after it started. A batch costs about as much again for its round trips,
+lookups and statements as for its rows, so one notification per batch took a third more CPU
+per alert than two.
 """
 
 from __future__ import annotations
@@ -29,6 +37,10 @@ from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.server.intake import IntakeResult, ingest_batch
 
 MAX_BATCH_ALERTS = 500
+LINGER_SECONDS = 0.002
+"""The longest a batch waits for notifications that are due (see `IntakeWriter._gather`)."""
+RECENT_SECONDS = 0.05
+"""A connection that posted this recently is expected to post again (it is busy)."""
 MAX_WRITERS = 8
 """Each writer keeps a connection; the engine's pool (20) has to serve the API's reads too."""
 log = logging.getLogger("punchingfist.server.intake")
@@ -39,6 +51,10 @@ class _Job:
     sources: list[Source]
     payload: AlertmanagerPayload
     future: Future[IntakeResult] = field(default_factory=Future)
+
+
+Client = tuple[str, int]
+"""A request's connection: the peer's address and port."""
 
 
 def writers_fit(writers: int, dialect: str) -> bool:
@@ -76,6 +92,7 @@ class IntakeWriter:
         namespace: str = "default",
         max_batch_alerts: int = MAX_BATCH_ALERTS,
         writers: int = 1,
+        linger: float = LINGER_SECONDS,
     ) -> None:
         self.sessions = sessions
         engine = sessions.kw.get("bind")
@@ -83,6 +100,10 @@ class IntakeWriter:
         self.engine = engine
         self.namespace = namespace
         self.max_batch_alerts = max_batch_alerts
+        self.linger = linger
+        self._recent: dict[Client, float] = {}
+        """Connection -> when it last posted (written by the request thread, read and pruned by
+        the writers)."""
         if not writers_fit(writers, engine.dialect.name):
             raise ValueError(f"{writers} intake writers on {engine.dialect.name}: give 1, or "
                              f"up to {MAX_WRITERS} on PostgreSQL")  # fmt: skip
@@ -95,11 +116,18 @@ class IntakeWriter:
         """How many transactions the writers committed (for tests and the benchmark)."""
         return sum(lane.batches for lane in self._lanes)
 
-    async def submit(self, sources: list[Source], payload: AlertmanagerPayload) -> IntakeResult:
-        """Store one notification; returns once it is committed (raises what the store raised)."""
-        return await asyncio.wrap_future(self.put(sources, payload))
+    async def submit(
+        self, sources: list[Source], payload: AlertmanagerPayload, client: Client | None = None
+    ) -> IntakeResult:
+        """Store one notification; returns once it is committed (raises what the store raised).
+        `client`: the connection it came on, when known (see `_gather`)."""
+        return await asyncio.wrap_future(self.put(sources, payload, client))
 
-    def put(self, sources: list[Source], payload: AlertmanagerPayload) -> Future[IntakeResult]:
+    def put(
+        self, sources: list[Source], payload: AlertmanagerPayload, client: Client | None = None
+    ) -> Future[IntakeResult]:
+        if client is not None:
+            self._recent[client] = time.monotonic()
         self._ensure_started()
         job = _Job(sources, payload)
         self._queue.put(job)
@@ -148,20 +176,48 @@ class IntakeWriter:
             first = self._queue.get()
             if first is None:
                 return
-            jobs, alerts, stopping = [first], len(first.payload.alerts), False
-            while alerts < self.max_batch_alerts:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                jobs.append(job)
-                alerts += len(job.payload.alerts)
+            jobs, stopping = self._gather(first)
             self._write(lane, jobs)
             if stopping:
                 return
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The batch that starts with `first`: everything queued, up to the bound, and then,
+        for at most `linger` seconds, what is due. Due are as many notifications as there are
+        connections that posted in the last `RECENT_SECONDS` (shared among the writers): each
+        of them is busy and likely to post again right after its answer. A lone sender, or a
+        quiet moment, is never kept waiting. Returns the jobs, and whether the writer was told
+        to stop."""
+        jobs, alerts = [first], len(first.payload.alerts)
+        due, deadline = 0, 0.0
+        while alerts < self.max_batch_alerts:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:  # all queued is taken: wait for more only if more are due
+                if not deadline:
+                    due, deadline = self._due(), time.monotonic() + self.linger
+                remaining = deadline - time.monotonic()
+                if len(jobs) >= due or remaining <= 0:
+                    break
+                try:
+                    job = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            alerts += len(job.payload.alerts)
+        return jobs, False
+
+    def _due(self) -> int:
+        """How many notifications a batch may expect: the connections that are busy."""
+        if self.linger <= 0:
+            return 0
+        now = time.monotonic()
+        for client, seen in list(self._recent.items()):
+            if now - seen > RECENT_SECONDS:
+                self._recent.pop(client, None)
+        return -(-len(self._recent) // len(self._lanes))
 
     def _write(self, lane: _Lane, jobs: list[_Job], *, reconnected: bool = False) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import func, select, text
 
 from punchingfist.api import load_resources
 from punchingfist.api.alerts import AlertmanagerPayload
+from punchingfist.server import batching
 from punchingfist.server.batching import IntakeWriter, _Job
 from punchingfist.server.intake import ingest_batch
 from punchingfist.store import Alert, WorkflowRun, bulk, make_engine, session_factory, upgrade
@@ -55,6 +57,29 @@ def test_queued_notifications_share_one_transaction(writer: IntakeWriter) -> Non
     assert [r.new for r in results] == [1] * 5 and all(len(r.runs) == 1 for r in results)
     assert writer.batches == 1
     assert stored(writer, Alert) == 5 and stored(writer, WorkflowRun) == 5
+
+
+def test_a_batch_waits_briefly_for_the_connections_that_are_busy(
+    writer: IntakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two kept-alive connections that post again as soon as they are answered share
+    batches: a batch waits (up to `linger`) for the one that is due. A lone sender's batch
+    never waits."""
+    monkeypatch.setattr(batching, "RECENT_SECONDS", 60.0)  # both count as busy throughout
+    writer.linger = 10.0
+    sources = load_resources(SOURCE)
+    a, b = ("10.0.0.1", 40001), ("10.0.0.2", 40002)
+    started = time.monotonic()
+    assert writer.put(sources, notification("a1"), a).result(timeout=30).new == 1
+    assert time.monotonic() - started < 5  # only `a` has posted: nothing is due
+    assert writer.batches == 1
+
+    b1 = writer.put(sources, notification("b1"), b)  # `a` is due too: the batch waits for it
+    time.sleep(0.5)
+    assert not b1.done()
+    a2 = writer.put(sources, notification("a2"), a)
+    assert b1.result(timeout=30).new == a2.result(timeout=30).new == 1
+    assert writer.batches == 2  # b1 and a2 together
 
 
 def test_a_bad_notification_fails_alone(writer: IntakeWriter) -> None:
