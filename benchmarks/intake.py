@@ -46,7 +46,7 @@ from tests.e2e.controlplane import free_port
 from tests.integration.servers import postgres
 
 SENDERS = 4
-REQUESTS_PER_SENDER = 100
+REQUESTS_PER_SENDER = 250
 HISTORY = 20_000
 ALERTS_PER_PAYLOAD = 10
 SOURCE = """apiVersion: punchingfist.io/v1alpha1
@@ -176,6 +176,20 @@ def postgres_cpu_seconds() -> float:
     return _processes(lambda entry: (entry / "comm").read_text().strip() == "postgres")
 
 
+def notifications_per_transaction(port: int) -> float:
+    """The mean, over the notifications posted so far, of how many were stored in the same
+    transaction (`punchingfist_webhook_batch_notifications`, all workers added up)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    values = {}
+    for line in lines:
+        name, _, value = line.partition(" ")
+        if name in ("punchingfist_webhook_batch_notifications_sum",
+                    "punchingfist_webhook_batch_notifications_count"):  # fmt: skip
+            values[name.rsplit("_", 1)[1]] = float(value)
+    return values.get("sum", 0.0) / values["count"] if values.get("count") else float("nan")
+
+
 def measure(history: int, writers: int, workers: int) -> None:
     with postgres() as database, tempfile.TemporaryDirectory() as tmp:
         upgrade(database)
@@ -212,6 +226,7 @@ def measure(history: int, writers: int, workers: int) -> None:
         elapsed = time.perf_counter() - started
         server_cpu = server_cpu_seconds(server.pid) - server_cpu
         database_cpu = postgres_cpu_seconds() - database_cpu
+        shared = notifications_per_transaction(port)
         server.terminate()
         server.wait(timeout=20)
         sent = SENDERS * REQUESTS_PER_SENDER * ALERTS_PER_PAYLOAD
@@ -233,6 +248,8 @@ def measure(history: int, writers: int, workers: int) -> None:
         print(f"  CPU per 1,000 alerts: server {server_cpu / sent * 1000:.2f} s, "
               f"PostgreSQL {database_cpu / sent * 1000:.2f} s "
               f"(this machine has {os.cpu_count()} cores)")  # fmt: skip
+        print(f"  group commit: a notification shared its transaction with {shared - 1:.2f} "
+              "others on average")  # fmt: skip
         print(
             f"  raw PostgreSQL insert of the same rows: "
             f"{raw_insert_rate(database, sent):,.0f} rows/s"

@@ -141,6 +141,7 @@ def create_app(state: ServerState) -> FastAPI:
             state.metrics.alerts_processed.labels(source_name, status).inc(count)
         for seconds in result.resolution_seconds:
             state.metrics.resolution_seconds.observe(seconds)
+        state.metrics.batch_notifications.observe(result.batch_size)
         for name in result.runs:
             workflow = name.rsplit("-", 1)[0]
             state.metrics.runs_queued.labels(workflow).inc()

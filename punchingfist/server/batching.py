@@ -243,6 +243,7 @@ class IntakeWriter:
             return
         lane.batches += 1
         for job, result in zip(jobs, results, strict=True):
+            result.batch_size = len(jobs)
             job.future.set_result(result)
 
     def _write_alone(self, lane: _Lane, job: _Job, error: Exception) -> None:

@@ -60,6 +60,8 @@ class IntakeResult:
     runs: list[str] = field(default_factory=list)
     by_source: dict[tuple[str, str], int] = field(default_factory=dict)
     resolution_seconds: list[float] = field(default_factory=list)
+    batch_size: int = 1
+    """How many notifications were stored in the same transaction as this one."""
 
     def count(self, source: str, status: str) -> None:
         self.by_source[(source, status)] = self.by_source.get((source, status), 0) + 1

@@ -48,6 +48,13 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=registry,
         )
+        self.batch_notifications = Histogram(
+            "punchingfist_webhook_batch_notifications",
+            "How many notifications were stored in one transaction with each notification "
+            "(the intake writer's group commit).",
+            buckets=(1, 2, 3, 5, 10, 20, 50),
+            registry=registry,
+        )
         self.runs_queued = Counter(
             "punchingfist_runs_queued",
             "Investigation runs written to the outbox, by workflow.",

@@ -106,6 +106,9 @@ def test_the_same_payload_five_times_is_one_alert_and_one_run(
     assert count(state, Alert) == 1
     assert count(state, WorkflowRun) == 1 and count(state, OutboxEntry) == 1
     assert count(state, Incident) == 1
+    metrics = http.get("/metrics").text  # one after the other: each in a transaction alone
+    assert "punchingfist_webhook_batch_notifications_count 5.0" in metrics
+    assert "punchingfist_webhook_batch_notifications_sum 5.0" in metrics
 
 
 def test_resolved_marks_the_alert_and_closes_the_incident(
