@@ -40,7 +40,7 @@ MAX_BATCH_ALERTS = 500
 LINGER_SECONDS = 0.002
 """The longest a batch waits for notifications that are due (see `IntakeWriter._gather`)."""
 RECENT_SECONDS = 0.05
-"""A connection that posted this recently is expected to post again (it is busy)."""
+"""A kept-alive connection that posted this recently is expected to post again (it is busy)."""
 MAX_WRITERS = 8
 """Each writer keeps a connection; the engine's pool (20) has to serve the API's reads too."""
 log = logging.getLogger("punchingfist.server.intake")
@@ -101,8 +101,9 @@ class IntakeWriter:
         self.namespace = namespace
         self.max_batch_alerts = max_batch_alerts
         self.linger = linger
-        self._recent: dict[Client, float] = {}
-        """Connection -> when it last posted (written by the request thread, read and pruned by
+        self._recent: dict[Client, tuple[float, int]] = {}
+        """Connection -> when it last posted, and how many times in a row it posted within
+        `RECENT_SECONDS` of the one before (written by the request thread, read and pruned by
         the writers)."""
         if not writers_fit(writers, engine.dialect.name):
             raise ValueError(f"{writers} intake writers on {engine.dialect.name}: give 1, or "
@@ -127,7 +128,11 @@ class IntakeWriter:
         self, sources: list[Source], payload: AlertmanagerPayload, client: Client | None = None
     ) -> Future[IntakeResult]:
         if client is not None:
-            self._recent[client] = time.monotonic()
+            now, before = time.monotonic(), self._recent.get(client)
+            recent = before is not None and now - before[0] <= RECENT_SECONDS
+            self._recent[client] = (now, before[1] + 1 if recent and before else 1)
+            if len(self._recent) > 1024:  # the queue has not run empty for a while
+                self._forget_quiet()
         self._ensure_started()
         job = _Job(sources, payload)
         self._queue.put(job)
@@ -184,10 +189,10 @@ class IntakeWriter:
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """The batch that starts with `first`: everything queued, up to the bound, and then,
         for at most `linger` seconds, what is due. Due are as many notifications as there are
-        connections that posted in the last `RECENT_SECONDS` (shared among the writers): each
-        of them is busy and likely to post again right after its answer. A lone sender, or a
-        quiet moment, is never kept waiting. Returns the jobs, and whether the writer was told
-        to stop."""
+        busy connections (shared among the writers): ones that posted again and again, each
+        within `RECENT_SECONDS` of the last, and are likely to post again right after their
+        answer. A lone sender, a sender that opens a connection per post, or a quiet moment, is
+        never kept waiting. Returns the jobs, and whether the writer was told to stop."""
         jobs, alerts = [first], len(first.payload.alerts)
         due, deadline = 0, 0.0
         while alerts < self.max_batch_alerts:
@@ -213,11 +218,15 @@ class IntakeWriter:
         """How many notifications a batch may expect: the connections that are busy."""
         if self.linger <= 0:
             return 0
+        self._forget_quiet()
+        busy = sum(1 for _, posts in list(self._recent.values()) if posts > 1)
+        return -(-busy // len(self._lanes))
+
+    def _forget_quiet(self) -> None:
         now = time.monotonic()
-        for client, seen in list(self._recent.items()):
+        for client, (seen, _) in list(self._recent.items()):
             if now - seen > RECENT_SECONDS:
                 self._recent.pop(client, None)
-        return -(-len(self._recent) // len(self._lanes))
 
     def _write(self, lane: _Lane, jobs: list[_Job], *, reconnected: bool = False) -> None:
         try:

@@ -63,23 +63,24 @@ def test_a_batch_waits_briefly_for_the_connections_that_are_busy(
     writer: IntakeWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two kept-alive connections that post again as soon as they are answered share
-    batches: a batch waits (up to `linger`) for the one that is due. A lone sender's batch
-    never waits."""
-    monkeypatch.setattr(batching, "RECENT_SECONDS", 60.0)  # both count as busy throughout
+    batches: a batch waits (up to `linger`) for the one that is due. A connection's first
+    post (one connection per post, a lone sender starting) never waits."""
+    monkeypatch.setattr(batching, "RECENT_SECONDS", 60.0)  # posts in a row throughout
     writer.linger = 10.0
     sources = load_resources(SOURCE)
     a, b = ("10.0.0.1", 40001), ("10.0.0.2", 40002)
     started = time.monotonic()
-    assert writer.put(sources, notification("a1"), a).result(timeout=30).new == 1
-    assert time.monotonic() - started < 5  # only `a` has posted: nothing is due
-    assert writer.batches == 1
+    for name, client in (("a1", a), ("b1", b), ("a2", a)):  # at most one busy: none due
+        assert writer.put(sources, notification(name), client).result(timeout=30).new == 1
+    assert time.monotonic() - started < 5
+    assert writer.batches == 3
 
-    b1 = writer.put(sources, notification("b1"), b)  # `a` is due too: the batch waits for it
+    b2 = writer.put(sources, notification("b2"), b)  # `a` is busy too: the batch waits for it
     time.sleep(0.5)
-    assert not b1.done()
-    a2 = writer.put(sources, notification("a2"), a)
-    assert b1.result(timeout=30).new == a2.result(timeout=30).new == 1
-    assert writer.batches == 2  # b1 and a2 together
+    assert not b2.done()
+    a3 = writer.put(sources, notification("a3"), a)
+    assert b2.result(timeout=30).new == a3.result(timeout=30).new == 1
+    assert writer.batches == 4  # b2 and a3 together
 
 
 def test_a_bad_notification_fails_alone(writer: IntakeWriter) -> None:
