@@ -151,7 +151,7 @@ def _simple_query(session: Session, text: str, values: Any = None) -> list[tuple
 
     The text goes to libpq's `PQexec` (psycopg's `pgconn.exec_`), which waits for the answer
     in C with the interpreter lock released. A cursor would drive the same exchange through
-    Python generators, build a description and wrap each result: a third of the writer
+    Python generators, build a description and wrap each result: about a fifth of the writer
     thread's time for a batch's two round trips. The statements in front only have to
     succeed (`PQexec` stops at the first error and returns it). A batch's handful of
     statements cost the driver several times more in its pipeline mode than as one query
@@ -189,7 +189,7 @@ class _Prepared:
     analysed them.
 
     A database that loses prepared statements between transactions (a connection pooler in
-    transaction mode) turns preparing off for the process (`_lost`)."""
+    transaction mode) turns preparing off for the process (`_psycopg_errors`)."""
 
     enabled = True
     """False once a prepared statement went missing: statements are then sent as they are."""
@@ -240,19 +240,29 @@ class _Kept:
 
 @functools.cache
 def _preparable(text: str) -> tuple[str, str, tuple[str, ...]]:
-    """A name part unique to `text`, the text with PostgreSQL's `$n` placeholders, and the
-    parameter names in `$n` order (empty for positional `%s` placeholders, in order)."""
+    """A name part unique to `text`, the text with PostgreSQL's `$n` placeholders (and `%%`
+    back to `%`), and the parameter names in `$n` order (empty for positional `%s`
+    placeholders, which keep their order)."""
     keys: list[str] = []
+    positional = 0
 
-    def named(match: re.Match[str]) -> str:
+    def placeholder(match: re.Match[str]) -> str:
+        nonlocal positional
+        if match.group(0) == "%%":
+            return "%"
+        if match.group(1) is None:
+            positional += 1
+            return f"${positional}"
         if match.group(1) not in keys:
             keys.append(match.group(1))
         return f"${keys.index(match.group(1)) + 1}"
 
-    body = re.sub(r"%\((\w+)\)s", named, text)
-    positions = iter(range(1, body.count("%s") + 1))
-    body = re.sub(r"%s", lambda _: f"${next(positions)}", body)
+    body = _PLACEHOLDER.sub(placeholder, text)
     return hashlib.sha1(text.encode()).hexdigest()[:12], body, tuple(keys)
+
+
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s|%s")
+"""psycopg's placeholders, and its escaped percent sign."""
 
 
 @dataclass(frozen=True)
