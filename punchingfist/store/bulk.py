@@ -27,7 +27,8 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from psycopg import ClientCursor
+from psycopg import ClientCursor, errors
+from psycopg import Error as PsycopgError
 from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import (
     ColumnElement,
@@ -121,10 +122,8 @@ def read_many(
         values["pf_lock_keys"] = _array_literal(keys)
         values["pf_lock_shared"] = _array_literal([locks[key] for key in keys])
         text = f"{_LOCKS};\n{text}"
-    if _runs_by_hand(session, IDLE):
-        text = f"BEGIN;\n{text}"
     with _psycopg_errors(session, combined.text):
-        (row,) = _simple_query(session, text, values)
+        (row,) = _simple_query(session, text, values, begin=True)
     return [_decoded(rows, dates) for rows, dates in zip(row, combined.dates, strict=True)]
 
 
@@ -143,11 +142,15 @@ def _runs_by_hand(session: Session, status: Any) -> bool:
     return bool(raw.autocommit) and raw.info.transaction_status == status
 
 
-def _simple_query(session: Session, text: str, values: Any = None) -> list[tuple[Any, ...]]:
+def _simple_query(
+    session: Session, text: str, values: Any = None, *, begin: bool = False
+) -> list[tuple[Any, ...]]:
     """Run `text` (several statements, `;`-separated) in one round trip of PostgreSQL's simple
     query protocol, the values bound into the text by the driver (quoted as literals, as its
     `ClientCursor` does: label text stays data), and return the last statement's rows, each
-    value as the server's text (bytes; None for NULL).
+    value as the server's text (bytes; None for NULL). Outside a transaction, the text begins
+    one when the driver would have (its autocommit off) or when the caller asks (`begin`: a
+    connection that leaves its transactions to us, `_runs_by_hand`).
 
     The text goes to libpq's `PQexec` (psycopg's `pgconn.exec_`), which waits for the answer
     in C with the interpreter lock released. A cursor would drive the same exchange through
@@ -157,13 +160,11 @@ def _simple_query(session: Session, text: str, values: Any = None) -> list[tuple
     statements cost the driver several times more in its pipeline mode than as one query
     string; each statement still has its own snapshot (read committed). Statements that are
     to be prepared are prepared by the text itself (`_Prepared`)."""
-    from psycopg import errors
-
     raw = _driver_connection(session)
     if values is not None:
         text = ClientCursor(raw).mogrify(text, values)
-    if not raw.autocommit and raw.info.transaction_status == IDLE:
-        text = f"BEGIN;\n{text}"  # as the driver begins its transactions, on first use
+    if raw.info.transaction_status == IDLE and (begin or not raw.autocommit):
+        text = f"BEGIN;\n{text}"
     result = raw.pgconn.exec_(text.encode())
     if result.status not in _SUCCEEDED:
         raise errors.error_from_result(result, encoding=raw.info.encoding)
@@ -409,9 +410,6 @@ def _psycopg_errors(session: Session, statement: Any) -> Iterator[None]:
     one kind, and a lost connection is invalidated and said to be (the webhook writer then
     writes its batch again on a new one). So is one that lost a statement it had prepared:
     preparing is then turned off (`_Prepared`), and the batch goes again unprepared."""
-    from psycopg import Error as PsycopgError
-    from psycopg import errors
-
     try:
         yield
     except errors.IntegrityError as error:
