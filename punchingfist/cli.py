@@ -21,7 +21,8 @@ from punchingfist.api import OperatorConfig, Resource, Source, Workflow, load_re
 from punchingfist.api.alerts import AlertmanagerPayload, event_from_payload
 from punchingfist.api.crds import render_crds
 from punchingfist.api.resources import format_validation_error
-from punchingfist.compiler import compile_resources
+from punchingfist.api.workflows import DEFAULT_IMAGE
+from punchingfist.compiler import Defaults, compile_resources
 from punchingfist.errors import InvalidInput, InvalidResource, PunchingFistError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         help="which OperatorConfig to use when the input holds several",
     )  # fmt: skip
     compile_.add_argument("-n", "--namespace", help="namespace to put on the emitted objects")
+    _runtime_image_argument(compile_)
     compile_.set_defaults(handler=_compile)
 
     crds = commands.add_parser(
@@ -395,7 +397,7 @@ def _compile(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     documents: list[dict[str, Any]] = []
-    for compiled in compile_resources(resources):
+    for compiled in compile_resources(resources, Defaults(image=args.runtime_image)):
         for warning in compiled.warnings:
             print(f"warning: {compiled.workflow.ref}: {warning}", file=sys.stderr)
         documents += compiled.documents
@@ -423,8 +425,17 @@ def _crds(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _runtime_image_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--runtime-image", default=DEFAULT_IMAGE, metavar="IMAGE",
+        help="image of the steps of Workflows that name none in spec.runtime.image (default: "
+        f"{DEFAULT_IMAGE}; the chart passes the image the operator runs)",
+    )  # fmt: skip
+
+
 def _controller_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("controller")
+    _runtime_image_argument(group)
     group.add_argument(
         "--operator-config",
         default="punchingfist-config",
@@ -439,6 +450,11 @@ def _controller_arguments(parser: argparse.ArgumentParser) -> None:
         "--resync-interval", type=float, default=0.0, metavar="SECONDS",
         help="check every unchanged Workflow this often (e.g. 300): a template that went "
         "missing or stale is applied again (default 0: only on changes and at start-up)",
+    )  # fmt: skip
+    group.add_argument(
+        "--step-start-timeout", type=float, default=180.0, metavar="SECONDS",
+        help="a step pod that cannot start this long (its image cannot be pulled, a Secret it "
+        "needs is missing) stops its run, with the reason in the run's record (default 180)",
     )  # fmt: skip
     group.add_argument(
         "--admission-port",
@@ -480,6 +496,7 @@ def _controller_options(args: argparse.Namespace, namespaces: Sequence[str],
         namespaces=tuple(namespaces), clusterwide=clusterwide,
         operator_config=args.operator_config, peering=args.peering, priority=args.priority,
         admission=admission, resync=args.resync_interval if args.resync_interval > 0 else None,
+        defaults=Defaults(image=args.runtime_image),
     )  # fmt: skip
 
 
@@ -683,11 +700,13 @@ def _start_controller(args: argparse.Namespace, state: Any, app: Any) -> Any:
     registry = build_registry(controller)
     # With the store at hand, the same operator tracks runs and runs the Sources' handlers.
     from punchingfist.controller import sources, tracking
+    from punchingfist.controller.stalls import Watchdog
     from punchingfist.executors.argo import ArgoExecutor
 
     argo = state.executor if isinstance(state.executor, ArgoExecutor) else ArgoExecutor(
         args.kubeconfig)  # fmt: skip
-    tracking.register(registry, sessions=state.sessions, metrics=state.metrics)
+    watchdog = Watchdog(argo.get, argo.stop, grace=args.step_start_timeout)
+    tracking.register(registry, sessions=state.sessions, metrics=state.metrics, watchdog=watchdog)
     sources.register(registry, sessions=state.sessions, metrics=state.metrics, argo=argo)
     operator = OperatorThread(controller, registry)
 

@@ -17,6 +17,12 @@ from punchingfist.api.base import (
 )
 
 DEFAULT_IMAGE = "punchingfist/runtime:v0.1.0"
+"""The runtime image of a Workflow that names none, unless the operator says otherwise
+(`--runtime-image`; the chart passes the image the operator itself runs)."""
+INVESTIGATOR_ACCOUNT = "punchingfist-investigator"
+"""ServiceAccount of steps that name none (the chart's read-only account)."""
+REMEDIATOR_ACCOUNT = "punchingfist-remediator"
+"""ServiceAccount of steps behind an approval gate that name none (the chart's writer)."""
 BUILTIN_TOOLS = ("kubectl", "promql", "curl")
 _OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
@@ -53,14 +59,18 @@ class LLMConfig(SpecModel):
 class Runtime(SpecModel):
     """The container every step runs in, and the model agent steps use."""
 
-    image: str = DEFAULT_IMAGE
-    """Runtime image (kubectl, promql, curl, pf-runtime)."""
+    image: str | None = None
+    """Runtime image (kubectl, promql, curl, pf-runtime). Default: the image the operator runs
+    (its `--runtime-image`), else `punchingfist/runtime:v<version>`."""
     llm_config: LLMConfig | None = None
     """Model settings for agent steps (default: OperatorConfig `spec.llm.defaultProvider`)."""
     environment: dict[str, str] = Field(default_factory=dict)
     """Plain environment variables for every step, e.g. PROMETHEUS_URL. Read as `.env.NAME`."""
     service_account: DNSLabel | None = None
-    """Default ServiceAccount of every step's pod."""
+    """ServiceAccount of every step's pod. Default: `punchingfist-investigator` (read-only),
+    and `punchingfist-remediator` for steps behind an approval gate."""
+    resources: Resources | None = None
+    """CPU and memory of every step's container (a step's own `resources` add to these)."""
 
     @field_validator("environment")
     @classmethod
@@ -104,6 +114,61 @@ class RetryPolicy(SpecModel):
     """Longest wait between attempts."""
 
 
+ResourceName = Literal["cpu", "memory", "ephemeral-storage"]
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_SCALE = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}  # fmt: skip
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity (`100m`, `512Mi`, `2`) as a number."""
+    match = _QUANTITY.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a quantity; write e.g. 100m, 0.5, 512Mi or 2Gi")
+    return float(match.group(1)) * _SCALE[match.group(2)]
+
+
+class Resources(SpecModel):
+    """CPU and memory of a step's container, as Kubernetes takes them."""
+
+    requests: dict[ResourceName, str] = Field(default_factory=dict)
+    """Reserved for the container, e.g. `{cpu: 100m, memory: 128Mi}`."""
+    limits: dict[ResourceName, str] = Field(default_factory=dict)
+    """The most it may use, e.g. `{memory: 512Mi}`; past its memory limit a step is
+    OOM-killed, and its run record says so."""
+
+    @field_validator("requests", "limits", mode="before")
+    @classmethod
+    def _quantities(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        given = {k: str(v) if isinstance(v, (int, float)) else v for k, v in value.items()}
+        for text in given.values():
+            if isinstance(text, str):
+                quantity(text)
+        return given
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name, limit in self.limits.items():
+            request = self.requests.get(name)
+            if request is not None and quantity(request) > quantity(limit):
+                raise ValueError(
+                    f"requests.{name} {request} is more than limits.{name} {limit}; a request "
+                    "may not exceed its limit"
+                )
+        return self
+
+    def merged(self, override: Resources | None) -> Resources:
+        """These resources with `override`'s values in their place."""
+        if override is None:
+            return self
+        return Resources(
+            requests={**self.requests, **override.requests},
+            limits={**self.limits, **override.limits},
+        )
+
+
 class Safety(SpecModel):
     """Guard rails for what a step's tools may do."""
 
@@ -138,7 +203,10 @@ class _StepBase(SpecModel):
     name: Annotated[DNSLabel, Field(max_length=40)]
     """Step name, unique in the workflow; later steps read `.steps.<name>.result`."""
     service_account: DNSLabel | None = None
-    """ServiceAccount of this step's pod (RBAC is the real boundary)."""
+    """ServiceAccount of this step's pod (RBAC is the real boundary). Default:
+    `runtime.serviceAccount`, else the chart's investigator (the remediator behind a gate)."""
+    resources: Resources | None = None
+    """CPU and memory of this step's container, over `runtime.resources`."""
     timeout_minutes: Annotated[float, Field(gt=0, le=1440)] | None = None
     """Deadline for the step (Argo activeDeadlineSeconds)."""
     approval_required: bool = False
@@ -309,6 +377,8 @@ class WorkflowSpec(SpecModel):
 __all__ = [
     "BUILTIN_TOOLS",
     "DEFAULT_IMAGE",
+    "INVESTIGATOR_ACCOUNT",
+    "REMEDIATOR_ACCOUNT",
     "AgentAction",
     "AgentStep",
     "CliAction",
@@ -317,6 +387,7 @@ __all__ = [
     "LLMConfig",
     "ObjectName",
     "Output",
+    "Resources",
     "RetryPolicy",
     "Runtime",
     "Safety",

@@ -26,10 +26,13 @@ from hera.workflows.models import (
     DAGTask,
     IntOrString,
     LabelValueFrom,
+    Quantity,
+    ResourceRequirements,
     SuppliedValueFrom,
     ValueFrom,
     WorkflowMetadata,
 )
+from pydantic import ValidationError
 
 from punchingfist import __version__
 from punchingfist.api import Sink, Workflow
@@ -56,6 +59,7 @@ from punchingfist.api.workflows import (
     CliAction,
     CliStep,
     ConditionalStep,
+    Resources,
     Step,
     StepPolicy,
     Tool,
@@ -63,6 +67,7 @@ from punchingfist.api.workflows import (
 from punchingfist.compiler import naming
 from punchingfist.compiler.credentials import Credentials, SecretEnvVar
 from punchingfist.compiler.validating import KNOWN_PROVIDER_TYPES, Checked
+from punchingfist.errors import CompileError
 
 _WIRING_ENV = {
     "PF_EVENT": "{{workflow.parameters.event}}",
@@ -90,8 +95,13 @@ class Builder:
         sinks: Mapping[str, Sink],
         config: OperatorConfigSpec | None,
         checked: Checked,
+        *,
+        image: str,
+        accounts: tuple[str, str],
     ) -> None:
         self.workflow = workflow
+        self.image = image
+        self.investigator, self.remediator = accounts
         self.spec = workflow.spec
         self.sinks = sinks
         self.config = config
@@ -105,8 +115,8 @@ class Builder:
     def build(self) -> HeraWorkflowTemplate:
         tasks: list[Task] = []
         previous: str | None = None
-        for step in self.spec.steps:
-            tasks += self._step(step, previous)
+        for index, step in enumerate(self.spec.steps):
+            tasks += self._step(step, index, previous)
             previous = step.name
         main = DAG(name=naming.ENTRYPOINT, tasks=list[Task | DAGTask](tasks))
         exit_handler = self._exit_handler()
@@ -124,7 +134,7 @@ class Builder:
             },
             entrypoint=naming.ENTRYPOINT,
             on_exit=naming.EXIT_HANDLER if exit_handler is not None else None,
-            service_account_name=self.spec.runtime.service_account,
+            service_account_name=self.spec.runtime.service_account or self.investigator,
             arguments=[
                 Parameter(name="event", value="{}", description="The event (alert) as JSON."),
                 Parameter(name="source", value="manual", description="The Source that fired."),
@@ -154,7 +164,22 @@ class Builder:
 
     # -- steps --------------------------------------------------------------------------
 
-    def _step(self, step: Step, previous: str | None) -> list[Task]:
+    def _resources(self, step: Step, index: int) -> Resources | None:
+        """The runtime's resources with the step's own over them."""
+        runtime = self.spec.runtime.resources
+        if runtime is None or step.resources is None:
+            return step.resources or runtime
+        try:
+            return runtime.merged(step.resources)
+        except ValidationError as error:  # a step's request above the runtime's limit
+            message = str(error.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise CompileError(
+                f"with spec.runtime.resources: {message}",
+                resource=self.workflow.ref,
+                field=f"spec.steps[{index}].resources",
+            ) from None
+
+    def _step(self, step: Step, step_index: int, previous: str | None) -> list[Task]:
         tasks: list[Task] = []
         reads = list(self.checked.reads[step.name])
         depends = previous
@@ -204,7 +229,10 @@ class Builder:
             extra_inputs=gate_inputs,
             secrets=self.credentials.agent() if kind == "agent" else [],
             outputs=[_result_output(step.name)],
-            service_account=step.service_account or self.spec.runtime.service_account,
+            service_account=step.service_account
+            or self.spec.runtime.service_account
+            or (self.remediator if gated else None),
+            resources=self._resources(step, step_index),
             timeout=timeout,
             policy=step.policy,
         )
@@ -459,6 +487,7 @@ class Builder:
         timeout: float | None = None,
         policy: StepPolicy | None = None,
         exit_handler: bool = False,
+        resources: Resources | None = None,
     ) -> None:
         env: list[Env | SecretEnv] = [Env(name=SPEC_ENV, value=spec.encode())]
         env += [Env(name=key, value=value) for key, value in _WIRING_ENV.items()]
@@ -487,7 +516,7 @@ class Builder:
         self.templates.append(
             Container(
                 name=name,
-                image=self.spec.runtime.image,
+                image=self.image,
                 command=["pf-runtime", spec.kind],
                 env=env,
                 inputs=[Parameter(name=naming.result_input(read)) for read in reads]
@@ -495,10 +524,20 @@ class Builder:
                 outputs=outputs,
                 labels=labels,
                 service_account_name=service_account,
+                resources=_requirements(resources or self.spec.runtime.resources),
                 active_deadline_seconds=_seconds(timeout) if timeout else None,
                 retry_strategy=_retry(policy),
             )
         )
+
+
+def _requirements(resources: Resources | None) -> ResourceRequirements | None:
+    if resources is None or not (resources.requests or resources.limits):
+        return None
+    return ResourceRequirements(
+        requests={k: Quantity(root=v) for k, v in resources.requests.items()} or None,
+        limits={k: Quantity(root=v) for k, v in resources.limits.items()} or None,
+    )
 
 
 def _seconds(minutes: float) -> int:

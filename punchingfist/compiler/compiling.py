@@ -10,7 +10,12 @@ from hera.workflows import WorkflowTemplate as HeraWorkflowTemplate
 
 from punchingfist.api import OperatorConfig, Resource, Sink, Workflow
 from punchingfist.api.operatorconfigs import OperatorConfigSpec
-from punchingfist.api.workflows import ConditionalStep
+from punchingfist.api.workflows import (
+    DEFAULT_IMAGE,
+    INVESTIGATOR_ACCOUNT,
+    REMEDIATOR_ACCOUNT,
+    ConditionalStep,
+)
 from punchingfist.compiler import naming
 from punchingfist.compiler.building import Builder
 from punchingfist.compiler.validating import check_workflow
@@ -18,6 +23,18 @@ from punchingfist.compiler.verifying import verify
 from punchingfist.errors import CompileError
 
 _RESERVED = {naming.ENTRYPOINT, naming.EXIT_HANDLER, naming.OUTPUTS_TASK}
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What a Workflow gets where it names nothing: the operator's settings, not the user's."""
+
+    image: str = DEFAULT_IMAGE
+    """Runtime image of Workflows without `runtime.image` (`--runtime-image`)."""
+    investigator: str = INVESTIGATOR_ACCOUNT
+    """ServiceAccount of the run's pods (steps, approval requests, sinks)."""
+    remediator: str = REMEDIATOR_ACCOUNT
+    """ServiceAccount of steps behind an approval gate."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +59,16 @@ def compile_workflow(
     workflow: Workflow,
     sinks: Mapping[str, Sink] | Iterable[Sink] = (),
     config: OperatorConfigSpec | None = None,
+    defaults: Defaults = Defaults(),
 ) -> CompiledWorkflow:
     """Compile one Workflow. Pure: no I/O, same input -> identical output."""
     by_name = dict(sinks) if isinstance(sinks, Mapping) else {s.name: s for s in sinks}
     _check_names(workflow)
     checked = check_workflow(workflow, by_name, config)
-    builder = Builder(workflow, by_name, config, checked)
+    builder = Builder(
+        workflow, by_name, config, checked, image=workflow.spec.runtime.image or defaults.image,
+        accounts=(defaults.investigator, defaults.remediator),
+    )  # fmt: skip
     template = builder.build()
     manifest = template.to_dict()
     verify(manifest, resource=workflow.ref)
@@ -80,7 +101,9 @@ def compile_workflow(
     )
 
 
-def compile_resources(resources: Iterable[Resource[Any]]) -> list[CompiledWorkflow]:
+def compile_resources(
+    resources: Iterable[Resource[Any]], defaults: Defaults = Defaults()
+) -> list[CompiledWorkflow]:
     """Compile every Workflow among `resources` against the Sinks and OperatorConfig there."""
     items = list(resources)
     sinks = {r.name: r for r in items if isinstance(r, Sink)}
@@ -93,7 +116,7 @@ def compile_resources(resources: Iterable[Resource[Any]]) -> list[CompiledWorkfl
             if resource.name in seen:
                 raise CompileError("defined twice in the input", resource=resource.ref)
             seen.add(resource.name)
-            compiled.append(compile_workflow(resource, sinks, config))
+            compiled.append(compile_workflow(resource, sinks, config, defaults))
     return compiled
 
 

@@ -20,6 +20,8 @@ LABEL_TASK = "punchingfist.io/task"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ANNOTATION_SPEC_HASH = "punchingfist.io/spec-sha256"
 ANNOTATION_COMPILER = "punchingfist.io/compiler-version"
+ANNOTATION_STOPPED = "punchingfist.io/stopped-because"
+"""On an Argo Workflow the operator shut down: why (e.g. a step's image cannot be pulled)."""
 
 
 def condition_task(step: str) -> str:

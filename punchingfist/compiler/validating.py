@@ -85,7 +85,8 @@ def _check_argo_fields(workflow: Workflow) -> None:
     """D2: values copied verbatim into the manifest must not carry Argo `{{ }}` tags."""
     runtime = workflow.spec.runtime
     fields = {f"spec.runtime.environment.{k}": v for k, v in runtime.environment.items()}
-    fields["spec.runtime.image"] = runtime.image
+    if runtime.image is not None:
+        fields["spec.runtime.image"] = runtime.image
     for field, value in fields.items():
         if "{{" in value or "}}" in value:
             raise CompileError(

@@ -27,6 +27,7 @@ from typing import Any, Literal, cast
 import kopf
 
 from punchingfist.api import GROUP, VERSION, OperatorConfig, Source, Workflow, parse_resource
+from punchingfist.compiler import Defaults
 from punchingfist.controller import admission
 from punchingfist.controller.kube import Body, Connection, Kube, KubeError
 from punchingfist.controller.reconciling import (
@@ -78,6 +79,9 @@ class ControllerOptions:
     admission: AdmissionOptions | None = None
     workers: int = 16
     """Threads for the (synchronous) handlers."""
+    defaults: Defaults = field(default_factory=Defaults)
+    """What Workflows get where they name nothing: the runtime image (`--runtime-image`) and
+    the step ServiceAccounts."""
     resync: float | None = None
     """Seconds between two checks of each unchanged Workflow: its template is applied again
     when it went missing or stale, and a compile that failed for a reason that went away is
@@ -160,6 +164,7 @@ class Controller:
                 workflow=body,
                 sinks=indexes.sinks_of(namespace),
                 config=indexes.config(namespace, self.options.operator_config),
+                defaults=self.options.defaults,
             )
             outcome = reconcile_workflow(self.kube, inputs, force=force)
             result = (

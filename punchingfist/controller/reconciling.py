@@ -8,6 +8,7 @@ with `temporary=True`; everything a user can fix ends as `Ready=False`, never as
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from typing import Any, cast
 from punchingfist import __version__
 from punchingfist.api import API_VERSION, OperatorConfig, Sink, Workflow, parse_resource
 from punchingfist.api.sources import WebhookSource
-from punchingfist.compiler import compile_workflow
+from punchingfist.compiler import Defaults, compile_workflow
 from punchingfist.controller import status as st
 from punchingfist.controller.kube import Body, Kube, KubeError
 from punchingfist.errors import CompileError, InvalidResource, PunchingFistError
@@ -44,6 +45,8 @@ class Inputs:
     """Sinks of the Workflow's namespace, by name."""
     config: Body | None = None
     """The OperatorConfig the controller compiles with, if it exists."""
+    defaults: Defaults = field(default_factory=Defaults)
+    """The operator's defaults (runtime image, step ServiceAccounts)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def inputs_hash(inputs: Inputs) -> str:
             for name in sink_names(inputs.workflow)
         },
         "config": (inputs.config or {}).get("spec"),
+        "defaults": dataclasses.asdict(inputs.defaults),
     }
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -129,7 +133,9 @@ def reconcile_workflow(kube: Kube, inputs: Inputs, *, force: bool = False) -> Ou
         if annotations.get(ANNOTATION_INPUTS) == digest:
             return Outcome(status=None, workflow=workflow)
     try:
-        compiled = compile_workflow(workflow, sinks, config.spec if config else None)
+        compiled = compile_workflow(
+            workflow, sinks, config.spec if config else None, inputs.defaults
+        )
     except CompileError as error:
         missing = [n for n in sink_names(body) if n not in inputs.sinks]
         reason = (

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.compiler.naming import (
+    ANNOTATION_STOPPED,
     LABEL_FINGERPRINT,
     LABEL_SOURCE,
     LABEL_WORKFLOW,
@@ -28,6 +29,7 @@ from punchingfist.compiler.naming import (
     OUTPUTS_TASK,
     RESULT_PARAM,
 )
+from punchingfist.controller.stalls import Watchdog, stuck_reason
 from punchingfist.server.metrics import Metrics
 from punchingfist.store import Alert, Approval, RunStep, SinkDelivery, WorkflowRun
 from punchingfist.store.recording import record_triage
@@ -121,9 +123,6 @@ class _Tracker:
             run.started_at = run.started_at or _time(self.status.get("startedAt"))
             if phase in FINISHED:
                 run.finished_at = _time(self.status.get("finishedAt")) or datetime.now(UTC)
-                message = self.status.get("message")
-                if phase != "Succeeded" and message:
-                    run.error = str(message)[:4000]
         tracked = Tracked(run=run.name, status=run.status, created=created)
         steps = {s.name: s for s in self.session.scalars(
             select(RunStep).where(RunStep.run_id == run.id))}  # fmt: skip
@@ -146,8 +145,22 @@ class _Tracker:
                 self._approval(run, name, node)
         if outputs is not None:
             run.outputs = outputs
+        if not finished_before and run.finished_at is not None and phase != "Succeeded":
+            run.error = self._why(steps)
         self._alert(run, alert, steps, outputs)
         return tracked
+
+    def _why(self, steps: dict[str, RunStep]) -> str | None:
+        """Why a run did not succeed: the operator's reason for stopping it, else Argo's
+        message, then each failed step's own error (an OOM kill, a failed command)."""
+        annotations = self.metadata.get("annotations") or {}
+        parts = [annotations.get(ANNOTATION_STOPPED) or self.status.get("message")]
+        parts += [
+            f"step '{name}': {step.error}" for name, step in sorted(steps.items())
+            if step.phase in ("Failed", "Error") and step.error
+        ]  # fmt: skip
+        text = "; ".join(str(part) for part in parts if part)
+        return text[:4000] or None
 
     def _run(self) -> tuple[WorkflowRun, bool]:
         name = self.metadata["name"]
@@ -192,16 +205,23 @@ class _Tracker:
         was_finished = record.finished_at is not None
         record.phase, record.kind = phase, kind
         record.started_at = record.started_at or started
+        message = str(node.get("message") or "")
+        if phase == "Pending" and stuck_reason(message):
+            record.error = message[:4000]  # why it cannot start, kept when it is stopped
+        elif phase == "Running" and stuck_reason(record.error or ""):
+            record.error = None  # it started after all
         if phase in FINISHED:
             record.finished_at = record.finished_at or finished or started
-            if node.get("message") and phase != "Succeeded":
-                record.error = str(node["message"])[:4000]
+            if message and phase != "Succeeded":
+                stuck = record.error if stuck_reason(record.error or "") else None
+                record.error = (f"{message} ({stuck})" if stuck and stuck != message
+                                else message)[:4000]  # fmt: skip
         if result is not None and result != record.result:
             self._result(run, record, result)
         if record.finished_at is not None and not was_finished and phase != "Skipped":
             seconds = result.get("seconds") if result else None
             if not isinstance(seconds, (int, float)) and record.started_at:
-                seconds = (record.finished_at - record.started_at).total_seconds()
+                seconds = (_aware(record.finished_at) - _aware(record.started_at)).total_seconds()
             if isinstance(seconds, (int, float)):
                 self.metrics.task_duration.labels(kind, phase).observe(max(0.0, seconds))
             if kind == "sink" and result is not None:
@@ -313,9 +333,14 @@ class _Tracker:
 
 
 def register(
-    registry: kopf.OperatorRegistry, *, sessions: sessionmaker[Session], metrics: Metrics
+    registry: kopf.OperatorRegistry,
+    *,
+    sessions: sessionmaker[Session],
+    metrics: Metrics,
+    watchdog: Watchdog | None = None,
 ) -> None:
-    """Add the run-tracking handler to `registry` (id `punchingfist-run-tracking`)."""
+    """Add the run-tracking handler to `registry` (id `punchingfist-run-tracking`); with a
+    `watchdog`, runs whose step pods cannot start are stopped too (stalls.py)."""
 
     @kopf.on.event("argoproj.io", "v1alpha1", "workflows", id="punchingfist-run-tracking",
                    labels={LABEL_WORKFLOW: kopf.PRESENT}, registry=registry)  # fmt: skip
@@ -323,6 +348,8 @@ def register(
         """Every change of one of our Argo Workflows updates its records (deletion keeps them)."""
         if event.get("type") == "DELETED":
             return
+        if watchdog is not None:
+            watchdog.check(dict(event["object"]))
         tracked = track(dict(event["object"]), sessions, metrics)
         if tracked is not None and (tracked.created or tracked.steps):
             logger.info("run %s: %s; steps changed: %s", tracked.run, tracked.status,

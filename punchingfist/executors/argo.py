@@ -6,7 +6,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from punchingfist.compiler.naming import LABEL_FINGERPRINT, LABEL_SOURCE, LABEL_WORKFLOW
+from punchingfist.compiler.naming import (
+    ANNOTATION_STOPPED,
+    LABEL_FINGERPRINT,
+    LABEL_SOURCE,
+    LABEL_WORKFLOW,
+)
 from punchingfist.executors.base import RunSubmission, SubmitError
 
 FIELD_MANAGER = "punchingfist"
@@ -103,8 +108,13 @@ class ArgoExecutor:
         )  # fmt: skip
 
     def _nodes(self, name: str, namespace: str) -> dict[str, Any]:
+        nodes: dict[str, Any] = (self.get(name, namespace).get("status") or {}).get("nodes") or {}
+        return nodes
+
+    def get(self, name: str, namespace: str) -> dict[str, Any]:
+        """The Argo Workflow (run) `name`, as the API server returns it."""
         try:
-            workflow: dict[str, Any] = cast(
+            return cast(
                 dict[str, Any],
                 self._api.get_namespaced_custom_object(
                     "argoproj.io", "v1alpha1", namespace, "workflows", name
@@ -113,8 +123,21 @@ class ArgoExecutor:
         except self._errors as error:
             raise SubmitError(f"cannot read run {name}: {_reason(error)}",
                               temporary=error.status != 404) from error  # fmt: skip
-        nodes: dict[str, Any] = (workflow.get("status") or {}).get("nodes") or {}
-        return nodes
+
+    def stop(self, name: str, namespace: str, *, strategy: str, reason: str) -> None:
+        """Shut a run down (`Stop`: its exit handler still runs; `Terminate`: it does not),
+        saying why in the annotation ANNOTATION_STOPPED, as `argo stop` / `argo terminate`."""
+        patch = {
+            "metadata": {"annotations": {ANNOTATION_STOPPED: reason[:1000]}},
+            "spec": {"shutdown": strategy},
+        }
+        try:
+            self._api.patch_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", namespace, "workflows", name, patch
+            )
+        except self._errors as error:
+            raise SubmitError(f"cannot stop run {name}: {_reason(error)}",
+                              temporary=error.status != 404) from error  # fmt: skip
 
     def template_exists(self, name: str, namespace: str) -> bool:
         """Whether the WorkflowTemplate `name` is in `namespace`."""
