@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Install the Debian packages the integration tests start for real (Prometheus, Alertmanager,
-# Pushgateway, PostgreSQL) or call (jq, curl), when they are missing and apt-get can install
-# them. Prints what it did.
+# Install the Debian packages the tests start for real or call, when they are missing and
+# apt-get can install them. Prints what it did.
+#   integration: Prometheus, Alertmanager, Pushgateway, PostgreSQL, jq, curl
+#   cluster (make cluster-up): runc, the CNI plugins, iptables + conntrack (kube-proxy), buildah
+#     and mmdebstrap (images), docker-registry (the registry the node pulls from)
 set -euo pipefail
 declare -A wanted=([prometheus]=prometheus [prometheus-alertmanager]=prometheus-alertmanager
-                   [prometheus-pushgateway]=prometheus-pushgateway [jq]=jq [curl]=curl)
+                   [prometheus-pushgateway]=prometheus-pushgateway [jq]=jq [curl]=curl
+                   [runc]=runc [iptables]=iptables [conntrack]=conntrack [buildah]=buildah
+                   [mmdebstrap]=mmdebstrap [docker-registry]=docker-registry)
 missing=()
 for command in "${!wanted[@]}"; do
   command -v "$command" >/dev/null || missing+=("${wanted[$command]}")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "[system-deps] prometheus, alertmanager, pushgateway, postgresql, jq and curl are installed"
+  echo "[system-deps] the integration tests' servers and the cluster's packages are installed"
   exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

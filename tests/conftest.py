@@ -1,9 +1,11 @@
-"""Shared fixtures: the examples as resources."""
+"""Shared fixtures: the examples as resources; for the tiers on real servers, what a tier does
+when it cannot start, and the servers' logs attached to every failing test."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -37,3 +39,26 @@ def example_config() -> OperatorConfig:
     )
     assert isinstance(config, OperatorConfig)
     return config
+
+
+def unavailable(reason: str, tier: str) -> NoReturn:
+    """Skip: the tier cannot run here. In CI a skip would hide a broken setup: fail instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI={os.environ['CI']}: the {tier} tier must run)")
+    pytest.skip(reason)
+
+
+LOGGED_FIXTURES = ("control_plane", "cluster")
+"""Fixtures whose `logs()` (name -> last lines) a failing test's report shows."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    if report.when == "call" and report.failed:
+        for name in LOGGED_FIXTURES:
+            servers = getattr(item, "funcargs", {}).get(name)
+            if servers is not None and callable(getattr(servers, "logs", None)):
+                for log, text in servers.logs().items():
+                    report.sections.append((f"{log} log (last lines)", text))
+    return report

@@ -6,9 +6,7 @@ paths in ~/.cache/punchingfist/control-plane.env.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import datetime
 import json
 import os
 import socket
@@ -16,32 +14,32 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from hack.cluster.kube import all_conditions, all_established
+from hack.pki import Authority
+from punchingfist.api.workflows import INVESTIGATOR_ACCOUNT, REMEDIATOR_ACCOUNT
 
 CACHE = Path(os.environ.get("PUNCHINGFIST_CACHE", Path.home() / ".cache" / "punchingfist"))
 ENV_FILE = CACHE / "control-plane.env"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def read_env(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (the files hack/ writes and reads)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
 def read_binaries() -> dict[str, str] | None:
     """Paths recorded by `make control-plane`, or None when it has not run (or is stale)."""
-    if not ENV_FILE.exists():
-        return None
-    values = dict(line.split("=", 1) for line in ENV_FILE.read_text().splitlines() if "=" in line)
-    wanted = dict(
-        line.split("=", 1)
-        for line in (ROOT / "hack/control-plane/versions.env").read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
-    if any(values.get(key) != value for key, value in wanted.items()):
+    values = read_env(ENV_FILE)
+    wanted = read_env(ROOT / "hack/versions.env")
+    versions = ("KUBERNETES_VERSION", "ETCD_VERSION", "ARGO_VERSION", "HELM_VERSION")
+    if not values or any(values.get(key) != wanted.get(key) for key in versions):
         return None
     for key in ("KUBE_APISERVER", "ETCD", "WORKFLOW_CONTROLLER", "ARGO", "HELM"):
         if not os.access(values.get(key, ""), os.X_OK):
@@ -59,126 +57,17 @@ def free_port() -> int:
 # -- certificates ---------------------------------------------------------------------------
 
 
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+class Pki(Authority):
+    """The CA, the API server's serving certificate, an admin client and the SA signing key."""
 
-
-def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-
-
-def _certificate(
-    subject: x509.Name,
-    key: rsa.RSAPrivateKey,
-    issuer: tuple[x509.Name, rsa.RSAPrivateKey] | None,
-    *,
-    ca: bool = False,
-    sans: Sequence[x509.GeneralName] = (),
-    client: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    issuer_name, issuer_key = issuer or (subject, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-    if not ca:
-        usage = x509.oid.ExtendedKeyUsageOID
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([usage.CLIENT_AUTH if client else usage.SERVER_AUTH]),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-@dataclass
-class Pki:
-    """A CA, the API server's serving certificate, an admin client and the SA signing key."""
-
-    directory: Path
-
-    def __post_init__(self) -> None:
-        import ipaddress
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        ca_key = _key()
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "punchingfist-e2e-ca")])
-        ca = _certificate(ca_name, ca_key, None, ca=True)
-        server_key = _key()
-        server = _certificate(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-            server_key,
-            (ca_name, ca_key),
-            sans=[
-                x509.DNSName("localhost"),
-                x509.DNSName("kubernetes.default.svc"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            ],
-        )
-        admin_key = _key()
-        admin = _certificate(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, "e2e-admin"),
-                ]
-            ),
-            admin_key,
-            (ca_name, ca_key),
-            client=True,
-        )
-        sa_key = _key()
-        files = {
-            "ca.crt": _pem(ca),
-            "server.crt": _pem(server),
-            "server.key": _pem_key(server_key),
-            "admin.crt": _pem(admin),
-            "admin.key": _pem_key(admin_key),
-            "sa.key": _pem_key(sa_key),
-            "sa.pub": sa_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-        }
-        for name, data in files.items():
-            (self.directory / name).write_bytes(data)
-
-    def path(self, name: str) -> str:
-        return str(self.directory / name)
-
-    def kubeconfig(self, server: str, path: Path, namespace: str) -> Path:
-        def data(name: str) -> str:
-            return base64.b64encode((self.directory / name).read_bytes()).decode()
-
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": {
-                "server": server, "certificate-authority-data": data("ca.crt")}}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate-data": data("admin.crt"),
-                "client-key-data": data("admin.key")}}],
-            "contexts": [{"name": "e2e", "context": {
-                "cluster": "e2e", "user": "admin", "namespace": namespace}}],
-            "current-context": "e2e",
-        }  # fmt: skip
-        path.write_text(json.dumps(config))
-        return path
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, "punchingfist-e2e-ca")
+        self.issue(
+            "server", "kube-apiserver", server=True,
+            dns=["localhost", "kubernetes.default.svc"], ips=["127.0.0.1"],
+        )  # fmt: skip
+        self.issue("admin", "e2e-admin", organizations=["system:masters"], client=True)
+        self.service_account_keys()
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -232,7 +121,11 @@ class ControlPlane:
         self._start_etcd()
         self._start_apiserver()
         self.kubeconfig = self.pki.kubeconfig(
-            self.server, self.workdir / "kubeconfig", self.namespace
+            self.workdir / "kubeconfig",
+            self.server,
+            "admin",
+            namespace=self.namespace,
+            cluster="e2e",
         )
         self._prepare_cluster()
         self._start_argo()
@@ -333,16 +226,34 @@ class ControlPlane:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", "-o", "json", *args).stdout)
 
+    def wait_condition(self, condition: str, *objects: str, timeout: float = 90) -> None:
+        """Poll until every object `kubectl get OBJECTS` finds has `condition` True."""
+
+        def met() -> bool:
+            found = self.kubectl("get", "-o", "json", *objects, check=False)
+            return found.returncode == 0 and all_conditions(json.loads(found.stdout), condition)
+
+        wait_for(met, f"waiting for {condition} of {' '.join(objects)}", timeout, self.apiserver)
+
     def _prepare_cluster(self) -> None:
         self.kubectl("create", "namespace", self.namespace)
-        # No kube-controller-manager runs, so nothing creates the default ServiceAccount.
-        self.kubectl("create", "serviceaccount", "default", "-n", self.namespace)
+        # No kube-controller-manager runs, so nothing creates the default ServiceAccount; the
+        # step accounts compiled Workflows name are the chart's (step-accounts.yaml).
+        for account in ("default", INVESTIGATOR_ACCOUNT, REMEDIATOR_ACCOUNT):
+            self.kubectl("create", "serviceaccount", account, "-n", self.namespace)
         self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         argo_crds = sorted(Path(self.binaries["ARGO_CRDS"]).glob("argoproj.io_*.yaml"))
         self.kubectl("apply", "--server-side", *[f"-f={path}" for path in argo_crds])
-        for crd in ("workflows.argoproj.io", "workflowtemplates.argoproj.io",
-                    "workflows.punchingfist.io", "sources.punchingfist.io"):  # fmt: skip
-            self.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        crds = ["workflows.argoproj.io", "workflowtemplates.argoproj.io",
+                "workflows.punchingfist.io", "sources.punchingfist.io"]  # fmt: skip
+
+        def established() -> bool:
+            # Not `kubectl wait`: it errors out, rather than waiting, while a new CRD has no
+            # conditions yet (a busy machine makes that window wide).
+            found = self.kubectl("get", "crd", *crds, "-o", "json", check=False)
+            return found.returncode == 0 and all_established(json.loads(found.stdout), crds)
+
+        wait_for(established, f"waiting for the CRDs {', '.join(crds)}", 120, self.apiserver)
 
     def _start_argo(self) -> None:
         config = {

@@ -44,8 +44,7 @@ def test_the_chart_installs_and_runs_serve_in_cluster(
     namespace = "chart-install"
     control_plane.kubectl("create", "namespace", namespace)
     control_plane.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev",
-                          "--timeout=60s")  # fmt: skip
+    control_plane.wait_condition("Established", "crd/kopfpeerings.kopf.dev")
     objects = render(binaries, namespace, "admission.enabled=false",
                      "database.urlSecret.name=pf-database",
                      "secrets={approver-tokens,alertmanager-token}")  # fmt: skip

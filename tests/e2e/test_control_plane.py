@@ -216,8 +216,7 @@ def agent_accounts(control_plane: ControlPlane) -> dict[str, str]:
     control_plane.kubectl("apply", "-f", str(ROLES))
     users = {}
     for role in ("investigator", "remediator"):
-        account = f"punchingfist-{role}"
-        control_plane.kubectl("create", "serviceaccount", account, "-n", namespace)
+        account = f"punchingfist-{role}"  # made with the control plane, as the chart makes it
         control_plane.kubectl(
             "create", "clusterrolebinding", account, f"--clusterrole={account}",
             f"--serviceaccount={namespace}:{account}",

@@ -13,7 +13,6 @@ controller's own cleanup on a DELETED event.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import os
 import signal
@@ -29,9 +28,8 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
+from hack.pki import Authority
 from punchingfist.api import load_resources
 from punchingfist.compiler import compile_resources
 from punchingfist.controller import (
@@ -40,15 +38,7 @@ from punchingfist.controller import (
     OperatorThread,
     connect,
 )
-from tests.e2e.controlplane import (
-    ROOT,
-    ControlPlane,
-    _certificate,
-    _key,
-    _pem,
-    _pem_key,
-    free_port,
-)
+from tests.e2e.controlplane import ROOT, ControlPlane, free_port
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -75,24 +65,10 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = 60.0) 
 @pytest.fixture(scope="module")
 def webhook_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A CA and a serving certificate for 127.0.0.1, as the API server must verify them."""
-    directory = tmp_path_factory.mktemp("webhook-pki")
-    ca_key = _key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "punchingfist-webhook-ca")])
-    ca = _certificate(ca_name, ca_key, None, ca=True)
-    key = _key()
-    cert = _certificate(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
-        key,
-        (ca_name, ca_key),
-        sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
-    )
-    files = {"ca": _pem(ca), "cert": _pem(cert), "key": _pem_key(key)}
-    paths = {}
-    for name, data in files.items():
-        path = directory / f"{name}.pem"
-        path.write_bytes(data)
-        paths[name] = str(path)
-    return paths
+    authority = Authority(tmp_path_factory.mktemp("webhook-pki"), "punchingfist-webhook-ca")
+    cert, key = authority.issue("serving", "127.0.0.1", server=True, dns=["localhost"],
+                                ips=["127.0.0.1"])  # fmt: skip
+    return {"ca": str(authority.path("ca.crt")), "cert": str(cert), "key": str(key)}
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +166,9 @@ def test_examples_become_owned_ready_templates(
         "-f", str(EXAMPLES / "sources"), "-f", str(EXAMPLES / "workflows"),
     )  # fmt: skip
     for kind in ("workflows", "sinks", "sources", "operatorconfigs"):
-        control_plane.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready",
-                              f"{kind}.punchingfist.io", "--all", "--timeout=90s")  # fmt: skip
+        control_plane.wait_condition(
+            "Ready", "-n", NAMESPACE, f"{kind}.punchingfist.io", timeout=90
+        )
     expected = _compile_locally(
         EXAMPLES / "workflows", EXAMPLES / "sinks",
         EXAMPLES / "operatorconfigs/punchingfist-config.yaml",
@@ -284,8 +261,7 @@ def _examples_applied(control_plane: ControlPlane) -> None:
             "apply", "-n", NAMESPACE, "-f", str(EXAMPLES / "operatorconfigs"),
             "-f", str(EXAMPLES / "sinks"), "-f", str(EXAMPLES / "workflows"),
         )  # fmt: skip
-    control_plane.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready",
-                          "workflows.punchingfist.io", "--all", "--timeout=90s")  # fmt: skip
+    control_plane.wait_condition("Ready", "-n", NAMESPACE, "workflows.punchingfist.io", timeout=90)
 
 
 def test_missing_sink_is_not_ready_with_an_event_until_it_exists(
@@ -332,8 +308,9 @@ spec:
   config: {url: "https://hooks.example.com/late"}
 """
     assert _apply(control_plane, sink).returncode == 0
-    control_plane.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready",
-                          "workflows.punchingfist.io/needs-late-sink", "--timeout=60s")  # fmt: skip
+    control_plane.wait_condition(
+        "Ready", "-n", NAMESPACE, "workflows.punchingfist.io/needs-late-sink", timeout=60
+    )
     template = _get(control_plane, "workflowtemplates.argoproj.io", "needs-late-sink")
     assert "https://hooks.example.com/late" in _sink_specs(template)
 
@@ -413,8 +390,9 @@ spec:
   steps: [{name: look, type: cli, command: "echo hi"}]
 """
     assert _apply(control_plane, workflow).returncode == 0
-    control_plane.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready",
-                          "workflows.punchingfist.io/short-lived", "--timeout=60s")  # fmt: skip
+    control_plane.wait_condition(
+        "Ready", "-n", NAMESPACE, "workflows.punchingfist.io/short-lived", timeout=60
+    )
     uid = _get(control_plane, "workflows.punchingfist.io", "short-lived")["metadata"]["uid"]
     template = _get(control_plane, "workflowtemplates.argoproj.io", "short-lived")
     assert [o["uid"] for o in template["metadata"]["ownerReferences"]] == [uid]
@@ -442,8 +420,9 @@ spec:
   steps: [{name: look, type: cli, command: "echo hi"}]
 """
         assert _apply(control_plane, workflow, namespace=namespace).returncode == 0
-        control_plane.kubectl("wait", "-n", namespace, "--for=condition=Ready",
-                              "workflows.punchingfist.io/kept", "--timeout=60s")  # fmt: skip
+        control_plane.wait_condition(
+            "Ready", "-n", namespace, "workflows.punchingfist.io/kept", timeout=60
+        )
         first = _get(control_plane, "workflowtemplates.argoproj.io", "kept", namespace)
         control_plane.kubectl("delete", "-n", namespace, "workflowtemplates.argoproj.io", "kept")
         again = eventually(
@@ -594,9 +573,14 @@ spec:
     try:
         thread.start(timeout=60)
         assert _apply(control_plane, resources, namespace=namespace).returncode == 0
-        control_plane.kubectl("wait", "-n", namespace, "--for=condition=Ready", "--timeout=60s",
-                              "workflows.punchingfist.io/least-privilege",
-                              "sinks.punchingfist.io/slack-clear-text")  # fmt: skip
+        control_plane.wait_condition(
+            "Ready",
+            "-n",
+            namespace,
+            "workflows.punchingfist.io/least-privilege",
+            "sinks.punchingfist.io/slack-clear-text",
+            timeout=60,
+        )
         secret = _get(control_plane, "secret", "least-privilege-punchingfist", namespace)
         assert secret["metadata"]["ownerReferences"][0]["name"] == "least-privilege"
         assert _get(control_plane, "workflowtemplates.argoproj.io", "least-privilege", namespace)
@@ -645,8 +629,9 @@ spec:
 """
     assert _apply(control_plane, sink).returncode == 0
     # Ready is written by the controller after its index has the Sink (admission reads the index).
-    control_plane.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=60s",
-                          "sinks.punchingfist.io/slack-token-inline")  # fmt: skip
+    control_plane.wait_condition(
+        "Ready", "-n", NAMESPACE, "sinks.punchingfist.io/slack-token-inline", timeout=60
+    )
     workflow = """
 apiVersion: punchingfist.io/v1alpha1
 kind: Workflow

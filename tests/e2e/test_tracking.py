@@ -274,7 +274,10 @@ def test_a_failed_run_escalates_and_a_gate_deadline_is_a_denial(
     with setup.state.sessions() as session:
         run = WorkflowRun.named(session, name)
         assert run is not None and run.status == "failed"
-        assert run.error == "child 'resolution-attempt' failed"
+        assert run.error == (
+            "child 'resolution-attempt' failed; step 'agent-investigation': the model gave no "
+            "answer"
+        )
         (approval,) = session.scalars(select(Approval))
         assert (approval.decision, approval.approver, approval.channel) == (
             "denied", None, "timeout")  # fmt: skip
