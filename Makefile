@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 EXAMPLES := -f examples/workflows -f examples/sinks -f examples/sources -f examples/operatorconfigs/punchingfist-config.yaml
 OUT ?= build/demo
 
-.PHONY: install demo examples test lint unit integration e2e control-plane system-deps crds golden bench clean
+.PHONY: install demo examples test lint unit integration e2e cluster control-plane cluster-build \
+	cluster-up cluster-down cluster-status system-deps crds golden bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,13 +30,14 @@ examples: install
 	$(VENV)/bin/punchingfist crds --output-dir $(OUT)/crds
 	@$(PY) scripts/summarize.py $(OUT)/workflowtemplates.yaml
 
-## test: lint, types, import contracts, unit + golden + drift tests, then the e2e tier on a
-## real control plane (built once into ~/.cache/punchingfist by `make control-plane`)
-test: install lint unit integration e2e
+## test: lint, types, import contracts, unit + golden + drift tests, the integration tier on
+## real servers, the e2e tier on a real control plane (built once into ~/.cache/punchingfist by
+## `make control-plane`), then the cluster tier on a real node (`make cluster-up`; left running)
+test: install lint unit integration e2e cluster
 
 lint: install
-	$(VENV)/bin/ruff check punchingfist tests benchmarks scripts
-	$(VENV)/bin/ruff format --check punchingfist tests benchmarks scripts
+	$(VENV)/bin/ruff check punchingfist tests benchmarks scripts hack
+	$(VENV)/bin/ruff format --check punchingfist tests benchmarks scripts hack
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -51,6 +53,29 @@ system-deps:
 
 e2e: install control-plane
 	$(PY) -m pytest tests/e2e
+
+## cluster: the cluster tier (tests/cluster) on the single-node cluster, started (or reused) by
+## cluster-up. Where it cannot start, the tier is skipped with the reason; in CI that fails.
+cluster: install
+	@if $(MAKE) --no-print-directory cluster-up; then $(PY) -m pytest tests/cluster; \
+	elif [ -n "$$CI" ]; then echo "the cluster did not start (CI=$$CI: the cluster tier must run)"; exit 1; \
+	else echo "the cluster did not start: the cluster tier is skipped (see above)"; fi
+
+## cluster-build: build the node, containerd, CoreDNS, Argo's executor and the images (cached)
+cluster-build: system-deps
+	@hack/cluster/build.sh
+
+## cluster-up: build what is missing, then start a single-node cluster on this machine (or reuse
+## the running one) with Argo, the chart and the examples installed; prints its kubeconfig
+cluster-up: install cluster-build
+	@$(PY) -m hack.cluster up
+
+## cluster-down: stop every process cluster-up started and remove the cluster's state
+cluster-down: install
+	@$(PY) -m hack.cluster down
+
+cluster-status: install
+	@$(PY) -m hack.cluster status
 
 ## control-plane: build etcd, kube-apiserver, Argo's workflow-controller and argo (cached)
 ## (exit 3 = no Go: outside CI the e2e tests then skip with that reason; in CI it fails)
@@ -68,12 +93,14 @@ crds: install
 golden: install
 	PF_UPDATE_GOLDEN=1 $(PY) -m pytest tests/golden -q
 
+## bench: print the benchmarks' figures; benchmarks/cluster.py needs `make cluster-up` first
 bench: install
 	$(PY) benchmarks/compile.py
 	$(PY) benchmarks/agent_loop.py
 	$(PY) benchmarks/intake.py
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/reconcile.py
+	$(PY) benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,209 @@
+"""The running single-node cluster (`make cluster-up`), as the cluster tier uses it: kubectl and
+argo with its admin kubeconfig, the operator's API through its Service, and waits that say
+what they saw when they give up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import yaml
+
+from hack.cluster import layout
+from hack.cluster.kube import pod_problems
+from hack.cluster.layout import CACHE, Layout, read_env
+from hack.cluster.lifecycle import Cluster
+
+T = TypeVar("T")
+NAMESPACE = layout.OPERATOR_NAMESPACE
+FINISHED = ("Succeeded", "Failed", "Error")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class LiveCluster:
+    """A cluster `up` finished starting, with what the tests need to reach it."""
+
+    layout: Layout
+    binaries: dict[str, str]
+    images: dict[str, str]
+    created: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, name) of objects the tests made in NAMESPACE, deleted at the end."""
+
+    @classmethod
+    def find(cls) -> LiveCluster | str:
+        """The running cluster, or why there is none."""
+        cluster = Cluster()
+        problems = cluster.running()
+        if problems:
+            return f"the cluster is not running ({'; '.join(problems)}): run `make cluster-up`"
+        state = cluster.state()
+        if state is None or not state.images:
+            return "the cluster started but nothing is installed: run `make cluster-up`"
+        return cls(cluster.layout, read_env(CACHE / "cluster.env"), state.images)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _run(self, argv: list[str], stdin: str | None, check: bool, timeout: float) -> str:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                              timeout=timeout, check=False)  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(argv[:6])} ... failed:\n{done.stderr}{done.stdout}")
+        return done.stdout + (done.stderr if not check else "")
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True,
+                timeout: float = 120) -> str:  # fmt: skip
+        argv = [self.binaries["KUBECTL"], "--kubeconfig", str(self.layout.kubeconfig), *args]
+        return self._run(argv, stdin, check, timeout)
+
+    def argo(self, *args: str, timeout: float = 120) -> str:
+        argv = [self.binaries["ARGO"], "--kubeconfig", str(self.layout.kubeconfig),
+                "-n", NAMESPACE, *args]  # fmt: skip
+        return self._run(argv, None, True, timeout)
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", "-o", "json", *args))
+
+    def apply(self, document: dict[str, Any]) -> None:
+        document.setdefault("metadata", {}).setdefault("namespace", NAMESPACE)
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(document))
+        kind = document["kind"].lower()
+        plural = "workflows.punchingfist.io" if kind == "workflow" else kind
+        self.created.append((plural, document["metadata"]["name"]))
+
+    def cleanup(self) -> None:
+        for kind, name in reversed(self.created):
+            self.kubectl("delete", kind, name, "-n", NAMESPACE, "--ignore-not-found",
+                         "--wait=false", check=False)  # fmt: skip
+        self.created.clear()
+
+    # -- the operator -------------------------------------------------------------------------
+
+    def operator_url(self) -> str:
+        service = self.get("service", "punchingfist", "-n", NAMESPACE)
+        return f"http://{service['spec']['clusterIP']}:8080"
+
+    def operator_get(self, path: str) -> Any:
+        """GET from the operator's API, through its Service's ClusterIP (kube-proxy)."""
+        try:
+            with urllib.request.urlopen(f"{self.operator_url()}{path}", timeout=10) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            return {"status": error.code, "body": error.read().decode(errors="replace")}
+
+    def run_record(self, name: str, done: Callable[[dict[str, Any]], bool],
+                   timeout: float = 60) -> dict[str, Any]:  # fmt: skip
+        """The operator's record of run `name`, once `done` says it is complete."""
+        last: list[Any] = []
+
+        def found() -> dict[str, Any] | None:
+            record = self.operator_get(f"/api/v1/runs/{name}")
+            last[:] = [record]
+            return record if "steps" in record and done(record) else None
+
+        return self.wait(found, f"the operator's record of run {name}", timeout,
+                         lambda: json.dumps(last, indent=1)[-3000:])  # fmt: skip
+
+    # -- Argo -----------------------------------------------------------------------------
+
+    def submit(self, template: str, *parameters: str) -> str:
+        """`argo submit --from workflowtemplate/NAME`, as a user starts an ad-hoc run."""
+        flags = [arg for parameter in parameters for arg in ("-p", parameter)]
+        name = self.argo("submit", "--from", f"workflowtemplate/{template}", *flags,
+                         "-o", "name").strip()  # fmt: skip
+        self.created.append(("workflows.argoproj.io", name))
+        return name
+
+    def argo_workflow(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("workflows.argoproj.io", name, "-n", NAMESPACE)
+        return result
+
+    def finished(self, name: str, timeout: float = 240) -> dict[str, Any]:
+        """The Argo Workflow once it has finished (any phase)."""
+
+        def done() -> dict[str, Any] | None:
+            workflow = self.argo_workflow(name)
+            return workflow if workflow.get("status", {}).get("phase") in FINISHED else None
+
+        return self.wait(done, f"Argo Workflow {name} to finish", timeout,
+                         lambda: self.describe_run(name))  # fmt: skip
+
+    def describe_run(self, name: str) -> str:
+        workflow = self.argo_workflow(name)
+        nodes = {n.get("displayName"): (n.get("phase"), n.get("message"))
+                 for n in (workflow.get("status") or {}).get("nodes", {}).values()}  # fmt: skip
+        pods = pod_problems(self.get("pods", "-n", NAMESPACE,
+                                     "-l", f"workflows.argoproj.io/workflow={name}"))  # fmt: skip
+        return f"phase {workflow.get('status', {}).get('phase')}; nodes {nodes}; pods {pods}"
+
+    def step_node(self, workflow: dict[str, Any], step: str) -> dict[str, Any]:
+        (node,) = [n for n in workflow["status"]["nodes"].values()
+                   if n.get("displayName") == step and n.get("type") == "Pod"]  # fmt: skip
+        return dict(node)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    @staticmethod
+    def wait(check: Callable[[], T | None], what: str, timeout: float,
+             saw: Callable[[], str] = lambda: "") -> T:  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited {timeout:.0f} s for {what}; saw: {saw()}")
+            time.sleep(1)
+
+    def logs(self) -> dict[str, str]:
+        """What to read when a test fails: the operator's and Argo's logs, the node's."""
+        tails = {
+            "operator": self.kubectl("logs", "-n", NAMESPACE, "deploy/punchingfist",
+                                     "--tail", "60", check=False),
+            "workflow-controller": self.kubectl("logs", "-n", layout.ARGO_NAMESPACE,
+                                                "deploy/workflow-controller", "--tail", "40",
+                                                check=False),
+        }  # fmt: skip
+        for name in ("kubelet", "containerd"):
+            path = self.layout.logs / f"{name}.log"
+            if path.exists():
+                tails[name] = "\n".join(path.read_text(errors="replace").splitlines()[-30:])
+        return tails
+
+
+def workflow(name: str, steps: list[dict[str, Any]], **runtime: Any) -> dict[str, Any]:
+    """A punchingfist Workflow resource."""
+    spec: dict[str, Any] = {"steps": steps}
+    if runtime:
+        spec["runtime"] = runtime
+    return {
+        "apiVersion": "punchingfist.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": spec,
+    }
+
+
+def ready_template(cluster: LiveCluster, name: str, timeout: float = 60) -> dict[str, Any]:
+    """Wait until the operator has compiled Workflow `name`: its WorkflowTemplate."""
+
+    def ready() -> bool:
+        status = cluster.get("workflows.punchingfist.io", name, "-n", NAMESPACE).get("status")
+        conditions = (status or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    cluster.wait(ready, f"Workflow {name} to be Ready", timeout,
+                 lambda: json.dumps(cluster.get("workflows.punchingfist.io", name, "-n",
+                                                NAMESPACE).get("status")))  # fmt: skip
+    template: dict[str, Any] = cluster.get("workflowtemplates.argoproj.io", name, "-n", NAMESPACE)
+    return template

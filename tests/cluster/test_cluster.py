@@ -1,0 +1,61 @@
+"""The cluster as `make cluster-up` leaves it: Argo's controller and the operator running from
+the images built here, pulled from the registry on loopback, with the chart's step accounts."""
+
+from __future__ import annotations
+
+from hack.cluster import layout
+from tests.cluster.support import NAMESPACE, LiveCluster
+
+
+def test_argo_and_the_operator_run_from_the_images_built_here(cluster: LiveCluster) -> None:
+    pods = cluster.get("pods", "-A")["items"]
+    running = {
+        (p["metadata"]["namespace"], p["metadata"]["labels"].get("app")
+         or p["metadata"]["labels"].get("app.kubernetes.io/name")
+         or p["metadata"]["labels"].get("k8s-app")): p
+        for p in pods if p["status"].get("phase") == "Running"
+    }  # fmt: skip
+    for key, image in (((layout.ARGO_NAMESPACE, "workflow-controller"), "WORKFLOW_CONTROLLER"),
+                       ((NAMESPACE, "punchingfist"), "RUNTIME"),
+                       (("kube-system", "kube-dns"), "COREDNS")):  # fmt: skip
+        assert key in running, f"{key} is not running: {sorted(running)}"
+        (container,) = running[key]["status"]["containerStatuses"]
+        assert container["ready"], container
+        assert container["image"] == cluster.images[image]
+        assert container["image"].startswith(f"{layout.REGISTRY}/punchingfist/")
+    controller = cluster.get("deployment", "workflow-controller", "-n", layout.ARGO_NAMESPACE)
+    args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert cluster.images["ARGOEXEC"] in args
+
+
+def test_the_chart_makes_the_step_accounts_and_their_policy(cluster: LiveCluster) -> None:
+    accounts = {a["metadata"]["name"] for a in cluster.get("serviceaccounts", "-n",
+                                                            NAMESPACE)["items"]}  # fmt: skip
+    assert {"punchingfist-investigator", "punchingfist-remediator"} <= accounts
+    can = "auth", "can-i", "-n", NAMESPACE
+    investigator = f"--as=system:serviceaccount:{NAMESPACE}:punchingfist-investigator"
+    remediator = f"--as=system:serviceaccount:{NAMESPACE}:punchingfist-remediator"
+    for who in (investigator, remediator):
+        assert cluster.kubectl(*can, "create", "workflowtaskresults.argoproj.io", who) == "yes\n"
+        assert cluster.kubectl(*can, "get", "secrets", who, check=False).startswith("no")
+    assert cluster.kubectl(*can, "get", "pods/log", "-A", investigator) == "yes\n"
+    assert cluster.kubectl(*can, "delete", "pods", investigator, check=False).startswith("no")
+    assert cluster.kubectl(*can, "patch", "deployments", remediator) == "yes\n"
+    assert cluster.kubectl(*can, "patch", "deployments", "-n", "default", remediator,
+                           check=False).startswith("no")  # fmt: skip
+    policy = cluster.get("networkpolicy", "punchingfist-steps", "-n", NAMESPACE)["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["podSelector"]["matchExpressions"][0]["key"] == "punchingfist.io/task"
+
+
+def test_service_names_resolve_in_pods(cluster: LiveCluster) -> None:
+    """CoreDNS answers for Services: a step can address the operator by name."""
+    output = cluster.kubectl(
+        "run", "dns-check", "-n", NAMESPACE, "--rm", "-i", "--restart=Never", "--quiet",
+        f"--image={cluster.images['RUNTIME']}", "--command", "--",
+        "python3", "-c", "import socket; print(socket.gethostbyname("
+        f"'punchingfist.{NAMESPACE}.svc.{layout.CLUSTER_DOMAIN}'))",
+        timeout=180,
+    )  # fmt: skip
+    service = cluster.get("service", "punchingfist", "-n", NAMESPACE)
+    assert output.strip().splitlines()[-1] == service["spec"]["clusterIP"]
