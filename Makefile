@@ -7,7 +7,7 @@ EXAMPLES := -f examples/workflows -f examples/sinks -f examples/sources -f examp
 OUT ?= build/demo
 
 .PHONY: install demo examples test lint unit integration e2e cluster control-plane cluster-build \
-	cluster-up cluster-down cluster-status system-deps crds golden bench clean
+	cluster-up cluster-down cluster-status system-deps crds golden bench bench-cluster clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -93,13 +93,16 @@ crds: install
 golden: install
 	PF_UPDATE_GOLDEN=1 $(PY) -m pytest tests/golden -q
 
-## bench: print the benchmarks' figures; benchmarks/cluster.py needs `make cluster-up` first
 bench: install
 	$(PY) benchmarks/compile.py
 	$(PY) benchmarks/agent_loop.py
 	$(PY) benchmarks/intake.py
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/reconcile.py
+
+## bench-cluster: runs on the single-node cluster (`make cluster-up` first): argo submit to
+## Succeeded, pod overhead per step
+bench-cluster: install
 	$(PY) benchmarks/cluster.py
 
 clean:
