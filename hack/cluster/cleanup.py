@@ -73,18 +73,23 @@ def kill_shims(socket: Path) -> int:
     return count
 
 
+def mounts_under(directory: Path) -> list[str]:
+    prefix = os.path.realpath(directory) + "/"
+    points = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(point)
+    return points
+
+
 def unmount_under(directory: Path) -> int:
     """Unmount everything mounted below `directory` (overlay root filesystems, the kubelet's
     volumes, network namespaces), deepest first; lazily when a mount is still busy."""
-    prefix = os.path.realpath(directory) + "/"
     count = 0
     for _ in range(3):  # a mount can hide another one at the same place
-        mounts = []
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/self/mountinfo").read_text().splitlines():
-                point = line.split()[4].replace("\\040", " ")
-                if point.startswith(prefix):
-                    mounts.append(point)
+        mounts = mounts_under(directory)
         if not mounts:
             break
         for point in sorted(set(mounts), key=len, reverse=True):

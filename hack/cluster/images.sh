@@ -105,6 +105,10 @@ runtime_tag=dev-$( (echo "$base $kubectl"; files_hash runtime-image pyproject.to
 runtime=$(image runtime "$runtime_tag" "$root" "$root/runtime-image/Dockerfile" \
   --build-arg BASE_IMAGE="$base" --build-arg KUBECTL_IMAGE="$kubectl")
 
+# buildah 1.28 keeps a working container for each `COPY --from` stage: drop them (and their
+# mounts); images and the layer cache stay.
+buildah_ rm --all >/dev/null 2>&1 || true
+
 cat > "$cache/cluster-images.env" <<ENV
 BUILDAH_ROOT=$storage/root
 BUILDAH_RUNROOT=$storage/run

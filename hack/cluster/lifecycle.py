@@ -258,7 +258,8 @@ class Cluster:
 
     def down(self, *, quiet: bool = False) -> None:
         """Stop what `up` started (by pid), remove what it made outside its state, then the
-        state itself. Safe after a failed `up` and when nothing runs."""
+        state itself. Safe after a failed `up` and when nothing runs. Raises NotUp naming
+        what is left behind, if anything is."""
         began = time.monotonic()
         state = self.state() or State()
         report: list[str] = []
@@ -284,8 +285,12 @@ class Cluster:
         cleanup.remove_container_log_links(self.layout.pod_logs)
         cleanup.remove_kubelet_default_dir(state.kubelet_dir_created)
         shutil.rmtree(self.layout.state, ignore_errors=True)
-        if self.layout.state.exists():
-            report.append(f"could not remove all of {self.layout.state}")
+        left = [f"{p.name} (pid {p.pid}) still runs" for p in processes.values() if p.alive()]
+        left += cleanup.mounts_under(self.layout.state) + network.leftover_chains()
+        left += [f"the bridge {layout.BRIDGE}"] if network.bridge_exists() else []
+        left += [f"{self.layout.state}"] if self.layout.state.exists() else []
+        if left:
+            raise NotUp("the teardown left behind: " + "; ".join(left))
         if not quiet:
             say(
                 f"stopped {len(processes)} processes; {', '.join(report)} "

@@ -9,6 +9,7 @@ masqueraded: pods reach this machine and each other, not the outside.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -94,6 +95,18 @@ def restore_ip_forward(value: str | None) -> None:
         IP_FORWARD.write_text(value)
 
 
+def leftover_chains() -> list[str]:
+    """Our chains still in the kernel (after `remove_chains`, none should be)."""
+    found = []
+    for tool in ("iptables-save", "ip6tables-save"):
+        listing = subprocess.run([tool], capture_output=True, text=True)
+        found += [
+            f"{tool}: {line[1:].split()[0]}" for line in listing.stdout.splitlines()
+            if line.startswith(":") and line[1:].startswith(CHAIN_PREFIXES)
+        ]  # fmt: skip
+    return found
+
+
 def remove_chains() -> list[str]:
     """Delete the KUBE-* and CNI-* chains (and the rules that jump to them) from every table,
     for IPv4 and IPv6. Returns what it removed, for the teardown's report."""
@@ -114,7 +127,7 @@ def _remove_chains(tool: str, table: str) -> list[str]:
         if len(words) == 2 and words[0] == "-N" and words[1].startswith(CHAIN_PREFIXES):
             ours.append(words[1])
     for line in listing.stdout.splitlines():
-        words = line.split()
+        words = shlex.split(line)  # comments are quoted: "kubernetes forwarding rules"
         if len(words) > 2 and words[0] == "-A" and not words[1].startswith(CHAIN_PREFIXES):
             target = words[words.index("-j") + 1] if "-j" in words else ""
             if target.startswith(CHAIN_PREFIXES):
