@@ -156,14 +156,15 @@ def install_chart(
 ) -> None:
     """`helm upgrade --install` of charts/punchingfist: the operator runs the runtime image.
     Helm installs a chart's CRDs once and never upgrades them: they are applied first, as
-    docs/operations.md tells users to on every upgrade."""
+    the README tells users to on every upgrade."""
     chart = layout.ROOT / "charts" / "punchingfist"
     kubectl("apply", "--server-side", "--force-conflicts", "-f", os.fspath(chart / "crds"))
     repository, tag = runtime_image.rsplit(":", 1)
     values = {**CHART_VALUES, "image.repository": repository, "image.tag": tag}
     command = [helm, "upgrade", "--install", RELEASE, os.fspath(chart)]
     command += ["--kubeconfig", os.fspath(kubeconfig), "--namespace", layout.OPERATOR_NAMESPACE]
-    command += ["--create-namespace", "--wait", "--timeout", f"{int(timeout)}s"]
+    # No `--wait`: the caller waits for the Deployment, and says what its pod waits for.
+    command += ["--create-namespace", "--timeout", f"{int(timeout)}s"]
     command += [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
     run(command, what="helm upgrade --install punchingfist", timeout=timeout + 60)
 

@@ -1,9 +1,15 @@
 """The cluster as `make cluster-up` leaves it: Argo's controller and the operator running from
-the images built here, pulled from the registry on loopback, with the chart's step accounts."""
+the images built here, pulled from the registry on loopback, with the chart's step accounts;
+cluster DNS; and nothing it runs listening beyond loopback and its bridge."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+from pathlib import Path
+
 from hack.cluster import layout
+from hack.cluster.lifecycle import Cluster
 from tests.cluster.support import NAMESPACE, LiveCluster
 
 
@@ -59,3 +65,46 @@ def test_service_names_resolve_in_pods(cluster: LiveCluster) -> None:
     )  # fmt: skip
     service = cluster.get("service", "punchingfist", "-n", NAMESPACE)
     assert output.strip().splitlines()[-1] == service["spec"]["clusterIP"]
+
+
+def _listening() -> dict[int, str]:
+    """Socket inode -> local address, for every TCP socket in LISTEN and every bound UDP one."""
+    found = {}
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], int(fields[9])
+            if table.startswith("tcp") and state != "0A":  # LISTEN
+                continue
+            address, port = local.split(":")
+            raw = bytes.fromhex(address)  # 32-bit words in the host's (little-endian) order
+            ip = ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)))
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            found[inode] = f"{ip}:{int(port, 16)}"
+    return found
+
+
+def test_nothing_the_cluster_runs_listens_beyond_loopback_and_the_bridge(
+    cluster: LiveCluster,
+) -> None:
+    state = Cluster().state()
+    assert state is not None
+    listening = _listening()
+    allowed = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"),
+               ipaddress.ip_address(layout.NODE_IP)}  # fmt: skip
+    seen: dict[str, list[str]] = {}
+    for process in state.processes.values():
+        for fd in Path(f"/proc/{process.pid}/fd").iterdir():
+            target = os.readlink(fd) if fd.is_symlink() else ""
+            if target.startswith("socket:["):
+                address = listening.get(int(target[8:-1]))
+                if address:
+                    seen.setdefault(process.name, []).append(address)
+    assert {"kube-apiserver", "kubelet", "etcd", "registry"} <= set(seen), seen
+    outside = {
+        name: [a for a in addresses if ipaddress.ip_address(a.rsplit(":", 1)[0]) not in allowed]
+        for name, addresses in seen.items()
+    }
+    assert not any(outside.values()), f"listening beyond loopback and {layout.NODE_IP}: {outside}"
