@@ -4,12 +4,15 @@ when it cannot start, and the servers' logs attached to every failing test."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import OperatorConfig, Resource, Sink, Workflow, load_resources
+from punchingfist.store import make_engine, session_factory, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -39,6 +42,16 @@ def example_config() -> OperatorConfig:
     )
     assert isinstance(config, OperatorConfig)
     return config
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """A store on SQLite, migrated, in the test's own directory."""
+    url = f"sqlite:///{tmp_path / 'pf.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    yield session_factory(engine)
+    engine.dispose()
 
 
 def unavailable(reason: str, tier: str) -> NoReturn:

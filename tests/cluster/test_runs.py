@@ -56,7 +56,7 @@ def test_steps_run_as_the_investigator_read_logs_and_cannot_delete(cluster: Live
     cluster.apply({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": target, "namespace": NAMESPACE},
-        "spec": {"restartPolicy": "Never", "containers": [{
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{
             "name": "main", "image": cluster.images["RUNTIME"],
             "command": ["sh", "-c", f"echo token {token}; exec sleep 600"],
         }]},

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import kopf
@@ -25,7 +24,7 @@ from punchingfist.controller.sources import KubernetesWatch, reconcile_schedule
 from punchingfist.executors import dispatch_pending
 from punchingfist.executors.argo import ArgoExecutor, kube_api_client
 from punchingfist.server.metrics import Metrics
-from punchingfist.store import OutboxEntry, WorkflowRun, make_engine, session_factory, upgrade
+from punchingfist.store import OutboxEntry, WorkflowRun
 from tests.e2e.controlplane import ControlPlane
 
 pytestmark = pytest.mark.timeout(300)
@@ -50,15 +49,6 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     if not value:
         raise AssertionError(f"{what} (after {timeout} s)")
     return value
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'pf.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def queued(sessions: sessionmaker[Session]) -> dict[str, dict[str, Any]]:

@@ -6,28 +6,16 @@ which gives back naive datetimes, as it does in the operator's pod."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.controller.tracking import track
 from punchingfist.server.metrics import Metrics
-from punchingfist.store import RunStep, WorkflowRun, make_engine, session_factory, upgrade
+from punchingfist.store import RunStep, WorkflowRun
 
 PULL = 'ErrImagePull: failed to pull image "localhost:5000/nope:v1": not found'
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'pf.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def argo(phase: str, nodes: dict[str, dict[str, Any]], **metadata: Any) -> dict[str, Any]:
