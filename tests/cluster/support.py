@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from hack.cluster import layout
-from hack.cluster.kube import pod_problems
+from hack.cluster.kube import all_conditions, pod_problems
 from hack.cluster.layout import CACHE, Layout, read_env
 from hack.cluster.lifecycle import Cluster
 
@@ -153,6 +153,17 @@ class LiveCluster:
 
     # -- waiting ---------------------------------------------------------------------------
 
+    def wait_condition(self, condition: str, *objects: str, timeout: float = 180) -> None:
+        """Poll until every object `kubectl get OBJECTS` finds has `condition` True (not
+        `kubectl wait`: it errors out while an object has no conditions yet)."""
+
+        def met() -> bool:
+            found = self.kubectl("get", "-o", "json", *objects, check=False)
+            return found.lstrip().startswith("{") and all_conditions(json.loads(found), condition)
+
+        self.wait(met, f"{condition} of {' '.join(objects)}", timeout,
+                  lambda: self.kubectl("get", *objects, check=False))  # fmt: skip
+
     @staticmethod
     def wait(check: Callable[[], T | None], what: str, timeout: float,
              saw: Callable[[], str] = lambda: "") -> T:  # fmt: skip
@@ -196,14 +207,7 @@ def workflow(name: str, steps: list[dict[str, Any]], **runtime: Any) -> dict[str
 
 def ready_template(cluster: LiveCluster, name: str, timeout: float = 60) -> dict[str, Any]:
     """Wait until the operator has compiled Workflow `name`: its WorkflowTemplate."""
-
-    def ready() -> bool:
-        status = cluster.get("workflows.punchingfist.io", name, "-n", NAMESPACE).get("status")
-        conditions = (status or {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-    cluster.wait(ready, f"Workflow {name} to be Ready", timeout,
-                 lambda: json.dumps(cluster.get("workflows.punchingfist.io", name, "-n",
-                                                NAMESPACE).get("status")))  # fmt: skip
+    cluster.wait_condition("Ready", f"workflows.punchingfist.io/{name}", "-n", NAMESPACE,
+                           timeout=timeout)  # fmt: skip
     template: dict[str, Any] = cluster.get("workflowtemplates.argoproj.io", name, "-n", NAMESPACE)
     return template

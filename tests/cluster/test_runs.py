@@ -61,8 +61,7 @@ def test_steps_run_as_the_investigator_read_logs_and_cannot_delete(cluster: Live
             "command": ["sh", "-c", f"echo token {token}; exec sleep 600"],
         }]},
     })  # fmt: skip
-    cluster.kubectl("wait", "--for=condition=Ready", f"pod/{target}", "-n", NAMESPACE,
-                    "--timeout=180s", timeout=200)  # fmt: skip
+    cluster.wait_condition("Ready", f"pod/{target}", "-n", NAMESPACE)
 
     name = unique("rbac")
     cluster.apply(workflow(name, [

@@ -492,10 +492,9 @@ spec:
         assert _apply(control_plane, source, namespace=namespace).returncode == 0
         control_plane.kubectl("apply", "-n", namespace, "-f",
                               str(EXAMPLES / "workflows/investigate-alert.yaml"))  # fmt: skip
-        control_plane.kubectl(
-            "wait", "-n", namespace, "--for=condition=Ready",
-            "workflows.punchingfist.io/investigate-alert", "--timeout=60s",
-        )  # fmt: skip
+        control_plane.wait_condition(
+            "Ready", "-n", namespace, "workflows.punchingfist.io/investigate-alert", timeout=60
+        )
         _, body = eventually(
             lambda: (r := _http(f"{base}/hooks/late", payload))[0] == 200 and r,
             "the new Source's path to be served",
