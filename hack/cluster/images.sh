@@ -25,7 +25,7 @@ done
 
 buildah_() { buildah --root "$storage/root" --runroot "$storage/run" --storage-driver overlay "$@"; }
 have() { buildah_ inspect --type image "$1" >/dev/null 2>&1; }
-hash_of() { sha256sum | cut -c1-12; }
+hash_of() { sha256sum | cut -c1-12; }  # of contents only: tags do not depend on paths
 files_hash() {  # files_hash PATH...: the names and contents of the files under PATHs (repo root)
   (cd "$root" && find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
     | sort -z | xargs -0 sha256sum) | hash_of
@@ -57,7 +57,8 @@ security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 packages=python3,python3-venv,ca-certificates,curl,jq
 extra_cas=(/usr/local/share/ca-certificates/*.crt)
 [ -e "${extra_cas[0]}" ] || extra_cas=()
-base_tag=$DEBIAN_SUITE-$( (echo "$DEBIAN_SUITE $packages $mirror"; cat "${extra_cas[@]}" /dev/null) | hash_of)
+base_tag=$DEBIAN_SUITE-$( (echo "$DEBIAN_SUITE $packages $mirror"; cat "${extra_cas[@]}" \
+  "$hack/cluster/images/base.Dockerfile") | hash_of)
 base=localhost/punchingfist/base:$base_tag
 if ! have "$base"; then
   context=$(mktemp -d)
@@ -89,15 +90,16 @@ say "base: $base"
 
 binary_image() {  # binary_image NAME PATH USER
   local tag
-  tag=$(echo "$base_tag $(sha256sum "$2" "$hack/cluster/images/binary.Dockerfile")" | hash_of)
+  tag=$( (echo "$base_tag"; cat "$2" "$hack/cluster/images/binary.Dockerfile") | hash_of)
   image "$1" "$tag" "$(dirname "$2")" "$hack/cluster/images/binary.Dockerfile" \
     --build-arg BASE_IMAGE="$base" --build-arg BINARY="$(basename "$2")" --build-arg USER="$3"
 }
 
-pause=$(image pause "$(sha256sum "$PAUSE" | hash_of)" "$(dirname "$PAUSE")" \
-  "$hack/cluster/images/pause.Dockerfile")
-kubectl=$(image kubectl "$KUBERNETES_VERSION-$(sha256sum "$KUBECTL" | hash_of)" \
-  "$(dirname "$KUBECTL")" "$hack/cluster/images/kubectl.Dockerfile")
+dockerfile=$hack/cluster/images/pause.Dockerfile
+pause=$(image pause "$(cat "$PAUSE" "$dockerfile" | hash_of)" "$(dirname "$PAUSE")" "$dockerfile")
+dockerfile=$hack/cluster/images/kubectl.Dockerfile
+kubectl=$(image kubectl "$KUBERNETES_VERSION-$(cat "$KUBECTL" "$dockerfile" | hash_of)" \
+  "$(dirname "$KUBECTL")" "$dockerfile")
 workflow_controller=$(binary_image workflow-controller "$WORKFLOW_CONTROLLER" 8737)
 argoexec=$(binary_image argoexec "$ARGOEXEC" 0)
 coredns=$(binary_image coredns "$COREDNS" 65532)
