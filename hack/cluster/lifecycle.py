@@ -77,8 +77,8 @@ class State:
 
 
 class Cluster:
-    def __init__(self, state_dir: Path | None = None) -> None:
-        self.layout = Layout(state_dir) if state_dir else Layout()
+    def __init__(self) -> None:
+        self.layout = Layout()
         self.kubectl: Kubectl | None = None
 
     # -- reading --------------------------------------------------------------------------
