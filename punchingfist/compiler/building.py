@@ -167,8 +167,8 @@ class Builder:
     def _resources(self, step: Step, index: int) -> Resources | None:
         """The runtime's resources with the step's own over them."""
         runtime = self.spec.runtime.resources
-        if runtime is None or step.resources is None:
-            return step.resources or runtime
+        if runtime is None:
+            return step.resources
         try:
             return runtime.merged(step.resources)
         except ValidationError as error:  # a step's request above the runtime's limit

@@ -68,7 +68,7 @@ def stalled(workflow: dict[str, Any], now: datetime, grace: float) -> Stall | No
             continue
         message = str(node.get("message") or "")
         reason = stuck_reason(message)
-        started = _time(node.get("startedAt"))
+        started = argo_time(node.get("startedAt"))
         if reason is None or started is None:
             continue
         in_exit_handler = node_id in exit_ids
@@ -102,13 +102,15 @@ def _exit_handler_nodes(nodes: dict[str, Any]) -> set[str]:
     return found
 
 
-def _time(text: Any) -> datetime | None:
+def argo_time(text: Any) -> datetime | None:
+    """A time as Argo writes it (`2026-12-02T10:00:00Z`), timezone-aware; None when absent."""
     if not isinstance(text, str) or not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Watchdog:

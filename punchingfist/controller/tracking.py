@@ -29,7 +29,7 @@ from punchingfist.compiler.naming import (
     OUTPUTS_TASK,
     RESULT_PARAM,
 )
-from punchingfist.controller.stalls import Watchdog, stuck_reason
+from punchingfist.controller.stalls import Watchdog, argo_time, stuck_reason
 from punchingfist.server.metrics import Metrics
 from punchingfist.store import Alert, Approval, RunStep, SinkDelivery, WorkflowRun
 from punchingfist.store.recording import record_triage
@@ -120,9 +120,9 @@ class _Tracker:
         finished_before = run.finished_at is not None
         if not finished_before:  # a finished run never goes back (replayed older events)
             run.status = RUN_STATUS.get(phase, run.status)
-            run.started_at = run.started_at or _time(self.status.get("startedAt"))
+            run.started_at = run.started_at or argo_time(self.status.get("startedAt"))
             if phase in FINISHED:
-                run.finished_at = _time(self.status.get("finishedAt")) or datetime.now(UTC)
+                run.finished_at = argo_time(self.status.get("finishedAt")) or datetime.now(UTC)
         tracked = Tracked(run=run.name, status=run.status, created=created)
         steps = {s.name: s for s in self.session.scalars(
             select(RunStep).where(RunStep.run_id == run.id))}  # fmt: skip
@@ -193,7 +193,7 @@ class _Tracker:
         record = steps.get(name)
         kind = str((result or {}).get("kind") or _kind(name, node))
         phase = str(node.get("phase") or "Pending")
-        started, finished = _time(node.get("startedAt")), _time(node.get("finishedAt"))
+        started, finished = argo_time(node.get("startedAt")), argo_time(node.get("finishedAt"))
         if record is None:
             record = RunStep(run_id=run.id, name=name, kind=kind, phase=phase,
                              prompt_tokens=0, completion_tokens=0)  # fmt: skip
@@ -280,7 +280,7 @@ class _Tracker:
             record = Approval(run_id=run.id, gate=gate, step_name=gate.removesuffix("-approval"),
                               decision="pending")  # fmt: skip
             if node.get("startedAt"):
-                record.requested_at = _time(node.get("startedAt")) or datetime.now(UTC)
+                record.requested_at = argo_time(node.get("startedAt")) or datetime.now(UTC)
             self.session.add(record)
         if phase not in FINISHED or record.decision != "pending":
             return
@@ -290,7 +290,7 @@ class _Tracker:
         record.approver = approver[:255] or None
         record.comment = _parameter(node, "comment") or None
         record.channel = "argo" if approver else "timeout"
-        record.decided_at = _time(node.get("finishedAt")) or datetime.now(UTC)
+        record.decided_at = argo_time(node.get("finishedAt")) or datetime.now(UTC)
 
     def _alert(
         self, run: WorkflowRun, alert: Alert | None, steps: dict[str, RunStep],
@@ -394,15 +394,6 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _time(text: Any) -> datetime | None:
-    if not text or not isinstance(text, str):
-        return None
-    try:
-        return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
-        return None
 
 
 def _aware(value: datetime) -> datetime:
