@@ -67,7 +67,9 @@ def run_command(args: Any, resources: list[Resource[Any]]) -> int:
     )  # fmt: skip
     secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
     secrets = gather_secrets(compiled.manifest, compiled.objects, environ, secrets_dir)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="punchingfist-run-"))
+    # Absolute: each step process runs in its own directory, and a relative path would put its
+    # result files below that one instead of where the engine reads them.
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="punchingfist-run-")).resolve()
     approver: Approver
     who = args.approver or os.environ.get("USER") or "local-user"
     if args.approve or args.deny:

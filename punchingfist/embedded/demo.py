@@ -76,7 +76,7 @@ def run_demo(args: Any) -> int:
             "missing): pass --examples DIR"
         )
     with ExitStack() as stack:
-        base = Path(args.keep) if args.keep else Path(stack.enter_context(
+        base = Path(args.keep).resolve() if args.keep else Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="punchingfist-demo-")))  # fmt: skip
         base.mkdir(parents=True, exist_ok=True)
         database = f"sqlite:///{base / 'punchingfist.db'}"

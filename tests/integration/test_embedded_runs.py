@@ -80,6 +80,30 @@ def test_run_every_example_with_the_replayed_model(name: str, tmp_path: Path) ->
 
 
 @pytest.mark.timeout(300)
+def test_a_relative_workdir_keeps_every_steps_result(tmp_path: Path) -> None:
+    """Each step runs in its own directory: a relative --workdir once sent the result files
+    below it, and the report showed every step's result as (none)."""
+    inputs = [str(ROOT / arg) if arg != "-f" else arg for arg in INPUTS]
+    done = subprocess.run(
+        [sys.executable, "-m", "punchingfist.cli", "run", *inputs,
+         "--workflow", "agent-alert-investigation", "--approve", "--output", "json",
+         "--event", str(EXAMPLES / "alerts" / "pod-crashlooping.json"),
+         "--workdir", "relative/dir"],
+        cwd=tmp_path, env=environ(tmp_path), stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    steps = {step["step"]: step for step in report["steps"]}
+    assert set(steps) == {"initial-context", "agent-investigation", "resolution-attempt"}
+    for step in steps.values():
+        assert step["phase"] == "Succeeded" and step["kind"] is not None, step
+    assert steps["agent-investigation"]["result"]["summary"]
+    assert all(sink["type"] for sink in report["sinks"]), "each sink wrote its record"
+    assert report["workdir"] == str(tmp_path / "relative" / "dir")
+
+
+@pytest.mark.timeout(300)
 def test_the_hostile_alert_through_the_whole_engine_executes_nothing(tmp_path: Path) -> None:
     marker = Path("/tmp/pwned")
     marker.unlink(missing_ok=True)
