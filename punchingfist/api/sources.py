@@ -31,6 +31,13 @@ class WebhookConfig(SpecModel):
     """Label name -> accepted values; an alert must match every listed label."""
     authentication: Authentication | None = None
     """Credential callers must present."""
+    max_alerts: int = Field(default=1000, ge=1, le=100_000)
+    """Most alerts one notification may hold; a larger one is refused (413) and stores nothing.
+    Set Alertmanager's `max_alerts` on the receiver to this or less: Alertmanager then sends
+    the first ones and counts the rest in `truncatedAlerts`."""
+    max_runs_per_notification: int = Field(default=50, ge=1, le=100_000)
+    """Most runs one notification starts; the alerts beyond are stored with status
+    `suppressed` and no run (the answer's `suppressed` counts them)."""
 
     @field_validator("path")
     @classmethod

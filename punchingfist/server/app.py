@@ -26,6 +26,7 @@ from punchingfist.executors import dispatch_pending
 from punchingfist.server import auth
 from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.chat import router as chat_router
+from punchingfist.server.intake import IntakeRefused
 from punchingfist.server.runs import problem
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.state import ServerState
@@ -76,6 +77,8 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.exception_handler(SQLAlchemyError)
     async def _database_error(request: Request, error: SQLAlchemyError) -> Response:
+        log.warning("%s %s: the database failed (%s): answered 503", request.method,
+                    request.url.path, type(error).__name__)  # fmt: skip
         return _database_down()
 
     @app.get("/healthz", tags=["health"])
@@ -252,7 +255,9 @@ class _WebhookShortcut:
             return
         try:
             response = await self.handler(Request(scope, receive))
-        except SQLAlchemyError:
+        except IntakeRefused as refused:  # logged where it was decided
+            response = problem(refused.status, refused.message, problems=refused.problems)
+        except SQLAlchemyError:  # logged by the intake writer
             response = _database_down()
         await response(scope, receive, send)
 

@@ -6,6 +6,12 @@ transaction and answers every waiting request. Nothing is acknowledged before it
 Alertmanager's retry-on-error still loses nothing. If a batch fails, its notifications are
 written one by one, so a single bad notification fails alone.
 
+A request hears of a failure as Alertmanager should act on it, and every failure is logged
+(its error class, never the payload): values the database refused (which the payload model
+should have caught) are an `IntakeRefused` 422, which Alertmanager does not retry; any other
+database error means the database is unavailable (the server answers 503, Alertmanager
+retries); anything else is our bug (500, logged with its traceback).
+
 A batch may wait a little for notifications that are due (`IntakeWriter._gather`). Senders
 that keep their connection alive and post again as soon as they are answered (Alertmanager
 under load, the benchmark) otherwise fall into step with the writer one at a time: each
@@ -29,12 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Source
 from punchingfist.api.alerts import AlertmanagerPayload
-from punchingfist.server.intake import IntakeResult, ingest_batch
+from punchingfist.server.intake import IntakeRefused, IntakeResult, admit, ingest_batch
 
 MAX_BATCH_ALERTS = 500
 LINGER_SECONDS = 0.002
@@ -120,13 +126,16 @@ class IntakeWriter:
     async def submit(
         self, sources: list[Source], payload: AlertmanagerPayload, client: Client | None = None
     ) -> IntakeResult:
-        """Store one notification; returns once it is committed (raises what the store raised).
-        `client`: the connection it came on, when known (see `_gather`)."""
+        """Store one notification; returns once it is committed. Raises `IntakeRefused` (4xx)
+        for a notification that is not stored, a `SQLAlchemyError` when the database is
+        unavailable (see the module). `client`: the connection it came on, when known (see
+        `_gather`)."""
         return await asyncio.wrap_future(self.put(sources, payload, client))
 
     def put(
         self, sources: list[Source], payload: AlertmanagerPayload, client: Client | None = None
     ) -> Future[IntakeResult]:
+        admit(sources, payload)  # a notification over a Source's limits waits for nothing
         if client is not None:
             now, before = time.monotonic(), self._recent.get(client)
             recent = before is not None and now - before[0] <= RECENT_SECONDS
@@ -263,11 +272,30 @@ class IntakeWriter:
                     result = ingest_batch(session, [(job.sources, job.payload)],
                                           namespace=self.namespace)[0]  # fmt: skip
             except Exception as again:
-                job.future.set_exception(again)
+                job.future.set_exception(_answer(again))
                 return
             lane.batches += 1
             job.future.set_result(result)
             return
-        if not isinstance(error, SQLAlchemyError):
-            log.error("storing a notification failed", exc_info=error)
-        job.future.set_exception(error)
+        job.future.set_exception(_answer(error))
+
+
+def _answer(error: Exception) -> Exception:
+    """What the request of a notification that failed alone hears (see the module), logged."""
+    name = type(error).__name__
+    if isinstance(error, DataError | IntegrityError) or (
+        isinstance(error, StatementError) and not isinstance(error, DBAPIError)
+    ):
+        log.warning("the database refused a notification's values (%s): answered 422", name)
+        return IntakeRefused(
+            422,
+            "the database refused this notification's values and nothing was stored; "
+            "Alertmanager will not retry it. Please report this: the payload checks should "
+            "have named the field",
+        )
+    if isinstance(error, SQLAlchemyError):
+        log.warning("storing a notification failed: the database is unavailable (%s): "
+                    "answered 503", name)  # fmt: skip
+        return error
+    log.error("storing a notification failed", exc_info=error)
+    return error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from punchingfist.api.alerts import (
     group_identities,
 )
 from punchingfist.api.sources import WebhookSource
+from punchingfist.errors import PunchingFistError
 from punchingfist.store import (
     Alert,
     AlertRelationship,
@@ -48,6 +50,38 @@ CORRELATION_WINDOW = timedelta(hours=1)
 _TEXT_IDS, _UUID_IDS = Ids(text=True), Ids()
 """Row ids for every batch (drawn a block at a time; see `Ids`)."""
 SEVERITIES = ("critical", "warning", "info")
+log = logging.getLogger("punchingfist.server.intake")
+
+
+class IntakeRefused(PunchingFistError):
+    """A notification intake will not store (a 4xx: Alertmanager does not retry it), decided
+    before its transaction or after the database refused its values. Nothing of it is stored."""
+
+    def __init__(
+        self, status: int, message: str, problems: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.problems = status, message, problems or []
+
+
+def admit(sources: list[Source], payload: AlertmanagerPayload) -> None:
+    """Refuse a notification with more alerts than a Source it was sent to takes (its
+    `maxAlerts`), before anything is queued or stored."""
+    limits = [
+        (s.spec.config.max_alerts, s.name) for s in sources if isinstance(s.spec, WebhookSource)
+    ]
+    if not limits or len(payload.alerts) <= min(limits)[0]:
+        return
+    limit, name = min(limits)
+    log.warning("refused a notification of %d alerts: Source %r takes at most %d (maxAlerts)",
+                len(payload.alerts), name, limit)  # fmt: skip
+    raise IntakeRefused(
+        413,
+        f"the notification holds {len(payload.alerts)} alerts; Source {name!r} takes at most "
+        f"{limit} per notification (spec.config.maxAlerts): raise it, or set max_alerts on the "
+        "Alertmanager receiver so that Alertmanager sends fewer (nothing was stored)",
+        [{"field": "body.alerts", "message": f"more than {limit} alerts"}],
+    )
 
 
 @dataclass
@@ -57,6 +91,11 @@ class IntakeResult:
     updated: int = 0
     resolved: int = 0
     filtered: int = 0
+    suppressed: int = 0
+    """New firing alerts stored without their run: their Source's `maxRunsPerNotification`
+    was reached (status `suppressed`)."""
+    note: str = ""
+    """Why alerts were suppressed, when some were."""
     runs: list[str] = field(default_factory=list)
     by_source: dict[tuple[str, str], int] = field(default_factory=dict)
     resolution_seconds: list[float] = field(default_factory=list)
@@ -68,8 +107,9 @@ class IntakeResult:
 
     def as_dict(self) -> dict[str, Any]:
         counts = {"received": self.received, "new": self.new, "updated": self.updated,
-                  "resolved": self.resolved, "filtered": self.filtered}  # fmt: skip
-        return {**counts, "runs": self.runs}
+                  "resolved": self.resolved, "filtered": self.filtered,
+                  "suppressed": self.suppressed}  # fmt: skip
+        return {**counts, "runs": self.runs} | ({"note": self.note} if self.note else {})
 
 
 def matches(source: Source, labels: dict[str, str]) -> bool:
@@ -407,10 +447,18 @@ class _Batch:
         notifications: list[dict[str, Any]] = []
         runs: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
+        started: dict[tuple[int, str], int] = {}
+        """(notification, Source) -> runs queued: at most the Source's maxRunsPerNotification."""
         for item, row in self.runs:
+            over = 0
             for name, source in zip(item.run_names, item.matched, strict=True):
                 if name in self.taken:
                     continue
+                key = (id(item.notification), source.name)
+                if started.get(key, 0) >= _run_limit(source):
+                    over += 1
+                    continue
+                started[key] = started.get(key, 0) + 1
                 self.taken.add(name)
                 notification = item.notification.row
                 if notification is None:
@@ -428,6 +476,10 @@ class _Batch:
                 submit = {"workflow": workflow, "namespace": self.namespace}
                 outbox.append({"id": self.new_id(), "run_name": name, "payload": submit})
                 item.result.runs.append(name)
+            if over and over == len(item.matched):  # no Source started its run
+                row["status"] = "suppressed"
+                item.result.suppressed += 1
+                item.result.note = _suppressed_note(item.result.suppressed, item.matched)
         return notifications, runs, outbox
 
 
@@ -502,6 +554,18 @@ def _statements(dialect: str) -> _Statements:
             updated_at=bindparam("b_now", type_=incidents.c.updated_at.type),
         ),
     )
+
+
+def _run_limit(source: Source) -> int:
+    spec = source.spec
+    return spec.config.max_runs_per_notification if isinstance(spec, WebhookSource) else 1 << 62
+
+
+def _suppressed_note(count: int, sources: list[Source]) -> str:
+    limits = ", ".join(f"{s.name!r} at most {_run_limit(s)}" for s in sources)
+    return (f"{count} new alerts were stored without starting a run (status suppressed): a "
+            f"Source starts a limited number of runs per notification ({limits}; "
+            "spec.config.maxRunsPerNotification)")  # fmt: skip
 
 
 def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) -> None:
