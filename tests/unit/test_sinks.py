@@ -4,11 +4,13 @@ servers that speak the real protocols (slack-sdk and httpx run for real)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -41,6 +43,15 @@ def investigation_env(
     kw.setdefault("results", {"agent-investigation": agent_result()})
     kw.setdefault("outputs", INVESTIGATION)
     return task_env(workflow, sinks, f"sink-{sink}", config=config.spec, **kw)
+
+
+def approval_env(
+    workflows: dict[str, Workflow], sinks: dict[str, Sink], config: OperatorConfig, **kw: Any
+) -> dict[str, str]:
+    """The environment of the approval request of agent-alert-investigation's fix."""
+    workflow = workflows["agent-alert-investigation"]
+    task = "resolution-attempt-approval-request"
+    return task_env(workflow, sinks, task, config=config.spec, **kw)
 
 
 # -- Slack -----------------------------------------------------------------------------------
@@ -140,6 +151,108 @@ def test_slack_without_a_token_says_how_to_give_one(
     assert record["outcome"] == "failed" and "SLACK_BOT_TOKEN" in record["error"]
 
 
+HOSTILE_NAME = "<!channel> <https://evil.example|Approve the fix here> & @here"
+HOSTILE_URL = "http://prometheus:9090/graph?g0.expr=up|<https://evil.example|Approve>"
+
+
+def hostile_event() -> dict[str, Any]:
+    """The crash-loop event with Slack markup in its alertname and generatorURL."""
+    event = crashloop_event()
+    alert = event["alert"]
+    alert["alertname"] = alert["labels"]["alertname"] = HOSTILE_NAME
+    alert["generatorURL"] = HOSTILE_URL
+    return event
+
+
+def hostile_answer() -> dict[str, Any]:
+    """An agent answer that repeats what the alert told the model."""
+    return agent_result(
+        summary=f"{HOSTILE_NAME}: my-app is OOM-killed",
+        root_cause="<@U0ADMIN> said so",
+        recommendations=["<https://evil.example/fix|Run the fix>"],
+        fix_command="kubectl apply -f <https://evil.example/x.yaml|fix.yaml>",
+    )
+
+
+def link_targets(blocks: list[dict[str, Any]]) -> list[str]:
+    """Where the links of posted mrkdwn point (`<target|label>` and `<target>`)."""
+    texts = re.findall(r'"text": "((?:[^"\\]|\\.)*)"', json.dumps(blocks))
+    return [m for text in texts for m in re.findall(r"<([^|>]*)(?:\|[^>]*)?>", text)]
+
+
+def hostile(slack: FakeSlack, step: str) -> dict[str, Any]:
+    """Arguments of the `*_env` helpers: the hostile event, step `step`'s hostile answer, and
+    the fake Slack."""
+    return {
+        "event": hostile_event(),
+        "results": {step: hostile_answer()},
+        "secrets": {"SLACK_BOT_TOKEN": TOKEN},
+        "extra": {"SLACK_API_URL": slack.url + "/api/"},
+    }
+
+
+def posted_as_text(kind: str, env: dict[str, str], tmp_path: Path, slack: FakeSlack) -> str:
+    """Run the task; its one message shows the hostile text as text. The blocks, as JSON."""
+    code, record = run(kind, env, tmp_path)
+    assert code == 0, record
+    (message,) = slack.messages
+    blocks = json.dumps(message["blocks"]) + json.dumps(message["text"])
+    assert "<!channel>" not in blocks and "<!here>" not in blocks and "<@U0ADMIN>" not in blocks
+    assert "&lt;!channel&gt; &lt;https://evil.example|Approve the fix here&gt; &amp;" in blocks
+    assert "@here" not in blocks  # `link_names` would turn it into a mention
+    for target in link_targets(message["blocks"]):
+        host = urlsplit(target.replace("&amp;", "&")).hostname
+        assert host and "evil.example" not in host, target
+    return json.dumps(message["blocks"])
+
+
+def test_slack_shows_alert_and_model_text_as_text_and_links_only_safe_urls(
+    example_config: OperatorConfig, slack: FakeSlack, tmp_path: Path
+) -> None:
+    sink = make_sink("chat", "slack", {"channel": "#ops-alerts"})
+    env = sink_env(sink, config=example_config.spec, **hostile(slack, "look"))
+    blocks = posted_as_text("sink", env, tmp_path, slack)
+    assert "&lt;@\\u2060U0ADMIN&gt; said so" in blocks  # with a word joiner after the @
+    assert "&lt;https://evil.example/fix|Run the fix&gt;" in blocks
+    # the generatorURL is still linked, with its `|`, `<`, `>` percent-encoded
+    (alert_link,) = [t for t in link_targets(slack.messages[0]["blocks"]) if "prometheus" in t]
+    assert alert_link.startswith("http://prometheus:9090/graph?g0.expr=up%7C%3Chttps")
+    assert slack.requests[-1].json()["link_names"] is False  # no handle to link
+
+
+def test_slack_templates_keep_their_markup_and_escape_their_values(
+    example_workflows: dict[str, Workflow],
+    example_sinks: dict[str, Sink],
+    example_config: OperatorConfig,
+    slack: FakeSlack,
+    tmp_path: Path,
+) -> None:
+    env = investigation_env(
+        example_workflows["agent-alert-investigation"],
+        example_sinks,
+        "slack-investigation-results",
+        example_config,
+        outputs=INVESTIGATION | {"root_cause": "<!everyone> look"},
+        **hostile(slack, "agent-investigation"),
+    )
+    blocks = posted_as_text("sink", env, tmp_path, slack)
+    assert "*Root cause:* &lt;!everyone&gt; look" in blocks  # the template's own *bold* stays
+
+
+def test_approval_request_shows_alert_and_model_text_as_text(
+    example_workflows: dict[str, Workflow],
+    example_sinks: dict[str, Sink],
+    example_config: OperatorConfig,
+    slack: FakeSlack,
+    tmp_path: Path,
+) -> None:
+    env = approval_env(
+        example_workflows, example_sinks, example_config, **hostile(slack, "agent-investigation")
+    )
+    blocks = posted_as_text("approval-request", env, tmp_path, slack)
+    assert "kubectl apply -f &lt;https://evil.example/x.yaml|fix.yaml&gt;" in blocks
+
+
 def _plain_slack_env(
     config: OperatorConfig, slack: FakeSlack, channel: str = "#ops-alerts"
 ) -> dict[str, str]:
@@ -162,11 +275,10 @@ def test_approval_request_buttons_name_the_run_and_the_suspend_node(
     slack: FakeSlack,
     tmp_path: Path,
 ) -> None:
-    env = task_env(
-        example_workflows["agent-alert-investigation"],
+    env = approval_env(
+        example_workflows,
         example_sinks,
-        "resolution-attempt-approval-request",
-        config=example_config.spec,
+        example_config,
         results={"agent-investigation": agent_result(fix_command="kubectl set resources ...")},
         secrets={"SLACK_BOT_TOKEN": TOKEN},
         extra={"SLACK_API_URL": slack.url + "/api/"},

@@ -4,7 +4,8 @@ The message has Approve and Deny buttons. Each button's `value` is the JSON the 
 interactivity endpoint (`POST /slack/interactions`, punchingfist/server/approvals.py) reads:
 `{"run": <Argo run name>, "gate": <suspend node>, "decision": "approve"|"deny"}`. A request
 that cannot be posted fails the task, which does not block the gate: it can still be answered
-with the REST API or `argo node set`, and the deadline means denied.
+with the REST API or `argo node set`, and the deadline means denied. What comes from the alert
+or the model is escaped (`mrkdwn`): it cannot mention anyone or disguise a link.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from punchingfist.errors import TemplateError
 from punchingfist.runtime.context import BadTaskInput, build_context
 from punchingfist.runtime.sinks.delivery import Budget, Delivery, DeliveryFailed, say, secret
 from punchingfist.runtime.sinks.findings import gather
+from punchingfist.runtime.sinks.mrkdwn import escape
 from punchingfist.runtime.sinks.slack import Slack, link_line
 from punchingfist.templating import compile_template
 
@@ -54,7 +56,7 @@ def request_approval(spec: TaskSpec, environ: Mapping[str, str]) -> Delivery:
             "chat.postMessage",
             channel=approval.channel,
             blocks=blocks,
-            text=f"Approval needed: step {spec.step} of {run_name}",
+            text=escape(f"Approval needed: step {spec.step} of {run_name}"),
         )
     except DeliveryFailed as failed:
         return Delivery(
@@ -89,23 +91,24 @@ def approval_blocks(
     run_name: str,
 ) -> list[dict[str, Any]]:
     findings = gather(context, environ)
-    action = _rendered(approval.summary, context)
+    action = escape(_rendered(approval.summary, context))
     minutes = max(1, round(approval.timeout_seconds / 60))
     lines = [
-        f"*Workflow* {spec.workflow} | *step* `{spec.step}` | *run* `{run_name}`",
-        f"*Alert* {findings.alertname or '-'} ({findings.severity or 'unknown'}): "
-        f"{findings.summary}",
+        f"*Workflow* {escape(spec.workflow)} | *step* `{escape(spec.step)}` | "
+        f"*run* `{escape(run_name)}`",
+        f"*Alert* {escape(findings.alertname or '-')} ({escape(findings.severity or 'unknown')})"
+        f": {escape(findings.summary)}",
         f"No answer within {minutes} min means *denied*.",
     ]
     if approval.approvers:
-        lines.append("May approve: " + ", ".join(approval.approvers))
+        lines.append("May approve: " + escape(", ".join(approval.approvers)))
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
             "text": {
                 "type": "plain_text",
                 "emoji": True,
-                "text": f"✋ Approval needed: {spec.step}"[:150],
+                "text": f"✋ Approval needed: {escape(spec.step)}"[:150],
             },
         },
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}},

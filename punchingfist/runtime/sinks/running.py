@@ -58,18 +58,24 @@ class SinkRun:
     def resource(self) -> str:
         return f"Sink/{self.task.name}"
 
-    def render(self, text: str, field: str = "spec.config.template") -> str:
-        """Render one of the sink's templates with the sandboxed dialect (D1)."""
+    def render(
+        self,
+        text: str,
+        field: str = "spec.config.template",
+        context: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Render one of the sink's templates with the sandboxed dialect (D1), on the run's
+        context or on `context` (e.g. the run's context with its values escaped)."""
         template = compile_template(text, resource=self.resource, field=field)
         try:
-            return template.render(self.context)
+            return template.render(self.context if context is None else context)
         except PunchingFistError as error:
             raise _located(error, self.resource, field) from error
 
-    def template(self) -> str | None:
+    def template(self, context: Mapping[str, Any] | None = None) -> str | None:
         """The sink's rendered `template`, when it has one."""
         text = self.config.get("template")
-        return self.render(text) if isinstance(text, str) else None
+        return self.render(text, context=context) if isinstance(text, str) else None
 
     def secret(self, fix: str) -> str:
         """The sink's credential (from the variable the compiler named); never printed."""

@@ -7,6 +7,10 @@ message of an incident carries Slack message metadata (`event_type: punchingfist
 `channels:history` (and `groups:history` for private channels), `channels:read` when the
 channel is given by name.
 
+Everything from an alert or a model is escaped (`mrkdwn.escape`): it shows as text and
+cannot mention anyone or disguise a link; links are built only from URLs `mrkdwn.safe_url`
+accepts. A template's own markup stays: its values are escaped before it is rendered.
+
 `SLACK_API_URL` points the client at another Slack Web API base (GovSlack, or a test server).
 """
 
@@ -32,6 +36,7 @@ from punchingfist.runtime.sinks.delivery import (
     say,
 )
 from punchingfist.runtime.sinks.findings import Findings
+from punchingfist.runtime.sinks.mrkdwn import escape, escaped, link
 from punchingfist.runtime.sinks.running import Sent, SinkRun
 
 API_URL_ENV = "SLACK_API_URL"
@@ -188,7 +193,7 @@ def deliver(run: SinkRun) -> Sent:
             f"{run.resource}: no channel: set `spec.config.channel` or the OperatorConfig's "
             "`spec.chat.slack.channelId`"
         )
-    body = run.template()
+    body = run.template(escaped(run.context))
     mentions = mention_text(run.config.get("mentionUsers") or [])
     slack = Slack(token, run.budget, run.environ)
     try:
@@ -203,7 +208,8 @@ def _post(run: SinkRun, slack: Slack, channel: str, body: str | None, mentions: 
     arguments: dict[str, Any] = {
         "channel": channel,
         "blocks": blocks,
-        "link_names": True,
+        # Handles such as `@oncall` are linked by Slack only with `link_names`.
+        "link_names": "@" in mentions,
         "text": _fallback(findings),
         "unfurl_links": False,
     }
@@ -244,18 +250,18 @@ def mention_text(users: Sequence[str]) -> str:
         elif re.match(r"^S[A-Z0-9]{6,}$", bare):
             out.append(f"<!subteam^{bare}>")
         elif name:
-            out.append(name if name.startswith("@") else f"@{name}")
+            out.append("@" + escape(bare))
     return " ".join(out)
 
 
 def result_blocks(findings: Findings, body: str | None, mentions: str) -> list[dict[str, Any]]:
     """The Block Kit blocks of an investigation result."""
     icon = _SEVERITY_ICON.get(findings.severity.lower(), "🚨")
-    title = f"{icon} {findings.alertname or findings.workflow}: investigation "
-    title += "complete" if findings.status in ("", "Succeeded") else f"{findings.status.lower()}"
+    title = f"{icon} {escape(findings.alertname or findings.workflow)}: investigation "
+    title += "complete" if findings.status in ("", "Succeeded") else escape(findings.status.lower())
     fields = [
-        f"*Severity*\n{findings.severity or 'unknown'}",
-        f"*Workflow*\n{findings.workflow} ({findings.status or 'running'})",
+        f"*Severity*\n{escape(findings.severity or 'unknown')}",
+        f"*Workflow*\n{escape(findings.workflow)} ({escape(findings.status or 'running')})",
     ]
     if findings.confidence is not None:
         fields.append(f"*Confidence*\n{findings.confidence:.0%}")
@@ -268,11 +274,11 @@ def result_blocks(findings: Findings, body: str | None, mentions: str) -> list[d
     if body is not None:
         blocks += [_section(chunk) for chunk in _chunks(markdown_to_mrkdwn(body))]
     else:
-        blocks.append(_section(f"*Summary*\n{findings.summary}"))
+        blocks.append(_section(f"*Summary*\n{escape(findings.summary)}"))
         if findings.root_cause:
-            blocks.append(_section(f"*Root cause*\n{findings.root_cause}"))
+            blocks.append(_section(f"*Root cause*\n{escape(findings.root_cause)}"))
         if findings.recommendations:
-            items = "\n".join(f"• {item}" for item in findings.recommendations)
+            items = "\n".join(f"• {escape(item)}" for item in findings.recommendations)
             blocks.append(_section(f"*Recommendations*\n{items}"))
     if mentions:
         blocks.append(_section(f"cc {mentions}"))
@@ -283,11 +289,12 @@ def result_blocks(findings: Findings, body: str | None, mentions: str) -> list[d
 
 
 def link_line(findings: Findings) -> str:
-    parts = [f"run `{findings.run}`" if findings.run else ""]
-    if findings.run_link:
-        parts.append(f"<{findings.run_link}|View run in Argo>")
-    if findings.alert_link:
-        parts.append(f"<{findings.alert_link}|Alert>")
+    """The run's name and links to it and to the alert (only URLs that are safe to link)."""
+    parts = [
+        f"run `{escape(findings.run)}`" if findings.run else "",
+        link(findings.run_link, "View run in Argo"),
+        link(findings.alert_link, "Alert"),
+    ]
     return " | ".join(part for part in parts if part)
 
 
@@ -297,7 +304,7 @@ def markdown_to_mrkdwn(text: str) -> str:
 
 
 def _fallback(findings: Findings) -> str:
-    return f"{findings.alertname or findings.workflow}: {findings.summary}"[:3000]
+    return escape(f"{findings.alertname or findings.workflow}: {findings.summary}")[:3000]
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
