@@ -164,9 +164,14 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
     approve.add_argument(
         "--approver",
-        help="who decides, with --server (default: the owner of the token in "
-        "$PUNCHINGFIST_APPROVER_TOKEN when the server checks tokens, else $USER)",
+        help="who decides, with --server and the embedded API token (otherwise the server "
+        "knows who the token is and this must match it)",
     )
+    approve.add_argument(
+        "--token-file", metavar="PATH",
+        help="with --server: the bearer token to send (default: $PUNCHINGFIST_TOKEN, else "
+        "$PUNCHINGFIST_APPROVER_TOKEN)",
+    )  # fmt: skip
     approve.add_argument(
         "-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)"
     )
@@ -234,6 +239,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--kubeconfig", help="kubeconfig (default: the service account, else ~/.kube/config)"
     )
+    serve.add_argument(
+        "--auth", choices=("kubernetes", "token"),
+        help="who may call /api/v1 (read, approve, trigger, report): `kubernetes` checks bearer "
+        "tokens with TokenReview and authorizes with SubjectAccessReview on punchingfist.io "
+        "resources (RBAC); `token` checks one API token kept in --api-token-file (made at first "
+        "start). Default: kubernetes with --in-cluster, else token",
+    )  # fmt: skip
+    serve.add_argument(
+        "--api-token-file", metavar="PATH",
+        help="--auth token: the API token's file, made 0600 when missing (default: "
+        "api-token beside the SQLite database, else ~/.local/state/punchingfist/api-token)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--insecure-open-api", action="store_true",
+        help="DANGEROUS: no credentials needed for /api/v1: anyone who reaches the server may "
+        "read every alert, approve fixes and forge step reports",
+    )  # fmt: skip
     _controller_arguments(serve)
     serve.set_defaults(handler=_serve)
 
@@ -561,8 +583,7 @@ def _serve(args: argparse.Namespace) -> int:
         resources, url, namespace=args.namespace, executor=executor, secrets=secrets,
         approvers=approvers or frozenset(), approver_tokens=tokens,
         slack_signing_secret=secrets.get(signing.secret_ref, signing.key) if signing else None,
-        report_token=os.environ.get("PUNCHINGFIST_REPORT_TOKEN") or None,
-        intake_writers=args.intake_writers,
+        intake_writers=args.intake_writers, access=_access(args, url),
     )  # fmt: skip
     if args.executor == "local":
         if args.in_cluster:
@@ -592,6 +613,62 @@ def _serve(args: argparse.Namespace) -> int:
             operator.stop()
             print("punchingfist: controller stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def _access(args: argparse.Namespace, url: str) -> Any:
+    """Who may call the control surface (D13), said on stderr at start."""
+    from punchingfist.server.access import (
+        KubernetesAccess,
+        OpenAccess,
+        TokenAccess,
+        load_or_create_token,
+    )
+
+    if args.insecure_open_api:
+        if args.auth or args.api_token_file:
+            raise PunchingFistError(
+                "--insecure-open-api turns authentication off: drop --auth and --api-token-file, "
+                "or drop --insecure-open-api"
+            )
+        print("punchingfist: WARNING: --insecure-open-api: /api/v1 needs NO credentials. Anyone "
+              "who can reach this server can read every alert and run, approve fixes and forge "
+              "step reports. Never expose it beyond this machine.", file=sys.stderr)  # fmt: skip
+        return OpenAccess()
+    mode = args.auth or ("kubernetes" if args.in_cluster else "token")
+    if mode == "kubernetes":
+        if args.api_token_file:
+            raise PunchingFistError("--api-token-file is for --auth token")
+        from punchingfist.executors.argo import kube_api_client
+
+        access: Any = KubernetesAccess(kube_api_client(args.kubeconfig), args.namespace)
+    else:
+        path = _api_token_path(args.api_token_file, url)
+        try:
+            token, created = load_or_create_token(path)
+        except (OSError, ValueError) as error:
+            raise PunchingFistError(f"API token: {error}") from error
+        access = TokenAccess(token, where=str(path))
+        made = "made now" if created else "kept"
+        print(f"punchingfist: /api/v1 needs `Authorization: Bearer <token>`; the API token is in "
+              f"{path} ({made}, mode 0600)", file=sys.stderr)  # fmt: skip
+        return access
+    print(f"punchingfist: /api/v1 callers: {access.description}", file=sys.stderr)
+    return access
+
+
+def _api_token_path(given: str | None, url: str) -> Path:
+    """--api-token-file, else `api-token` beside a SQLite database file, else in the user's
+    state directory."""
+    from sqlalchemy import make_url
+
+    if given:
+        return Path(given).expanduser().resolve()
+    parsed = make_url(url)
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:":
+        return Path(database).resolve().parent / "api-token"
+    state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state_home / "punchingfist" / "api-token"
 
 
 def _check_workers(args: argparse.Namespace, backend: str) -> None:
@@ -892,10 +969,20 @@ def _approvers(argo: Any, namespace: str) -> set[str]:
 def _approve_by_server(args: argparse.Namespace) -> int:
     import httpx
 
-    token = os.environ.get("PUNCHINGFIST_APPROVER_TOKEN", "").strip()
-    approver = args.approver or (None if token else os.environ.get("USER"))
-    if not approver and not token:
-        raise PunchingFistError("--approver is required with --server ($USER is not set)")
+    token = (os.environ.get("PUNCHINGFIST_TOKEN") or "").strip()
+    if args.token_file:
+        try:
+            token = Path(args.token_file).expanduser().read_text().strip()
+        except OSError as error:
+            raise PunchingFistError(f"--token-file: {error}") from error
+    token = token or (os.environ.get("PUNCHINGFIST_APPROVER_TOKEN") or "").strip()
+    if not token:
+        raise PunchingFistError(
+            "the server needs credentials: give --token-file PATH (the server's api-token file "
+            "in embedded mode) or set $PUNCHINGFIST_TOKEN (a Kubernetes token in the cluster, "
+            "e.g. `kubectl create token NAME`) or $PUNCHINGFIST_APPROVER_TOKEN"
+        )
+    approver = args.approver
     base = args.server.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:

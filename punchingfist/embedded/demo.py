@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -17,6 +18,7 @@ import threading
 import time
 import urllib.request
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +54,18 @@ def _free_port() -> int:
         return port
 
 
-def _call(url: str, body: bytes | None = None) -> Any:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+@dataclass(frozen=True)
+class _Server:
+    """The embedded server, called with its API token (the read API needs one)."""
+
+    url: str
+    token: str
+
+    def call(self, path: str, body: bytes | None = None) -> Any:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        request = urllib.request.Request(self.url + path, data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
 
 
 def _say(text: str = "") -> None:
@@ -67,6 +77,7 @@ def run_demo(args: Any) -> int:
 
     from punchingfist.executors.local import LocalExecutor
     from punchingfist.server import ServerState, create_app
+    from punchingfist.server.access import TokenAccess
     from punchingfist.store import upgrade
 
     examples = Path(args.examples) if args.examples else EXAMPLES
@@ -82,7 +93,9 @@ def run_demo(args: Any) -> int:
         database = f"sqlite:///{base / 'punchingfist.db'}"
         resources = _resources(examples)
         upgrade(database)
-        state = ServerState.from_resources(resources, database, dispatch_interval=0.2)
+        token = secrets.token_urlsafe(32)
+        state = ServerState.from_resources(resources, database, dispatch_interval=0.2,
+                                           access=TokenAccess(token, where="demo"))  # fmt: skip
         environ = dict(os.environ) | {"PF_SINK_BUDGET_SECONDS": SINK_BUDGET_SECONDS}
         state.executor = LocalExecutor(
             {c.workflow.name: c for c in compile_resources(resources)}, state.sessions,
@@ -102,11 +115,12 @@ def run_demo(args: Any) -> int:
                 raise PunchingFistError("the embedded server did not start")
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
+        api = _Server(url, token)
         _say(f"① embedded server on {url}: {len(state.sources)} Sources, "
              f"{len(state.workflows)} Workflows, SQLite at {base / 'punchingfist.db'}, "
              "runs on the local engine")  # fmt: skip
         payload = (examples / ALERT).read_bytes()
-        answer = _call(f"{url}/webhook/alerts", payload)
+        answer = api.call("/webhook/alerts", payload)
         names = answer["runs"]
         _say(f"② Alertmanager-style POST of {ALERT} to /webhook/alerts → "
              f"{answer['new']} new alert; {len(names)} Sources match it, so {len(names)} runs: "
@@ -114,24 +128,24 @@ def run_demo(args: Any) -> int:
         if not names:
             raise PunchingFistError("the alert started no run: check the examples' Sources")
         _say("③ the investigations, live from the local engine (one run at a time):")
-        runs = [_wait(url, name) for name in names]
-        _show(url, runs)
+        runs = [_wait(api, name) for name in names]
+        _show(api, runs)
         return 0 if all(run["status"] in FINISHED for run in runs) else 1
     return 1
 
 
-def _wait(url: str, name: str) -> dict[str, Any]:
+def _wait(api: _Server, name: str) -> dict[str, Any]:
     deadline = time.monotonic() + RUN_TIMEOUT
     while True:
-        run: dict[str, Any] = _call(f"{url}/api/v1/runs/{name}")
+        run: dict[str, Any] = api.call(f"/api/v1/runs/{name}")
         if run["status"] in FINISHED or time.monotonic() > deadline:
             return run
         time.sleep(0.3)
 
 
-def _show(url: str, runs: list[dict[str, Any]]) -> None:
-    alert = _call(f"{url}/api/v1/alerts/{runs[0]['alert_id']}")
-    incident = _call(f"{url}/api/v1/incidents/{runs[0]['incident_id']}")
+def _show(api: _Server, runs: list[dict[str, Any]]) -> None:
+    alert = api.call(f"/api/v1/alerts/{runs[0]['alert_id']}")
+    incident = api.call(f"/api/v1/incidents/{runs[0]['incident_id']}")
     _say()
     _say("④ what the store now holds (read back through the API):")
     _say(f"   alert     {alert['alert_name']} [{alert['severity']}] {alert['status']} | "

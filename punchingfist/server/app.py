@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
@@ -24,10 +24,12 @@ from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.api.resources import format_validation_error
 from punchingfist.executors import dispatch_pending
 from punchingfist.server import auth
+from punchingfist.server.access import Permission, Resource, Verb
 from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.chat import router as chat_router
 from punchingfist.server.intake import IntakeRefused
-from punchingfist.server.runs import problem
+from punchingfist.server.requests import TooLarge, admit, problem, read_body, too_large
+from punchingfist.server.runs import add_trigger_routes
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
@@ -128,12 +130,10 @@ def create_app(state: ServerState) -> FastAPI:
                 state.metrics.alerts_processed.labels(source.name, "rejected").inc()
             return problem(401, "missing or wrong credentials for this webhook",
                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        length = int(headers.get("content-length") or 0)
-        if length > state.max_body_bytes:
-            return problem(413, f"body larger than {state.max_body_bytes} bytes")
-        body = await request.body()
-        if len(body) > state.max_body_bytes:
-            return problem(413, f"body larger than {state.max_body_bytes} bytes")
+        try:
+            body = await read_body(request, state.max_body_bytes)
+        except TooLarge as error:
+            return too_large(error.limit)
         try:  # parsed and validated in one pass
             payload = AlertmanagerPayload.model_validate_json(body)
         except ValidationError as error:
@@ -159,9 +159,24 @@ def create_app(state: ServerState) -> FastAPI:
 
     app.state.pf_receive = receive
     add_webhook_routes(app)
+    add_trigger_routes(app)
     app.add_middleware(_WebhookShortcut, state=state, handler=receive)
 
-    @app.get("/api/v1/alerts", tags=["read"])
+    def reads(verb: Verb, resource: Resource) -> Any:
+        """A dependency: the caller may `verb` `resource` (else the 401/403 is raised)."""
+
+        async def allowed(request: Request) -> None:
+            caller = await admit(state, request, Permission(verb, resource))
+            if isinstance(caller, JSONResponse):
+                raise _Refused(caller)
+
+        return Depends(allowed)
+
+    @app.exception_handler(_Refused)
+    async def _refused(request: Request, refusal: _Refused) -> Response:
+        return refusal.response
+
+    @app.get("/api/v1/alerts", tags=["read"], dependencies=[reads("list", "alerts")])
     def alerts(status: str | None = None, severity: str | None = None,
                limit: int = 100) -> dict[str, Any]:  # fmt: skip
         query = select(Alert).order_by(Alert.received_at.desc()).limit(_limit(limit))
@@ -172,7 +187,7 @@ def create_app(state: ServerState) -> FastAPI:
         with state.sessions() as session:
             return {"items": [row(a) for a in session.scalars(query)]}
 
-    @app.get("/api/v1/alerts/{alert_id}", tags=["read"])
+    @app.get("/api/v1/alerts/{alert_id}", tags=["read"], dependencies=[reads("get", "alerts")])
     def alert(alert_id: str) -> Response:
         with state.sessions() as session:
             key = _uuid(alert_id)
@@ -192,7 +207,7 @@ def create_app(state: ServerState) -> FastAPI:
                 select(WorkflowRun).where(WorkflowRun.alert_id == found.id))]  # fmt: skip
             return JSONResponse(view)
 
-    @app.get("/api/v1/incidents", tags=["read"])
+    @app.get("/api/v1/incidents", tags=["read"], dependencies=[reads("list", "incidents")])
     def incidents(status: str | None = None, limit: int = 100) -> dict[str, Any]:
         query = select(Incident).order_by(Incident.created_at.desc()).limit(_limit(limit))
         if status:
@@ -200,7 +215,9 @@ def create_app(state: ServerState) -> FastAPI:
         with state.sessions() as session:
             return {"items": [row(i) for i in session.scalars(query)]}
 
-    @app.get("/api/v1/incidents/{incident_id}", tags=["read"])
+    @app.get(
+        "/api/v1/incidents/{incident_id}", tags=["read"], dependencies=[reads("get", "incidents")]
+    )
     def incident(incident_id: str) -> Response:
         with state.sessions() as session:
             key = _uuid(incident_id)
@@ -212,7 +229,7 @@ def create_app(state: ServerState) -> FastAPI:
             view["alerts"] = [row(a) for a in session.scalars(members.order_by(Alert.received_at))]
             return JSONResponse(view)
 
-    @app.get("/api/v1/runs", tags=["read"])
+    @app.get("/api/v1/runs", tags=["read"], dependencies=[reads("list", "runs")])
     def runs(status: str | None = None, limit: int = 100) -> dict[str, Any]:
         query = select(WorkflowRun).order_by(WorkflowRun.created_at.desc()).limit(_limit(limit))
         if status:
@@ -220,7 +237,7 @@ def create_app(state: ServerState) -> FastAPI:
         with state.sessions() as session:
             return {"items": [row(r, skip=("parameters",)) for r in session.scalars(query)]}
 
-    @app.get("/api/v1/runs/{run_id}", tags=["read"])
+    @app.get("/api/v1/runs/{run_id}", tags=["read"], dependencies=[reads("get", "runs")])
     def run(run_id: str) -> Response:
         with state.sessions() as session:
             key = _uuid(run_id)
@@ -235,6 +252,14 @@ def create_app(state: ServerState) -> FastAPI:
             return JSONResponse(view)
 
     return app
+
+
+class _Refused(Exception):
+    """A read refused by `admit`: its 401/403 answer."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class _WebhookShortcut:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -21,8 +22,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from punchingfist.executors import SubmitError
-from punchingfist.server.auth import bearer_token
-from punchingfist.server.runs import problem, read_json
+from punchingfist.server.access import Permission
+from punchingfist.server.requests import TooLarge, admit, problem, read_body, read_json, too_large
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
 from punchingfist.store import WorkflowRun
@@ -75,36 +76,56 @@ def decide(
     return JSONResponse(view)
 
 
-def token_owner(tokens: dict[str, str], authorization: str | None) -> str | None:
-    """The approver whose token the `Authorization: Bearer` header carries, else None. Every
-    token is compared, in constant time, so the answer's timing tells nothing."""
-    given = bearer_token(authorization)
-    if not given:
-        return None
-    offered = given.encode()
-    owner = None
-    for name, token in sorted(tokens.items()):
-        if hmac.compare_digest(offered, token.encode()) and token:
-            owner = name
-    return owner
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+_SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
+
+
+def slack_headers_ok(timestamp: str, signature: str) -> bool:
+    """What can be checked of a Slack request before its body is read: a fresh timestamp and
+    a signature of the right shape."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= SLACK_MAX_SKEW
+    except ValueError:
+        return False
+    return fresh and bool(_SIGNATURE.match(signature))
 
 
 def slack_signature_ok(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    try:
-        if abs(time.time() - int(timestamp)) > SLACK_MAX_SKEW:
-            return False
-    except ValueError:
+    if not slack_headers_ok(timestamp, signature):
         return False
     base = b"v0:" + timestamp.encode() + b":" + body
     expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, signature)
 
 
+async def signed_slack_body(state: ServerState, request: Request) -> bytes | JSONResponse:
+    """The body of a request Slack signed (signing secret of OperatorConfig
+    `spec.chat.slack.signingSecret`), or the answer to send instead. The headers are checked
+    before the body is read, and the body is read with a limit."""
+    secret = state.slack_signing_secret
+    if not secret:
+        return problem(404, "Slack is not configured on this server")
+    timestamp = request.headers.get("x-slack-request-timestamp", "")
+    signature = request.headers.get("x-slack-signature", "")
+    if not slack_headers_ok(timestamp, signature):
+        return problem(401, "invalid or stale Slack signature")
+    try:
+        body = await read_body(request, state.max_body_bytes)
+    except TooLarge as error:
+        return too_large(error.limit)
+    if not slack_signature_ok(secret, timestamp, body, signature):
+        return problem(401, "invalid or stale Slack signature")
+    return body
+
+
 def router(state: ServerState) -> APIRouter:
     routes = APIRouter()
 
     @routes.get("/api/v1/approvals", tags=["approvals"])
-    def approvals(decision: str | None = "pending") -> dict[str, Any]:
+    async def approvals(request: Request, decision: str | None = "pending") -> Any:
+        caller = await admit(state, request, Permission("list", "approvals"))
+        if isinstance(caller, JSONResponse):
+            return caller
         query = select(Approval, WorkflowRun.name).join(
             WorkflowRun, WorkflowRun.id == Approval.run_id
         )
@@ -115,40 +136,45 @@ def router(state: ServerState) -> APIRouter:
 
     @routes.post("/api/v1/runs/{run_name}/approvals/{gate}", tags=["approvals"])
     async def answer(run_name: str, gate: str, request: Request) -> JSONResponse:
-        """Body: `{"decision": "approve"|"deny", "approver": "...", "comment": "..."}`. With
-        approver tokens configured (OperatorConfig `spec.approvals.tokensSecret`), the request
-        needs `Authorization: Bearer <token>` and the approver is the token's owner."""
-        owner = None
-        if state.approver_tokens is not None:
-            owner = token_owner(state.approver_tokens, request.headers.get("authorization"))
-            if owner is None:
-                return problem(401, "approving needs `Authorization: Bearer <token>` with an "
-                                    "approver's token (spec.approvals.tokensSecret)",
-                               headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        """Body: `{"decision": "approve"|"deny", "comment": "...", "approver": "..."}`. Needs
+        `approve` on `runs.punchingfist.io/<run>`. The approver is who the credentials say
+        (a Kubernetes user, the owner of an approver token); only the embedded API token (or an
+        open API) lets the body name one."""
+        caller = await admit(state, request, Permission("approve", "runs", run_name))
+        if isinstance(caller, JSONResponse):
+            return caller
         data = await read_json(request, state)
         if isinstance(data, JSONResponse):
             return data
         if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
             return problem(422, "body.decision must be `approve` or `deny`")
-        approver = data.get("approver", owner)
-        if not isinstance(approver, str) or not approver.strip():
-            return problem(422, "body.approver is required: who decides")
-        if owner is not None and approver.strip() != owner:
-            return problem(403, f"this token is {owner!r}'s: it cannot answer as {approver!r}")
+        named = data.get("approver")
+        if named is not None and (not isinstance(named, str) or not named.strip()
+                                  or len(named) > 200 or not named.isprintable()):  # fmt: skip
+            return problem(422, "body.approver must be a printable name (200 characters at most)")
         comment = data.get("comment") or ""
-        return decide(state, run_name, gate, data["decision"] == "approve", approver.strip(),
-                      str(comment), "api")  # fmt: skip
+        if not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment:
+            return problem(422, "body.comment must be text of 2000 characters at most")
+        speaks_for_others = caller.username in ("punchingfist:api-token", "anonymous")
+        if speaks_for_others:
+            if named is None:
+                return problem(422, "body.approver is required: who decides")
+            approver = named.strip()
+        else:
+            approver = caller.username
+            if named is not None and named.strip() != approver:
+                return problem(403, f"these credentials are {approver!r}'s: they cannot answer "
+                                    f"as {named.strip()!r}")  # fmt: skip
+        return decide(state, run_name, gate, data["decision"] == "approve", approver, comment,
+                      "api")  # fmt: skip
 
     @routes.post("/slack/interactions", tags=["approvals"])
     async def slack(request: Request) -> JSONResponse:
-        """Slack interactivity: Approve / Deny buttons of approval requests."""
-        if not state.slack_signing_secret:
-            return problem(404, "Slack is not configured on this server")
-        body = await request.body()
-        timestamp = request.headers.get("x-slack-request-timestamp", "")
-        signature = request.headers.get("x-slack-signature", "")
-        if not slack_signature_ok(state.slack_signing_secret, timestamp, body, signature):
-            return problem(401, "invalid or stale Slack signature")
+        """Slack interactivity: Approve / Deny buttons of approval requests. The signature is
+        checked before anything is parsed; the body is read with a limit."""
+        body = await signed_slack_body(state, request)
+        if isinstance(body, JSONResponse):
+            return body
         try:
             form = urllib.parse.parse_qs(body.decode())
             payload = json.loads(form["payload"][0])
@@ -156,23 +182,30 @@ def router(state: ServerState) -> APIRouter:
             value = json.loads(action["value"])
             run_name, gate, verdict = value["run"], value["gate"], value["decision"]
             user = payload["user"]
+            user_id = user["id"]
         except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
             return problem(400, "not a Slack block action of an approval request")
-        approver = user.get("username") or user.get("id")
+        if not all(isinstance(v, str) for v in (run_name, gate, verdict, user_id)) or not (
+            SLACK_USER.match(user_id)
+        ):
+            return problem(400, "not a Slack block action of an approval request")
+        shown = user.get("username") or user.get("name")
+        shown = shown if isinstance(shown, str) and shown.isprintable() else user_id
         # Slack user ids are fixed; usernames are handles anyone can change (a Slack user
-        # renamed `alice` is not the allow-listed `alice`): the allow-list sees ids only.
-        names = frozenset(str(n) for n in (user.get("id"), f"slack:{user.get('id')}") if n)
+        # renamed `alice` is not the allow-listed `alice`): the allow-list and the record see
+        # the id; the name is shown beside it.
+        names = frozenset({user_id, f"slack:{user_id}"})
         if state.approvers and not (names & state.approvers):
             return JSONResponse({"response_type": "ephemeral", "replace_original": False,
-                                 "text": f"{approver} may not answer approval gates."})  # fmt: skip
-        response = decide(state, run_name, gate, verdict == "approve", f"slack:{approver}",
-                          "via Slack", "slack", identities=names)  # fmt: skip
+                                 "text": f"{shown} may not answer approval gates."})  # fmt: skip
+        response = decide(state, run_name, gate, verdict == "approve", f"slack:{user_id}",
+                          f"via Slack by {shown}", "slack", identities=names)  # fmt: skip
         if response.status_code != 200:
             message = json.loads(bytes(response.body))["error"]
             return JSONResponse({"response_type": "ephemeral", "replace_original": False,
                                  "text": f"Not recorded: {message}"})  # fmt: skip
         word = "Approved" if verdict == "approve" else "Denied"
-        return JSONResponse({"replace_original": True,
-                             "text": f"{word} by {approver}: {run_name} / {gate}"})  # fmt: skip
+        text = f"{word} by {shown} ({user_id}): {run_name} / {gate}"
+        return JSONResponse({"replace_original": True, "text": text})
 
     return routes

@@ -6,6 +6,7 @@ import hmac
 
 from punchingfist.api import Source
 from punchingfist.api.sources import Authentication
+from punchingfist.server.access import bearer_token
 from punchingfist.server.state import SecretStore
 
 
@@ -24,9 +25,3 @@ def allowed(source: Source, headers: dict[str, str], secrets: SecretStore) -> bo
     else:
         given = headers.get((auth.header or "x-api-key").lower(), "")
     return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def bearer_token(header: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` header; empty for any other."""
-    scheme, _, token = (header or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""

@@ -28,8 +28,9 @@ from fastapi.responses import JSONResponse
 from punchingfist.api import Source
 from punchingfist.api.sources import ChatSource
 from punchingfist.errors import NotSupportedYet
-from punchingfist.server.approvals import slack_signature_ok
-from punchingfist.server.runs import problem, queue_run
+from punchingfist.server.approvals import signed_slack_body
+from punchingfist.server.requests import problem
+from punchingfist.server.runs import queue_run
 from punchingfist.server.state import ServerState
 
 log = logging.getLogger("punchingfist.chat")
@@ -91,18 +92,12 @@ def router(state: ServerState) -> APIRouter:
     @routes.post("/slack/events", tags=["chat"])
     async def events(request: Request) -> JSONResponse:
         """Slack Events API: URL verification and `app_mention` events of chat Sources."""
-        if not state.slack_signing_secret:
-            return problem(404, "Slack is not configured on this server")
-        body = await request.body()
-        if len(body) > state.max_body_bytes:
-            return problem(413, f"body larger than {state.max_body_bytes} bytes")
-        timestamp = request.headers.get("x-slack-request-timestamp", "")
-        signature = request.headers.get("x-slack-signature", "")
-        if not slack_signature_ok(state.slack_signing_secret, timestamp, body, signature):
-            return problem(401, "invalid or stale Slack signature")
+        body = await signed_slack_body(state, request)
+        if isinstance(body, JSONResponse):
+            return body
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return problem(400, "the body is not JSON")
         if not isinstance(data, dict):
             return problem(400, "the body is not a Slack event envelope")

@@ -3,62 +3,145 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Source
+from punchingfist.api.resources import format_validation_error
 from punchingfist.api.sources import ApiSource
 from punchingfist.server import auth
+from punchingfist.server.access import Caller, Permission
+from punchingfist.server.requests import admit, problem, read_json
 from punchingfist.server.state import ServerState
 from punchingfist.store import OutboxEntry, WorkflowRun
 from punchingfist.store.recording import StepRecorded, record_delivery, record_step
 
-
-def problem(
-    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    """An error answer: `{"error": message, **extra}`, with `headers` on the response."""
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+MAX_TOKENS_PER_STEP = 10_000_000
+MAX_COST_PER_STEP = 10_000.0
+DEFAULT_TRIGGER_ENDPOINT = "/api/v1/trigger"
+_Finite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-async def read_json(request: Request, state: ServerState) -> Any | JSONResponse:
-    body = await request.body()
-    if len(body) > state.max_body_bytes:
-        return problem(413, f"body larger than {state.max_body_bytes} bytes")
-    try:
-        return json.loads(body or b"{}")
-    except ValueError as error:
-        return problem(400, f"the body is not JSON: {error}")
+class _Report(BaseModel):
+    """Known fields are typed; the rest of result.json is kept as it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Usage(_Report):
+    prompt_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS_PER_STEP)] = 0
+    completion_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS_PER_STEP)] = 0
+    cost_usd: Annotated[float, Field(ge=0, le=MAX_COST_PER_STEP, allow_inf_nan=False)] | None = None
+
+
+class StepReport(_Report):
+    """`POST /api/v1/runs/{run}/steps/{step}`: a step's result.json."""
+
+    kind: Literal["cli", "agent", "sink", "approval", "outputs"]
+    phase: Literal["Succeeded", "Failed", "Skipped", "Error", "Omitted"]
+    success: StrictBool
+    seconds: _Finite | None = None
+    error: Annotated[str, Field(max_length=20_000)] | None = None
+    usage: Usage | None = None
+    tool_calls: Annotated[list[dict[str, Any]], Field(max_length=500)] | None = None
+
+
+class DeliveryReport(_Report):
+    """`POST /api/v1/runs/{run}/sinks/{sink}`: a sink's delivery record."""
+
+    type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+    outcome: Literal["delivered", "skipped", "failed"]
+    attempts: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
 def router(state: ServerState) -> APIRouter:
     routes = APIRouter()
 
-    @routes.post("/api/v1/trigger/{source_name}", status_code=202, tags=["runs"])
+    @routes.post("/api/v1/runs/{run_name}/steps/{step}", tags=["runs"])
+    async def report(run_name: str, step: str, request: Request) -> JSONResponse:
+        """A step's result, as `pf-runtime` writes it (result.json). Needs `report` on
+        `runs.punchingfist.io` (a step pod's ServiceAccount token: only for its own run)."""
+        done = await _record(state, request, run_name, step, StepReport, record_step)
+        if isinstance(done, JSONResponse):
+            return done
+        data, workflow, recorded = done
+        observe_step(state, workflow, data, recorded)
+        return JSONResponse({"run": run_name, "step": step, "phase": data["phase"]})
+
+    @routes.post("/api/v1/runs/{run_name}/sinks/{sink}", tags=["runs"])
+    async def delivery(run_name: str, sink: str, request: Request) -> JSONResponse:
+        """A sink's delivery result: `{"type", "outcome": delivered|skipped|failed, ...}`."""
+        done = await _record(state, request, run_name, sink, DeliveryReport, record_delivery)
+        if isinstance(done, JSONResponse):
+            return done
+        data = done[0]
+        state.metrics.sink_deliveries.labels(sink, data["outcome"]).inc()
+        return JSONResponse({"run": run_name, "sink": sink, "outcome": data["outcome"]})
+
+    return routes
+
+
+def add_trigger_routes(app: FastAPI) -> list[str]:
+    """Serve `{endpoint}/{source}` for the `spec.config.endpoint` of every api Source (default
+    `/api/v1/trigger`); return the routes added. Called again when Sources change."""
+    state: ServerState = app.state.pf
+    endpoints = {DEFAULT_TRIGGER_ENDPOINT} | {
+        s.spec.config.endpoint for s in state.sources if isinstance(s.spec, ApiSource)
+    }
+    routed = {getattr(route, "path", None) for route in app.router.routes}
+    added = []
+    for endpoint in sorted(endpoints):
+        path = endpoint.rstrip("/") + "/{source_name}"
+        if path in routed:
+            continue
+        app.add_api_route(path, _trigger_handler(state, endpoint), methods=["POST"],
+                          status_code=202, tags=["runs"],
+                          summary=f"Start an api Source's workflow ({endpoint})")  # fmt: skip
+        added.append(path)
+    if added:
+        app.openapi_schema = None
+    return added
+
+
+def _trigger_handler(state: ServerState, endpoint: str) -> Any:
     async def trigger(source_name: str, request: Request) -> JSONResponse:
         """Start the Source's workflow with the JSON body as the event (`.source.data`).
-        An `Idempotency-Key` header makes retries map to the same run."""
+        An `Idempotency-Key` header makes retries map to the same run. The Source's own
+        `authentication`, when it has one, decides who may; else `trigger` on
+        `sources.punchingfist.io/<name>`."""
         source = next((s for s in state.sources if s.name == source_name), None)
-        if source is None or not isinstance(source.spec, ApiSource):
-            return problem(404, f"no api Source named {source_name!r}")
+        if (source is None or not isinstance(source.spec, ApiSource)
+                or source.spec.config.endpoint.rstrip("/") != endpoint.rstrip("/")):  # fmt: skip
+            return problem(404, f"no api Source named {source_name!r} at {endpoint}")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        if auth.allowed(source, headers, state.secrets) is False:
-            return problem(401, "missing or wrong credentials for this Source")
+        verdict = auth.allowed(source, headers, state.secrets)
+        if verdict is False:
+            return problem(401, "missing or wrong credentials for this Source",
+                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        if verdict is None:
+            caller = await admit(state, request, Permission("trigger", "sources", source.name))
+            if isinstance(caller, JSONResponse):
+                return caller
         data = await read_json(request, state)
         if isinstance(data, JSONResponse):
             return data
         if not isinstance(data, dict):
             return problem(422, "the body must be a JSON object (the event)")
+        if found := unstorable(data):
+            return problem(422, "the event cannot be stored", problems=found)
         key = headers.get("idempotency-key") or uuid.uuid4().hex
+        if len(key) > 200 or not key.isprintable():
+            return problem(422, "the Idempotency-Key header must be printable, 200 characters "
+                                "at most")  # fmt: skip
         context = data.get("context")
         event = {**data, "context": {**source.spec.context,
                                      **(context if isinstance(context, dict) else {})}}  # fmt: skip
@@ -69,57 +152,82 @@ def router(state: ServerState) -> APIRouter:
         state.wake.set()
         return JSONResponse({"run": name, "created": True}, status_code=202)
 
-    @routes.post("/api/v1/runs/{run_name}/steps/{step}", tags=["runs"])
-    async def report(run_name: str, step: str, request: Request) -> JSONResponse:
-        """A step's result, as `pf-runtime` writes it (result.json)."""
-        if not _reporter(state, request):
-            return problem(401, "missing or wrong report token")
-        data = await read_json(request, state)
-        if isinstance(data, JSONResponse):
-            return data
-        problems = _check_report(data)
-        if problems:
-            return problem(422, "invalid step report", problems=problems)
-        now = datetime.now(UTC)
-        with state.sessions.begin() as session:
-            run = WorkflowRun.named(session, run_name)
-            if run is None:
-                return problem(404, f"no run {run_name!r}")
-            recorded = record_step(session, run, step, data, now)
-            workflow = run.workflow_name
-        observe_step(state, workflow, data, recorded)
-        return JSONResponse({"run": run_name, "step": step, "phase": data["phase"]})
-
-    @routes.post("/api/v1/runs/{run_name}/sinks/{sink}", tags=["runs"])
-    async def delivery(run_name: str, sink: str, request: Request) -> JSONResponse:
-        """A sink's delivery result: `{"type", "outcome": delivered|skipped|failed, ...}`."""
-        if not _reporter(state, request):
-            return problem(401, "missing or wrong report token")
-        data = await read_json(request, state)
-        if isinstance(data, JSONResponse):
-            return data
-        outcome = data.get("outcome") if isinstance(data, dict) else None
-        if outcome not in ("delivered", "skipped", "failed") or not isinstance(
-            data.get("type"), str
-        ):
-            return problem(422, "body needs `type` and `outcome` (delivered, skipped or failed)")
-        with state.sessions.begin() as session:
-            run = WorkflowRun.named(session, run_name)
-            if run is None:
-                return problem(404, f"no run {run_name!r}")
-            record_delivery(session, run, sink, data, datetime.now(UTC))
-        state.metrics.sink_deliveries.labels(sink, outcome).inc()
-        return JSONResponse({"run": run_name, "sink": sink, "outcome": outcome})
-
-    return routes
+    return trigger
 
 
-def _reporter(state: ServerState, request: Request) -> bool:
-    """Reports need `Authorization: Bearer <report token>` when the server has one."""
-    if not state.report_token:
-        return True
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    return hmac.compare_digest(given.encode(), state.report_token.encode())
+async def _record(
+    state: ServerState, request: Request, run_name: str, name: str, model: type[_Report],
+    record: Callable[[Session, WorkflowRun, str, dict[str, Any], datetime], Any],
+) -> tuple[dict[str, Any], str, Any] | JSONResponse:  # fmt: skip
+    """Admit a report about step or sink `name` of a run, validate it and record it: (the
+    report, the run's workflow, what `record` returned), or the 4xx answer."""
+    caller = await admit(state, request, Permission("report", "runs", run_name))
+    if isinstance(caller, JSONResponse):
+        return caller
+    if (refused := _foreign_pod(caller, run_name)) is not None:
+        return refused
+    found = await _validated(request, state, model)
+    if isinstance(found, JSONResponse):
+        return found
+    data = found.model_dump(mode="json", exclude_none=True)
+    kind = "sinks" if model is DeliveryReport else "steps"
+    with state.sessions.begin() as session:
+        run = WorkflowRun.named(session, run_name)
+        if run is None:
+            return problem(404, f"no run {run_name!r}")
+        if (unknown := _unknown(state, run.workflow_name, kind, name)) is not None:
+            return unknown
+        recorded = record(session, run, name, data, datetime.now(UTC))
+        return data, run.workflow_name, recorded
+
+
+async def _validated(request: Request, state: ServerState, model: type[_Report]) -> Any:
+    """The body as `model`, or the 4xx answer naming each wrong field."""
+    data = await read_json(request, state)
+    if isinstance(data, JSONResponse):
+        return data
+    if not isinstance(data, dict):
+        return problem(422, f"the body must be a JSON object ({model.__doc__ or ''})".strip())
+    if found := unstorable(data):
+        return problem(422, "the report cannot be stored", problems=found)
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        wrong = format_validation_error(error, data, prefix="body")
+        return problem(422, f"invalid {model.__name__}",
+                       problems=[{"field": f, "message": m} for f, m in wrong])  # fmt: skip
+
+
+def unstorable(data: Any) -> list[dict[str, str]]:
+    """Why the database could not store this JSON (each field and why), before any write."""
+    from punchingfist.api.storable import problems
+
+    return [{"field": f, "message": m} for f, m in problems(data, "body")]
+
+
+def _foreign_pod(caller: Caller, run_name: str) -> JSONResponse | None:
+    """A step pod's token reports for its own run only (Argo names its pods `<run>-...`)."""
+    pod = caller.pod
+    if pod is not None and not pod.startswith(f"{run_name}-"):
+        return problem(403, f"pod {pod} is not a step of run {run_name}")
+    return None
+
+
+def _unknown(state: ServerState, workflow_name: str, kind: str, name: str) -> JSONResponse | None:
+    """A 422 unless `name` is a step (or sink) of the run's workflow: only those become
+    metric labels and rows."""
+    workflow = state.workflows.get(workflow_name)
+    if workflow is None:
+        return problem(422, f"workflow {workflow_name!r} is not served here: its {kind} are "
+                            "unknown")  # fmt: skip
+    names = {item.name for item in workflow.spec.sinks}
+    if kind == "steps":  # a sink's task reports as a step too
+        names |= {item.name for item in workflow.spec.steps}
+    if name not in names:
+        listed = ", ".join(sorted(names)) or "none"
+        return problem(422, f"{name!r} is not one of the {kind} of workflow {workflow_name!r} "
+                            f"({listed})")  # fmt: skip
+    return None
 
 
 def trigger_run_name(source: Source, key: str) -> str:
@@ -151,16 +259,6 @@ def queue_run(
     except IntegrityError:  # the same key, queued concurrently: that run stands
         return name, False
     return name, True
-
-
-def _check_report(data: Any) -> list[dict[str, str]]:
-    if not isinstance(data, dict):
-        return [{"field": "body", "message": "must be a JSON object (the step's result.json)"}]
-    problems = []
-    for field, kind in (("kind", str), ("phase", str), ("success", bool)):
-        if not isinstance(data.get(field), kind):
-            problems.append({"field": f"body.{field}", "message": f"required {kind.__name__}"})
-    return problems
 
 
 def observe_step(state: ServerState, workflow: str, data: dict[str, Any],

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from punchingfist.api import Resource, Source, Workflow
 from punchingfist.api.sources import WebhookSource
 from punchingfist.executors import Executor
+from punchingfist.server.access import Access, TokenAccess
 from punchingfist.server.batching import IntakeWriter
 from punchingfist.server.metrics import Metrics
 from punchingfist.store import make_engine, session_factory
@@ -71,8 +73,10 @@ class ServerState:
     endpoint knows the approver by the bearer token, not by the body (and, empty, refuses
     everyone). None: the body names the approver."""
     slack_signing_secret: str | None = None
-    report_token: str | None = None
-    """When set, step reports must carry `Authorization: Bearer <token>`."""
+    access: Access = field(default_factory=lambda: TokenAccess(token_urlsafe(32), where="made "
+                                                                "for this process"))  # fmt: skip
+    """Who may call `/api/v1` (D13). By default a token made for this process only, which
+    nobody else knows."""
     probes: list[Callable[[], str | None]] = field(default_factory=list)
     """Extra health checks (the controller, in-cluster): None when fine, else why not."""
     intake_writers: int = 1

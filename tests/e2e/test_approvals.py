@@ -137,7 +137,7 @@ def test_gate_answered_through_the_server_api(control_plane: ControlPlane, tmp_p
     with state.sessions.begin() as session:
         session.add(WorkflowRun(name=name, namespace=control_plane.namespace,
                                 workflow_name="gated"))  # fmt: skip
-    with TestClient(create_app(state)) as http:
+    with TestClient(create_app(state), headers=state.access.headers()) as http:
         answer = {"decision": "approve", "approver": "carol", "comment": "ship it"}
         response = http.post(f"/api/v1/runs/{name}/approvals/fix-approval", json=answer)
         assert response.status_code == 200, response.text
@@ -189,7 +189,7 @@ def test_gate_answered_by_a_signed_slack_button(control_plane: ControlPlane, tmp
                      "value": json.dumps({"run": name, "gate": "fix-approval",
                                           "decision": "approve"})}],
     }  # fmt: skip
-    with TestClient(create_app(state)) as http:
+    with TestClient(create_app(state), headers=state.access.headers()) as http:
         forged, headers = slack_request(click, secret="not-the-secret")
         assert http.post("/slack/interactions", content=forged, headers=headers).status_code == 401
         run = control_plane.get_json("workflows.argoproj.io", name, "-n", control_plane.namespace)

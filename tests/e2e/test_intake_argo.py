@@ -42,7 +42,7 @@ def test_webhook_to_argo_workflow_once(control_plane: ControlPlane, tmp_path: Pa
         executor=ArgoExecutor(str(control_plane.kubeconfig)), dispatch_interval=0.2,
     )  # fmt: skip
     payload = json.loads((ROOT / "examples/alerts/pod-crashlooping.json").read_text())
-    with TestClient(create_app(state)) as http:
+    with TestClient(create_app(state), headers=state.access.headers()) as http:
         (name,) = http.post("/webhook/alerts", json=payload).json()["runs"]
         run: dict[str, Any] = {}
         deadline = time.monotonic() + 60

@@ -75,7 +75,7 @@ def setup(control_plane: ControlPlane, tmp_path: Path, request: pytest.FixtureRe
     # Unique per test: the control plane lives for the whole session.
     alert["fingerprint"] = f"{abs(hash(request.node.nodeid)):016x}"[:16]
     alert["startsAt"] = f"2026-01-01T00:{len(request.node.nodeid) % 60:02d}:00Z"
-    with TestClient(create_app(state)) as http:
+    with TestClient(create_app(state), headers=state.access.headers()) as http:
         yield Setup(state, http, Metrics(CollectorRegistry()), payload)
     state.engine.dispose()
 
@@ -143,7 +143,7 @@ def test_a_submitted_run_is_tracked_while_argo_runs_it(
     payload = json.loads((ROOT / "examples/alerts/pod-crashlooping.json").read_text())
     payload["alerts"][0]["fingerprint"] = "7a3c0ffee0tracked"
     metrics = Metrics(CollectorRegistry())
-    with TestClient(create_app(state)) as http:
+    with TestClient(create_app(state), headers=state.access.headers()) as http:
         (name,) = http.post("/webhook/alerts", json=payload).json()["runs"]
     assert dispatch_pending(state.sessions, ArgoExecutor(str(control_plane.kubeconfig))) == 1
     deadline = time.monotonic() + 90

@@ -128,3 +128,35 @@ def uvicorn_app(app: Any) -> Iterator[str]:
     finally:
         instance.should_exit = True
         thread.join(timeout=10)
+
+
+def post_chunked(url: str, path: str, headers: dict[str, str], *, chunk: int = 16 * 1024,
+                 most: int = 256 * 1024 * 1024) -> tuple[int, int]:  # fmt: skip
+    """POST a chunked body of up to `most` bytes, stopping as soon as the server answers.
+    Returns (HTTP status, bytes sent): a server that cuts the body at its limit answers long
+    before `most` is sent, one that buffers everything answers only after."""
+    import select
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", "Transfer-Encoding: chunked"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    data = b"x" * chunk
+    frame = f"{chunk:x}\r\n".encode() + data + b"\r\n"
+    sent = 0
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        while sent < most:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            try:
+                sock.sendall(frame)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += chunk
+        else:
+            sock.sendall(b"0\r\n\r\n")
+        answer = sock.recv(4096).decode(errors="replace")
+    return int(answer.split(" ", 2)[1]), sent

@@ -9,6 +9,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from punchingfist.api import load_resources
 from punchingfist.executors import RunSubmission, SubmitError
 from punchingfist.server import ServerState, create_app
 from punchingfist.store import WorkflowRun, upgrade
+from tests.e2e.controlplane import free_port
+from tests.integration.servers import post_chunked, uvicorn_app
 from tests.integration.test_server import SOURCES
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -54,7 +57,7 @@ def server_state(database_url: str, **settings: Any) -> tuple[ServerState, Resum
 def setup(database_url: str) -> Iterator[tuple[TestClient, ServerState, ResumingExecutor]]:
     state, executor = server_state(database_url, approvers=frozenset({"alice", "U123"}),
                                    slack_signing_secret=SIGNING_SECRET)  # fmt: skip
-    with TestClient(create_app(state)) as http:
+    with TestClient(create_app(state), headers=state.access.headers()) as http:
         yield http, state, executor
     state.engine.dispose()
 
@@ -103,8 +106,8 @@ TOKENS = {"alice": "t0k-alice-5b1f", "bob": "t0k-bob-77c2"}
 @pytest.mark.parametrize(
     ("headers", "body", "status", "message"),
     [
-        ({}, {"decision": "approve"}, 401, "Authorization: Bearer"),
-        ({"Authorization": "Bearer nope"}, {"decision": "approve"}, 401, "approver's token"),
+        ({"Authorization": ""}, {"decision": "approve"}, 401, "Authorization: Bearer"),
+        ({"Authorization": "Bearer nope"}, {"decision": "approve"}, 401, "Authorization: Bearer"),
         ({"Authorization": f"Basic {TOKENS['alice']}"}, {"decision": "approve"}, 401, "Bearer"),
         ({"Authorization": f"Bearer {TOKENS['alice']}"},
          {"decision": "approve", "approver": "bob"}, 403, "cannot answer as 'bob'"),
@@ -118,7 +121,7 @@ def test_with_approver_tokens_the_token_says_who_decides(
     headers: dict[str, str], body: dict[str, Any], status: int, message: str,
 ) -> None:  # fmt: skip
     """With `spec.approvals.tokensSecret`, the body cannot name someone else: whoever
-    reaches the server without an approver's token answers nothing."""
+    reaches the server without credentials answers nothing."""
     http, state, executor = setup
     state.approver_tokens = dict(TOKENS)
     response = http.post(URL, json=body, headers=headers)
@@ -127,7 +130,7 @@ def test_with_approver_tokens_the_token_says_who_decides(
         assert response.headers["www-authenticate"] == "Bearer"
     assert executor.resumed == []
     assert http.get("/api/v1/approvals", params={"decision": ""}).json()["items"] == []
-    state.approver_tokens = {}  # configured, but the Secret holds none: nobody gets in
+    state.approver_tokens = {}  # configured, but the Secret holds none: alice's is unknown
     again = http.post(URL, json={"decision": "approve"},
                       headers={"Authorization": f"Bearer {TOKENS['alice']}"})  # fmt: skip
     assert again.status_code == 401 and executor.resumed == []
@@ -181,9 +184,12 @@ def test_slack_button_with_a_valid_signature(
     body, headers = slack_request(button("U123", "deny"))
     response = http.post("/slack/interactions", content=body, headers=headers)
     assert response.status_code == 200
-    assert response.json()["text"].startswith("Denied by bob")
-    assert executor.resumed == [("run-1", "resolution-attempt-approval", False, "slack:bob",
-                                 "via Slack")]  # fmt: skip
+    assert response.json()["text"].startswith("Denied by bob (U123)")
+    # Recorded under the fixed user id; the changeable name is shown beside it.
+    assert executor.resumed == [("run-1", "resolution-attempt-approval", False, "slack:U123",
+                                 "via Slack by bob")]  # fmt: skip
+    (record,) = http.get("/api/v1/approvals", params={"decision": "denied"}).json()["items"]
+    assert (record["approver"], record["comment"]) == ("slack:U123", "via Slack by bob")
 
 
 @pytest.mark.parametrize("problem", ["bad-signature", "stale", "wrong-secret", "no-headers"])
@@ -211,7 +217,31 @@ def test_slack_user_not_allowed_and_malformed_payloads(
     assert response.status_code == 200 and "may not answer" in response.json()["text"]
     body, headers = slack_request({"type": "block_actions", "actions": []})
     assert http.post("/slack/interactions", content=body, headers=headers).status_code == 400
+    for user in ("U123", {"id": 7}, {"id": "not-an-id"}, None):  # signed, but not Slack's shape
+        payload = button("U123", "approve") | {"user": user}
+        body, headers = slack_request(payload)
+        answer = http.post("/slack/interactions", content=body, headers=headers)
+        assert answer.status_code == 400, (user, answer.text)
     assert executor.resumed == []
+
+
+def test_slack_bodies_are_cut_at_the_limit_while_streaming(database_url: str) -> None:
+    """A chunked body (no Content-Length) is refused once it passes the limit, not buffered
+    whole, and an unsigned one before a byte of it is parsed (the issue: four 250 MiB posts
+    to /slack/interactions added 1.2 GiB to the server)."""
+    state, executor = server_state(database_url, slack_signing_secret=SIGNING_SECRET)
+    state.max_body_bytes = 64 * 1024
+    _, signed = slack_request(button("U123", "approve"))
+    with uvicorn_app(create_app(state)) as url:
+        for path in ("/slack/interactions", "/slack/events", "/webhook/alerts",
+                     "/api/v1/runs/run-1/approvals/resolution-attempt-approval"):  # fmt: skip
+            status, sent = post_chunked(url, path, signed | state.access.headers())
+            assert status == 413, path
+            assert sent < 16 * 1024 * 1024, (path, sent)  # cut near the limit
+        status, sent = post_chunked(url, "/slack/interactions", {})
+        assert status == 401 and sent < 16 * 1024 * 1024
+    assert executor.resumed == []
+    state.engine.dispose()
 
 
 @pytest.fixture
@@ -250,11 +280,91 @@ def test_the_cli_answers_with_the_approver_token(
     argv = ["approve", "run-1", "--step", "resolution-attempt", "--server", url]
     monkeypatch.setenv("USER", "mallory")
     monkeypatch.delenv("PUNCHINGFIST_APPROVER_TOKEN", raising=False)
+    monkeypatch.delenv("PUNCHINGFIST_TOKEN", raising=False)
     assert main(argv) == 1  # no token: $USER is only a name
+    assert "needs credentials" in capsys.readouterr().err and executor.resumed == []
+    monkeypatch.setenv("PUNCHINGFIST_TOKEN", "not-a-token-anyone-has")
+    assert main(argv) == 1
     assert "401" in capsys.readouterr().err and executor.resumed == []
+    monkeypatch.delenv("PUNCHINGFIST_TOKEN")
     monkeypatch.setenv("PUNCHINGFIST_APPROVER_TOKEN", TOKENS["bob"])
     assert main([*argv, "--approver", "alice"]) == 1
     assert "cannot answer as 'alice'" in capsys.readouterr().err and executor.resumed == []
     assert main([*argv, "--comment", "ok"]) == 0
     assert "(as bob)" in capsys.readouterr().out
     assert executor.resumed == [("run-1", "resolution-attempt-approval", True, "bob", "ok")]
+
+
+def test_serve_makes_an_api_token_once_and_the_cli_uses_it(tmp_path: Path) -> None:
+    """Embedded mode: the first start makes the token (0600, beside the database) and says
+    where; the read API refuses callers without it; a later start keeps it."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sources.yaml").write_text(SOURCES)
+    port = free_port()
+    argv = [sys.executable, "-m", "punchingfist.cli", "serve", "-f", str(tmp_path / "sources.yaml"),
+            "--database-url", f"sqlite:///{tmp_path}/db/pf.db", "--port", str(port)]  # fmt: skip
+    (tmp_path / "db").mkdir()
+    token_file = tmp_path / "db" / "api-token"
+    for start in ("made now", "kept"):
+        log = tmp_path / f"serve-{start}.log"
+        with log.open("wb") as out:
+            server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                wait_http(f"{url}/healthz", server, log)
+                assert f"{token_file} ({start}, mode 0600)" in log.read_text()
+                assert token_file.stat().st_mode & 0o777 == 0o600
+                token = token_file.read_text().strip()
+                assert token not in log.read_text()
+                assert http_status(f"{url}/api/v1/runs", {}) == 401
+                assert http_status(f"{url}/api/v1/runs", {"Authorization": "Bearer nope"}) == 401
+                auth = {"Authorization": f"Bearer {token}"}
+                assert http_status(f"{url}/api/v1/runs", auth) == 200
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+
+
+def test_an_open_api_is_explicit_and_loud(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "sources.yaml").write_text(SOURCES)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "punchingfist.cli", "serve", "-f", str(tmp_path / "sources.yaml"),
+            "--database-url", f"sqlite:///{tmp_path}/pf.db", "--port", str(port),
+            "--insecure-open-api"]  # fmt: skip
+    with log.open("wb") as out:
+        server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", server, log)
+            assert "WARNING: --insecure-open-api" in log.read_text()
+            assert http_status(f"http://127.0.0.1:{port}/api/v1/runs", {}) == 200
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    assert not (tmp_path / "api-token").exists()
+
+
+def wait_http(url: str, process: Any, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while http_status(url, {}) != 200:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+def http_status(url: str, headers: dict[str, str]) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0

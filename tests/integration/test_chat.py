@@ -70,7 +70,7 @@ def http(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestCli
         monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
         state = ServerState.from_resources(load_resources(SOURCES), database_url,
                                            slack_signing_secret=SECRET)  # fmt: skip
-        with TestClient(create_app(state)) as client:
+        with TestClient(create_app(state), headers=state.access.headers()) as client:
             client.app_state = state  # type: ignore[attr-defined]
             yield client
         state.engine.dispose()
@@ -178,7 +178,7 @@ def test_slack_approver_is_matched_by_id_not_by_username(database_url: str) -> N
     with state.sessions.begin() as session:
         session.add(WorkflowRun(name="run-1", workflow_name="agent-alert-investigation"))
     impostor = button("U999", "approve") | {"user": {"id": "U999", "username": "alice"}}
-    with TestClient(create_app(state)) as client:
+    with TestClient(create_app(state), headers=state.access.headers()) as client:
         body, headers = slack_request(impostor)
         response = client.post("/slack/interactions", content=body, headers=headers)
         assert response.status_code == 200 and "may not answer" in response.json()["text"]

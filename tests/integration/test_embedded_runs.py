@@ -183,7 +183,7 @@ def local_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient
         {c.workflow.name: c for c in compile_resources(resources)}, state.sessions,
         tmp_path / "runs", environ={**os.environ, **environ(tmp_path)}, metrics=state.metrics,
     )  # fmt: skip
-    with TestClient(create_app(state)) as client:
+    with TestClient(create_app(state), headers=state.access.headers()) as client:
         yield client, state
     state.engine.dispose()
 

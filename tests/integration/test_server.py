@@ -56,7 +56,7 @@ def client(database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
     state = ServerState.from_resources(
         resources, database_url, secrets=SecretStore(values={("webhook-secret", "token"): "t0ken"})
     )
-    with TestClient(create_app(state)) as test_client:
+    with TestClient(create_app(state), headers=state.access.headers()) as test_client:
         yield test_client, state
     state.engine.dispose()
 
@@ -329,11 +329,12 @@ spec:
 @pytest.fixture
 def api_client(database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
     upgrade(database_url)
+    workflow = (EXAMPLES / "workflows" / "agent-alert-investigation.yaml").read_text()
     state = ServerState.from_resources(
-        load_resources(SOURCES + "---" + API_SOURCE), database_url, report_token="r3port",
+        load_resources(SOURCES + "---" + API_SOURCE + "---\n" + workflow), database_url,
         secrets=SecretStore(values={("api-key", "token"): "k3y"}),
     )  # fmt: skip
-    with TestClient(create_app(state)) as test_client:
+    with TestClient(create_app(state), headers=state.access.headers()) as test_client:
         yield test_client, state
     state.engine.dispose()
 
@@ -370,8 +371,10 @@ def test_step_reports_record_results_tokens_and_triage(
               "usage": {"prompt_tokens": 1200, "completion_tokens": 300,
                         "cost_usd": 0.01}}  # fmt: skip
     url = f"/api/v1/runs/{name}/steps/agent-investigation"
-    assert http.post(url, json=report).status_code == 401
-    token = {"Authorization": "Bearer r3port"}
+    assert (
+        http.post(url, json=report, headers={"Authorization": "Bearer r3port"}).status_code == 401
+    )
+    token: dict[str, str] = {}  # the client's API token
     assert http.post(url, json=report, headers=token).status_code == 200
     assert http.post(url, json=report, headers=token).status_code == 200  # a retry replaces
     run = http.get(f"/api/v1/runs/{name}").json()
@@ -395,7 +398,7 @@ def test_sink_deliveries_are_recorded_and_counted(
 ) -> None:
     http, _ = api_client
     (name,) = http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).json()["runs"]
-    token = {"Authorization": "Bearer r3port"}
+    token: dict[str, str] = {}  # the client's API token
     url = f"/api/v1/runs/{name}/sinks/slack-investigation-results"
     sent = {"type": "slack", "outcome": "delivered", "ts": "1764150000.000100"}
     assert http.post(url, json=sent, headers=token).status_code == 200

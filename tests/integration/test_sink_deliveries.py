@@ -317,7 +317,7 @@ def test_approval_buttons_are_what_the_server_endpoint_reads(
         "actions": [{"action_id": approve["action_id"], "value": approve["value"]}],
     }
     body, headers = slack_request(payload)
-    with TestClient(create_app(state)) as http:
+    with TestClient(create_app(state), headers=state.access.headers()) as http:
         response = http.post("/slack/interactions", content=body, headers=headers)
     state.engine.dispose()
     assert response.status_code == 200 and response.json()["text"].startswith("Approved by carol")

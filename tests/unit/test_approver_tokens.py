@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from punchingfist.server.approvals import token_owner
+from punchingfist.server.access import bearer_token, token_owner
 from punchingfist.server.state import SecretStore
 
 TOKENS = {"alice": "a-secret", "bob": "b-secret"}
@@ -24,13 +24,17 @@ def test_a_mounted_secret_gives_one_token_per_approver(tmp_path: Path) -> None:
     assert store.keys("absent") == {}
 
 
+def owner(tokens: dict[str, str], header: str | None) -> str | None:
+    return token_owner(tokens, bearer_token(header))
+
+
 def test_the_bearer_token_names_its_owner() -> None:
-    assert token_owner(TOKENS, "Bearer a-secret") == "alice"
-    assert token_owner(TOKENS, "bearer  b-secret ") == "bob"
+    assert owner(TOKENS, "Bearer a-secret") == "alice"
+    assert owner(TOKENS, "bearer  b-secret ") == "bob"
     for header in (None, "", "Bearer", "Bearer ", "Basic a-secret", "Bearer a-secret2", "a-secret"):
-        assert token_owner(TOKENS, header) is None
-    assert token_owner({"empty": ""}, "Bearer ") is None
-    assert token_owner({}, "Bearer a-secret") is None
+        assert owner(TOKENS, header) is None
+    assert owner({"empty": ""}, "Bearer ") is None
+    assert owner({}, "Bearer a-secret") is None
 
 
 CONFIG = """apiVersion: punchingfist.io/v1alpha1
