@@ -82,12 +82,26 @@ class ScheduleConfig(SpecModel):
 class ApiConfig(SpecModel):
     """An HTTP API trigger (`POST /api/v1/trigger/<source>`)."""
 
-    endpoint: str = "/api/v1/trigger"
-    """Base path of the trigger API."""
+    endpoint: Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._~-]+)+$", max_length=200)] = (
+        "/api/v1/trigger"
+    )
+    """Base path of the trigger API: the Source is served at `<endpoint>/<source name>`."""
     method: Literal["POST"] = "POST"
     """HTTP method."""
     authentication: Authentication | None = None
     """Credential callers must present."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _not_taken(cls, value: str) -> str:
+        taken = ("/api/v1/alerts", "/api/v1/incidents", "/api/v1/runs", "/api/v1/approvals",
+                 "/slack", "/metrics", "/healthz", "/readyz", "/docs", "/openapi.json",
+                 "/redoc")  # fmt: skip
+        for path in taken:
+            if value == path or value.startswith(path + "/"):
+                raise ValueError(f"{value!r} is the server's own path {path}: choose another, "
+                                 "e.g. /api/v1/trigger or /hooks/<name>")  # fmt: skip
+        return value
 
 
 class KubernetesConfig(SpecModel):

@@ -39,6 +39,7 @@ class LiveCluster:
     images: dict[str, str]
     created: list[tuple[str, str]] = field(default_factory=list)
     """(kind, name) of objects the tests made in NAMESPACE, deleted at the end."""
+    _tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def find(cls) -> LiveCluster | str:
@@ -93,10 +94,26 @@ class LiveCluster:
         service = self.get("service", "punchingfist", "-n", NAMESPACE)
         return f"http://{service['spec']['clusterIP']}:8080"
 
-    def operator_get(self, path: str) -> Any:
-        """GET from the operator's API, through its Service's ClusterIP (kube-proxy)."""
+    def token(self, role: str = "viewer") -> str:
+        """A bearer token of ServiceAccount `pf-test-<role>`, bound to the chart's
+        `punchingfist-<role>` ClusterRole in the operator's namespace (made on first use)."""
+        account = f"pf-test-{role}"
+        if account not in self._tokens:
+            self.kubectl("create", "serviceaccount", account, "-n", NAMESPACE, check=False)
+            self.kubectl("create", "rolebinding", account, "-n", NAMESPACE,
+                         f"--clusterrole=punchingfist-{role}",
+                         f"--serviceaccount={NAMESPACE}:{account}", check=False)  # fmt: skip
+            made = self.kubectl("create", "token", account, "-n", NAMESPACE, "--duration=2h")
+            self._tokens[account] = made.strip()
+        return self._tokens[account]
+
+    def operator_get(self, path: str, token: str | None = "viewer") -> Any:
+        """GET from the operator's API, through its Service's ClusterIP (kube-proxy), with the
+        token of a ServiceAccount bound to `punchingfist-<token>` (None: no credentials)."""
+        headers = {"Authorization": f"Bearer {self.token(token)}"} if token else {}
+        request = urllib.request.Request(f"{self.operator_url()}{path}", headers=headers)
         try:
-            with urllib.request.urlopen(f"{self.operator_url()}{path}", timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
             return {"status": error.code, "body": error.read().decode(errors="replace")}

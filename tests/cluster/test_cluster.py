@@ -108,3 +108,14 @@ def test_nothing_the_cluster_runs_listens_beyond_loopback_and_the_bridge(
         for name, addresses in seen.items()
     }
     assert not any(outside.values()), f"listening beyond loopback and {layout.NODE_IP}: {outside}"
+
+
+def test_the_operator_api_lets_rbac_decide_who_reads(cluster: LiveCluster) -> None:
+    """The chart's operator checks tokens with TokenReview and asks SubjectAccessReviews (its
+    auth-delegator binding): no token is a 401, a token without a binding a 403, a token bound
+    to punchingfist-viewer reads."""
+    assert cluster.operator_get("/api/v1/runs", token=None)["status"] == 401
+    # Bound to a ClusterRole that does not exist: a binding that grants nothing.
+    refused = cluster.operator_get("/api/v1/runs", token="nothing")
+    assert refused["status"] == 403 and "list runs.punchingfist.io" in refused["body"]
+    assert "items" in cluster.operator_get("/api/v1/runs")

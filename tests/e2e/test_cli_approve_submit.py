@@ -133,22 +133,15 @@ def test_approve_through_the_server(
     workflow = control_plane.get_json("workflows.argoproj.io", name, "-n", namespace)
     workflow["metadata"].setdefault("labels", {})["punchingfist.io/workflow"] = "gated"
     track(workflow, state.sessions, Metrics(CollectorRegistry()))
+    token = tmp_path / "api-token"
+    token.write_text(state.access.headers()["Authorization"].removeprefix("Bearer "))
     with uvicorn_app(create_app(state)) as server:
-        code, out, err = punchingfist(
-            capsys,
-            "approve",
-            name,
-            "--server",
-            server,
-            "--approver",
-            "carol",
-            "--comment",
-            "via api",
-        )
+        answer = ("approve", name, "--server", server, "--token-file", str(token), "--approver",
+                  "carol")  # fmt: skip
+        code, out, err = punchingfist(capsys, *answer, "--comment", "via api")
         assert code == 0, err
         assert out.strip() == f"approved: {name} / fix-approval (as carol)"
-        code, _, err = punchingfist(capsys, "approve", name, "--server", server,
-                                    "--approver", "carol", "--step", "fix")  # fmt: skip
+        code, _, err = punchingfist(capsys, *answer, "--step", "fix")
         assert code == 1 and "the server refused (409)" in err
     nodes = wait(control_plane, name, lambda r, n: "fix" in n, "the approved step never started")
     assert outputs(nodes["fix-approval"]) == {
