@@ -228,7 +228,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--replay",
         metavar="SCENARIO_DIR",
-        help="--executor local: replay this scenario's recorded model turns",
+        help="--executor local: answer every agent step with this scenario's recorded model "
+        "turns (no model runs; labelled everywhere; several folders: separated by ':'). Without "
+        "it, runs with agent steps need a model: serve never replays on its own",
     )
     serve.add_argument(
         "--llm-endpoint",
@@ -301,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--replay",
         metavar="SCENARIO_DIR",
-        help="replay the recorded model turns of a scenario folder",
+        help="replay the recorded model turns of a scenario folder (several: separated by ':')",
     )
     run.add_argument(
         "--llm-endpoint",
@@ -590,8 +592,17 @@ def _serve(args: argparse.Namespace) -> int:
             raise PunchingFistError("--executor local runs resources from files: use -f, "
                                     "not --in-cluster")  # fmt: skip
         state.executor = local_executor(resources, state, args)
+    elif args.replay:
+        raise PunchingFistError("--replay answers agent steps on the local engine: add "
+                                "--executor local")  # fmt: skip
     app = create_app(state)
     operator = _start_controller(args, state, app) if args.in_cluster else None
+    for source in state.sources:
+        config = source.spec.config
+        if getattr(config, "path", None) and getattr(config, "authentication", None) is None:
+            print(f"punchingfist: warning: webhook Source {source.name} has no authentication: "
+                  f"anyone who reaches {config.path} can post alerts (set "
+                  "spec.config.authentication)", file=sys.stderr)  # fmt: skip
     paths = ", ".join(sorted(state.webhook_paths()))
     counts = f"{len(state.sources)} Sources, {len(state.workflows)} Workflows"
     mode = f"controller on namespace {args.namespace}; " if operator else ""
@@ -727,6 +738,10 @@ def local_executor(resources: list[Resource[Any]], state: Any, args: argparse.Na
     from punchingfist.executors.local import LocalExecutor
 
     compiled = {c.workflow.name: c for c in compile_resources(resources)}
+    if args.replay:
+        print(f"⚠️  --replay {args.replay}: every agent step answers with recorded turns; NO "
+              "MODEL RUNS. Results are labelled 'replayed model' and not recorded as triage.",
+              file=sys.stderr)  # fmt: skip
     return LocalExecutor(
         compiled, state.sessions, Path(args.workdir or "punchingfist-runs").resolve(),
         environ=dict(os.environ), secrets_dir=Path(args.secrets_dir) if args.secrets_dir else None,

@@ -63,8 +63,11 @@ def run_command(args: Any, resources: list[Resource[Any]]) -> int:
     environ = dict(os.environ)
     choice = choose_model(
         compiled.manifest, json.loads(parameters["event"]), environ,
-        replay=args.replay, endpoint=args.llm_endpoint, model=args.llm_model,
+        replay=args.replay, endpoint=args.llm_endpoint, model=args.llm_model, replay_fallback=True,
     )  # fmt: skip
+    if choice.replayed and not args.replay:
+        print(f"⚠️  no model configured: {choice.label} is replayed, no model runs; "
+              "give --llm-endpoint URL for a real investigation", file=sys.stderr)  # fmt: skip
     secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
     secrets = gather_secrets(compiled.manifest, compiled.objects, environ, secrets_dir)
     # Absolute: each step process runs in its own directory, and a relative path would put its

@@ -100,6 +100,7 @@ def run_demo(args: Any) -> int:
         state.executor = LocalExecutor(
             {c.workflow.name: c for c in compile_resources(resources)}, state.sessions,
             base / "runs", environ=environ, endpoint=args.llm_endpoint, model=args.llm_model,
+            replay_fallback=True,
             metrics=state.metrics, observer=LiveObserver(sys.stdout), parallel_runs=1,
         )  # fmt: skip
         port = _free_port()
@@ -148,9 +149,12 @@ def _show(api: _Server, runs: list[dict[str, Any]]) -> None:
     incident = api.call(f"/api/v1/incidents/{runs[0]['incident_id']}")
     _say()
     _say("④ what the store now holds (read back through the API):")
+    replayed = any(((r.get("outputs") or {}).get("report") or {}).get("replayed") for r in runs)
+    triaged = "yes" if alert.get("triage_completed_at") else "no"
+    if replayed and triaged == "no":
+        triaged = "no (a replayed answer is not recorded as triage)"
     _say(f"   alert     {alert['alert_name']} [{alert['severity']}] {alert['status']} | "
-         f"fingerprint {alert['fingerprint']} | triaged: "
-         f"{'yes' if alert.get('triage_completed_at') else 'no'} | "
+         f"fingerprint {alert['fingerprint']} | triaged: {triaged} | "
          f"ai_confidence {alert.get('ai_confidence')}")  # fmt: skip
     _say(f"   incident  {incident['title']} | {incident['status']} | "
          f"{incident['alerts_count']} alert(s)")  # fmt: skip

@@ -7,8 +7,9 @@ variable of the same name as the one the template sets (`LLM_API_KEY`, `SLACK_BO
 
 The model, for workflows with agent steps, is the first of: a replay (`--replay`), an
 endpoint from flags or `PUNCHINGFIST_LLM_ENDPOINT`, the workflow's own provider when it
-answers (or, for a hosted one, when `LLM_API_KEY` is set), Ollama on localhost:11434, and
-else the replay of a recorded scenario whose alert matches.
+answers (or, for a hosted one, when `LLM_API_KEY` is set), Ollama on localhost:11434, and,
+only where the caller allows it (`punchingfist run` and `demo`, never `serve`), the replay of a
+recorded scenario whose alert matches. A replay is labelled everywhere ("replayed model").
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ from punchingfist.runtime.agent.llm import (
 from punchingfist.runtime.agent.replay import LABEL, REPLAY_ENV
 
 OLLAMA = "http://localhost:11434"
+NO_MODEL = (
+    "no model to run the agent steps: pass --llm-endpoint URL (any OpenAI-compatible API), "
+    "start Ollama on localhost:11434, set LLM_API_KEY for a hosted provider, or pass "
+    "--replay SCENARIO_DIR to replay recorded turns (labelled: no model runs)"
+)
 SCENARIOS = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
 """Recorded scenarios shipped with the source tree (the replay model's default turns)."""
 
@@ -127,12 +133,15 @@ def choose_model(
     endpoint: str | None = None,
     model: str | None = None,
     probe: bool = True,
+    replay_fallback: bool = False,
 ) -> ModelChoice:
+    """The model of the agent steps. With no model configured or answering, a recorded scenario
+    about the same alert is replayed only with `replay_fallback`; else it is an error."""
     settings = agent_settings(manifest)
     if not settings:
         return ModelChoice(label="no agent steps: no model needed")
-    if replay:
-        return _replay(replay)
+    if replay:  # one scenario folder, or several separated by the OS path separator
+        return _replay(*(path for path in replay.split(os.pathsep) if path))
     endpoint = endpoint or environ.get("PUNCHINGFIST_LLM_ENDPOINT")
     model = model or environ.get("PUNCHINGFIST_LLM_MODEL")
     if endpoint:
@@ -148,13 +157,9 @@ def choose_model(
         name = model or ollama[0]
         chosen = {ENDPOINT_ENV: OLLAMA, MODEL_ENV: name, "PF_LLM_MODE": "json_schema"}
         return ModelChoice(chosen, f"Ollama at {OLLAMA} ({name})")
-    scenarios = matching_scenarios(event)
+    scenarios = matching_scenarios(event) if replay_fallback else []
     if not scenarios:
-        raise PunchingFistError(
-            "no model to run the agent steps: pass --llm-endpoint URL (any OpenAI-compatible "
-            "API), start Ollama on localhost:11434, set LLM_API_KEY for a hosted provider, or "
-            "--replay SCENARIO_DIR to replay recorded turns"
-        )
+        raise PunchingFistError(NO_MODEL)
     return _replay(*scenarios)
 
 

@@ -59,6 +59,9 @@ class LocalExecutor:
     replay: str | None = None
     endpoint: str | None = None
     model: str | None = None
+    replay_fallback: bool = False
+    """With no model, replay a recorded scenario about the alert (the demo); else such runs
+    fail, saying how to give a model."""
     metrics: Any = None
     """The server's metrics (optional): tokens, task durations, triage time."""
     observer: RunObserver | None = None
@@ -123,11 +126,13 @@ class LocalExecutor:
             choice = choose_model(
                 compiled.manifest, event_data, self.environ,
                 replay=self.replay, endpoint=self.endpoint, model=self.model,
+                replay_fallback=self.replay_fallback,
             )  # fmt: skip
             secrets = gather_secrets(compiled.manifest, compiled.objects, self.environ,
                                      self.secrets_dir)  # fmt: skip
-            log.info("run %s: %s on the local engine, model: %s", run.name, run.workflow,
-                     choice.label)  # fmt: skip
+            say = log.warning if choice.replayed else log.info  # no model runs: say so loudly
+            say("run %s: %s on the local engine, model: %s", run.name, run.workflow,
+                choice.label)  # fmt: skip
             result = run_workflow(
                 compiled.manifest, parameters, workdir=self.workdir, approver=self.approver,
                 observer=watchers, secrets=secrets, environ={**self.environ, **choice.environ},

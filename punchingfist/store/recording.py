@@ -56,7 +56,9 @@ def record_step(
         run.status, run.started_at = "running", run.started_at or now
     triage = None
     answer = data.get("result")
-    if data["kind"] == "agent" and data.get("success") and isinstance(answer, dict):
+    answered = data["kind"] == "agent" and data.get("success") and isinstance(answer, dict)
+    # A replayed answer (recorded turns, no model ran) is no triage of this alert.
+    if answered and isinstance(answer, dict) and data.get("replayed") is not True:
         alert = session.get(Alert, run.alert_id) if run.alert_id else None
         triage = record_triage(alert, answer, now)
     tokens = record.prompt_tokens + record.completion_tokens - previous

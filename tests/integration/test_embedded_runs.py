@@ -148,9 +148,9 @@ def test_the_demo_shows_the_alert_incident_run_and_report(tmp_path: Path) -> Non
         assert marker in out, marker  # fmt: skip
     engine = make_engine(f"sqlite:///{keep / 'punchingfist.db'}")
     with session_factory(engine)() as session:
-        alert = session.scalars(select(Alert)).one()
-        assert alert.alert_name == "PodCrashLooping" and alert.ai_confidence is not None
-        assert alert.triage_completed_at is not None
+        alert = session.scalars(select(Alert)).one()  # a replayed answer is no triage
+        assert alert.alert_name == "PodCrashLooping" and alert.ai_confidence is None
+        assert alert.triage_completed_at is None
         assert session.scalar(select(func.count()).select_from(Incident)) == 1
         runs = session.scalars(select(WorkflowRun)).all()
         assert {r.workflow_name for r in runs} == {"alert-triage-workflow", "alert-triage"}
@@ -182,6 +182,9 @@ def local_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient
     state.executor = LocalExecutor(
         {c.workflow.name: c for c in compile_resources(resources)}, state.sessions,
         tmp_path / "runs", environ={**os.environ, **environ(tmp_path)}, metrics=state.metrics,
+        replay=os.pathsep.join(  # serve replays only when told to; each step picks its own
+            str(EXAMPLES / "scenarios" / name) for name in ("oom-crash-loop", "crash-loop-triage")
+        ),
     )  # fmt: skip
     with TestClient(create_app(state), headers=state.access.headers()) as client:
         yield client, state
@@ -234,5 +237,28 @@ def test_serve_with_the_local_engine_waits_at_the_gate_for_the_api(
     assert report["approvals"][0]["approver"] == "carol"
     with state.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Approval)) == 1
-        record = session.scalars(select(Alert)).one()
-        assert record.triage_completed_at is not None and record.ai_confidence == 0.86
+        record = session.scalars(select(Alert)).one()  # a replayed answer is no triage
+        assert record.triage_completed_at is None and record.ai_confidence is None
+        step = session.scalars(select(RunStep).where(RunStep.name == "agent-investigation")).one()
+        assert step.result is not None and step.result["replayed"] is True
+
+
+@pytest.mark.timeout(120)
+def test_serve_without_a_model_fails_the_run_and_says_how_to_give_one(
+    local_server: tuple[TestClient, ServerState],
+) -> None:
+    client, state = local_server
+    state.executor.replay = None  # serve without --replay, and no model answers here
+    alert = json.loads((EXAMPLES / "alerts" / "pod-crashlooping.json").read_text())
+    (name,) = client.post("/webhook/alerts", json=alert).json()["runs"]
+
+    def finished() -> Any:
+        run = client.get(f"/api/v1/runs/{name}").json()
+        return run if run["status"] in ("succeeded", "failed", "error") else None
+
+    run = wait_for("the run to end", finished)
+    assert run["status"] == "error" and not run["steps"], run
+    with state.sessions() as session:
+        record = session.scalars(select(WorkflowRun)).one()
+        assert record.error is not None
+        assert "no model to run the agent steps" in record.error and "--replay" in record.error

@@ -41,16 +41,27 @@ def test_event_parameters_from_a_payload_or_an_event() -> None:
         event_parameters({"hello": "world"})
 
 
-def test_without_any_model_the_matching_scenarios_are_replayed() -> None:
+def test_without_any_model_the_matching_scenarios_are_replayed_where_allowed() -> None:
     workflow = compiled("alert-triage-workflow")
     event = json.loads(event_parameters(CRASH)["event"])
-    choice = choose_model(workflow.manifest, event, {}, probe=False)
+    choice = choose_model(workflow.manifest, event, {}, probe=False, replay_fallback=True)
     assert choice.replayed and choice.label.startswith(LABEL)
     files = choice.environ[REPLAY_ENV].split(os.pathsep)
     assert {Path(f).parent.name for f in files} == {"oom-crash-loop", "crash-loop-triage"}
     other = {"alert": {"alertname": "NoRecordingForThis", "labels": {}}}
     with pytest.raises(PunchingFistError, match="no model to run the agent steps"):
-        choose_model(workflow.manifest, other, {}, probe=False)
+        choose_model(workflow.manifest, other, {}, probe=False, replay_fallback=True)
+
+
+def test_serve_never_replays_unless_told_to() -> None:
+    """`serve` (the local executor's default): no model is an error naming --replay."""
+    workflow = compiled("alert-triage-workflow")
+    event = json.loads(event_parameters(CRASH)["event"])
+    with pytest.raises(PunchingFistError, match=r"no model to run .* --replay SCENARIO_DIR"):
+        choose_model(workflow.manifest, event, {}, probe=False)
+    told = choose_model(workflow.manifest, event, {}, replay=str(SCENARIOS / "oom-crash-loop"),
+                        probe=False)  # fmt: skip
+    assert told.replayed and told.label == f"{LABEL} (oom-crash-loop)"
 
 
 def test_flags_env_and_hosted_keys_come_before_a_replay() -> None:
@@ -66,7 +77,9 @@ def test_flags_env_and_hosted_keys_come_before_a_replay() -> None:
     assert replay.replayed and replay.environ[REPLAY_ENV].endswith("api-latency/scenario.yaml")
     with pytest.raises(PunchingFistError, match=r"no scenario\.yaml"):
         choose_model(manifest, event, {}, replay="/nonexistent", probe=False)
-    assert choose_model(compiled("alert-triage").manifest, event, {}, probe=False).replayed
+    fallback = choose_model(compiled("alert-triage").manifest, event, {}, probe=False,
+                            replay_fallback=True)  # fmt: skip
+    assert fallback.replayed
 
 
 def test_a_workflow_without_agent_steps_needs_no_model() -> None:

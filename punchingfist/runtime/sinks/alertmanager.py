@@ -7,6 +7,9 @@
 - `silence` creates a silence (`POST /api/v2/silences`) matching every label of the alert, for
   `silenceDuration`, with a comment naming the run (the template, when given).
 - `resolve` re-posts the alert with `endsAt` = now.
+
+When the answer was replayed (no model ran), annotations include `ai_replayed: "true"` and the
+default `ai_summary` and a silence's comment start with the replay mark.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def deliver(run: SinkRun) -> Sent:
         ends_at = _now()
     else:
         annotations |= _annotations(run)
+        if run.findings.replayed:
+            annotations["ai_replayed"] = "true"
     posted: dict[str, Any] = {"labels": labels, "annotations": annotations}
     if _time(alert.get("startsAt")):
         posted["startsAt"] = _time(alert.get("startsAt"))
@@ -69,6 +74,7 @@ def _silence(run: SinkRun, http: Any, endpoint: str, labels: dict[str, str]) -> 
         )
         if run.findings.run_link:
             comment += f": {run.findings.run_link}"
+    comment = run.findings.marked(comment.strip())
     silence = {
         "matchers": [
             {"name": name, "value": value, "isRegex": False, "isEqual": True}
@@ -98,7 +104,7 @@ def _annotations(run: SinkRun) -> dict[str, str]:
     if not isinstance(source, str):
         findings = run.findings
         values = {
-            "ai_summary": findings.summary,
+            "ai_summary": findings.marked(findings.summary),
             "ai_root_cause": findings.root_cause,
             "ai_run": findings.run,
             "ai_run_url": findings.run_link,

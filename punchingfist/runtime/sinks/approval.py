@@ -21,7 +21,7 @@ from punchingfist.runtime.context import BadTaskInput, build_context
 from punchingfist.runtime.sinks.delivery import Budget, Delivery, DeliveryFailed, say, secret
 from punchingfist.runtime.sinks.findings import gather
 from punchingfist.runtime.sinks.mrkdwn import escape
-from punchingfist.runtime.sinks.slack import Slack, link_line
+from punchingfist.runtime.sinks.slack import Slack, link_line, replay_block
 from punchingfist.templating import compile_template
 
 TOKEN_ENV = "SLACK_BOT_TOKEN"
@@ -132,6 +132,8 @@ def approval_blocks(
             ],
         },
     ]
+    if findings.replayed:
+        blocks.insert(1, replay_block())
     links = link_line(findings)
     if links:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": links}]})

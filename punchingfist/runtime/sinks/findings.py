@@ -2,7 +2,9 @@
 
 Read from the template context (`punchingfist.runtime.context.build_context`): the alert from
 `.source.data.alert`, the investigation from the last agent step that answered, the figures
-summed over every step, the workflow outputs where they name the same things.
+summed over every step, the workflow outputs where they name the same things. An answer of the
+replay model (`replayed: true` in its step's result) is no investigation: `replayed` is set and
+every sink marks what it sends with `REPLAY_MARK` (or `replayed: true` in structured payloads).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from punchingfist.templating import truthy
 
+REPLAY_MARK = "🔁 replayed answer — no model ran"
 ARGO_UI_ENV = "ARGO_UI_URL"
 """Base URL of the Argo UI; when set (e.g. in `runtime.environment`), messages link the run."""
 
@@ -39,11 +42,17 @@ class Findings:
     duration_seconds: float | None = None
     run_link: str | None = None
     alert_link: str | None = None
+    replayed: bool = False
+    """An agent step's answer was replayed from recorded turns: no model ran."""
 
     @property
     def incident_key(self) -> str:
         """What identifies the incident: the alert fingerprint, else the group, else the run."""
         return self.fingerprint or self.group_key or self.run
+
+    def marked(self, text: str) -> str:
+        """`text`, preceded by the replay mark when the answer was replayed."""
+        return f"[{REPLAY_MARK}] {text}" if self.replayed else text
 
     def details(self) -> dict[str, Any]:
         """The investigation as one JSON object (PagerDuty custom_details, webhook bodies)."""
@@ -61,6 +70,7 @@ class Findings:
             "duration_seconds": self.duration_seconds,
             "run_link": self.run_link,
             "alert_link": self.alert_link,
+            "replayed": self.replayed,
         }
 
 
@@ -106,6 +116,7 @@ def gather(context: Mapping[str, Any], environ: Mapping[str, str]) -> Findings:
         duration_seconds=_number(workflow.get("duration")),
         run_link=_run_link(environ, str(workflow.get("namespace", "")), str(workflow.get("run"))),
         alert_link=_first_text(alert.get("generatorURL"), _alertmanager_link(event)) or None,
+        replayed=any(isinstance(r, Mapping) and r.get("replayed") is True for r in steps.values()),
     )
 
 

@@ -4,7 +4,8 @@ New issues carry the labels `punchingfist` and `pf-fp-<fingerprint>`. Before cre
 sink searches for an open issue (status category not Done) of the project with that label:
 `GET /rest/api/2/search/jql` (Jira Cloud), `GET /rest/api/2/search` where that does not exist
 (Jira Server / Data Center). Credentials: `user:api-token` (basic auth, Jira Cloud) or a
-personal access token without a colon (bearer, Data Center).
+personal access token without a colon (bearer, Data Center). A replayed answer's summary,
+description and comments start with the replay mark.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 
 from punchingfist.runtime.sinks.delivery import Http
-from punchingfist.runtime.sinks.findings import Findings
+from punchingfist.runtime.sinks.findings import REPLAY_MARK, Findings
 from punchingfist.runtime.sinks.running import Sent, SinkRun
 
 CREDENTIALS_FIX = (
@@ -41,6 +42,8 @@ def deliver(run: SinkRun) -> Sent:
     findings = run.findings
     label = fingerprint_label(findings)
     description = run.template() or _description(findings)
+    if findings.replayed:
+        description = f"*{REPLAY_MARK}*\n\n{description}"
     http = run.http("Jira")
     existing = _open_issue(http, base, project, label, auth)
     if existing is not None:
@@ -90,7 +93,7 @@ def _open_issue(
 def _summary(findings: Findings) -> str:
     severity = f"[{findings.severity}] " if findings.severity else ""
     text = f"{severity}{findings.alertname or findings.workflow}: {findings.summary}"
-    return " ".join(text.split())[:250]
+    return " ".join(findings.marked(text).split())[:250]
 
 
 def _description(findings: Findings) -> str:

@@ -2,7 +2,8 @@
 
 `POST {endpoint}/v2/enqueue`; the `dedup_key` is the alert fingerprint, so every run about the
 same alert acts on the same PagerDuty alert. A trigger carries the investigation in
-`payload.custom_details` and links to the run and the alert.
+`payload.custom_details` and links to the run and the alert; a replayed answer's summary starts
+with the replay mark and `custom_details.replayed` is true.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def event(run: SinkRun, routing_key: str) -> dict[str, Any]:
     labels = findings.alert.get("labels") or {}
     body |= {
         "payload": {
-            "summary": " ".join(summary.split())[:1024],
+            "summary": " ".join(findings.marked(summary).split())[:1024],
             "severity": severity(findings.severity),
             "source": str(
                 labels.get("instance")

@@ -3,6 +3,7 @@
 One group per workflow and alert name (`job`, `workflow`, `alertname`), replaced by each push
 (`push_to_gateway`, HTTP PUT), so the group shows the latest investigation. The transport is
 ours: prometheus-client builds the URL and the exposition text, `Http` sends it with retries.
+A replayed answer (no model ran) pushes `replayed` 1 and no `confidence`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ def registry_of(findings: Findings) -> CollectorRegistry:
     registry = CollectorRegistry()
     figures: dict[str, tuple[str, float | None]] = {
         "duration_seconds": ("How long the investigation ran.", findings.duration_seconds),
-        "confidence": ("The agent's confidence in its answer (0-1).", findings.confidence),
+        "confidence": (
+            "The agent's confidence in its answer (0-1).",
+            None if findings.replayed else findings.confidence,
+        ),
+        "replayed": ("1 when the answer was replayed (no model ran).", float(findings.replayed)),
         "auto_fixed": (
             "1 when the run fixed the problem itself.",
             None if findings.auto_fixed is None else float(findings.auto_fixed),

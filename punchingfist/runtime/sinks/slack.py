@@ -35,7 +35,7 @@ from punchingfist.runtime.sinks.delivery import (
     retry_after,
     say,
 )
-from punchingfist.runtime.sinks.findings import Findings
+from punchingfist.runtime.sinks.findings import REPLAY_MARK, Findings
 from punchingfist.runtime.sinks.mrkdwn import escape, escaped, link
 from punchingfist.runtime.sinks.running import Sent, SinkRun
 
@@ -264,13 +264,16 @@ def result_blocks(findings: Findings, body: str | None, mentions: str) -> list[d
         f"*Workflow*\n{escape(findings.workflow)} ({escape(findings.status or 'running')})",
     ]
     if findings.confidence is not None:
-        fields.append(f"*Confidence*\n{findings.confidence:.0%}")
+        replayed = " (replayed)" if findings.replayed else ""
+        fields.append(f"*Confidence*\n{findings.confidence:.0%}{replayed}")
     if findings.auto_fixed is not None:
         fields.append(f"*Auto-fixed*\n{'yes' if findings.auto_fixed else 'no'}")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
         {"type": "section", "fields": [_mrkdwn(text) for text in fields]},
     ]
+    if findings.replayed:
+        blocks.insert(1, replay_block())
     if body is not None:
         blocks += [_section(chunk) for chunk in _chunks(markdown_to_mrkdwn(body))]
     else:
@@ -286,6 +289,14 @@ def result_blocks(findings: Findings, body: str | None, mentions: str) -> list[d
     if links:
         blocks.append({"type": "context", "elements": [_mrkdwn(links)]})
     return blocks
+
+
+def replay_block() -> dict[str, Any]:
+    """What a message about a replayed answer says first."""
+    return _section(
+        f"*{REPLAY_MARK}.* The answer below was replayed from a recorded scenario: it is not "
+        "an investigation of this alert."
+    )
 
 
 def link_line(findings: Findings) -> str:
@@ -304,7 +315,8 @@ def markdown_to_mrkdwn(text: str) -> str:
 
 
 def _fallback(findings: Findings) -> str:
-    return escape(f"{findings.alertname or findings.workflow}: {findings.summary}")[:3000]
+    text = f"{findings.alertname or findings.workflow}: {findings.summary}"
+    return escape(findings.marked(text))[:3000]
 
 
 def _mrkdwn(text: str) -> dict[str, str]:

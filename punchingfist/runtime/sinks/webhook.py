@@ -2,7 +2,9 @@
 
 The body is the rendered `template` (sent as `application/json` when it is JSON, else as
 text), or, without a template, a JSON object with the run, the alert, the outputs and the
-investigation. `WEBHOOK_TOKEN` (from `authSecret`) goes in `Authorization: Bearer`.
+investigation. `WEBHOOK_TOKEN` (from `authSecret`) goes in `Authorization: Bearer`. When the
+answer was replayed (no model ran), the default body has `replayed: true` and every body is sent
+with the header `X-Punchingfist-Replayed: true`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from punchingfist.runtime.sinks.running import Sent, SinkRun
 
 _RESERVED = {"authorization", "content-length", "host"}
+REPLAYED_HEADER = "X-Punchingfist-Replayed"
 
 
 def body(run: SinkRun) -> tuple[bytes, str]:
@@ -24,6 +27,7 @@ def body(run: SinkRun) -> tuple[bytes, str]:
             "run": findings.run,
             "status": findings.status,
             "fingerprint": findings.fingerprint,
+            "replayed": findings.replayed,
             "alert": dict(findings.alert),
             "outputs": run.context["outputs"],
             "investigation": findings.details(),
@@ -44,6 +48,8 @@ def deliver(run: SinkRun) -> Sent:
         if str(k).lower() not in _RESERVED
     }
     headers.setdefault("Content-Type", content_type)
+    if run.findings.replayed:
+        headers[REPLAYED_HEADER] = "true"
     if run.task.secret_env:
         token = run.secret("set `authSecret` on the Sink (a Secret holding a bearer token)")
         headers["Authorization"] = f"Bearer {token}"

@@ -4,18 +4,22 @@
 `triggerWorkflow` is `workflowName`. The event of the new run is this run's event (so
 `.source.data.alert` still reads the alert) plus `outputs` and `escalatedFrom`. The
 `Idempotency-Key` is this run and sink, so a retried sink task never starts a second run.
+`escalatedFrom.replayed` says whether this run's answer was replayed (no model ran).
 `triggerCondition` is an expression over `.outputs`, `.steps`, `.source`, ... and the alert's
 `alert`, `alertname`, `severity`, `labels` and `status`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from punchingfist.runtime.context import BadTaskInput
 from punchingfist.runtime.sinks.delivery import DeliveryFailed
 from punchingfist.runtime.sinks.running import Sent, SinkRun, Skip
 from punchingfist.templating import compile_expression
+
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 def trigger_context(run: SinkRun) -> dict[str, Any]:
@@ -46,6 +50,10 @@ def deliver(run: SinkRun) -> Sent:
         token = run.secret("set `authSecret` on the Sink")
         header = run.config.get("authHeader")
         headers |= {str(header): token} if header else {"Authorization": f"Bearer {token}"}
+    elif SERVICE_ACCOUNT_TOKEN.is_file():
+        # In the cluster the server checks the pod's own token (TokenReview) and RBAC: the step
+        # accounts may `trigger` sources (the chart's punchingfist-step-reporter role).
+        headers["Authorization"] = f"Bearer {SERVICE_ACCOUNT_TOKEN.read_text().strip()}"
     event = {k: v for k, v in run.context["source"]["data"].items() if k != "context"}
     event |= {
         "outputs": run.context["outputs"],
@@ -54,6 +62,7 @@ def deliver(run: SinkRun) -> Sent:
             "run": run.findings.run,
             "status": run.findings.status,
             "fingerprint": run.findings.fingerprint,
+            "replayed": run.findings.replayed,
         },
     }
     http = run.http("Punching Fist trigger API")
