@@ -425,7 +425,9 @@ def _psycopg_errors(session: Session, statement: Any) -> Iterator[None]:
                         "unprepared from now on")  # fmt: skip
         if lost:
             connection.invalidate(error)
-        raise DBAPIError(str(statement), None, error, connection_invalidated=lost) from error
+        raise DBAPIError.instance(  # DataError, OperationalError, ... as psycopg's class says
+            str(statement), None, error, PsycopgError, connection_invalidated=lost
+        ) from error
 
 
 def _json_rows(model: type[Any], rows: Rows) -> tuple[Table, tuple[str, ...], str]:
