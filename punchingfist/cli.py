@@ -727,7 +727,7 @@ def _serve_workers(args: argparse.Namespace, app: Any, state: Any) -> int:
 
 def approver_tokens(approvals: Any, secrets: Any) -> dict[str, str] | None:
     """Approver -> token from OperatorConfig `spec.approvals.tokensSecret`; None when there is
-    none (the REST endpoint then takes the approver named in the body)."""
+    none. Such a token authenticates its owner, who may read and approve (server.access)."""
     if approvals is None or not approvals.tokens_secret:
         return None
     return {name: token for name, token in secrets.keys(approvals.tokens_secret).items() if token}
@@ -782,8 +782,8 @@ def _start_controller(args: argparse.Namespace, state: Any, app: Any) -> Any:
         state.approver_tokens = approver_tokens(approvals, state.secrets)
         if state.approver_tokens == {}:
             logging.getLogger("punchingfist.server").error(
-                "spec.approvals.tokensSecret %r holds no tokens: REST approvals are refused "
-                "until it does",
+                "spec.approvals.tokensSecret %r holds no tokens: approvers without a "
+                "Kubernetes identity cannot answer until it does",
                 approvals.tokens_secret if approvals else "",
             )
         add_webhook_routes(app)
