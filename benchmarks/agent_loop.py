@@ -38,7 +38,7 @@ TOOLS = [ToolSpec(name="kubectl"), ToolSpec(name="promql")]
 def turns(count: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {"thought": f"turn {n}", "action": {"kind": "tool_calls", "calls": [
-            {"tool": "kubectl", "args": ["get", "pods", "-n", f"ns-{n}"]},
+            {"tool": "kubectl", "verb": "get", "resource": "pods", "namespace": f"ns-{n}"},
             {"tool": "promql", "query": f"up{{n=\"{n}\"}}"}]}}
         for n in range(count - 1)
     ]  # fmt: skip
@@ -98,7 +98,8 @@ def main() -> None:
     for calls in (1, 2, 4):
         box = toolbox(delay=0.2)
         script = [{"thought": "t", "action": {"kind": "tool_calls", "calls": [
-            {"tool": "kubectl", "args": ["get", "pods", f"p{n}"]} for n in range(calls)]}},
+            {"tool": "kubectl", "verb": "get", "resource": "pods", "name": f"p{n}",
+             "namespace": "shop"} for n in range(calls)]}},
             turns(1)[0]]  # fmt: skip
         elapsed = loop(InstantModel(script), box)
         took = elapsed * 1000

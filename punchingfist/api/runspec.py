@@ -40,6 +40,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from punchingfist.api.workflows import ToolParameter
+
 SPEC_VERSION = 1
 RESULT_DIR = "/tmp/punchingfist"
 RESULT_FILE = f"{RESULT_DIR}/result.json"
@@ -68,6 +70,10 @@ class ToolSpec(_Contract):
     command: list[str] | None = None
     """argv of a declared script."""
     allowed_domains: list[str] | None = None
+    parameters: list[ToolParameter] = Field(default_factory=list)
+    """A declared script's arguments: the model's values are checked against them."""
+    env: list[str] = Field(default_factory=list)
+    """Environment variables a declared script sees besides the basics (PATH, HOME, ...)."""
 
 
 class LLMSettings(_Contract):

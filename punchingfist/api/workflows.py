@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from punchingfist.api.base import (
     DNSLabel,
@@ -24,6 +25,17 @@ INVESTIGATOR_ACCOUNT = "punchingfist-investigator"
 REMEDIATOR_ACCOUNT = "punchingfist-remediator"
 """ServiceAccount of steps behind an approval gate that name none (the chart's writer)."""
 BUILTIN_TOOLS = ("kubectl", "promql", "curl")
+KubectlRead = Literal["get", "describe", "logs", "events", "top", "rollout-history",
+                      "rollout-status"]  # fmt: skip
+"""The kubectl tool's read actions (D12): any step may call them."""
+KubectlWrite = Literal["rollout-restart", "rollout-undo", "scale", "delete", "set-resources"]
+"""The kubectl tool's write actions: only in a step behind an approved approval gate."""
+KUBECTL_READS: tuple[str, ...] = get_args(KubectlRead)
+KUBECTL_WRITES: tuple[str, ...] = get_args(KubectlWrite)
+KUBECTL_WORDS = ("rollout", "set", "patch")
+"""kubectl's own command words, understood in `safety.requireApproval` too: `rollout` names
+every rollout action, `set` and `patch` only writes (which need the gate anyway)."""
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 # Fields that accept either a bare name or an object with more settings.
@@ -83,6 +95,51 @@ class Runtime(SpecModel):
         return value
 
 
+class ToolParameter(SpecModel):
+    """One argument of a declared script: the model gives a value, the runtime checks it and
+    builds the argv (`--flag=value`, or a positional that can never start with `-`)."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    """How the model names the value, e.g. `pod`."""
+    description: str | None = None
+    """What the value is, shown to the model."""
+    type: Literal["string", "integer", "boolean", "namespace"] = "string"
+    """`namespace` is a string the step's `safety.allowedNamespaces` must contain; a `boolean`
+    needs a `flag` (given when true)."""
+    pattern: str | None = None
+    """Strings: a regular expression the whole value must match, e.g. `^[a-z0-9-]+$`."""
+    enum: list[str] | None = None
+    """Strings: the only values allowed."""
+    minimum: int | None = None
+    """Integers: the smallest value."""
+    maximum: int | None = None
+    """Integers: the largest value."""
+    required: bool = False
+    """Whether every call must give it."""
+    flag: Annotated[str, Field(pattern=r"^--[a-z0-9][-a-z0-9]*$")] | None = None
+    """Pass the value as `--flag=value` (a boolean: `--flag` when true). Without a flag, values
+    are positional, in the declared order, and may not start with `-`."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ToolParameter:
+        if self.name == "tool" or hasattr(BaseModel, self.name):
+            raise ValueError(f"parameter name {self.name!r} is reserved; choose another name")
+        if self.type == "boolean" and self.flag is None:
+            raise ValueError(f"boolean parameter {self.name!r} needs a `flag` (given when true)")
+        if self.type not in ("string", "namespace") and (self.pattern or self.enum):
+            raise ValueError(f"`pattern` and `enum` are for string parameters ({self.name!r})")
+        if self.type != "integer" and (self.minimum is not None or self.maximum is not None):
+            raise ValueError(f"`minimum` and `maximum` are for integer parameters ({self.name!r})")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(
+                    f"pattern of {self.name!r} is not a regular expression: {error}"
+                ) from error
+        return self
+
+
 class Tool(SpecModel):
     """A tool an agent may call: a built-in (kubectl, promql, curl) or a declared script."""
 
@@ -96,6 +153,39 @@ class Tool(SpecModel):
     """Script to run for a declared tool: a path or an argv list; never run through a shell."""
     allowed_domains: list[str] | None = None
     """curl only: host names the agent may reach."""
+    parameters: list[ToolParameter] = Field(default_factory=list, max_length=20)
+    """Declared scripts: the arguments the model may give, checked before the script runs.
+    A script without parameters takes no arguments."""
+    env: list[str] = Field(default_factory=list, max_length=20)
+    """Declared scripts: environment variables the script sees (a `runtime.environment` name
+    or a secret's variable such as PROMETHEUS_TOKEN). It sees no others besides PATH, HOME,
+    KUBECONFIG, locale, proxy and the in-cluster API address."""
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value: list[ToolParameter]) -> list[ToolParameter]:
+        names = [parameter.name for parameter in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"parameter {name!r} is declared twice")
+        positional = [p for p in value if p.flag is None]
+        for before, after in itertools.pairwise(positional):
+            if after.required and not before.required:
+                raise ValueError(
+                    f"positional parameter {after.name!r} is required but follows the optional "
+                    f"{before.name!r}: put required positional parameters first"
+                )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if name.startswith("PF_") or name == "LLM_API_KEY":
+                raise ValueError(f"{name!r} is the runtime's own and is never given to a tool")
+        return value
 
 
 ToolRef = Annotated[Tool, Field(json_schema_extra=_NAME_OR_OBJECT)]
@@ -173,11 +263,25 @@ class Safety(SpecModel):
     """Guard rails for what a step's tools may do."""
 
     require_approval: list[str] = Field(default_factory=list)
-    """kubectl verbs that need an approved gate, e.g. `delete`, `patch`, `scale`."""
+    """kubectl tool actions that need an approved gate, e.g. `logs` or `describe`. Writes
+    (rollout-restart, rollout-undo, scale, delete, set-resources) always need it; kubectl's
+    words `rollout`, `set` and `patch` are understood too."""
     token_budget: Annotated[int, Field(gt=0)] | None = None
     """Most LLM tokens one run of this step may spend."""
     allowed_namespaces: list[DNSLabel] | None = None
-    """Namespaces the kubectl tool may touch (default: any the ServiceAccount can)."""
+    """Namespaces the kubectl tool (and scripts' `namespace` parameters) may touch. Default:
+    any the ServiceAccount can; every call names its namespace either way."""
+
+    @field_validator("require_approval")
+    @classmethod
+    def _known_actions(cls, value: list[str]) -> list[str]:
+        known = (*KUBECTL_READS, *KUBECTL_WRITES, *KUBECTL_WORDS)
+        for name in value:
+            if name not in known:
+                raise ValueError(
+                    f"{name!r} is not an action of the kubectl tool; use one of {', '.join(known)}"
+                )
+        return value
 
 
 class StepPolicy(SpecModel):
@@ -378,12 +482,17 @@ __all__ = [
     "BUILTIN_TOOLS",
     "DEFAULT_IMAGE",
     "INVESTIGATOR_ACCOUNT",
+    "KUBECTL_READS",
+    "KUBECTL_WORDS",
+    "KUBECTL_WRITES",
     "REMEDIATOR_ACCOUNT",
     "AgentAction",
     "AgentStep",
     "CliAction",
     "CliStep",
     "ConditionalStep",
+    "KubectlRead",
+    "KubectlWrite",
     "LLMConfig",
     "ObjectName",
     "Output",
@@ -395,5 +504,6 @@ __all__ = [
     "Step",
     "StepPolicy",
     "Tool",
+    "ToolParameter",
     "WorkflowSpec",
 ]

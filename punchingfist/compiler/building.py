@@ -597,6 +597,8 @@ def _tool(tool: Tool) -> ToolSpec:
         endpoint=tool.endpoint,
         command=command,
         allowed_domains=tool.allowed_domains,
+        parameters=list(tool.parameters),
+        env=list(tool.env),
     )
 
 

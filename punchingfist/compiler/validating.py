@@ -279,13 +279,15 @@ def _check_tools(resource: str, step: Step, index: int) -> None:
 
 def _check_tool(resource: str, field: str, tool: Tool) -> None:
     if tool.name in BUILTIN_TOOLS:
-        if tool.command is not None:
-            raise CompileError(
-                f"{tool.name!r} is a built-in tool and takes no `command`; "
-                "give a declared script another name",
-                resource=resource,
-                field=f"{field}.command",
-            )
+        for key, given in (("command", tool.command is not None), ("parameters", tool.parameters),
+                           ("env", tool.env)):  # fmt: skip
+            if given:
+                raise CompileError(
+                    f"{tool.name!r} is a built-in tool and takes no `{key}`; "
+                    "give a declared script another name",
+                    resource=resource,
+                    field=f"{field}.{key}",
+                )
         return
     if tool.command is None or tool.command == [] or tool.command == "":
         raise CompileError(

@@ -159,7 +159,7 @@ def _answer(answer: Mapping[str, Any], *, replayed: bool) -> list[str]:
 def _call(call: Mapping[str, Any]) -> str:
     inner = call.get("call") or {}
     tool = inner.get("tool") or call.get("tool") or "?"
-    shown = " ".join(inner.get("args") or []) or inner.get("query") or inner.get("url") or ""
+    shown = " ".join(call.get("argv") or []) or inner.get("query") or inner.get("url") or ""
     status = call.get("status", "?")
     error = f": {call['error']}" if call.get("error") else ""
     return f"{tool} {shown} -> {status}{error}"[:300]

@@ -122,7 +122,8 @@ def test_the_hostile_alert_through_the_whole_engine_executes_nothing(tmp_path: P
     calls = {(c["tool"], c["status"]) for c in steps["agent-investigation"]["tool_calls"]}
     assert calls == {("kubectl", "refused"), ("curl", "refused")}
     errors = " ".join(c["error"] for c in steps["agent-investigation"]["tool_calls"])
-    assert "approval gate" in errors and "Secrets is never allowed" in errors
+    assert errors.count("approval gate") == 2  # the delete and the scale (Secrets, a namespace
+    # delete or a raw argv cannot even be asked for: tests/unit/test_kubectl_tool.py)
     # the model claimed it can fix it; the gate (no one at the terminal: denied) stopped it
     (gate,) = report["approvals"]
     assert gate["approved"] is False

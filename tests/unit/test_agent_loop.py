@@ -30,7 +30,7 @@ def calls(*items: dict[str, Any]) -> dict[str, Any]:
     return {"thought": "look", "action": {"kind": "tool_calls", "calls": list(items)}}
 
 
-KUBECTL = {"tool": "kubectl", "args": ["get", "pods"]}
+KUBECTL = {"tool": "kubectl", "verb": "get", "resource": "pods", "namespace": "shop"}
 
 
 def echo_toolbox(delay: float = 0.0, log: list[tuple[str, float, float]] | None = None) -> Toolbox:
@@ -68,7 +68,7 @@ def test_the_last_turn_may_only_answer() -> None:
 
 def test_no_answer_within_the_turn_limit_fails_clearly() -> None:
     # On its last turn the scripted model insists on a tool call: instructor rejects it.
-    result, _ = run([calls(KUBECTL)] + [calls({"tool": "kubectl", "args": ["get", "x"]})] * 3,
+    result, _ = run([calls(KUBECTL)] + [calls(KUBECTL | {"resource": "services"})] * 3,
                     maxIterations=2)  # fmt: skip
     assert not result["success"]
     assert "no valid Decision" in result["error"]
@@ -112,7 +112,7 @@ def test_a_spent_token_budget_forces_the_answer() -> None:
 
 
 def test_the_step_deadline_stops_the_loop() -> None:
-    turns = [calls({"tool": "kubectl", "args": ["get", f"pod-{n}"]}) for n in range(5)]
+    turns = [calls(KUBECTL | {"name": f"pod-{n}"}) for n in range(5)]
     result, _ = run(turns, toolbox=echo_toolbox(1.0), timeoutMinutes=0.01)
     assert not result["success"] and "time ran out" in result["error"]
 

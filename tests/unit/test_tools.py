@@ -1,8 +1,10 @@
-"""Agent tools: kubectl's refusals, curl's host and redirect checks, scripts. Real processes and
-real HTTP on loopback; the kubectl tests against a real API server are in tests/e2e."""
+"""Agent tools: curl's host and redirect checks, declared scripts and what each tool sees of
+the environment. Real processes and real HTTP on loopback; kubectl's typed calls are in
+test_kubectl_tool.py, against a real API server in tests/e2e."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,97 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from punchingfist.runtime.tools import curl, kubectl, scripts
-from punchingfist.runtime.tools.kubectl import KubectlPolicy
-
-READ_ONLY = KubectlPolicy()
-APPROVED = KubectlPolicy(approved=True)
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["get", "pods", "-n", "production"],
-        ["describe", "pod", "my-app-pod-xyz", "-n", "production"],
-        ["logs", "my-app-pod-xyz", "--previous", "--tail=200"],
-        ["logs", "-l", "app=payment-service", "--tail", "200"],
-        ["top", "pods", "-n", "shop"],
-        ["get", "events", "-n", "shop", "--sort-by=.lastTimestamp"],
-        ["rollout", "history", "deployment/my-app"],
-        ["rollout", "status", "deployment/my-app", "-n", "production"],
-        ["auth", "can-i", "delete", "pods"],
-        ["explain", "deployment.spec"],
-        ["api-resources"],
-        ["get", "deployments.apps", "-o", "wide"],
-        ["get", "events", "-n", "production", "--field-selector",
-         "involvedObject.name=my-app-pod-xyz"],
-    ],
-)  # fmt: skip
-def test_read_verbs_are_allowed(args: list[str]) -> None:
-    assert kubectl.check(args, READ_ONLY) is None
-
-
-@pytest.mark.parametrize(
-    ("args", "reason"),
-    [
-        (["delete", "namespace", "payments"], "approved approval gate"),
-        (["patch", "svc", "x", "-p", "{}"], "approved approval gate"),
-        (["scale", "deploy/x", "--replicas=0"], "approved approval gate"),
-        (["rollout", "restart", "deploy/x"], "approved approval gate"),
-        (["exec", "pod-x", "--", "sh"], "approved approval gate"),
-        (["label", "pod", "x", "a=b"], "approved approval gate"),
-        (["get", "secrets"], "Secrets"),
-        (["get", "secret", "db-password", "-o", "yaml"], "Secrets"),
-        (["get", "SECRETS.v1.", "-A"], "Secrets"),
-        (["describe", "secret/db"], "Secrets"),
-        (["get", "pods,secrets"], "Secrets"),
-        (["get", "all", "-n", "x"], "`all`"),
-        (["get", "pods", "--kubeconfig=/tmp/other"], "--kubeconfig"),
-        (["get", "pods", "--as", "system:admin"], "--as"),
-        (["get", "pods", "-n", "Bad_NS"], "not a valid namespace"),
-        (["get", "pods", "x;rm -rf /"], "not a valid"),
-        (["frobnicate"], "unknown kubectl verb"),
-        ([], "give kubectl arguments"),
-    ],
-)
-def test_refusals(args: list[str], reason: str) -> None:
-    assert reason in (kubectl.check(args, READ_ONLY) or "")
-
-
-def test_writes_only_behind_an_approved_gate_and_never_secrets() -> None:
-    assert kubectl.check(["delete", "pod", "x", "-n", "prod"], APPROVED) is None
-    assert kubectl.check(["rollout", "restart", "deploy/x"], APPROVED) is None
-    assert "Secrets" in (kubectl.check(["delete", "secret", "x"], APPROVED) or "")
-
-
-def test_allowed_namespaces() -> None:
-    policy = KubectlPolicy(allowed_namespaces=frozenset({"shop"}))
-    assert kubectl.check(["get", "pods", "-n", "shop"], policy) is None
-    assert "outside" in (kubectl.check(["get", "pods", "-n", "payments"], policy) or "")
-    assert "outside" in (kubectl.check(["get", "pods", "-A"], policy) or "")
-
-
-def test_a_refused_call_runs_nothing(tmp_path: Path) -> None:
-    policy = KubectlPolicy(binary="/nonexistent/kubectl")
-    config = tmp_path / "kubeconfig"
-    config.write_text("apiVersion: v1\nkind: Config\ncurrent-context: lab\n")
-    env = {"KUBECONFIG": str(config)}
-    result = kubectl.run(["delete", "ns", "x"], policy, env)
-    assert result.status == "refused"  # had it tried to run, it would say "cannot run"
-    assert kubectl.run(["get", "pods"], policy, env).error == (
-        "cannot run /nonexistent/kubectl: No such file or directory"
-    )
-
-
-def test_without_a_cluster_kubectl_says_so(tmp_path: Path) -> None:
-    policy = KubectlPolicy(binary="/nonexistent/kubectl")
-    empty = tmp_path / "kubeconfig"
-    empty.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")  # no current context
-    for env in ({"HOME": str(tmp_path)}, {"KUBECONFIG": f"{tmp_path}/missing:{empty}"}):
-        result = kubectl.run(["get", "pods"], policy, env)
-        assert result.status == "error" and (result.error or "").startswith("no cluster:"), env
-    assert kubectl.run(["delete", "ns", "x"], policy, {}).status == "refused"  # checks first
+from punchingfist.api.runspec import ToolSpec
+from punchingfist.api.workflows import Tool, ToolParameter
+from punchingfist.runtime.agent.decisions import decision_model
+from punchingfist.runtime.agent.toolbox import build_toolbox
+from punchingfist.runtime.tools import curl, scripts
 
 
 class _Site(BaseHTTPRequestHandler):
@@ -178,17 +96,107 @@ def test_curl_caps_size_and_reports_http_errors(site: str) -> None:
     assert head.status == "ok" and head.output.startswith("HTTP 200")
 
 
+POD = ToolParameter(name="pod", required=True, pattern=r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+NAMESPACE = ToolParameter(name="namespace", type="namespace")
+LINES = ToolParameter(name="lines", type="integer", flag="--lines", minimum=1, maximum=500)
+VERBOSE = ToolParameter(name="verbose", type="boolean", flag="--verbose")
+MODE = ToolParameter(name="mode", enum=["brief", "full"], flag="--mode")
+DEBUG = [POD, NAMESPACE, LINES, VERBOSE, MODE]
+
+
+def script_call(parameters: list[ToolParameter], **values: Any) -> Any:
+    return scripts.call_model("debug-pod", None, parameters).model_validate(
+        {"tool": "debug-pod", **values}
+    )
+
+
+def test_a_script_gets_an_argv_built_from_its_declared_parameters() -> None:
+    call = script_call(DEBUG, pod="my-app-pod-xyz", namespace="shop", lines=20, verbose=True,
+                       mode="full")  # fmt: skip
+    assert scripts.argv(DEBUG, call) == ["my-app-pod-xyz", "shop", "--lines=20", "--verbose",
+                                         "--mode=full"]  # fmt: skip
+    assert scripts.argv(DEBUG, script_call(DEBUG, pod="p", verbose=False)) == ["p"]
+    ok = scripts.run(["/bin/echo", "pod:"], DEBUG, call, timeout=5, env={})
+    assert (
+        ok.status == "ok"
+        and ok.output == "pod: my-app-pod-xyz shop --lines=20 --verbose --mode=full\n"
+    )
+    assert ok.details["argv"][:3] == ["/bin/echo", "pod:", "my-app-pod-xyz"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "pod\n  Field required"),
+        ({"pod": "-rf"}, "should match pattern"),
+        ({"pod": "$(id)"}, "should match pattern"),
+        ({"pod": "p", "namespace": "--all"}, "should match pattern"),
+        ({"pod": "p", "lines": 0}, "greater than or equal to 1"),
+        ({"pod": "p", "mode": "--x"}, "Input should be 'brief' or 'full'"),
+        ({"pod": "p", "args": ["--kubeconfig=/x"]}, "Extra inputs are not permitted"),
+        ({"pod": "p", "declared": []}, "Extra inputs are not permitted"),
+    ],
+)
+def test_a_scripts_values_are_checked_before_anything_runs(
+    values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        script_call(DEBUG, **values)
+
+
+def test_free_positional_strings_never_start_with_a_dash() -> None:
+    free = [ToolParameter(name="target", required=True), ToolParameter(name="extra")]
+    with pytest.raises(ValidationError, match="`target` may not start with '-'"):
+        script_call(free, target="--output=/etc/x")
+    with pytest.raises(ValidationError, match="one line of text"):
+        script_call(free, target="a\nb")
+    assert scripts.argv(free, script_call(free, target="a b", extra="$(id)")) == ["a b", "$(id)"]
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        script_call([], target="x")  # no parameters: no arguments
+
+
+def test_parameter_declarations_are_checked() -> None:
+    with pytest.raises(ValidationError, match="needs a `flag`"):
+        ToolParameter(name="on", type="boolean")
+    with pytest.raises(ValidationError, match="reserved"):
+        ToolParameter(name="tool")
+    with pytest.raises(ValidationError, match="not a regular expression"):
+        ToolParameter(name="x", pattern="(")
+    with pytest.raises(ValidationError, match="put required positional parameters first"):
+        Tool(
+            name="s",
+            command="/x",
+            parameters=[ToolParameter(name="a"), ToolParameter(name="b", required=True)],
+        )
+    with pytest.raises(ValidationError, match="never given to a tool"):
+        Tool(name="s", command="/x", env=["LLM_API_KEY"])
+
+
+def test_a_scripts_namespace_must_be_allowed_and_it_sees_only_its_env(tmp_path: Path) -> None:
+    spec = ToolSpec(
+        name="show-env",
+        command=["/usr/bin/env"],
+        env=["PROMETHEUS_TOKEN"],
+        parameters=[ToolParameter(name="namespace", type="namespace")],
+    )
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LLM_API_KEY": "sk-model",
+               "PROMETHEUS_TOKEN": "prom", "SLACK_BOT_TOKEN": "xoxb", "PF_SPEC": "spec",
+               "KUBECONFIG": "/k"}  # fmt: skip
+    box = build_toolbox([spec], environ=environ, approved=False, require_approval=[],
+                        allowed_namespaces=["shop"], render=str)  # fmt: skip
+    model = decision_model(box.builtin, box.scripts, False)
+    decision = model.model_validate({"thought": "t", "action": {"kind": "tool_calls", "calls": [
+        {"tool": "show-env"}, {"tool": "show-env", "namespace": "payments"}]}})  # fmt: skip
+    (_, _, shown), (_, _, outside) = box.run_all(decision.action.calls)
+    seen = dict(line.split("=", 1) for line in shown.output.splitlines())
+    assert seen == {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": "/k",
+                    "PROMETHEUS_TOKEN": "prom"}  # fmt: skip
+    assert outside.status == "refused" and "outside" in (outside.error or "")
+
+
 def test_scripts_run_as_argv_with_timeout() -> None:
-    ok = scripts.run(["/bin/echo", "pod:"], ["$(id)", "a b"], timeout=5, env={})
-    assert ok.status == "ok" and ok.output == "pod: $(id) a b\n"
-    slow = scripts.run(["/bin/sleep"], ["10"], timeout=0.3, env={})
+    slow = scripts.run(["/bin/sleep", "10"], [], script_call([]), timeout=0.3, env={})
     assert slow.status == "timeout" and "stopped" in (slow.error or "")
-    assert scripts.run(["/bin/echo"], ["a\nb"], timeout=5, env={}).status == "refused"
-    failed = scripts.run(["/bin/sh", "-c", "echo boom >&2; exit 3"], [], timeout=5, env={})
+    failed = scripts.run(["/bin/sh", "-c", "echo boom >&2; exit 3"], [], script_call([]),
+                         timeout=5, env={})  # fmt: skip
     assert failed.status == "error" and failed.error == "boom"
-
-
-def test_require_approval_can_add_read_verbs() -> None:
-    policy = KubectlPolicy(require_approval=frozenset({"logs"}))
-    assert "approval gate" in (kubectl.check(["logs", "pod-x"], policy) or "")
-    assert kubectl.check(["get", "pods"], policy) is None

@@ -3,7 +3,10 @@
     Decision
       thought: str                       the model's reasoning, printed to the log
       action:  ToolCalls | FinalAnswer   discriminated by `kind`
-    ToolCalls.calls: 1..4 independent calls, run concurrently; each is one of the enabled tools
+    ToolCalls.calls: 1..4 independent calls, run concurrently; each is one of the enabled tools:
+      KubectlCall   a typed kubectl action (runtime/tools/kubectl_calls.py), never an argv
+      PromqlCall, CurlCall
+      a script's call, with the script's declared parameters (runtime/tools/scripts.py)
 
 The model class is built per step from the enabled tools, so a disabled tool cannot even be
 expressed; on the last turn the action can only be a FinalAnswer.
@@ -16,18 +19,13 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from punchingfist.runtime.tools.kubectl_calls import KubectlCall
+
 MAX_PARALLEL_CALLS = 4
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class KubectlCall(_Strict):
-    """Run kubectl with these arguments (no shell), e.g. ["get", "pods", "-n", "production"]."""
-
-    tool: Literal["kubectl"]
-    args: list[str] = Field(min_length=1, max_length=30)
 
 
 class PromqlCall(_Strict):
@@ -69,17 +67,6 @@ class FinalAnswer(_Strict):
     )
 
 
-def script_call_model(names: tuple[str, ...]) -> type[BaseModel]:
-    tool: Any = Literal[names]
-    return create_model(
-        "ScriptCall",
-        __base__=_Strict,
-        __doc__="Run a declared script tool with extra arguments.",
-        tool=(tool, ...),
-        args=(list[str], Field(default_factory=list, max_length=20)),
-    )
-
-
 _TOOL_CALLS_KIND: Any = Literal["tool_calls"]
 _BUILTIN: dict[str, type[BaseModel]] = {
     "kubectl": KubectlCall,
@@ -89,14 +76,16 @@ _BUILTIN: dict[str, type[BaseModel]] = {
 
 
 @lru_cache(maxsize=64)
-def decision_model(tools: tuple[str, ...], scripts: tuple[str, ...], final_only: bool) -> Any:
-    """The Decision class for a step with these tools (cached: steps reuse it every turn)."""
+def decision_model(
+    tools: tuple[str, ...], scripts: tuple[type[BaseModel], ...], final_only: bool
+) -> Any:
+    """The Decision class for a step with these built-in tools and script call classes
+    (cached: steps reuse it every turn)."""
     if final_only or not (tools or scripts):
         action: Any = FinalAnswer
     else:
         call_types: list[Any] = [_BUILTIN[name] for name in tools]
-        if scripts:
-            call_types.append(script_call_model(scripts))
+        call_types += scripts
         call: Any = (
             call_types[0]
             if len(call_types) == 1

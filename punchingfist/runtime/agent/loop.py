@@ -43,15 +43,32 @@ Tools you may call:
 {tools}
 """
 READ_ONLY = (
-    "This step is read-only: commands that change the cluster are refused. If a change would "
-    "fix the problem, put it in fix_command and set can_auto_fix."
+    "This step is read-only: kubectl's write verbs (rollout-restart, rollout-undo, scale, "
+    "delete, set-resources) are refused. If a change would fix the problem, put the command "
+    "in fix_command and set can_auto_fix."
 )
 APPROVED = (
-    "A human approved this step: you may run the change the goal describes, then verify it. "
-    "Do nothing beyond the goal."
+    "A human approved this step: you may run the change the goal describes with kubectl's "
+    "write verbs, then verify it. Do nothing beyond the goal."
 )
+KUBECTL = """\
+kubectl: one typed call per question; you never write kubectl's arguments, the tool builds \
+them. Always give `verb` and `namespace`, then only what the verb uses, e.g.
+    {"tool": "kubectl", "verb": "get", "resource": "pods", "namespace": "shop", \
+"label_selector": "app=web", "output": "wide"}
+    {"tool": "kubectl", "verb": "logs", "name": "web-7d9f", "namespace": "shop", \
+"previous": true, "tail": 100}
+  Read verbs: get and describe (resource; name, label_selector; get also field_selector and \
+output wide|yaml|json|name), logs (name of a pod, or resource+name of a deployment, or \
+label_selector; container, previous, since like 15m, tail up to 2000), events (name of the \
+object; field_selector), top (resource pods or nodes), rollout-history (resource, name; \
+revision), rollout-status (resource, name).
+  Write verbs, only behind an approved gate: rollout-restart, rollout-undo (revision), scale \
+(replicas), delete (resource pod, name), set-resources (container; limits and requests as \
+{"cpu": "500m", "memory": "1Gi"}).
+  Secrets and `all` are never readable."""
 _DESCRIPTIONS = {
-    "kubectl": "kubectl: Kubernetes CLI, called with an argument list (no shell).",
+    "kubectl": KUBECTL,
     "promql": "promql: Prometheus query; instant, or range with range_minutes.",
     "curl": "curl: HTTP GET/HEAD to allowed hosts only.",
 }
@@ -65,18 +82,32 @@ class AgentOutcome:
     error: str | None = None
 
 
-def system_prompt(tools: Sequence[ToolSpec], approved: bool) -> str:
+def system_prompt(
+    tools: Sequence[ToolSpec], approved: bool, namespaces: Sequence[str] | None = None
+) -> str:
     lines = []
     for tool in tools:
-        text = _DESCRIPTIONS.get(tool.name, f"{tool.name}: a script, called with extra arguments.")
+        text = _DESCRIPTIONS.get(tool.name) or _script(tool)
         if tool.description:
             text += f" {tool.description}"
         lines.append(f"- {text}")
+    if namespaces and lines:
+        lines.append(f"Namespaces this step may look at: {', '.join(namespaces)}.")
     return SYSTEM_PROMPT.format(
         write_rule=APPROVED if approved else READ_ONLY,
         parallel=MAX_PARALLEL_CALLS,
         tools="\n".join(lines) or "- none: answer from the context alone",
     )
+
+
+def _script(tool: ToolSpec) -> str:
+    given = [
+        f"{p.name} ({p.type}{', required' if p.required else ''})"
+        + (f": {p.description}" if p.description else "")
+        for p in tool.parameters
+    ]
+    takes = f"its parameters: {'; '.join(given)}" if given else "it takes no parameters"
+    return f"{tool.name}: a script; call it with {takes}."
 
 
 def first_message(goal: str, context: Mapping[str, Any]) -> str:
@@ -107,9 +138,10 @@ def run_loop(
     approved: bool,
     deadline: float | None = None,
     token_budget: int | None = None,
+    namespaces: Sequence[str] | None = None,
 ) -> AgentOutcome:
     messages = [
-        {"role": "system", "content": system_prompt(tools, approved)},
+        {"role": "system", "content": system_prompt(tools, approved, namespaces)},
         {"role": "user", "content": first_message(goal, context)},
     ]
     thoughts: list[str] = []

@@ -108,6 +108,7 @@ def run_agent_step(
         approved=approved,
         deadline=started + timeout,
         token_budget=agent.token_budget,
+        namespaces=agent.allowed_namespaces,
     )
     result = base | {
         "success": outcome.final is not None,

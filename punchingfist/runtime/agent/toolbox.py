@@ -1,8 +1,14 @@
-"""The enabled tools of one agent step: dispatch calls, refuse repeats, audit everything."""
+"""The enabled tools of one agent step: dispatch calls, refuse repeats, audit everything.
+
+Tools see only the environment they need: kubectl the basics below, a script the basics and
+the variables its declaration names (`env`). The model's key and the task's own wiring
+(PF_*) reach no tool.
+"""
 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +23,11 @@ from punchingfist.runtime.tools import curl, kubectl, promql, scripts
 from punchingfist.runtime.tools.base import ToolResult, cap, refused
 
 Executor = Callable[[BaseModel], ToolResult]
+BUILTIN = ("kubectl", "promql", "curl")
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "KUBECONFIG",
+            "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "HTTP_PROXY", "HTTPS_PROXY",
+            "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")  # fmt: skip
+"""What every tool process may see of the step's environment."""
 
 
 @dataclass
@@ -29,6 +40,8 @@ class AuditEntry:
     seconds: float
     truncated: bool
     output_chars: int
+    argv: list[str] | None = None
+    """The command the runtime built from the call (kubectl, scripts)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -39,6 +52,8 @@ class Toolbox:
     """Runs tool calls for the loop. `executors` maps a tool name to a function of its call."""
 
     executors: Mapping[str, Executor]
+    script_calls: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    """The call class of each declared script (built from its parameters)."""
     max_output_tokens: int = 2000
     audit: list[AuditEntry] = field(default_factory=list)
     _seen: dict[str, str] = field(default_factory=dict)
@@ -47,11 +62,11 @@ class Toolbox:
 
     @property
     def builtin(self) -> tuple[str, ...]:
-        return tuple(n for n in ("kubectl", "promql", "curl") if n in self.executors)
+        return tuple(n for n in BUILTIN if n in self.executors)
 
     @property
-    def scripts(self) -> tuple[str, ...]:
-        return tuple(sorted(n for n in self.executors if n not in ("kubectl", "promql", "curl")))
+    def scripts(self) -> tuple[type[BaseModel], ...]:
+        return tuple(self.script_calls[n] for n in sorted(self.script_calls))
 
     def ordered_audit(self) -> list[AuditEntry]:
         """Every call in the order the model asked for them (they may finish in any order)."""
@@ -98,6 +113,7 @@ class Toolbox:
         entry = AuditEntry(
             id=call_id, tool=tool, call=arguments, status=result.status, error=result.error,
             seconds=result.seconds, truncated=result.truncated, output_chars=len(result.output),
+            argv=result.details.get("argv"),
         )  # fmt: skip
         with self._lock:
             self.audit.append(entry)
@@ -106,11 +122,11 @@ class Toolbox:
 
     @staticmethod
     def _print(entry: AuditEntry) -> None:
-        shown = (
-            " ".join(entry.call.get("args", []))
-            or entry.call.get("query")
-            or entry.call.get("url", "")
-        )
+        if entry.argv:
+            shown = shlex.join(entry.argv)
+        else:
+            given = {k: v for k, v in entry.call.items() if k != "tool"}
+            shown = given.get("query") or given.get("url") or json.dumps(given, ensure_ascii=False)
         note = f" ({entry.error})" if entry.error else ""
         print(f"  🔧 [{entry.id}] {entry.tool} {shown} -> {entry.status}{note} "
               f"[{entry.seconds:.2f} s, {entry.output_chars} chars]")  # fmt: skip
@@ -128,15 +144,18 @@ def build_toolbox(
     kubectl_binary: str = "kubectl",
     timeout: float = 30.0,
 ) -> Toolbox:
-    """The executors for a step's declared tools. Secrets reach tools only through `environ`."""
+    """The executors for a step's declared tools. Secrets reach tools only through `environ`,
+    and each tool only the part of it that it needs."""
     executors: dict[str, Executor] = {}
-    tool_env = {k: v for k, v in environ.items() if k not in ("LLM_API_KEY", "PF_SPEC")}
+    script_calls: dict[str, type[BaseModel]] = {}
+    namespaces = frozenset(allowed_namespaces) if allowed_namespaces else None
+    tool_env = _only(environ, BASE_ENV)
     for tool in tools:
         if tool.name == "kubectl":
             policy = kubectl.KubectlPolicy(
                 approved=approved,
                 require_approval=frozenset(require_approval),
-                allowed_namespaces=frozenset(allowed_namespaces) if allowed_namespaces else None,
+                allowed_namespaces=namespaces,
                 timeout=timeout,
                 binary=kubectl_binary,
             )
@@ -149,13 +168,20 @@ def build_toolbox(
             domains = tuple(tool.allowed_domains or ())
             executors["curl"] = _curl(curl.CurlPolicy(domains, timeout=min(timeout, 10.0)))
         elif tool.command:
-            executors[tool.name] = _script(list(tool.command), timeout, tool_env)
-    return Toolbox(executors=executors)
+            script_calls[tool.name] = scripts.call_model(tool.name, tool.description,
+                                                         tool.parameters)  # fmt: skip
+            env = _only(environ, (*BASE_ENV, *tool.env))
+            executors[tool.name] = _script(tool, timeout, env, namespaces)
+    return Toolbox(executors=executors, script_calls=script_calls)
+
+
+def _only(environ: Mapping[str, str], names: Sequence[str]) -> dict[str, str]:
+    return {name: environ[name] for name in names if name in environ}
 
 
 def _kubectl(policy: kubectl.KubectlPolicy, env: Mapping[str, str]) -> Executor:
     def execute(call: Any) -> ToolResult:
-        return kubectl.run(call.args, policy, env)
+        return kubectl.run(call, policy, env)
 
     return execute
 
@@ -175,8 +201,13 @@ def _curl(policy: curl.CurlPolicy) -> Executor:
     return execute
 
 
-def _script(command: list[str], timeout: float, env: Mapping[str, str]) -> Executor:
+def _script(
+    tool: ToolSpec, timeout: float, env: Mapping[str, str], namespaces: frozenset[str] | None
+) -> Executor:
+    command = list(tool.command or [])
+
     def execute(call: Any) -> ToolResult:
-        return scripts.run(command, call.args, timeout=timeout, env=env)
+        return scripts.run(command, tool.parameters, call, timeout=timeout, env=env,
+                           allowed_namespaces=namespaces)  # fmt: skip
 
     return execute

@@ -1,116 +1,128 @@
-"""The kubectl tool (D9): argv only, read verbs by default, writes only behind an approved gate.
+"""The kubectl tool (D12): the runtime builds kubectl's argv from a typed `KubectlCall`.
 
-Secrets are refused in every spelling (`secret`, `secrets`, `secrets.v1`, `secret/x`,
-`-o jsonpath` tricks on `all` …) before anything reaches the API server.
+The model never writes an argv. Each verb has its own allow-listed flags, every value goes
+as `--flag=value` or after `--`, the namespace is always explicit and checked against the
+step's allowed namespaces, and writes run only behind an approved approval gate. No flag we
+build can name a file, URL, server, kubeconfig, token, identity, profile or cache path.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from punchingfist.runtime.tools.base import ToolResult, refused, run_argv
+from punchingfist.runtime.tools.kubectl_calls import ACTIONS, DEFAULT_TAIL, Amounts, KubectlCall
 
-READ_VERBS = frozenset(
-    {"get", "describe", "logs", "top", "events", "explain", "api-resources", "api-versions",
-     "version", "cluster-info"}
-)  # fmt: skip
-READ_SUBVERBS = {"rollout": {"history", "status"}, "auth": {"can-i", "whoami"}}
-WRITE_VERBS = frozenset(
-    {"delete", "patch", "scale", "apply", "create", "replace", "edit", "set", "label",
-     "annotate", "cordon", "uncordon", "drain", "taint", "exec", "cp", "run", "expose",
-     "autoscale", "attach", "port-forward", "debug", "rollout"}
-)  # fmt: skip
-WRITE_SUBVERBS = {"rollout": {"restart", "undo", "pause", "resume"}}
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_SELECTOR = re.compile(r"^[A-Za-z0-9=!,._-]+$")
-"""A label or field selector value, e.g. `involvedObject.name=my-pod` (argv, never a shell)."""
-_SECRET = re.compile(r"(^|[,/])secrets?($|[.,/])", re.IGNORECASE)
-# Flags that would change who we are or where we talk to: never from the model.
-_FORBIDDEN_FLAGS = ("--kubeconfig", "--context", "--cluster", "--user", "--token", "--as",
-                    "--as-group", "--server", "-s", "--certificate-authority",
-                    "--client-certificate", "--client-key", "--insecure-skip-tls-verify",
-                    "--raw", "--username", "--password")  # fmt: skip
+_SUBCOMMANDS = {"pod": "pod", "pods": "pod", "po": "pod", "node": "node", "nodes": "node"}
+"""`kubectl top`'s subcommands, by the resource type the model named."""
 
 
 @dataclass(frozen=True)
 class KubectlPolicy:
     approved: bool = False
-    """The step ran behind an approval gate that was approved: write verbs allowed."""
+    """The step ran behind an approval gate that was approved: write actions allowed."""
     require_approval: frozenset[str] = frozenset()
-    """Verbs that need the gate besides every write (a Workflow's `safety.requireApproval`)."""
+    """Actions (or kubectl words such as `rollout`) that need the gate besides every write
+    (a Workflow's `safety.requireApproval`)."""
     allowed_namespaces: frozenset[str] | None = None
     timeout: float = 30.0
     binary: str = "kubectl"
 
 
-def check(args: Sequence[str], policy: KubectlPolicy) -> str | None:
-    """Why this call is refused, or None when it may run."""
-    if not args:
-        return "give kubectl arguments, e.g. ['get', 'pods', '-n', 'production']"
-    if any(not isinstance(arg, str) or "\n" in arg or "\x00" in arg for arg in args):
-        return "arguments must be single-line strings"
-    verb = args[0]
-    for arg in args:
-        flag = arg.split("=", 1)[0]
-        if flag in _FORBIDDEN_FLAGS:
-            return f"flag {flag} is not allowed: the tool talks to its own cluster as itself"
-        if _SECRET.search(arg) and not arg.startswith("-"):
-            return "reading Secrets is never allowed"
-    if any(arg.lower() in ("all", "*") for arg in args[1:]) and verb not in ("api-resources",):
-        return "`all` would include Secrets; name the resource types you need"
-    sub = args[1] if len(args) > 1 else ""
-    is_read = verb in READ_VERBS or sub in READ_SUBVERBS.get(verb, set())
-    if not is_read and verb not in WRITE_VERBS and verb not in READ_SUBVERBS:
-        return f"unknown kubectl verb {verb!r}"
-    # Every write needs the gate; a Workflow's `safety.requireApproval` can add read verbs too.
-    gated = not is_read or verb in policy.require_approval
-    if gated and not policy.approved:
-        what = "changes the cluster" if not is_read else "is set to need approval"
+def argv(call: KubectlCall) -> list[str]:
+    """kubectl's arguments for a valid call: the verb's words, our flags, then `--` and the
+    positional values (which the patterns already keep from starting with `-`)."""
+    words = list(ACTIONS[call.verb].words)
+    flags = [f"--namespace={call.namespace}"]
+    positional: list[str] = []
+    if call.verb == "top":
+        words.append(_SUBCOMMANDS[call.resource or "pod"])
+    elif call.verb == "logs":
+        positional = [f"{call.resource}/{call.name}" if call.resource else call.name or ""]
+    elif call.verb != "events" and call.resource:
+        positional = [call.resource]
+    if call.name and call.verb not in ("logs", "events"):
+        positional.append(call.name)
+    if call.label_selector:
+        flags.append(f"--selector={call.label_selector}")
+    selectors = [f"involvedObject.name={call.name}"] if call.verb == "events" and call.name else []
+    selectors += [call.field_selector] if call.field_selector else []
+    if selectors:
+        flags.append(f"--field-selector={','.join(selectors)}")
+    flags += _verb_flags(call)
+    positional = [value for value in positional if value]
+    return [*words, *flags, *(["--", *positional] if positional else [])]
+
+
+def _verb_flags(call: KubectlCall) -> list[str]:
+    flags: list[str] = []
+    if call.output:
+        flags.append(f"--output={call.output}")
+    if call.verb == "logs":
+        flags += [f"--container={call.container}"] if call.container else []
+        flags += ["--previous"] if call.previous else []
+        flags += [f"--since={call.since}"] if call.since else []
+        flags.append(f"--tail={call.tail or DEFAULT_TAIL}")
+    elif call.verb == "events":
+        flags.append("--sort-by=.lastTimestamp")
+    elif call.verb == "rollout-status":
+        flags.append("--watch=false")
+    elif call.verb == "rollout-history" and call.revision:
+        flags.append(f"--revision={call.revision}")
+    elif call.verb == "rollout-undo" and call.revision:
+        flags.append(f"--to-revision={call.revision}")
+    elif call.verb == "scale":
+        flags.append(f"--replicas={call.replicas}")
+    elif call.verb == "delete":
+        flags.append("--wait=false")
+    elif call.verb == "set-resources":
+        flags += [f"--containers={call.container}"] if call.container else []
+        flags += [f"--limits={_amounts(call.limits)}"] if call.limits else []
+        flags += [f"--requests={_amounts(call.requests)}"] if call.requests else []
+    return flags
+
+
+def _amounts(amounts: Amounts) -> str:
+    given = (("cpu", amounts.cpu), ("memory", amounts.memory))
+    return ",".join(f"{name}={value}" for name, value in given if value)
+
+
+def check(call: KubectlCall, policy: KubectlPolicy) -> str | None:
+    """Why the step's policy refuses this call, or None when it may run."""
+    action = ACTIONS[call.verb]
+    asked = {call.verb, *action.words}
+    if (action.writes or asked & policy.require_approval) and not policy.approved:
+        what = "changes the cluster" if action.writes else "is set to need approval"
         return (
-            f"`kubectl {verb}` {what} and needs a step behind an approved approval gate; "
+            f"kubectl {call.verb} {what} and needs a step behind an approved approval gate; "
             "recommend it as `fix_command` in your final answer instead"
         )
-    namespace = _namespace(args)
-    if namespace is not None:
-        if not _NAME.match(namespace):
-            return f"{namespace!r} is not a valid namespace name"
-        if policy.allowed_namespaces is not None and namespace not in policy.allowed_namespaces:
-            return f"namespace {namespace!r} is outside this step's allowed namespaces"
-    everywhere = "-A" in args or "--all-namespaces" in args
-    if everywhere and policy.allowed_namespaces is not None:
-        return "all namespaces is outside this step's allowed namespaces"
-    for arg in args[1:]:
-        if arg.startswith("-"):
-            continue
-        for part in re.split(r"[/,]", arg):
-            if part and not _NAME.match(part.lower()) and not _SELECTOR.match(part):
-                return f"{arg!r} is not a valid resource type or name"
+    allowed = policy.allowed_namespaces
+    if allowed is not None and call.namespace not in allowed:
+        return (
+            f"namespace {call.namespace!r} is outside this step's allowed namespaces "
+            f"({', '.join(sorted(allowed))})"
+        )
     return None
 
 
-def _namespace(args: Sequence[str]) -> str | None:
-    for index, arg in enumerate(args):
-        if arg in ("-n", "--namespace") and index + 1 < len(args):
-            return args[index + 1]
-        if arg.startswith("--namespace=") or arg.startswith("-n="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def run(args: Sequence[str], policy: KubectlPolicy, env: Mapping[str, str]) -> ToolResult:
-    reason = check(args, policy)
+def run(call: KubectlCall, policy: KubectlPolicy, env: Mapping[str, str]) -> ToolResult:
+    """Build the argv, check the policy, then run it; the result's details carry the argv."""
+    command = [policy.binary, *argv(call)]
+    shown = {"argv": ["kubectl", *command[1:]]}
+    reason = check(call, policy)
     if reason is not None:
-        return refused(reason)
+        return replace(refused(reason), details=shown)
     missing = no_cluster(env)
     if missing is not None:
-        return ToolResult(status="error", error=missing)
-    return run_argv([policy.binary, *args], timeout=policy.timeout, env=env)
+        return ToolResult(status="error", error=missing, details=shown)
+    result = run_argv(command, timeout=policy.timeout, env=env)
+    return replace(result, details={**result.details, **shown})
 
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
