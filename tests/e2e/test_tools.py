@@ -1,4 +1,4 @@
-"""e2e: the kubectl tool and the debug-pod script against the real kube-apiserver."""
+"""e2e: the kubectl tool's typed calls and the debug-pod script on a real kube-apiserver."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from punchingfist.runtime.tools import kubectl
 from punchingfist.runtime.tools.kubectl import KubectlPolicy
+from punchingfist.runtime.tools.kubectl_calls import KubectlCall
 from tests.e2e.controlplane import ROOT, ControlPlane
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,55 +55,84 @@ def env(plane: ControlPlane, kubeconfig: Path | None = None) -> dict[str, str]:
             "HOME": str(plane.workdir)}  # fmt: skip
 
 
+def call(**fields: Any) -> KubectlCall:
+    return KubectlCall.model_validate({"tool": "kubectl", "namespace": NS, **fields})
+
+
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("fields", "expected"),
     [
-        (["get", "pods", "-n", NS], "my-app-pod-xyz"),
-        (["get", "deployments.apps", "-n", NS, "-o", "wide"], "my-app"),
-        (["get", "svc", "user-auth-service", "-n", NS], "8080/TCP"),
-        (["get", "events", "-n", NS], "OOMKilling"),
-        (["describe", "pod", "my-app-pod-xyz", "-n", NS], "my-app:1.5.0"),
+        ({"verb": "get", "resource": "pods"}, "my-app-pod-xyz"),
+        ({"verb": "get", "resource": "deployments.apps", "output": "wide"}, "my-app"),
+        ({"verb": "get", "resource": "pods", "label_selector": "app=my-app", "output": "name"},
+         "pod/my-app-pod-xyz"),
+        ({"verb": "get", "resource": "svc", "name": "user-auth-service"}, "8080/TCP"),
+        ({"verb": "events"}, "OOMKilling"),
+        ({"verb": "events", "name": "my-app-pod-xyz", "field_selector": "type=Warning"},
+         "OOMKilling"),
+        ({"verb": "describe", "resource": "pod", "name": "my-app-pod-xyz"}, "my-app:1.5.0"),
         # no kube-controller-manager runs, so there are no ReplicaSets and no revisions
-        (["rollout", "history", "deployment/my-app", "-n", NS], "deployment.apps/my-app"),
-        (["auth", "can-i", "list", "pods", "-n", NS], "yes"),
+        ({"verb": "rollout-history", "resource": "deployment", "name": "my-app"},
+         "deployment.apps/my-app"),
     ],
-)
-def test_read_verbs_reach_the_server(objects: ControlPlane, args: list[str], expected: str) -> None:
-    result = kubectl.run(args, KubectlPolicy(), env(objects))
-    assert result.status == "ok", result.error
+)  # fmt: skip
+def test_read_verbs_reach_the_server(
+    objects: ControlPlane, fields: dict[str, Any], expected: str
+) -> None:
+    result = kubectl.run(call(**fields), KubectlPolicy(), env(objects))
+    assert result.status == "ok", (result.error, result.details)
     assert expected in result.output
 
 
 @pytest.mark.parametrize(
-    "args",
+    "fields",
     [
-        ["delete", "pod", "my-app-pod-xyz", "-n", NS],
-        ["scale", "deployment/my-app", "--replicas=0", "-n", NS],
-        ["get", "secrets", "-n", NS],
-        ["get", "secret", "db-password", "-n", NS, "-o", "yaml"],
+        {"verb": "delete", "resource": "pod", "name": "my-app-pod-xyz"},
+        {"verb": "scale", "resource": "deployment", "name": "my-app", "replicas": 0},
+        {"verb": "get", "resource": "pods", "namespace": "kube-system"},
     ],
 )
-def test_writes_and_secrets_are_refused_and_nothing_reaches_the_server(
-    objects: ControlPlane, args: list[str]
+def test_writes_and_other_namespaces_are_refused_and_nothing_reaches_the_server(
+    objects: ControlPlane, fields: dict[str, Any]
 ) -> None:
-    result = kubectl.run(args, KubectlPolicy(), env(objects))
-    assert result.status == "refused" and "hunter2" not in result.output
+    policy = KubectlPolicy(allowed_namespaces=frozenset({NS}))
+    result = kubectl.run(call(**fields), policy, env(objects))
+    assert result.status == "refused"
     assert objects.get_json("pod", "my-app-pod-xyz", "-n", NS)["metadata"]["name"]
     assert objects.get_json("deployment", "my-app", "-n", NS)["spec"]["replicas"] == 1
 
 
+@pytest.mark.parametrize("resource", ["secrets", "secret", "secrets.v1", "all"])
+def test_secrets_cannot_be_asked_for(resource: str) -> None:
+    with pytest.raises(ValidationError, match="Secrets are never readable"):
+        call(verb="get", resource=resource, output="yaml")
+
+
+def test_an_approved_write_runs_the_argv_we_built(objects: ControlPlane) -> None:
+    scale = call(verb="scale", resource="deployment", name="my-app", replicas=2)
+    result = kubectl.run(scale, KubectlPolicy(approved=True), env(objects))
+    assert result.status == "ok", result.error
+    assert result.details["argv"] == ["kubectl", "scale", f"--namespace={NS}", "--replicas=2",
+                                      "--", "deployment", "my-app"]  # fmt: skip
+    assert objects.get_json("deployment", "my-app", "-n", NS)["spec"]["replicas"] == 2
+    back = call(verb="scale", resource="deployment", name="my-app", replicas=1)
+    assert kubectl.run(back, KubectlPolicy(approved=True), env(objects)).status == "ok"
+
+
 def test_logs_argv_and_error_path(objects: ControlPlane) -> None:
     # No kubelet: the unscheduled pod has no logs to give, which the model is told plainly.
-    empty = kubectl.run(["logs", "my-app-pod-xyz", "-n", NS, "--tail=50"], KubectlPolicy(),
-                        env(objects))  # fmt: skip
+    logs = call(verb="logs", name="my-app-pod-xyz", tail=50)
+    empty = kubectl.run(logs, KubectlPolicy(), env(objects))
     assert empty.status == "ok" and empty.for_model() == "status: ok\n(no output)"
-    missing = kubectl.run(["logs", "nope", "-n", NS, "--previous"], KubectlPolicy(), env(objects))
+    previous = call(verb="logs", name="nope", previous=True)
+    missing = kubectl.run(previous, KubectlPolicy(), env(objects))
     assert missing.status == "error"
     assert 'pods "nope" not found' in (missing.error or "")
 
 
 def test_timeout(objects: ControlPlane) -> None:
-    result = kubectl.run(["get", "pods", "-n", NS], KubectlPolicy(timeout=0.001), env(objects))
+    pods = call(verb="get", resource="pods")
+    result = kubectl.run(pods, KubectlPolicy(timeout=0.001), env(objects))
     assert result.status == "timeout"
 
 
@@ -116,10 +148,11 @@ def test_rbac_is_the_real_boundary(objects: ControlPlane, tmp_path: Path) -> Non
     config["users"] = [{"name": "admin", "user": {"token": token}}]
     kubeconfig = tmp_path / "investigator"
     kubeconfig.write_text(json.dumps(config))
-    read = kubectl.run(["get", "pods", "-n", NS], KubectlPolicy(), env(objects, kubeconfig))
+    pods = call(verb="get", resource="pods")
+    read = kubectl.run(pods, KubectlPolicy(), env(objects, kubeconfig))
     assert read.status == "ok", read.error
-    write = kubectl.run(["delete", "pod", "my-app-pod-xyz", "-n", NS],
-                        KubectlPolicy(approved=True), env(objects, kubeconfig))  # fmt: skip
+    delete = call(verb="delete", resource="pod", name="my-app-pod-xyz")
+    write = kubectl.run(delete, KubectlPolicy(approved=True), env(objects, kubeconfig))
     assert write.status == "error" and "forbidden" in (write.error or "")
     assert objects.get_json("pod", "my-app-pod-xyz", "-n", NS)
 
