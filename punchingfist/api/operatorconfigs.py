@@ -1,16 +1,23 @@
-"""The `OperatorConfig` custom resource: operator-wide settings (database, chat, LLMs, secrets)."""
+"""The `OperatorConfig` custom resource: operator-wide settings (chat, LLMs, secrets, approvals).
+
+Fields of the design document that nothing implements yet (`database`, `runbooks`,
+`secretManager`, `secretRotation` when enabled) keep their schema, so `kubectl explain` shows
+them, but a resource that sets one is refused with "not supported yet" naming the field: the
+compiler (through these models) and admission refuse it instead of ignoring it.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from punchingfist.api.base import Duration, SecretKeyRef, SpecModel
 
 
 class DatabaseConfig(SpecModel):
-    """Where alerts, incidents and runs are stored."""
+    """Not supported yet: the server's database is its `--database-url` (the chart's
+    `database` values). Where alerts, incidents and runs would be stored."""
 
     type: Literal["postgres", "sqlite"] = "sqlite"
     """`postgres` in production, `sqlite` for one machine."""
@@ -80,7 +87,7 @@ class LLMConfig(SpecModel):
 
 
 class RunbooksConfig(SpecModel):
-    """A Git repository of runbooks the agent may read."""
+    """Not supported yet. A Git repository of runbooks the agent would read."""
 
     repository: str
     """Repository URL."""
@@ -90,7 +97,9 @@ class RunbooksConfig(SpecModel):
 
 
 class SecretManagerConfig(SpecModel):
-    """An external secret manager."""
+    """Not supported yet: use `spec.secrets` (Kubernetes Secrets), which External Secrets or
+    the Secrets Store CSI driver can fill from Vault, AWS or Azure. An external secret
+    manager."""
 
     type: Literal["vault", "aws-secrets", "azure-keyvault"]
     """Secret manager: `vault`, `aws-secrets` or `azure-keyvault`."""
@@ -113,9 +122,11 @@ class SecretManagerConfig(SpecModel):
 
 
 class SecretRotationConfig(SpecModel):
-    """Pick up rotated secrets without restarts."""
+    """Not supported yet when enabled (step pods read their Secrets when they start). Pick up
+    rotated secrets without restarts."""
 
     enabled: bool = False
+    """Not supported yet: `true` is refused."""
     check_interval: Duration = "1h"
     grace_period: Duration = "300s"
     """Time in-flight operations keep the old value."""
@@ -130,6 +141,19 @@ class ApprovalsConfig(SpecModel):
     """Secret whose keys are approver names and whose values are their API tokens. When set,
     the REST approval endpoint needs `Authorization: Bearer <token>`, and the approver is
     whoever the token belongs to. Unset, it takes the approver named in the request body."""
+
+
+_FIXES = {
+    "database": "spec.database is not read by anything; the server's database is its "
+    "--database-url (the chart's `database` values): remove spec.database",
+    "runbooks": "spec.runbooks (a runbook repository the agent reads): remove it; give the "
+    "agent runbook links through a Source's `context` or the alert's annotations",
+    "secret_manager": "spec.secretManager (Vault, AWS Secrets Manager, Azure Key Vault): use "
+    "spec.secrets with Kubernetes Secrets, which External Secrets or the Secrets Store CSI "
+    "driver can fill from those managers",
+    "secret_rotation": "spec.secretRotation.enabled (step pods read their Secrets when they "
+    "start, so a rotated Secret is used by the next step): remove it or set enabled: false",
+}
 
 
 # Well-known keys of `spec.secrets` and the environment variable each becomes in step pods.
@@ -155,6 +179,20 @@ class OperatorConfigSpec(SpecModel):
     jiraToken; each becomes an environment variable of step pods."""
     secret_rotation: SecretRotationConfig | None = None
     approvals: ApprovalsConfig | None = None
+
+    @field_validator("database", "runbooks", "secret_manager")
+    @classmethod
+    def _not_supported_yet(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None:
+            raise ValueError(f"not supported yet: {_FIXES[str(info.field_name)]}")
+        return value
+
+    @field_validator("secret_rotation")
+    @classmethod
+    def _no_rotation_yet(cls, value: SecretRotationConfig | None) -> SecretRotationConfig | None:
+        if value is not None and value.enabled:
+            raise ValueError(f"not supported yet: {_FIXES['secret_rotation']}")
+        return value
 
     @model_validator(mode="after")
     def _known_secrets(self) -> OperatorConfigSpec:

@@ -52,7 +52,7 @@ def test_examples_cover_every_type() -> None:
     assert source_types == {"webhook", "chat", "schedule", "api", "kubernetes"}
     assert sink_types >= {"slack", "alertmanager", "prometheus", "jira", "pagerduty", "workflow"}
     assert step_types == {"cli", "agent", "conditional"}
-    assert any(isinstance(r, OperatorConfig) and r.spec.secret_rotation for r in resources)
+    assert any(isinstance(r, OperatorConfig) and r.spec.secrets for r in resources)
 
 
 def test_design_document_workflow_reads_as_written() -> None:
