@@ -16,9 +16,12 @@ from pydantic import ValidationError
 
 from punchingfist.api.runspec import ToolSpec
 from punchingfist.api.workflows import Tool, ToolParameter
+from punchingfist.compiler import compile_workflow
+from punchingfist.errors import CompileError
 from punchingfist.runtime.agent.decisions import decision_model
 from punchingfist.runtime.agent.toolbox import build_toolbox
 from punchingfist.runtime.tools import curl, scripts
+from tests.builders import make_workflow
 
 
 class _Site(BaseHTTPRequestHandler):
@@ -200,3 +203,27 @@ def test_scripts_run_as_argv_with_timeout() -> None:
     failed = scripts.run(["/bin/sh", "-c", "echo boom >&2; exit 3"], [], script_call([]),
                          timeout=5, env={})  # fmt: skip
     assert failed.status == "error" and failed.error == "boom"
+
+
+def test_built_in_tools_take_no_script_fields() -> None:
+    tools = [{"name": "kubectl", "parameters": [{"name": "pod"}]}]
+    workflow = make_workflow([{"name": "look", "type": "agent", "goal": "g", "tools": tools}])
+    with pytest.raises(CompileError, match="built-in tool and takes no `parameters`") as caught:
+        compile_workflow(workflow)
+    assert caught.value.field == "spec.steps[0].tools[0].parameters"
+
+
+def test_the_log_shows_the_argv_that_ran(capsys: pytest.CaptureFixture[str]) -> None:
+    box = build_toolbox([ToolSpec(name="kubectl")], environ={"KUBECONFIG": "/nonexistent"},
+                        approved=False, require_approval=[], allowed_namespaces=None,
+                        render=str)  # fmt: skip
+    model = decision_model(box.builtin, box.scripts, False)
+    get = {"tool": "kubectl", "verb": "get", "resource": "pods", "namespace": "shop",
+           "label_selector": "app=web"}  # fmt: skip
+    decision = model.model_validate({"thought": "t", "action": {"kind": "tool_calls",
+                                                                "calls": [get]}})  # fmt: skip
+    box.run_all(decision.action.calls)
+    line = capsys.readouterr().out
+    assert "🔧 [call-1] kubectl get --namespace=shop --selector=app=web -- pods -> error" in line
+    assert box.audit[0].argv == ["kubectl", "get", "--namespace=shop", "--selector=app=web",
+                                 "--", "pods"]  # fmt: skip

@@ -122,13 +122,14 @@ class Toolbox:
 
     @staticmethod
     def _print(entry: AuditEntry) -> None:
-        if entry.argv:
-            shown = shlex.join(entry.argv)
-        else:
-            given = {k: v for k, v in entry.call.items() if k != "tool"}
-            shown = given.get("query") or given.get("url") or json.dumps(given, ensure_ascii=False)
+        given = {k: v for k, v in entry.call.items() if k != "tool"}
+        asked = given.get("query") or given.get("url") or json.dumps(given, ensure_ascii=False)
+        shown = f"{entry.tool} {asked}"
+        if entry.argv:  # the command we built: kubectl's, or a script's as `name: argv`
+            ran = shlex.join(entry.argv)
+            shown = ran if entry.argv[0] == entry.tool else f"{entry.tool}: {ran}"
         note = f" ({entry.error})" if entry.error else ""
-        print(f"  🔧 [{entry.id}] {entry.tool} {shown} -> {entry.status}{note} "
+        print(f"  🔧 [{entry.id}] {shown} -> {entry.status}{note} "
               f"[{entry.seconds:.2f} s, {entry.output_chars} chars]")  # fmt: skip
         sys.stdout.flush()
 
