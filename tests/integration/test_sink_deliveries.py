@@ -321,6 +321,6 @@ def test_approval_buttons_are_what_the_server_endpoint_reads(
         response = http.post("/slack/interactions", content=body, headers=headers)
     state.engine.dispose()
     assert response.status_code == 200 and response.json()["text"].startswith("Approved by carol")
-    assert executor.resumed == [
-        (RUN, "resolution-attempt-approval", True, "slack:carol", "via Slack")
+    assert executor.resumed == [  # under the user id; the changeable name only beside it
+        (RUN, "resolution-attempt-approval", True, "slack:U777", "via Slack by carol")
     ]
