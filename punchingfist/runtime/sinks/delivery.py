@@ -8,6 +8,7 @@ every message and never printed.
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
@@ -72,9 +73,16 @@ def secret(environ: Mapping[str, str], variable: str | None, fix: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each secret replaced by `***`: as given, as HTTP Basic auth sends it
+    (base64), and the password alone of a `user:password` credential. A service that echoes
+    the Authorization header in its error (Jira's `Basic <base64>`) is redacted too."""
     for value in secrets:
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+        if len(value) < 4:
+            continue
+        encoded = base64.b64encode(value.encode()).decode()
+        for form in (encoded, value, value.partition(":")[2]):
+            if len(form) >= 4:
+                text = text.replace(form, "***")
     return text
 
 
