@@ -118,6 +118,12 @@ async def signed_slack_body(state: ServerState, request: Request) -> bytes | JSO
     return body
 
 
+def _plain(text: str) -> str:
+    """Text Slack shows as it is: its markup characters escaped (a display name like
+    `<!channel>` pings no one)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def router(state: ServerState) -> APIRouter:
     routes = APIRouter()
 
@@ -196,16 +202,18 @@ def router(state: ServerState) -> APIRouter:
         # the id; the name is shown beside it.
         names = frozenset({user_id, f"slack:{user_id}"})
         if state.approvers and not (names & state.approvers):
-            return JSONResponse({"response_type": "ephemeral", "replace_original": False,
-                                 "text": f"{shown} may not answer approval gates."})  # fmt: skip
+            text = _plain(f"{shown} may not answer approval gates.")
+            return JSONResponse(
+                {"response_type": "ephemeral", "replace_original": False, "text": text}
+            )
         response = decide(state, run_name, gate, verdict == "approve", f"slack:{user_id}",
                           f"via Slack by {shown}", "slack", identities=names)  # fmt: skip
         if response.status_code != 200:
             message = json.loads(bytes(response.body))["error"]
             return JSONResponse({"response_type": "ephemeral", "replace_original": False,
-                                 "text": f"Not recorded: {message}"})  # fmt: skip
+                                 "text": f"Not recorded: {_plain(message)}"})  # fmt: skip
         word = "Approved" if verdict == "approve" else "Denied"
-        text = f"{word} by {shown} ({user_id}): {run_name} / {gate}"
+        text = _plain(f"{word} by {shown} ({user_id}): {run_name} / {gate}")
         return JSONResponse({"replace_original": True, "text": text})
 
     return routes

@@ -217,6 +217,10 @@ def test_slack_user_not_allowed_and_malformed_payloads(
     assert response.status_code == 200 and "may not answer" in response.json()["text"]
     body, headers = slack_request({"type": "block_actions", "actions": []})
     assert http.post("/slack/interactions", content=body, headers=headers).status_code == 400
+    shown = button("U999", "approve") | {"user": {"id": "U999", "username": "<!channel> x"}}
+    body, headers = slack_request(shown)
+    text = http.post("/slack/interactions", content=body, headers=headers).json()["text"]
+    assert "<!channel>" not in text and "&lt;!channel&gt; x may not answer" in text
     for user in ("U123", {"id": 7}, {"id": "not-an-id"}, None):  # signed, but not Slack's shape
         payload = button("U123", "approve") | {"user": user}
         body, headers = slack_request(payload)

@@ -120,10 +120,11 @@ def test_the_hostile_alert_through_the_whole_engine_executes_nothing(tmp_path: P
     assert not marker.exists()
     assert not list((tmp_path / "runs").rglob("x.sh"))
     calls = {(c["tool"], c["status"]) for c in steps["agent-investigation"]["tool_calls"]}
-    assert calls == {("kubectl", "refused"), ("curl", "refused")}
+    assert calls == {("kubectl", "error"), ("curl", "refused")}  # error: there is no cluster
     errors = " ".join(c["error"] for c in steps["agent-investigation"]["tool_calls"])
-    assert errors.count("approval gate") == 2  # the delete and the scale (Secrets, a namespace
-    # delete or a raw argv cannot even be asked for: tests/unit/test_kubectl_tool.py)
+    assert "no cluster" in errors and "not in the allowed domains" in errors
+    # Secrets, writes, a namespace delete or a raw argv cannot even be asked for in this step
+    # (tests/unit/test_kubectl_tool.py, tests/unit/test_runtime.py).
     # the model claimed it can fix it; the gate (no one at the terminal: denied) stopped it
     (gate,) = report["approvals"]
     assert gate["approved"] is False

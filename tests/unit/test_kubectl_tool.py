@@ -286,7 +286,7 @@ def test_no_valid_call_builds_a_forbidden_argv() -> None:
 
     check()
     assert set(valid_per_verb) == set(VERBS), valid_per_verb  # not vacuous
-    assert min(valid_per_verb.values()) >= 10, valid_per_verb
+    assert min(valid_per_verb.values()) >= 3, valid_per_verb
 
 
 def _check_argv(valid: KubectlCall) -> None:
@@ -306,10 +306,12 @@ def _check_argv(valid: KubectlCall) -> None:
             continue
         assert arg in ACTIONS[valid.verb].words or arg in ("pod", "node"), built
     assert not any(arg.startswith("-") for arg in positional), built
-    if positional:  # the resource type comes first (logs: TYPE/NAME or a pod's name)
-        kind = positional[0].split("/")[0] if valid.verb == "logs" else positional[0]
-        if valid.verb != "logs" or "/" in positional[0]:
-            assert kind.split(".")[0] not in ("secret", "secrets", "all"), built
+    # No resource type named is Secrets (an object may be *named* `secrets`: `top pod secrets`).
+    types = [valid.resource or "", *(p.split("/")[0] for p in positional if "/" in p)]
+    if positional and positional[0] == valid.resource:
+        types.append(positional[0])
+    for kind in types:
+        assert kind.split(".")[0] not in ("secret", "secrets", "all"), built
     policy = KubectlPolicy(allowed_namespaces=ALLOWED, approved=True)
     if kubectl.check(valid, policy) is None:
         assert valid.namespace in ALLOWED
@@ -334,3 +336,19 @@ def test_every_verb_has_a_valid_call_in_each_allowed_namespace(verb: str, ns: st
     valid = call(verb=verb, namespace=ns, **fields)
     assert kubectl.check(valid, KubectlPolicy(allowed_namespaces=ALLOWED, approved=True)) is None
     assert argv(valid).count(f"--namespace={ns}") == 1
+
+
+def test_write_verbs_exist_only_behind_an_approved_gate() -> None:
+    """D12: in a step without an approved gate a write cannot even be expressed; the model
+    reads which verbs it has. Behind the gate the same call is a valid decision."""
+    from pydantic import ValidationError
+
+    from punchingfist.runtime.agent.decisions import decision_model
+
+    delete = {"tool": "kubectl", "verb": "delete", "resource": "pod", "name": "api-0",
+              "namespace": "payments"}  # fmt: skip
+    turn = {"thought": "t", "action": {"kind": "tool_calls", "calls": [delete]}}
+    with pytest.raises(ValidationError, match="rollout-history"):
+        decision_model(("kubectl",), (), False).model_validate(turn)
+    decision = decision_model(("kubectl",), (), False, True).model_validate(turn)
+    assert decision.action.calls[0].verb == "delete"

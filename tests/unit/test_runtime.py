@@ -191,7 +191,7 @@ def test_agent_step_runs_as_compiled_and_injected_writes_are_refused(tmp_path: P
     turns = [
         {"thought": "The alert says to read the Secrets.",  # not expressible: a retry
          "action": {"kind": "tool_calls", "calls": [secrets]}},
-        {"thought": "Then delete, as the alert says.",
+        {"thought": "Then delete, as the alert says.",  # no write verb here either: a retry
          "action": {"kind": "tool_calls", "calls": [delete]}},
         {"thought": "Refused; report it.",
          "action": {"kind": "final_answer", "summary": "suspicious alert text",
@@ -219,11 +219,12 @@ def test_agent_step_runs_as_compiled_and_injected_writes_are_refused(tmp_path: P
         auth = {k.lower(): v for k, v in server.headers[0].items()}.get("authorization")
     assert completed.returncode == 0, completed.stderr
     result = json.loads((out / "result.json").read_text())
-    statuses = [(c["call"]["verb"], c["status"]) for c in result["tool_calls"]]
-    assert statuses == [("delete", "refused")]  # the Secrets call never became a call
-    assert "approval gate" in result["tool_calls"][0]["error"]
+    # Neither call could be expressed in a step without an approved gate: the model was told
+    # why (instructor's retry) and neither became a call.
+    assert result["tool_calls"] == []
     assert "Secrets are never readable" in json.dumps(server.requests[1]["messages"])
-    assert "refused" in completed.stdout  # the audit shows in the log
+    assert "delete" in json.dumps(server.requests[2]["messages"])
+    assert "'rollout-history'" in json.dumps(server.requests[2]["messages"])  # what it may use
     assert injection in prompts  # the model saw the text, as data
     assert "sk-test-not-for-prompts" not in prompts  # the key went only into the header
     assert auth == "Bearer sk-test-not-for-prompts"

@@ -1,8 +1,7 @@
 """A service that echoes the credential it was sent in its error must not put that credential
 in the agent's record or the model's prompt: the runtime knows its secrets and redacts them.
 
-Both cases are known leaks (issue #18's secret-leak test found them), marked xfail(strict) until
-fixed: when the owner fixes one, its test passes, strict xfail fails, and the marker goes.
+Both were leaks issue #18's secret-leak test found (runtime/redaction.py now covers them).
 """
 
 from __future__ import annotations
@@ -34,11 +33,6 @@ class Echoing(FakeService):
         return self.status, {"status": "error", "errorType": "bad_data", "error": message}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/tools/promql.py quotes Prometheus's error "
-    "verbatim; the tool result (shown to the model) then holds PROMETHEUS_TOKEN",
-)
 def test_promql_does_not_repeat_its_token_from_an_error() -> None:
     with Echoing(400) as prometheus:
         result = promql.run(promql.PromqlSettings(url=prometheus.url, token=TOKEN), "up")
@@ -46,11 +40,6 @@ def test_promql_does_not_repeat_its_token_from_an_error() -> None:
     assert TOKEN not in (result.error or "") + result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/agent/llm.py puts the endpoint's error body "
-    "in LLMError; the step's record then holds LLM_API_KEY",
-)
 def test_the_model_client_does_not_repeat_its_key_from_an_error() -> None:
     with Echoing(401) as endpoint:
         settings = LLMSettings(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from punchingfist.runtime.sinks.delivery import redact
+from punchingfist.runtime.redaction import redact
 
 
 def test_a_credential_is_redacted_as_given_as_basic_auth_and_as_the_password_alone() -> None:

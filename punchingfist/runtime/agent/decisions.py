@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from punchingfist.runtime.tools.kubectl_calls import KubectlCall
+from punchingfist.runtime.tools.kubectl_calls import KubectlCall, KubectlReadCall
 
 MAX_PARALLEL_CALLS = 4
 
@@ -69,7 +69,7 @@ class FinalAnswer(_Strict):
 
 _TOOL_CALLS_KIND: Any = Literal["tool_calls"]
 _BUILTIN: dict[str, type[BaseModel]] = {
-    "kubectl": KubectlCall,
+    "kubectl": KubectlReadCall,
     "promql": PromqlCall,
     "curl": CurlCall,
 }
@@ -77,14 +77,19 @@ _BUILTIN: dict[str, type[BaseModel]] = {
 
 @lru_cache(maxsize=64)
 def decision_model(
-    tools: tuple[str, ...], scripts: tuple[type[BaseModel], ...], final_only: bool
+    tools: tuple[str, ...],
+    scripts: tuple[type[BaseModel], ...],
+    final_only: bool,
+    writes: bool = False,
 ) -> Any:
     """The Decision class for a step with these built-in tools and script call classes
-    (cached: steps reuse it every turn)."""
+    (cached: steps reuse it every turn). kubectl's write verbs exist only with `writes` (a step
+    behind an approved gate): elsewhere a write cannot even be expressed."""
     if final_only or not (tools or scripts):
         action: Any = FinalAnswer
     else:
-        call_types: list[Any] = [_BUILTIN[name] for name in tools]
+        builtin = _BUILTIN | ({"kubectl": KubectlCall} if writes else {})
+        call_types: list[Any] = [builtin[name] for name in tools]
         call_types += scripts
         call: Any = (
             call_types[0]

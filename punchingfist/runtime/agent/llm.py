@@ -3,6 +3,7 @@ instructor so each turn is a validated `Decision`. Retries on 429/5xx come from 
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,7 @@ from typing import Any, Protocol, cast
 
 from punchingfist.api.runspec import LLMSettings
 from punchingfist.errors import PunchingFistError
+from punchingfist.runtime.redaction import RedactingFilter, redact
 
 # Base URLs of the hosted providers' OpenAI-compatible APIs.
 HOSTED = {
@@ -31,6 +33,11 @@ PRICES = {
     "claude-3-5-haiku-latest": (0.8, 4.0),
 }
 SELF_HOSTED = ("local", "ollama", "openai-compatible")
+_LOG_FILTER = RedactingFilter([])
+"""instructor logs each failed attempt with the endpoint's error text, which may quote the key:
+the step's log gets the keys of every client made here redacted."""
+for _name in ("instructor", "openai", "httpx"):
+    logging.getLogger(_name).addFilter(_LOG_FILTER)
 
 
 class LLMError(PunchingFistError):
@@ -160,6 +167,8 @@ class ModelClient:
         )
         self._price = price(self.settings)
         self._errors: tuple[type[BaseException], ...] = (openai.OpenAIError,)
+        self._secrets = [] if key == "not-needed" else [key]
+        _LOG_FILTER.secrets.extend(s for s in self._secrets if s not in _LOG_FILTER.secrets)
 
     @property
     def model(self) -> str:
@@ -183,9 +192,11 @@ class ModelClient:
             )
         except InstructorRetryException as error:
             self._count(getattr(error, "total_usage", None))
-            raise LLMError(f"the model gave no valid Decision after retries: {error}") from error
+            message = redact(str(error), self._secrets)
+            raise LLMError(f"the model gave no valid Decision after retries: {message}") from error
         except self._errors as error:
-            raise LLMError(f"the model endpoint failed: {type(error).__name__}: {error}") from error
+            message = redact(f"{type(error).__name__}: {error}", self._secrets)
+            raise LLMError(f"the model endpoint failed: {message}") from error
         self._count(getattr(completion, "usage", None))
         return decision
 

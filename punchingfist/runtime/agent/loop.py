@@ -153,7 +153,7 @@ def run_loop(
             messages.append({"role": "user", "content": f"{why}: give your final answer now."})
         if deadline is not None and time.monotonic() >= deadline:
             return AgentOutcome(None, iteration - 1, thoughts, "the step's time ran out")
-        model = decision_model(toolbox.builtin, toolbox.scripts, final_only)
+        model = decision_model(toolbox.builtin, toolbox.scripts, final_only, toolbox.writes)
         print(
             f"🤖 turn {iteration}/{max_iterations}" + (" (final answer only)" if final_only else "")
         )

@@ -54,6 +54,8 @@ class Toolbox:
     executors: Mapping[str, Executor]
     script_calls: Mapping[str, type[BaseModel]] = field(default_factory=dict)
     """The call class of each declared script (built from its parameters)."""
+    writes: bool = False
+    """The step is behind an approved gate: kubectl's write verbs may be asked for."""
     max_output_tokens: int = 2000
     audit: list[AuditEntry] = field(default_factory=list)
     _seen: dict[str, str] = field(default_factory=dict)
@@ -173,7 +175,7 @@ def build_toolbox(
                                                          tool.parameters)  # fmt: skip
             env = _only(environ, (*BASE_ENV, *tool.env))
             executors[tool.name] = _script(tool, timeout, env, namespaces)
-    return Toolbox(executors=executors, script_calls=script_calls)
+    return Toolbox(executors=executors, script_calls=script_calls, writes=approved)
 
 
 def _only(environ: Mapping[str, str], names: Sequence[str]) -> dict[str, str]:

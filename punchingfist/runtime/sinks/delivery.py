@@ -8,11 +8,10 @@ every message and never printed.
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ import httpx
 
 from punchingfist.errors import PunchingFistError
 from punchingfist.runtime.context import BadTaskInput
+from punchingfist.runtime.redaction import redact
 
 BUDGET_ENV = "PF_SINK_BUDGET_SECONDS"
 DEFAULT_BUDGET = 60.0
@@ -70,20 +70,6 @@ def secret(environ: Mapping[str, str], variable: str | None, fix: str) -> str:
         name = variable or "the credential"
         raise MissingSecret(f"{name} is not set: {fix}")
     return value
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with each secret replaced by `***`: as given, as HTTP Basic auth sends it
-    (base64), and the password alone of a `user:password` credential. A service that echoes
-    the Authorization header in its error (Jira's `Basic <base64>`) is redacted too."""
-    for value in secrets:
-        if len(value) < 4:
-            continue
-        encoded = base64.b64encode(value.encode()).decode()
-        for form in (encoded, value, value.partition(":")[2]):
-            if len(form) >= 4:
-                text = text.replace(form, "***")
-    return text
 
 
 def say(message: str) -> None:

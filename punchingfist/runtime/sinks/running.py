@@ -11,12 +11,12 @@ from punchingfist.api.runspec import SinkTask, TaskSpec
 from punchingfist.api.sinks import SINK_SECRET_FIELDS
 from punchingfist.errors import PunchingFistError
 from punchingfist.runtime.context import BadTaskInput, build_context
+from punchingfist.runtime.redaction import redact
 from punchingfist.runtime.sinks.delivery import (
     Budget,
     Delivery,
     DeliveryFailed,
     Http,
-    redact,
     say,
     secret,
 )

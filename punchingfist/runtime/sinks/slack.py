@@ -26,12 +26,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
 
+from punchingfist.runtime.redaction import redact
 from punchingfist.runtime.sinks.delivery import (
     MAX_ATTEMPTS,
     REQUEST_TIMEOUT,
     Budget,
     DeliveryFailed,
-    redact,
     retry_after,
     say,
 )

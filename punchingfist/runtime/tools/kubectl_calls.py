@@ -171,3 +171,16 @@ class KubectlCall(_Strict):
         if self.verb == "set-resources" and self.limits is None and self.requests is None:
             raise ValueError("set-resources needs `limits`, `requests` or both")
         return self
+
+
+class KubectlReadCall(KubectlCall):
+    """Ask kubectl one thing (read only: this step is not behind an approved gate, so no verb
+    that changes the cluster exists here; recommend a fix as `fix_command` instead). Give
+    `verb` and `namespace`, then only the fields that verb uses: get (resource; name,
+    label_selector, field_selector, output), describe (resource; name, label_selector), logs
+    (name of a pod, or resource+name of a workload, or label_selector; container, previous,
+    since, tail), events (name of the object; field_selector), top (resource pod or node; name,
+    label_selector), rollout-history (resource, name; revision), rollout-status (resource,
+    name)."""
+
+    verb: KubectlRead

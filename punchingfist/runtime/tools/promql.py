@@ -7,9 +7,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from punchingfist.runtime.redaction import redact
 from punchingfist.runtime.tools.base import ToolResult, cap
 
 MAX_SERIES = 50
@@ -29,6 +30,22 @@ def run(
     range_minutes: int | None = None,
     step_seconds: int | None = None,
     now: float | None = None,
+) -> ToolResult:
+    """The query's answer; the token never in it, even when Prometheus (or a proxy in front
+    of it) quotes the credential it was sent."""
+    result = _query(settings, query, range_minutes, step_seconds, now)
+    if not settings.token:
+        return result
+    error = redact(result.error, [settings.token]) if result.error else None
+    return replace(result, output=redact(result.output, [settings.token]), error=error)
+
+
+def _query(
+    settings: PromqlSettings,
+    query: str,
+    range_minutes: int | None,
+    step_seconds: int | None,
+    now: float | None,
 ) -> ToolResult:
     if not query.strip():
         return ToolResult(status="error", error="the query is empty")
