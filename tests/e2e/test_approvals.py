@@ -204,5 +204,7 @@ def test_gate_answered_by_a_signed_slack_button(control_plane: ControlPlane, tmp
     gate = nodes["fix-approval"]
     assert gate["phase"] == "Succeeded"
     outputs = {p["name"]: p.get("value") for p in gate["outputs"]["parameters"]}
-    assert (outputs["approved"], outputs["approver"]) == ("true", "slack:alice")
+    # the fixed Slack user id is the approver; the changeable name only shows in the comment
+    assert (outputs["approved"], outputs["approver"]) == ("true", "slack:U0ALICE")
+    assert outputs["comment"] == "via Slack by alice"
     state.engine.dispose()
