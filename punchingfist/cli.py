@@ -767,7 +767,7 @@ def _start_controller(args: argparse.Namespace, state: Any, app: Any) -> Any:
     import logging
 
     from punchingfist.controller import Catalog, OperatorThread, build_registry, connect
-    from punchingfist.server import add_webhook_routes
+    from punchingfist.server import add_source_routes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     namespace = args.namespace
@@ -786,7 +786,7 @@ def _start_controller(args: argparse.Namespace, state: Any, app: Any) -> Any:
                 "Kubernetes identity cannot answer until it does",
                 approvals.tokens_secret if approvals else "",
             )
-        add_webhook_routes(app)
+        add_source_routes(app)
 
     controller.catalog.subscribe(refresh)
     registry = build_registry(controller)

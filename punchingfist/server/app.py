@@ -29,8 +29,8 @@ from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.chat import router as chat_router
 from punchingfist.server.intake import IntakeRefused
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, too_large
-from punchingfist.server.runs import add_trigger_routes
 from punchingfist.server.runs import router as runs_router
+from punchingfist.server.runs import trigger_routes
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
 from punchingfist.store import Alert, Incident, OutboxEntry, WorkflowRun
@@ -158,8 +158,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(chat_router(state))
 
     app.state.pf_receive = receive
-    add_webhook_routes(app)
-    add_trigger_routes(app)
+    add_source_routes(app)
     app.add_middleware(_WebhookShortcut, state=state, handler=receive)
 
     def reads(verb: Verb, resource: Resource) -> Any:
@@ -292,18 +291,25 @@ def _database_down() -> Response:
     return problem(503, "the database is unavailable; retry later")
 
 
-def add_webhook_routes(app: FastAPI) -> list[str]:
-    """Serve every webhook path of the state's Sources that has no route yet; return those added.
+def add_source_routes(app: FastAPI) -> list[str]:
+    """Serve every webhook path and api Source endpoint of the state's Sources that has no
+    route yet; return the routes added.
 
     Called again when Sources change at run time (the controller); a path whose Sources are
     gone keeps its route and answers 404.
     """
     state: ServerState = app.state.pf
+    routes: dict[str, tuple[Any, dict[str, Any]]] = {
+        path: (app.state.pf_receive,
+               {"tags": ["intake"], "summary": f"Alertmanager webhook receiver ({path})"})
+        for path in state.webhook_paths()
+    }  # fmt: skip
+    routes |= trigger_routes(state)
     routed = {getattr(route, "path", None) for route in app.router.routes}
     added = []
-    for path in sorted(state.webhook_paths() - routed):
-        app.add_api_route(path, app.state.pf_receive, methods=["POST"], tags=["intake"],
-                          summary=f"Alertmanager webhook receiver ({path})")  # fmt: skip
+    for path in sorted(set(routes) - routed):
+        handler, options = routes[path]
+        app.add_api_route(path, handler, methods=["POST"], **options)
         added.append(path)
     if added:
         app.openapi_schema = None

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy import select
@@ -90,26 +90,20 @@ def router(state: ServerState) -> APIRouter:
     return routes
 
 
-def add_trigger_routes(app: FastAPI) -> list[str]:
-    """Serve `{endpoint}/{source}` for the `spec.config.endpoint` of every api Source (default
-    `/api/v1/trigger`); return the routes added. Called again when Sources change."""
-    state: ServerState = app.state.pf
+def trigger_routes(state: ServerState) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """`{endpoint}/{source_name}` for the `spec.config.endpoint` of every api Source (default
+    `/api/v1/trigger`): path -> (handler, route options)."""
     endpoints = {DEFAULT_TRIGGER_ENDPOINT} | {
         s.spec.config.endpoint for s in state.sources if isinstance(s.spec, ApiSource)
     }
-    routed = {getattr(route, "path", None) for route in app.router.routes}
-    added = []
-    for endpoint in sorted(endpoints):
-        path = endpoint.rstrip("/") + "/{source_name}"
-        if path in routed:
-            continue
-        app.add_api_route(path, _trigger_handler(state, endpoint), methods=["POST"],
-                          status_code=202, tags=["runs"],
-                          summary=f"Start an api Source's workflow ({endpoint})")  # fmt: skip
-        added.append(path)
-    if added:
-        app.openapi_schema = None
-    return added
+    return {
+        endpoint.rstrip("/") + "/{source_name}": (
+            _trigger_handler(state, endpoint),
+            {"status_code": 202, "tags": ["runs"],
+             "summary": f"Start an api Source's workflow ({endpoint})"},
+        )
+        for endpoint in endpoints
+    }  # fmt: skip
 
 
 def _trigger_handler(state: ServerState, endpoint: str) -> Any:

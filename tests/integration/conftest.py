@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,38 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         connection.execute(f"DROP DATABASE IF EXISTS {name}")
         connection.execute(f"CREATE DATABASE {name}")
     return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+API_SOURCE = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Source
+metadata: {name: deploys}
+spec:
+  type: api
+  config: {endpoint: /hooks/deploys}
+  triggerWorkflow: agent-alert-investigation
+"""
+"""An api Source without authentication of its own, at its own endpoint."""
+
+
+@pytest.fixture
+def api_server(database_url: str) -> Iterator[tuple[Any, Any, str]]:
+    """The app (TestClient with the state's API token) on the webhook Sources of
+    test_server, API_SOURCE and agent-alert-investigation, with one run from a posted alert:
+    (client, state, run name)."""
+    from fastapi.testclient import TestClient
+
+    from punchingfist.api import load_resources
+    from punchingfist.server import ServerState, create_app
+    from punchingfist.store import upgrade
+    from tests.integration.test_server import EXAMPLES, SOURCES, payload
+
+    upgrade(database_url)
+    workflow = (EXAMPLES / "workflows" / "agent-alert-investigation.yaml").read_text()
+    state = ServerState.from_resources(
+        load_resources(SOURCES + "---" + API_SOURCE + "---\n" + workflow), database_url
+    )
+    with TestClient(create_app(state), headers=state.access.headers()) as http:
+        (run,) = http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).json()["runs"]
+        yield http, state, run
+    state.engine.dispose()

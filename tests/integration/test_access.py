@@ -4,7 +4,6 @@ inflate metrics; an api Source is served at its own `config.endpoint`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,34 +11,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from punchingfist.api import load_resources
-from punchingfist.server import ServerState, create_app
-from punchingfist.store import OutboxEntry, WorkflowRun, upgrade
+from punchingfist.server import ServerState, add_source_routes
+from punchingfist.store import OutboxEntry, WorkflowRun
 from punchingfist.store.models import RunStep, SinkDelivery
-from tests.integration.test_server import EXAMPLES, SOURCES, payload
+from tests.integration.conftest import API_SOURCE
 
-OPEN_SOURCE = """
-apiVersion: punchingfist.io/v1alpha1
-kind: Source
-metadata: {name: deploys}
-spec:
-  type: api
-  config: {endpoint: /hooks/deploys}
-  triggerWorkflow: agent-alert-investigation
-"""
 NO_CREDENTIALS = {"Authorization": ""}
-
-
-@pytest.fixture
-def served(database_url: str) -> Iterator[tuple[TestClient, ServerState, str]]:
-    upgrade(database_url)
-    workflow = (EXAMPLES / "workflows" / "agent-alert-investigation.yaml").read_text()
-    state = ServerState.from_resources(
-        load_resources(SOURCES + "---" + OPEN_SOURCE + "---\n" + workflow), database_url
-    )
-    with TestClient(create_app(state), headers=state.access.headers()) as http:
-        (run,) = http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).json()["runs"]
-        yield http, state, run
-    state.engine.dispose()
 
 
 def rows(state: ServerState, model: Any) -> int:
@@ -53,9 +30,9 @@ def rows(state: ServerState, model: Any) -> int:
      "/api/v1/runs/RUN", "/api/v1/alerts/00000000-0000-0000-0000-000000000000"],
 )  # fmt: skip
 def test_every_read_needs_credentials(
-    served: tuple[TestClient, ServerState, str], path: str
+    api_server: tuple[TestClient, ServerState, str], path: str
 ) -> None:
-    http, _, run = served
+    http, _, run = api_server
     path = path.replace("RUN", run)
     for headers in (NO_CREDENTIALS, {"Authorization": "Bearer wrong-token-of-some-length"},
                     {"Authorization": "Basic dXNlcjpwYXNz"}):  # fmt: skip
@@ -89,9 +66,9 @@ STEP = {"kind": "agent", "phase": "Succeeded", "success": True, "seconds": 3.0,
     ],
 )  # fmt: skip
 def test_step_reports_are_typed(
-    served: tuple[TestClient, ServerState, str], body: dict[str, Any], field: str
+    api_server: tuple[TestClient, ServerState, str], body: dict[str, Any], field: str
 ) -> None:
-    http, state, run = served
+    http, state, run = api_server
     answer = http.post(f"/api/v1/runs/{run}/steps/agent-investigation", json=body)
     assert answer.status_code == 422, answer.text
     assert field in [p["field"] for p in answer.json()["problems"]], answer.text
@@ -99,8 +76,8 @@ def test_step_reports_are_typed(
     assert "punchingfist_llm_tokens_total{" not in http.get("/metrics").text
 
 
-def test_non_finite_numbers_are_not_json(served: tuple[TestClient, ServerState, str]) -> None:
-    http, state, run = served
+def test_non_finite_numbers_are_not_json(api_server: tuple[TestClient, ServerState, str]) -> None:
+    http, state, run = api_server
     for number in (b"NaN", b"Infinity", b"-Infinity"):
         body = b'{"kind": "agent", "phase": "Succeeded", "success": true, "seconds": %s}' % number
         answer = http.post(f"/api/v1/runs/{run}/steps/agent-investigation", content=body,
@@ -110,9 +87,9 @@ def test_non_finite_numbers_are_not_json(served: tuple[TestClient, ServerState, 
 
 
 def test_only_the_runs_own_steps_and_sinks_become_rows_and_labels(
-    served: tuple[TestClient, ServerState, str],
+    api_server: tuple[TestClient, ServerState, str],
 ) -> None:
-    http, state, run = served
+    http, state, run = api_server
     for name in ("made-up", "x" * 60):
         answer = http.post(f"/api/v1/runs/{run}/steps/{name}", json=STEP)
         assert answer.status_code == 422 and "not one of the steps" in answer.text
@@ -133,9 +110,9 @@ def test_only_the_runs_own_steps_and_sinks_become_rows_and_labels(
 
 
 def test_an_api_source_is_served_at_its_endpoint(
-    served: tuple[TestClient, ServerState, str],
+    api_server: tuple[TestClient, ServerState, str],
 ) -> None:
-    http, state, _ = served
+    http, state, _ = api_server
     event = {"alert": {"alertname": "Deploy"}}
     assert (
         http.post("/hooks/deploys/deploys", json=event, headers=NO_CREDENTIALS).status_code == 401
@@ -152,6 +129,12 @@ def test_an_api_source_is_served_at_its_endpoint(
         names = session.scalars(select(WorkflowRun.source_name)).all()
     assert sorted(names) == ["alertmanager-critical", "deploys"]
     assert rows(state, OutboxEntry) == 2
+    # A Source that appears at run time (the controller's catalog) gets its endpoint served.
+    later = API_SOURCE.replace("deploys", "restores")
+    assert http.post("/hooks/restores/restores", json=event).status_code == 404
+    state.sources = [*state.sources, *load_resources(later)]
+    assert add_source_routes(http.app) == ["/hooks/restores/{source_name}"]  # type: ignore[arg-type]
+    assert http.post("/hooks/restores/restores", json=event).status_code == 202
 
 
 def test_an_endpoint_cannot_take_the_servers_own_paths() -> None:
@@ -159,6 +142,6 @@ def test_an_endpoint_cannot_take_the_servers_own_paths() -> None:
 
     for endpoint in ("/api/v1/runs", "/api/v1/approvals/x", "/slack", "/metrics", "trigger",
                      "/a b", "/{x}"):  # fmt: skip
-        text = OPEN_SOURCE.replace("/hooks/deploys", f"'{endpoint}'")
+        text = API_SOURCE.replace("/hooks/deploys", f"'{endpoint}'")
         with pytest.raises(PunchingFistError, match="endpoint"):
             load_resources(text)

@@ -5,7 +5,6 @@ exactly the one row it says it did."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,12 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from punchingfist.api import load_resources
-from punchingfist.server import ServerState, create_app
-from punchingfist.store import OutboxEntry, WorkflowRun, upgrade
+from punchingfist.server import ServerState
+from punchingfist.store import OutboxEntry, WorkflowRun
 from punchingfist.store.models import RunStep, SinkDelivery
-from tests.integration.test_access import OPEN_SOURCE
-from tests.integration.test_server import EXAMPLES, SOURCES, payload
 
 EXAMPLES_PER_ENDPOINT = 700
 TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40) | st.sampled_from(
@@ -69,19 +65,6 @@ def encode(body: Any) -> bytes:
     return json.dumps(body, allow_nan=True).encode()
 
 
-@pytest.fixture
-def served(database_url: str) -> Iterator[tuple[TestClient, ServerState, str]]:
-    upgrade(database_url)
-    workflow = (EXAMPLES / "workflows" / "agent-alert-investigation.yaml").read_text()
-    state = ServerState.from_resources(
-        load_resources(SOURCES + "---" + OPEN_SOURCE + "---\n" + workflow), database_url
-    )
-    with TestClient(create_app(state), headers=state.access.headers()) as http:
-        (run,) = http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).json()["runs"]
-        yield http, state, run
-    state.engine.dispose()
-
-
 def counts(state: ServerState) -> dict[str, int]:
     with state.sessions() as session:
         return {
@@ -101,9 +84,9 @@ FUZZ = settings(max_examples=EXAMPLES_PER_ENDPOINT, deadline=None, derandomize=T
 
 @pytest.mark.timeout(600)
 def test_the_trigger_api_never_fails_on_what_it_is_sent(
-    served: tuple[TestClient, ServerState, str],
+    api_server: tuple[TestClient, ServerState, str],
 ) -> None:
-    http, state, _ = served
+    http, state, _ = api_server
     seen: set[int] = set()
 
     @FUZZ
@@ -127,9 +110,9 @@ def test_the_trigger_api_never_fails_on_what_it_is_sent(
 
 @pytest.mark.timeout(600)
 def test_step_and_sink_reports_never_fail_on_what_they_are_sent(
-    served: tuple[TestClient, ServerState, str],
+    api_server: tuple[TestClient, ServerState, str],
 ) -> None:
-    http, state, run = served
+    http, state, run = api_server
     seen: set[tuple[str, int]] = set()
 
     @FUZZ
