@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hack.cluster import layout
 from hack.cluster.lifecycle import Cluster
-from tests.cluster.support import NAMESPACE, LiveCluster
+from tests.cluster.support import NAMESPACE, LiveCluster, unique
 
 
 def test_argo_and_the_operator_run_from_the_images_built_here(cluster: LiveCluster) -> None:
@@ -55,15 +55,28 @@ def test_the_chart_makes_the_step_accounts_and_their_policy(cluster: LiveCluster
 
 
 def test_service_names_resolve_in_pods(cluster: LiveCluster) -> None:
-    """CoreDNS answers for Services: a step can address the operator by name."""
-    output = cluster.kubectl(
-        "run", "dns-check", "-n", NAMESPACE, "--rm", "-i", "--restart=Never", "--quiet",
-        f"--image={cluster.images['RUNTIME']}", "--command", "--",
-        "python3", "-c", "import socket; print(socket.gethostbyname("
+    """CoreDNS answers for Services: a step can address the operator by name. (The pod's log
+    is read once it has finished: `kubectl run -i` can miss the output of a pod that ends
+    before it attaches.)"""
+    name = unique("dns-check")
+    cluster.kubectl(
+        "run", name, "-n", NAMESPACE, "--restart=Never", f"--image={cluster.images['RUNTIME']}",
+        "--command", "--", "python3", "-c", "import socket; print(socket.gethostbyname("
         f"'punchingfist.{NAMESPACE}.svc.{layout.CLUSTER_DOMAIN}'))",
-        timeout=180,
     )  # fmt: skip
+    cluster.created.append(("pod", name))
+
+    def finished() -> str | None:
+        phase = cluster.get("pod", name, "-n", NAMESPACE).get("status", {}).get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    def described() -> str:
+        return cluster.kubectl("describe", "pod", name, "-n", NAMESPACE, check=False)
+
+    phase = cluster.wait(finished, f"pod {name} to finish", 180, described)
+    output = cluster.kubectl("logs", name, "-n", NAMESPACE)
     service = cluster.get("service", "punchingfist", "-n", NAMESPACE)
+    assert phase == "Succeeded", output
     assert output.strip().splitlines()[-1] == service["spec"]["clusterIP"]
 
 
