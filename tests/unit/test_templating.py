@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import yaml
 from punchingfist.errors import TemplateRenderError, TemplateSecurityError, TemplateSyntaxError
 from punchingfist.templating import compile_expression, compile_template, truthy
 
-DESIGN = Path(__file__).resolve().parents[3] / "shared" / "seed" / "design-document.md"
+DOC_TEMPLATES_FILE = Path(__file__).parents[1] / "fixtures" / "design-document-templates.yaml"
 HOSTILE = "$(touch /tmp/pwned) `id` {{ ''.__class__.__mro__ }} {% raw %}"
 
 CONTEXT: dict[str, Any] = {
@@ -53,12 +54,14 @@ CONTEXT: dict[str, Any] = {
 }  # fmt: skip
 
 
-def design_document_templates() -> Iterator[str]:
-    """Every string with `{{` in the design document's YAML blocks."""
-    text = DESIGN.read_text()
-    for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL):
+def design_document_templates(design: Path) -> list[str]:
+    """Every string with `{{` in the design document's YAML blocks, unique and sorted: what
+    the fixture holds (the design document lives outside the repository)."""
+    found: set[str] = set()
+    for block in re.findall(r"```yaml\n(.*?)```", design.read_text(), re.DOTALL):
         for document in yaml.safe_load_all(block):
-            yield from _strings(document)
+            found.update(_strings(document))
+    return sorted(found)
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -72,13 +75,12 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-DOC_TEMPLATES = sorted(set(design_document_templates())) if DESIGN.exists() else []
+DOC_TEMPLATES: list[str] = yaml.safe_load(DOC_TEMPLATES_FILE.read_text())
 
 
-def test_design_document_has_templates() -> None:
-    if not DESIGN.exists():
-        pytest.skip("design document not beside the checkout")
+def test_the_fixture_holds_the_design_documents_templates() -> None:
     assert len(DOC_TEMPLATES) >= 15
+    assert all(isinstance(source, str) and "{{" in source for source in DOC_TEMPLATES)
 
 
 @pytest.mark.parametrize("source", DOC_TEMPLATES, ids=lambda s: s.strip()[:40])
@@ -205,3 +207,20 @@ def test_bare_expression_for_trigger_conditions() -> None:
     expression = compile_expression("severity == 'critical'")
     assert expression.is_true({"severity": "critical"})
     assert not expression.is_true({"severity": "warning"})
+
+
+if __name__ == "__main__":  # refresh the fixture: see its header
+
+    class _Literal(yaml.SafeDumper):
+        """Multi-line templates as literal blocks, so the fixture reads like the document."""
+
+    _Literal.add_representer(
+        str,
+        lambda dumper, value: dumper.represent_scalar(
+            "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None
+        ),
+    )
+    header = DOC_TEMPLATES_FILE.read_text().partition("\n- ")[0]
+    templates = design_document_templates(Path(sys.argv[1]))
+    body = yaml.dump(templates, Dumper=_Literal, width=1000, allow_unicode=True)
+    DOC_TEMPLATES_FILE.write_text(header + "\n" + body)
