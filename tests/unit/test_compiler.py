@@ -16,6 +16,8 @@ from punchingfist.api.runspec import TaskSpec
 from punchingfist.compiler import compile_workflow
 from punchingfist.compiler.verifying import verify
 from punchingfist.errors import CompileError
+from punchingfist.runtime.context import build_context
+from punchingfist.templating import compile_template
 from tests.builders import make_sink, make_workflow
 
 
@@ -318,8 +320,24 @@ def test_sink_template_reading_an_undeclared_output_is_an_error() -> None:
 
 
 def test_step_names_are_readable_as_workflow_outputs() -> None:
-    sink = make_sink("s", "slack", {"template": "{{ .workflow.outputs.gather }}"})
-    compile_workflow(make_workflow([CLI], sinks=["s"]), [sink])
+    """`{{ .workflow.outputs.gather }}` in a sink's message shows what the step `gather` found:
+    the step publishes its result as a global output, the sink task is handed it, and the
+    sink's context reads it under the step's name."""
+    sink = make_sink("s", "slack", {"template": "gather found: {{ .workflow.outputs.gather }}"})
+    manifest = compile_workflow(make_workflow([CLI], sinks=["s"]), [sink]).manifest
+    (published,) = templates(manifest)["gather"]["outputs"]["parameters"]
+    arguments = tasks(manifest, "exit-handler")["sink-s"]["arguments"]["parameters"]
+    handed = {p["name"]: p["value"] for p in arguments}["result-gather"]
+    assert handed == f"{{{{=workflow?.outputs?.parameters?.{published['globalName']} ?? ''}}}}"
+    delivered = templates(manifest)["sink-s"]
+    assert env(delivered)["PF_RESULT_GATHER"] == "{{inputs.parameters.result-gather}}"
+    result = {"step": "gather", "kind": "cli", "success": True, "phase": "Succeeded",
+              "result": "HighCPU"}  # fmt: skip
+    spec = spec_of(delivered)
+    assert spec.sink is not None
+    context = build_context(spec, {"PF_RESULT_GATHER": json.dumps(result)})
+    message = compile_template(spec.sink.config["template"]).render(context)
+    assert message == "gather found: HighCPU"
 
 
 def test_semantic_check_catches_broken_manifests() -> None:
