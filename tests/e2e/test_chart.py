@@ -4,16 +4,22 @@ takes, and the admission webhook, its Service and its certificate agree with eac
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from punchingfist.cli import _parser, _serve
-from tests.e2e.controlplane import ROOT, ControlPlane
+from tests.e2e.controlplane import ROOT, ControlPlane, free_port
 
 CHART = ROOT / "charts" / "punchingfist"
+PUNCHINGFIST = Path(sys.executable).parent / "punchingfist"
 
 
 def helm(binaries: dict[str, str], *args: str) -> str:
@@ -39,7 +45,7 @@ def test_the_chart_lints(binaries: dict[str, str]) -> None:
 
 
 def test_the_chart_installs_and_runs_serve_in_cluster(
-    control_plane: ControlPlane, binaries: dict[str, str]
+    control_plane: ControlPlane, binaries: dict[str, str], tmp_path: Path
 ) -> None:
     namespace = "chart-install"
     control_plane.kubectl("create", "namespace", namespace)
@@ -70,6 +76,68 @@ def test_the_chart_installs_and_runs_serve_in_cluster(
     assert [p["port"] for p in service["spec"]["ports"]] == [8080]
     peering = control_plane.get_json("kopfpeerings.kopf.dev", "-n", namespace)["items"]
     assert [p["metadata"]["name"] for p in peering] == [args.peering]
+    # The pod's command line, run here as the chart's ServiceAccount (no kubelet in this tier):
+    # it comes up ready with the chart's RBAC, and its API checks tokens with the API server.
+    port = free_port()
+    token = control_plane.kubectl("create", "token", "punchingfist", "-n", namespace).stdout
+    kubeconfig = account_kubeconfig(control_plane, tmp_path, token.strip(), namespace)
+    for secret in ("approver-tokens", "alertmanager-token"):
+        (tmp_path / "secrets" / secret).mkdir(parents=True)
+    local = ["--kubeconfig", str(kubeconfig), "--port", str(port), "--host", "127.0.0.1",
+             "--database-url", f"sqlite:///{tmp_path / 'pf.db'}",
+             "--secrets-dir", str(tmp_path / "secrets")]  # fmt: skip
+    argv = [str(PUNCHINGFIST), *container["args"], *local]
+    server = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        ready = wait_ready(f"http://127.0.0.1:{port}", server)
+        assert ready == {"status": "ready"}
+        stranger = control_plane.kubectl("create", "serviceaccount", "stranger", "-n", namespace)
+        assert stranger.returncode == 0
+        theirs = control_plane.kubectl("create", "token", "stranger", "-n", namespace).stdout
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert http.get("/api/v1/runs").status_code == 401
+            refused = http.get(
+                "/api/v1/runs", headers={"Authorization": f"Bearer {theirs.strip()}"}
+            )
+            assert refused.status_code == 403, refused.text
+            assert f"system:serviceaccount:{namespace}:stranger" in refused.text
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "Traceback" not in output, output
+
+
+def account_kubeconfig(control_plane: ControlPlane, directory: Path, token: str,
+                       namespace: str) -> Path:  # fmt: skip
+    """What a pod of the ServiceAccount sees: the API server, its CA and the account's token."""
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "pod",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": control_plane.server,
+            "certificate-authority": str(control_plane.pki.path("ca.crt"))}}],
+        "users": [{"name": "account", "user": {"token": token}}],
+        "contexts": [{"name": "pod", "context": {
+            "cluster": "e2e", "user": "account", "namespace": namespace}}],
+    }  # fmt: skip
+    path = directory / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def wait_ready(url: str, server: subprocess.Popen[str], timeout: float = 90) -> Any:
+    """/readyz's answer once it is 200; fails with the server's output if it exits or stalls."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"serve exited {server.returncode}:\n{server.communicate()[0]}")
+        with contextlib.suppress(httpx.HTTPError):
+            answer = httpx.get(f"{url}/readyz", timeout=5)
+            if answer.status_code == 200:
+                return answer.json()
+        time.sleep(0.5)
+    server.terminate()
+    raise AssertionError(f"serve not ready in {timeout}s:\n{server.communicate(timeout=30)[0]}")
 
 
 @pytest.mark.parametrize("namespace", ["ops"])
