@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Source
 from punchingfist.api.resources import format_validation_error
-from punchingfist.api.sources import ApiSource
+from punchingfist.api.sources import ApiConfig, ApiSource
 from punchingfist.server import auth
 from punchingfist.server.access import Caller, Permission
 from punchingfist.server.requests import admit, problem, read_json
@@ -27,7 +27,7 @@ from punchingfist.store.recording import StepRecorded, record_delivery, record_s
 
 MAX_TOKENS_PER_STEP = 10_000_000
 MAX_COST_PER_STEP = 10_000.0
-DEFAULT_TRIGGER_ENDPOINT = "/api/v1/trigger"
+DEFAULT_TRIGGER_ENDPOINT: str = ApiConfig.model_fields["endpoint"].default
 _Finite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 

@@ -11,15 +11,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from punchingfist.runtime.context import BadTaskInput
 from punchingfist.runtime.sinks.delivery import DeliveryFailed
 from punchingfist.runtime.sinks.running import Sent, SinkRun, Skip
+from punchingfist.runtime.tools.kubectl import SERVICE_ACCOUNT_TOKEN
 from punchingfist.templating import compile_expression
-
-SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 def trigger_context(run: SinkRun) -> dict[str, Any]:
