@@ -37,14 +37,32 @@ TOOLS = [ToolSpec(name="kubectl"), ToolSpec(name="promql")]
 
 def turns(count: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
-        {"thought": f"turn {n}", "action": {"kind": "tool_calls", "calls": [
-            {"tool": "kubectl", "verb": "get", "resource": "pods", "namespace": f"ns-{n}"},
-            {"tool": "promql", "query": f"up{{n=\"{n}\"}}"}]}}
+        {
+            "thought": f"turn {n}",
+            "action": {
+                "kind": "tool_calls",
+                "calls": [
+                    {"tool": "kubectl", "verb": "get", "resource": "pods", "namespace": f"ns-{n}"},
+                    {"tool": "promql", "query": f'up{{n="{n}"}}'},
+                ],
+            },
+        }
         for n in range(count - 1)
-    ]  # fmt: skip
-    out.append({"thought": "done", "action": {
-        "kind": "final_answer", "summary": "s", "problem_summary": "p", "root_cause": "r",
-        "can_auto_fix": False, "confidence": 0.5, "escalation_notes": "e"}})  # fmt: skip
+    ]
+    out.append(
+        {
+            "thought": "done",
+            "action": {
+                "kind": "final_answer",
+                "summary": "s",
+                "problem_summary": "p",
+                "root_cause": "r",
+                "can_auto_fix": False,
+                "confidence": 0.5,
+                "escalation_notes": "e",
+            },
+        }
+    )
     return out
 
 
@@ -72,9 +90,15 @@ def toolbox(delay: float = 0.0) -> Toolbox:
 def loop(client: Any, box: Toolbox) -> float:
     started = time.perf_counter()
     with redirect_stdout(StringIO()):
-        outcome = run_loop(client=cast(ModelClient, client), toolbox=box, tools=TOOLS, goal="g",
-                           context={"alert": {"alertname": "X"}}, max_iterations=TURNS,
-                           approved=False)  # fmt: skip
+        outcome = run_loop(
+            client=cast(ModelClient, client),
+            toolbox=box,
+            tools=TOOLS,
+            goal="g",
+            context={"alert": {"alertname": "X"}},
+            max_iterations=TURNS,
+            approved=False,
+        )
     assert outcome.final is not None, outcome.error
     return time.perf_counter() - started
 
@@ -82,9 +106,11 @@ def loop(client: Any, box: Toolbox) -> float:
 def main() -> None:
     per_turn = [loop(InstantModel(turns(TURNS)), toolbox()) / TURNS * 1000 for _ in range(RUNS)]
     print(f"agent loop, {TURNS} turns x {RUNS} runs")
-    print(f"  loop overhead per iteration (no model, no tool time): "
-          f"median {statistics.median(per_turn):.3f} ms, max {max(per_turn):.3f} ms "
-          f"(target < 5 ms)")  # fmt: skip
+    print(
+        f"  loop overhead per iteration (no model, no tool time): "
+        f"median {statistics.median(per_turn):.3f} ms, max {max(per_turn):.3f} ms "
+        f"(target < 5 ms)"
+    )
 
     settings_turns: list[float] = []
     for _ in range(3):
@@ -92,19 +118,38 @@ def main() -> None:
             settings = LLMSettings(provider="local", type="local", endpoint=server.url, model="m")
             client = ModelClient(settings, environ={})
             settings_turns.append(loop(client, toolbox()) / TURNS * 1000)
-    print(f"  openai + instructor + loopback HTTP per iteration: "
-          f"median {statistics.median(settings_turns):.2f} ms")  # fmt: skip
+    print(
+        f"  openai + instructor + loopback HTTP per iteration: "
+        f"median {statistics.median(settings_turns):.2f} ms"
+    )
 
     for calls in (1, 2, 4):
         box = toolbox(delay=0.2)
-        script = [{"thought": "t", "action": {"kind": "tool_calls", "calls": [
-            {"tool": "kubectl", "verb": "get", "resource": "pods", "name": f"p{n}",
-             "namespace": "shop"} for n in range(calls)]}},
-            turns(1)[0]]  # fmt: skip
+        script = [
+            {
+                "thought": "t",
+                "action": {
+                    "kind": "tool_calls",
+                    "calls": [
+                        {
+                            "tool": "kubectl",
+                            "verb": "get",
+                            "resource": "pods",
+                            "name": f"p{n}",
+                            "namespace": "shop",
+                        }
+                        for n in range(calls)
+                    ],
+                },
+            },
+            turns(1)[0],
+        ]
         elapsed = loop(InstantModel(script), box)
         took = elapsed * 1000
-        print(f"  {calls} concurrent tool call(s) of 200 ms each: turn took {took:.0f} ms "
-              f"(sum of calls {calls * 200} ms)")  # fmt: skip
+        print(
+            f"  {calls} concurrent tool call(s) of 200 ms each: turn took {took:.0f} ms "
+            f"(sum of calls {calls * 200} ms)"
+        )
 
 
 if __name__ == "__main__":

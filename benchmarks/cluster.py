@@ -84,8 +84,10 @@ def main() -> int:
         print(f"cluster: {RUNS} runs each, on {cluster.layout.kubeconfig}")
         for label, name in (("1 step ", one), ("5 steps", five)):
             values = totals[name]
-            print(f"  {label}: argo submit -> Succeeded median {statistics.median(values):.1f} s "
-                  f"(min {min(values):.1f}, max {max(values):.1f})")  # fmt: skip
+            print(
+                f"  {label}: argo submit -> Succeeded median {statistics.median(values):.1f} s "
+                f"(min {min(values):.1f}, max {max(values):.1f})"
+            )
         print(
             f"  pod overhead per step: median {statistics.median(overheads):.2f} s "
             f"(min {min(overheads):.2f}, max {max(overheads):.2f}; {len(overheads)} pods)"

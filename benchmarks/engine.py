@@ -61,8 +61,9 @@ def main() -> None:
             runs = []
             for index in range(RUNS):
                 start = time.perf_counter()
-                run_workflow(doc, workdir=Path(workdir) / f"{shape}{index}",
-                             approver=AutoApprover(False))  # fmt: skip
+                run_workflow(
+                    doc, workdir=Path(workdir) / f"{shape}{index}", approver=AutoApprover(False)
+                )
                 runs.append(time.perf_counter() - start)
             total = statistics.median(runs)
             per_task = max(0.0, total - (direct if chain else direct / TASKS)) / TASKS * 1000

@@ -60,18 +60,34 @@ def payload(sender: int, request: int) -> bytes:
     alerts = []
     for n in range(ALERTS_PER_PAYLOAD):
         fingerprint = f"{sender:02x}{request:06x}{n:08x}"
-        alerts.append({
-            "status": "firing", "fingerprint": fingerprint,
-            "labels": {"alertname": "PodCrashLooping", "severity": "critical",
-                       "namespace": f"ns-{sender}", "pod": f"pod-{request}-{n}"},
-            "annotations": {"summary": "crash looping"},
-            "startsAt": "2026-11-26T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus/graph",
-        })  # fmt: skip
-    body = {"version": "4", "groupKey": f'{{}}:{{alertname="PodCrashLooping",sender="{sender}"}}',
-            "status": "firing", "receiver": "punchingfist", "groupLabels": {},
-            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "", "truncatedAlerts": 0,
-            "alerts": alerts}  # fmt: skip
+        alerts.append(
+            {
+                "status": "firing",
+                "fingerprint": fingerprint,
+                "labels": {
+                    "alertname": "PodCrashLooping",
+                    "severity": "critical",
+                    "namespace": f"ns-{sender}",
+                    "pod": f"pod-{request}-{n}",
+                },
+                "annotations": {"summary": "crash looping"},
+                "startsAt": "2026-11-26T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph",
+            }
+        )
+    body = {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="PodCrashLooping",sender="{sender}"}}',
+        "status": "firing",
+        "receiver": "punchingfist",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "",
+        "truncatedAlerts": 0,
+        "alerts": alerts,
+    }
     return json.dumps(body).encode()
 
 
@@ -86,8 +102,9 @@ def send(url: str, sender: int, latencies: list[float], errors: list[str]) -> No
         try:
             if connection is None:
                 connection = http.client.HTTPConnection(target.netloc, timeout=30)
-            connection.request("POST", target.path, body=data,
-                               headers={"Content-Type": "application/json"})  # fmt: skip
+            connection.request(
+                "POST", target.path, body=data, headers={"Content-Type": "application/json"}
+            )
             response = connection.getresponse()
             response.read()
         except OSError as error:
@@ -108,9 +125,16 @@ def raw_insert_rate(url: str, rows: int) -> float:
     plain = url.replace("postgresql+psycopg", "postgresql")
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute("CREATE TABLE raw_alerts (LIKE alerts INCLUDING ALL)")
-        values = [(f"raw{n:012x}", "received", "critical", "PodCrashLooping",
-                   json.dumps({"alertname": "PodCrashLooping", "pod": f"p-{n}"}))
-                  for n in range(rows)]  # fmt: skip
+        values = [
+            (
+                f"raw{n:012x}",
+                "received",
+                "critical",
+                "PodCrashLooping",
+                json.dumps({"alertname": "PodCrashLooping", "pod": f"p-{n}"}),
+            )
+            for n in range(rows)
+        ]
         started = time.perf_counter()
         with connection.cursor() as cursor:
             cursor.executemany(
@@ -132,15 +156,19 @@ def seed_history(database: str, alerts: int) -> None:
     sessions = session_factory(engine)
     yesterday = datetime.now(UTC) - timedelta(days=1)
     per_payload = ALERTS_PER_PAYLOAD
-    payloads = [AlertmanagerPayload.model_validate_json(payload(100 + n % 50, n))
-                for n in range(alerts // per_payload)]  # fmt: skip
+    payloads = [
+        AlertmanagerPayload.model_validate_json(payload(100 + n % 50, n))
+        for n in range(alerts // per_payload)
+    ]
     for start in range(0, len(payloads), 50):
         with sessions.begin() as session:
-            ingest_batch(session, [(sources, p) for p in payloads[start : start + 50]],
-                         now=yesterday)  # fmt: skip
+            ingest_batch(
+                session, [(sources, p) for p in payloads[start : start + 50]], now=yesterday
+            )
     engine.dispose()
-    with psycopg.connect(database.replace("postgresql+psycopg", "postgresql"),
-                         autocommit=True) as connection:  # fmt: skip
+    with psycopg.connect(
+        database.replace("postgresql+psycopg", "postgresql"), autocommit=True
+    ) as connection:
         connection.execute("ANALYZE")
 
 
@@ -184,8 +212,10 @@ def notifications_per_transaction(port: int) -> float:
     values = {}
     for line in lines:
         name, _, value = line.partition(" ")
-        if name in ("punchingfist_webhook_batch_notifications_sum",
-                    "punchingfist_webhook_batch_notifications_count"):  # fmt: skip
+        if name in (
+            "punchingfist_webhook_batch_notifications_sum",
+            "punchingfist_webhook_batch_notifications_count",
+        ):
             values[name.rsplit("_", 1)[1]] = float(value)
     return values.get("sum", 0.0) / values["count"] if values.get("count") else float("nan")
 
@@ -198,11 +228,25 @@ def measure(history: int, writers: int, workers: int) -> None:
         (Path(tmp) / "source.yaml").write_text(SOURCE)
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "punchingfist.cli", "serve", "-f", f"{tmp}/source.yaml",
-             "--port", str(port), "--database-url", database,
-             "--intake-writers", str(writers), "--workers", str(workers)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "punchingfist.cli",
+                "serve",
+                "-f",
+                f"{tmp}/source.yaml",
+                "--port",
+                str(port),
+                "--database-url",
+                database,
+                "--intake-writers",
+                str(writers),
+                "--workers",
+                str(workers),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}/webhook/alerts"
         deadline = time.monotonic() + 60
         while True:
@@ -215,8 +259,9 @@ def measure(history: int, writers: int, workers: int) -> None:
                 time.sleep(0.2)
         latencies: list[float] = []
         errors: list[str] = []
-        threads = [threading.Thread(target=send, args=(url, s, latencies, errors))
-                   for s in range(SENDERS)]  # fmt: skip
+        threads = [
+            threading.Thread(target=send, args=(url, s, latencies, errors)) for s in range(SENDERS)
+        ]
         server_cpu, database_cpu = server_cpu_seconds(server.pid), postgres_cpu_seconds()
         started = time.perf_counter()
         for thread in threads:
@@ -238,26 +283,38 @@ def measure(history: int, writers: int, workers: int) -> None:
         ordered = sorted(latencies)
         p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000 if ordered else float("nan")
         store = f"holding {history:,} earlier alerts" if history else "fresh (empty, no statistics)"
-        print(f"intake on PostgreSQL, store {store}, {workers} server worker(s) with "
-              f"{writers} intake writer(s) each:")  # fmt: skip
-        print(f"  {SENDERS} senders x {REQUESTS_PER_SENDER} payloads x {ALERTS_PER_PAYLOAD} "
-              f"alerts = {sent} alerts in {elapsed:.2f} s")  # fmt: skip
+        print(
+            f"intake on PostgreSQL, store {store}, {workers} server worker(s) with "
+            f"{writers} intake writer(s) each:"
+        )
+        print(
+            f"  {SENDERS} senders x {REQUESTS_PER_SENDER} payloads x {ALERTS_PER_PAYLOAD} "
+            f"alerts = {sent} alerts in {elapsed:.2f} s"
+        )
         print(f"  throughput: {sent / elapsed:,.0f} alerts/s (target >= 2,000)")
-        print(f"  latency per payload: p50 {statistics.median(ordered) * 1000:.1f} ms, "
-              f"p99 {p99:.1f} ms (target p99 < 100 ms)")  # fmt: skip
-        print(f"  CPU per 1,000 alerts: server {server_cpu / sent * 1000:.2f} s, "
-              f"PostgreSQL {database_cpu / sent * 1000:.2f} s "
-              f"(this machine has {os.cpu_count()} cores)")  # fmt: skip
-        print(f"  group commit: a notification shared its transaction with {shared - 1:.2f} "
-              "others on average")  # fmt: skip
+        print(
+            f"  latency per payload: p50 {statistics.median(ordered) * 1000:.1f} ms, "
+            f"p99 {p99:.1f} ms (target p99 < 100 ms)"
+        )
+        print(
+            f"  CPU per 1,000 alerts: server {server_cpu / sent * 1000:.2f} s, "
+            f"PostgreSQL {database_cpu / sent * 1000:.2f} s "
+            f"(this machine has {os.cpu_count()} cores)"
+        )
+        print(
+            f"  group commit: a notification shared its transaction with {shared - 1:.2f} "
+            "others on average"
+        )
         print(
             f"  raw PostgreSQL insert of the same rows: "
             f"{raw_insert_rate(database, sent):,.0f} rows/s"
         )
         lost = sent - stored
         verdict = "exactly one each" if runs == sent else "MISMATCH"
-        print(f"  stored {stored} alerts ({lost} lost), {runs} runs for {sent} new fingerprints "
-              f"({verdict}), {len(errors)} failed posts")  # fmt: skip
+        print(
+            f"  stored {stored} alerts ({lost} lost), {runs} runs for {sent} new fingerprints "
+            f"({verdict}), {len(errors)} failed posts"
+        )
 
 
 def main() -> None:

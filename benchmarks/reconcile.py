@@ -86,10 +86,20 @@ def cpu_seconds(pid: int) -> float:
 def start_controller(plane: ControlPlane, log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "punchingfist.cli", "controller",
-         "--kubeconfig", str(plane.kubeconfig), "-n", NAMESPACE],
-        stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(log.parent)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "punchingfist.cli",
+            "controller",
+            "--kubeconfig",
+            str(plane.kubeconfig),
+            "-n",
+            NAMESPACE,
+        ],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HOME": str(log.parent)},
+    )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -114,8 +124,9 @@ def main() -> int:
         try:
             plane.kubectl("create", "namespace", NAMESPACE)
             config = ROOT / "examples/operatorconfigs/punchingfist-config.yaml"
-            plane.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples/sinks"),
-                          "-f", str(config))  # fmt: skip
+            plane.kubectl(
+                "apply", "-n", NAMESPACE, "-f", str(ROOT / "examples/sinks"), "-f", str(config)
+            )
             log = workdir / "controller.log"
             controller = start_controller(plane, log)
             listing = {"apiVersion": "v1", "kind": "List", "items": workflows()}
@@ -129,8 +140,16 @@ def main() -> int:
 
             patch = {"spec": {"config": {"channel": "#bench-edited"}}}
             started = time.monotonic()
-            plane.kubectl("patch", "sinks.punchingfist.io", "slack-investigation-results", "-n",
-                          NAMESPACE, "--type=merge", "-p", json.dumps(patch))  # fmt: skip
+            plane.kubectl(
+                "patch",
+                "sinks.punchingfist.io",
+                "slack-investigation-results",
+                "-n",
+                NAMESPACE,
+                "--type=merge",
+                "-p",
+                json.dumps(patch),
+            )
             recompiled = wait(
                 "200 templates recompiled after a Sink edit",
                 lambda: (
@@ -165,21 +184,29 @@ def main() -> int:
             if controller is not None:
                 stop(controller)
             plane.stop()
-    print(f"reconcile: {COUNT} Workflow CRs (agent-alert-investigation, 3 sinks each) on a real "
-          "kube-apiserver")  # fmt: skip
+    print(
+        f"reconcile: {COUNT} Workflow CRs (agent-alert-investigation, 3 sinks each) on a real "
+        "kube-apiserver"
+    )
     print(f"  kubectl apply --server-side, {COUNT} CRs {applied:5.2f} s")
-    print(f"  all {COUNT} Ready (apply included)     {all_ready:6.2f} s   "
-          f"({COUNT / all_ready:.0f} Workflows/s; target < {TARGET_SECONDS:.0f} s: "
-          f"{'met' if all_ready < TARGET_SECONDS else 'MISSED'})")  # fmt: skip
+    print(
+        f"  all {COUNT} Ready (apply included)     {all_ready:6.2f} s   "
+        f"({COUNT / all_ready:.0f} Workflows/s; target < {TARGET_SECONDS:.0f} s: "
+        f"{'met' if all_ready < TARGET_SECONDS else 'MISSED'})"
+    )
     print(f"  Sink edit -> {COUNT} recompiled        {recompiled:6.2f} s")
-    print(f"  restart -> {COUNT} resumed             {resumed:6.2f} s   "
-          f"({rewritten} templates rewritten)")  # fmt: skip
+    print(
+        f"  restart -> {COUNT} resumed             {resumed:6.2f} s   "
+        f"({rewritten} templates rewritten)"
+    )
     print(
         f"  controller CPU time                {cpu_create:6.2f} s (create), "
         f"{cpu_edit:.2f} s (Sink edit); {os.cpu_count()} CPUs shared with the control plane"
     )
-    print(f"  controller peak RSS                {max(rss_create, rss_edit):6.1f} MiB "
-          f"(after create {rss_create:.1f}, after Sink edit {rss_edit:.1f})")  # fmt: skip
+    print(
+        f"  controller peak RSS                {max(rss_create, rss_edit):6.1f} MiB "
+        f"(after create {rss_create:.1f}, after Sink edit {rss_edit:.1f})"
+    )
     # Figures, not a gate: a missed target is printed above (the restart's rewrites are
     # asserted by tests/e2e/test_controller_reconcile.py).
     return 0

@@ -68,18 +68,25 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     compile_.add_argument(
-        "-f", "--filename", action="append", required=True, metavar="FILE",
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="FILE",
         help="YAML file or directory (read recursively); '-' reads stdin. Repeatable.",
-    )  # fmt: skip
+    )
     compile_.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     compile_.add_argument(
-        "--workflow", action="append", metavar="NAME",
+        "--workflow",
+        action="append",
+        metavar="NAME",
         help="compile only this Workflow (repeatable; default: every Workflow given)",
-    )  # fmt: skip
+    )
     compile_.add_argument(
-        "--operator-config", metavar="NAME",
+        "--operator-config",
+        metavar="NAME",
         help="which OperatorConfig to use when the input holds several",
-    )  # fmt: skip
+    )
     compile_.add_argument("-n", "--namespace", help="namespace to put on the emitted objects")
     _runtime_image_argument(compile_)
     compile_.set_defaults(handler=_compile)
@@ -104,8 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     event.add_argument(
         "-f", "--filename", required=True, metavar="FILE", help="payload; '-' = stdin"
     )
-    event.add_argument("--alert", type=int, default=0, metavar="N",
-                       help="which alert of the payload (default: the first)")  # fmt: skip
+    event.add_argument(
+        "--alert",
+        type=int,
+        default=0,
+        metavar="N",
+        help="which alert of the payload (default: the first)",
+    )
     event.set_defaults(handler=_event)
 
     submit = commands.add_parser(
@@ -118,15 +130,23 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     submit.add_argument("workflow", metavar="WORKFLOW", help="the Workflow (WorkflowTemplate)")
-    submit.add_argument("--alert", metavar="FILE",
-                        help="Alertmanager webhook payload; '-' = stdin")  # fmt: skip
-    submit.add_argument("--index", type=int, default=0, metavar="N",
-                        help="which alert of the payload (default: the first)")  # fmt: skip
+    submit.add_argument("--alert", metavar="FILE", help="Alertmanager webhook payload; '-' = stdin")
     submit.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", dest="values",
+        "--index",
+        type=int,
+        default=0,
+        metavar="N",
+        help="which alert of the payload (default: the first)",
+    )
+    submit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="values",
         help="an event value (dotted keys nest: alert.labels.namespace=prod; JSON values are "
         "parsed: replicas=3); applied after --alert. Repeatable.",
-    )  # fmt: skip
+    )
     submit.add_argument("--source", default="manual", help="the run's source (default: manual)")
     submit.add_argument(
         "-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)"
@@ -159,8 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     approve.add_argument("--deny", action="store_true", help="deny instead of approving")
     approve.add_argument("--comment", default="", help="a note kept with the decision")
     where = approve.add_mutually_exclusive_group()
-    where.add_argument("--server", metavar="URL", help="the Punching Fist server, e.g. "
-                       "http://punchingfist:8080")  # fmt: skip
+    where.add_argument(
+        "--server", metavar="URL", help="the Punching Fist server, e.g. http://punchingfist:8080"
+    )
     where.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
     approve.add_argument(
         "--approver",
@@ -168,10 +189,11 @@ def _parser() -> argparse.ArgumentParser:
         "knows who the token is and this must match it)",
     )
     approve.add_argument(
-        "--token-file", metavar="PATH",
+        "--token-file",
+        metavar="PATH",
         help="with --server: the bearer token to send (default: $PUNCHINGFIST_TOKEN, else "
         "$PUNCHINGFIST_APPROVER_TOKEN)",
-    )  # fmt: skip
+    )
     approve.add_argument(
         "-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)"
     )
@@ -190,36 +212,50 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     serve.add_argument(
-        "-f", "--filename", action="append", metavar="PATH",
+        "-f",
+        "--filename",
+        action="append",
+        metavar="PATH",
         help="YAML file or directory of Sources, Workflows, Sinks (repeatable)",
-    )  # fmt: skip
-    serve.add_argument("--in-cluster", action="store_true",
-                       help="read resources from the cluster and run the controller")  # fmt: skip
+    )
+    serve.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="read resources from the cluster and run the controller",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--database-url", help="default: $PUNCHINGFIST_DATABASE_URL or SQLite")
-    serve.add_argument("--secrets-dir", metavar="DIR",
-                       help="Secrets as files DIR/NAME/KEY (webhook credentials)")  # fmt: skip
     serve.add_argument(
-        "--intake-writers", type=int, default=1, metavar="N",
+        "--secrets-dir", metavar="DIR", help="Secrets as files DIR/NAME/KEY (webhook credentials)"
+    )
+    serve.add_argument(
+        "--intake-writers",
+        type=int,
+        default=1,
+        metavar="N",
         help="PostgreSQL: threads storing webhook notifications, each on its own connection "
         "(default 1, up to 8; more overlap round trips to a database across a network)",
-    )  # fmt: skip
+    )
     serve.add_argument(
-        "--workers", type=int, default=1, metavar="N",
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
         help="PostgreSQL, -f: server processes sharing the port, each storing webhook "
         "notifications on its own (default 1; one per core takes the most alerts/s)",
-    )  # fmt: skip
+    )
     serve.add_argument(
         "--namespace",
         default="default",
         help="namespace runs are created in (and, --in-cluster, watched)",
     )
     serve.add_argument(
-        "--executor", choices=("none", "argo", "local"),
+        "--executor",
+        choices=("none", "argo", "local"),
         help="start queued runs on Argo (kubeconfig or in-cluster), or here on the local engine "
         "(embedded mode); `none` keeps them queued (default: argo with --in-cluster, else none)",
-    )  # fmt: skip
+    )
     serve.add_argument(
         "--workdir",
         metavar="DIR",
@@ -242,22 +278,25 @@ def _parser() -> argparse.ArgumentParser:
         "--kubeconfig", help="kubeconfig (default: the service account, else ~/.kube/config)"
     )
     serve.add_argument(
-        "--auth", choices=("kubernetes", "token"),
+        "--auth",
+        choices=("kubernetes", "token"),
         help="who may call /api/v1 (read, approve, trigger, report): `kubernetes` checks bearer "
         "tokens with TokenReview and authorizes with SubjectAccessReview on punchingfist.io "
         "resources (RBAC); `token` checks one API token kept in --api-token-file (made at first "
         "start). Default: kubernetes with --in-cluster, else token",
-    )  # fmt: skip
+    )
     serve.add_argument(
-        "--api-token-file", metavar="PATH",
+        "--api-token-file",
+        metavar="PATH",
         help="--auth token: the API token's file, made 0600 when missing (default: "
         "api-token beside the SQLite database, else ~/.local/state/punchingfist/api-token)",
-    )  # fmt: skip
+    )
     serve.add_argument(
-        "--insecure-open-api", action="store_true",
+        "--insecure-open-api",
+        action="store_true",
         help="DANGEROUS: no credentials needed for /api/v1: anyone who reaches the server may "
         "read every alert, approve fixes and forge step reports",
-    )  # fmt: skip
+    )
     _controller_arguments(serve)
     serve.set_defaults(handler=_serve)
 
@@ -360,10 +399,14 @@ def _parser() -> argparse.ArgumentParser:
         "--kubeconfig", help="kubeconfig (default: the service account, else ~/.kube/config)"
     )
     scope = controller.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", metavar="NS",
-                       help="namespace to watch (repeatable; default: default)")  # fmt: skip
-    scope.add_argument("-A", "--all-namespaces", action="store_true",
-                       help="watch every namespace")  # fmt: skip
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="namespace to watch (repeatable; default: default)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     controller.add_argument(
         "--liveness",
         metavar="URL",
@@ -451,10 +494,12 @@ def _crds(args: argparse.Namespace) -> int:
 
 def _runtime_image_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument(
-        "--runtime-image", default=DEFAULT_IMAGE, metavar="IMAGE",
+        "--runtime-image",
+        default=DEFAULT_IMAGE,
+        metavar="IMAGE",
         help="image of the steps of Workflows that name none in spec.runtime.image (default: "
         f"{DEFAULT_IMAGE}; the chart passes the image the operator runs)",
-    )  # fmt: skip
+    )
 
 
 def _controller_arguments(parser: argparse.ArgumentParser) -> None:
@@ -466,20 +511,29 @@ def _controller_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the OperatorConfig (in each Workflow's namespace) to compile with",
     )
-    group.add_argument("--peering", metavar="NAME",
-                       help="elect a leader among replicas through this Kopf peering object "
-                       "(default: run standalone)")  # fmt: skip
+    group.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="elect a leader among replicas through this Kopf peering object "
+        "(default: run standalone)",
+    )
     group.add_argument("--priority", type=int, default=0, help="peering priority")
     group.add_argument(
-        "--resync-interval", type=float, default=0.0, metavar="SECONDS",
+        "--resync-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
         help="check every unchanged Workflow this often (e.g. 300): a template that went "
         "missing or stale is applied again (default 0: only on changes and at start-up)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--step-start-timeout", type=float, default=180.0, metavar="SECONDS",
+        "--step-start-timeout",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
         help="a step pod that cannot start this long (its image cannot be pulled, a Secret it "
         "needs is missing) stops its run, with the reason in the run's record (default 180)",
-    )  # fmt: skip
+    )
     group.add_argument(
         "--admission-port",
         type=int,
@@ -487,19 +541,29 @@ def _controller_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve the validating admission webhook (HTTPS) on this port",
     )
     group.add_argument("--admission-addr", default="0.0.0.0", metavar="ADDR")
-    group.add_argument("--admission-host", metavar="HOST",
-                       help="host name of the webhook URL (default: the address)")  # fmt: skip
+    group.add_argument(
+        "--admission-host",
+        metavar="HOST",
+        help="host name of the webhook URL (default: the address)",
+    )
     group.add_argument("--admission-cert", metavar="FILE", help="serving certificate (PEM)")
     group.add_argument("--admission-key", metavar="FILE", help="its private key (PEM)")
-    group.add_argument("--admission-ca", metavar="FILE",
-                       help="CA bundle the API server checks the certificate with")  # fmt: skip
-    group.add_argument("--admission-managed", metavar="NAME",
-                       help="keep a ValidatingWebhookConfiguration of this name up to date "
-                       "(default: it is installed with the chart)")  # fmt: skip
+    group.add_argument(
+        "--admission-ca",
+        metavar="FILE",
+        help="CA bundle the API server checks the certificate with",
+    )
+    group.add_argument(
+        "--admission-managed",
+        metavar="NAME",
+        help="keep a ValidatingWebhookConfiguration of this name up to date "
+        "(default: it is installed with the chart)",
+    )
 
 
-def _controller_options(args: argparse.Namespace, namespaces: Sequence[str],
-                        clusterwide: bool = False) -> Any:  # fmt: skip
+def _controller_options(
+    args: argparse.Namespace, namespaces: Sequence[str], clusterwide: bool = False
+) -> Any:
     from punchingfist.controller import AdmissionOptions, ControllerOptions
 
     admission = None
@@ -512,16 +576,24 @@ def _controller_options(args: argparse.Namespace, namespaces: Sequence[str],
                 "<kind>.<NAME> and must be domains; use e.g. validate.punchingfist.io"
             )
         admission = AdmissionOptions(
-            addr=args.admission_addr, port=args.admission_port, host=args.admission_host,
-            certfile=args.admission_cert, pkeyfile=args.admission_key, cafile=args.admission_ca,
+            addr=args.admission_addr,
+            port=args.admission_port,
+            host=args.admission_host,
+            certfile=args.admission_cert,
+            pkeyfile=args.admission_key,
+            cafile=args.admission_ca,
             managed=args.admission_managed,
-        )  # fmt: skip
+        )
     return ControllerOptions(
-        namespaces=tuple(namespaces), clusterwide=clusterwide,
-        operator_config=args.operator_config, peering=args.peering, priority=args.priority,
-        admission=admission, resync=args.resync_interval if args.resync_interval > 0 else None,
+        namespaces=tuple(namespaces),
+        clusterwide=clusterwide,
+        operator_config=args.operator_config,
+        peering=args.peering,
+        priority=args.priority,
+        admission=admission,
+        resync=args.resync_interval if args.resync_interval > 0 else None,
         defaults=Defaults(image=args.runtime_image),
-    )  # fmt: skip
+    )
 
 
 def _controller(args: argparse.Namespace) -> int:
@@ -555,8 +627,10 @@ def _serve(args: argparse.Namespace) -> int:
     url = database_url(args.database_url)
     backend = make_url(url).get_backend_name()
     if not writers_fit(args.intake_writers, backend):
-        raise PunchingFistError(f"--intake-writers {args.intake_writers}: give 1, or up to "
-                                f"{MAX_WRITERS} with a PostgreSQL --database-url")  # fmt: skip
+        raise PunchingFistError(
+            f"--intake-writers {args.intake_writers}: give 1, or up to "
+            f"{MAX_WRITERS} with a PostgreSQL --database-url"
+        )
     _check_workers(args, backend)
     revision = upgrade(url)
     metrics_dir = None
@@ -582,32 +656,46 @@ def _serve(args: argparse.Namespace) -> int:
         config.chat.slack.signing_secret if config and config.chat and config.chat.slack else None
     )
     state = ServerState.from_resources(
-        resources, url, namespace=args.namespace, executor=executor, secrets=secrets,
-        approvers=approvers or frozenset(), approver_tokens=tokens,
+        resources,
+        url,
+        namespace=args.namespace,
+        executor=executor,
+        secrets=secrets,
+        approvers=approvers or frozenset(),
+        approver_tokens=tokens,
         slack_signing_secret=secrets.get(signing.secret_ref, signing.key) if signing else None,
-        intake_writers=args.intake_writers, access=_access(args, url),
-    )  # fmt: skip
+        intake_writers=args.intake_writers,
+        access=_access(args, url),
+    )
     if args.executor == "local":
         if args.in_cluster:
-            raise PunchingFistError("--executor local runs resources from files: use -f, "
-                                    "not --in-cluster")  # fmt: skip
+            raise PunchingFistError(
+                "--executor local runs resources from files: use -f, not --in-cluster"
+            )
         state.executor = local_executor(resources, state, args)
     elif args.replay:
-        raise PunchingFistError("--replay answers agent steps on the local engine: add "
-                                "--executor local")  # fmt: skip
+        raise PunchingFistError(
+            "--replay answers agent steps on the local engine: add --executor local"
+        )
     app = create_app(state)
     operator = _start_controller(args, state, app) if args.in_cluster else None
     for source in state.sources:
         config = source.spec.config
         if getattr(config, "path", None) and getattr(config, "authentication", None) is None:
-            print(f"punchingfist: warning: webhook Source {source.name} has no authentication: "
-                  f"anyone who reaches {config.path} can post alerts (set "
-                  "spec.config.authentication)", file=sys.stderr)  # fmt: skip
+            print(
+                f"punchingfist: warning: webhook Source {source.name} has no authentication: "
+                f"anyone who reaches {config.path} can post alerts (set "
+                "spec.config.authentication)",
+                file=sys.stderr,
+            )
     paths = ", ".join(sorted(state.webhook_paths()))
     counts = f"{len(state.sources)} Sources, {len(state.workflows)} Workflows"
     mode = f"controller on namespace {args.namespace}; " if operator else ""
-    print(f"punchingfist {__version__}: {mode}{counts}; database at revision {revision}; "
-          f"webhooks: {paths}", file=sys.stderr)  # fmt: skip
+    print(
+        f"punchingfist {__version__}: {mode}{counts}; database at revision {revision}; "
+        f"webhooks: {paths}",
+        file=sys.stderr,
+    )
     if metrics_dir is not None:
         try:
             return _serve_workers(args, app, state)
@@ -617,8 +705,7 @@ def _serve(args: argparse.Namespace) -> int:
     # a no-op so the controller thread is stopped too and the exit status is 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info",
-                    access_log=True)  # fmt: skip
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True)
     finally:
         if operator is not None:
             operator.stop()
@@ -641,9 +728,12 @@ def _access(args: argparse.Namespace, url: str) -> Any:
                 "--insecure-open-api turns authentication off: drop --auth and --api-token-file, "
                 "or drop --insecure-open-api"
             )
-        print("punchingfist: WARNING: --insecure-open-api: /api/v1 needs NO credentials. Anyone "
-              "who can reach this server can read every alert and run, approve fixes and forge "
-              "step reports. Never expose it beyond this machine.", file=sys.stderr)  # fmt: skip
+        print(
+            "punchingfist: WARNING: --insecure-open-api: /api/v1 needs NO credentials. Anyone "
+            "who can reach this server can read every alert and run, approve fixes and forge "
+            "step reports. Never expose it beyond this machine.",
+            file=sys.stderr,
+        )
         return OpenAccess()
     mode = args.auth or ("kubernetes" if args.in_cluster else "token")
     if mode == "kubernetes":
@@ -660,8 +750,11 @@ def _access(args: argparse.Namespace, url: str) -> Any:
             raise PunchingFistError(f"API token: {error}") from error
         access = TokenAccess(token, where=str(path))
         made = "made now" if created else "kept"
-        print(f"punchingfist: /api/v1 needs `Authorization: Bearer <token>`; the API token is in "
-              f"{path} ({made}, mode 0600)", file=sys.stderr)  # fmt: skip
+        print(
+            f"punchingfist: /api/v1 needs `Authorization: Bearer <token>`; the API token is in "
+            f"{path} ({made}, mode 0600)",
+            file=sys.stderr,
+        )
         return access
     print(f"punchingfist: /api/v1 callers: {access.description}", file=sys.stderr)
     return access
@@ -715,8 +808,7 @@ def _serve_workers(args: argparse.Namespace, app: Any, state: Any) -> int:
     def run(number: int, channel: Any) -> None:
         state.engine.dispose(close=False)  # the parent's pooled connections are not this one's
         state.executor = executor if number == 0 else None
-        config = uvicorn.Config(app, host=args.host, port=port,
-                                log_level="info", access_log=True)  # fmt: skip
+        config = uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=True)
         HandedConnectionsServer(config, channel).run()
 
     try:
@@ -739,15 +831,22 @@ def local_executor(resources: list[Resource[Any]], state: Any, args: argparse.Na
 
     compiled = {c.workflow.name: c for c in compile_resources(resources)}
     if args.replay:
-        print(f"⚠️  --replay {args.replay}: every agent step answers with recorded turns; NO "
-              "MODEL RUNS. Results are labelled 'replayed model' and not recorded as triage.",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"⚠️  --replay {args.replay}: every agent step answers with recorded turns; NO "
+            "MODEL RUNS. Results are labelled 'replayed model' and not recorded as triage.",
+            file=sys.stderr,
+        )
     return LocalExecutor(
-        compiled, state.sessions, Path(args.workdir or "punchingfist-runs").resolve(),
-        environ=dict(os.environ), secrets_dir=Path(args.secrets_dir) if args.secrets_dir else None,
-        replay=args.replay, endpoint=args.llm_endpoint, model=args.llm_model,
+        compiled,
+        state.sessions,
+        Path(args.workdir or "punchingfist-runs").resolve(),
+        environ=dict(os.environ),
+        secrets_dir=Path(args.secrets_dir) if args.secrets_dir else None,
+        replay=args.replay,
+        endpoint=args.llm_endpoint,
+        model=args.llm_model,
         metrics=state.metrics,
-    )  # fmt: skip
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -795,8 +894,11 @@ def _start_controller(args: argparse.Namespace, state: Any, app: Any) -> Any:
     from punchingfist.controller.stalls import Watchdog
     from punchingfist.executors.argo import ArgoExecutor
 
-    argo = state.executor if isinstance(state.executor, ArgoExecutor) else ArgoExecutor(
-        args.kubeconfig)  # fmt: skip
+    argo = (
+        state.executor
+        if isinstance(state.executor, ArgoExecutor)
+        else ArgoExecutor(args.kubeconfig)
+    )
     watchdog = Watchdog(argo.get, argo.stop, grace=args.step_start_timeout)
     tracking.register(registry, sessions=state.sessions, metrics=state.metrics, watchdog=watchdog)
     sources.register(registry, sessions=state.sessions, metrics=state.metrics, argo=argo)
@@ -842,8 +944,9 @@ def _alert_event(filename: str, index: int, option: str) -> tuple[dict[str, Any]
         problems = format_validation_error(error, _loose_json(text), prefix="payload")
         raise InvalidResource(origin, problems, what="Alertmanager payload") from error
     if not 0 <= index < len(payload.alerts):
-        raise PunchingFistError(f"{origin}: {option} {index}: the payload has "
-                                f"{len(payload.alerts)} alert(s)")  # fmt: skip
+        raise PunchingFistError(
+            f"{origin}: {option} {index}: the payload has {len(payload.alerts)} alert(s)"
+        )
     return event_from_payload(payload, index), payload.alerts[index].fingerprint
 
 
@@ -875,8 +978,11 @@ def _submit(args: argparse.Namespace) -> int:
     if args.argo_ui:
         print(f"{args.argo_ui.rstrip('/')}/workflows/{namespace}/{name}")
     else:
-        print(f"(no Argo UI link: give --argo-ui URL or set ARGO_UI_URL; or run "
-              f"`argo watch {name} -n {namespace}`)", file=sys.stderr)  # fmt: skip
+        print(
+            f"(no Argo UI link: give --argo-ui URL or set ARGO_UI_URL; or run "
+            f"`argo watch {name} -n {namespace}`)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -936,8 +1042,14 @@ def _approve(args: argparse.Namespace) -> int:
                 f"{approver!r} may not answer approval gates: the OperatorConfig of namespace "
                 f"{namespace!r} lists spec.approvals.approvers"
             )
-        argo.resume(args.run, namespace, gate, approved=not args.deny, approver=approver,
-                    comment=args.comment)  # fmt: skip
+        argo.resume(
+            args.run,
+            namespace,
+            gate,
+            approved=not args.deny,
+            approver=approver,
+            comment=args.comment,
+        )
     except SubmitError as error:
         raise PunchingFistError(str(error)) from error
     print(f"{'denied' if args.deny else 'approved'}: {args.run} / {gate} (as {approver})")
@@ -955,9 +1067,10 @@ def _gate(run: str, step: str | None, waiting: list[str]) -> str:
     if len(waiting) != 1:
         at = ", ".join(w.removesuffix("-approval") for w in waiting)
         raise PunchingFistError(
-            f"run {run} waits at no approval gate" if not waiting
+            f"run {run} waits at no approval gate"
+            if not waiting
             else f"run {run} waits at several gates; pick one with --step ({at})"
-        )  # fmt: skip
+        )
     return waiting[0]
 
 
@@ -1006,8 +1119,11 @@ def _approve_by_server(args: argparse.Namespace) -> int:
             if gate is None:
                 found = http.get(f"/api/v1/runs/{args.run}")
                 _check(found, args.run)
-                waiting = [a["gate"] for a in found.json().get("approvals", [])
-                           if a.get("decision") == "pending"]  # fmt: skip
+                waiting = [
+                    a["gate"]
+                    for a in found.json().get("approvals", [])
+                    if a.get("decision") == "pending"
+                ]
                 gate = _gate(args.run, None, waiting)
             body = {"decision": "deny" if args.deny else "approve", "comment": args.comment}
             if approver:

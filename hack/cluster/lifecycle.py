@@ -178,8 +178,13 @@ class Cluster:
 
         started: list[Process] = []
 
-        def launch(name: str, argv: list[str], ready: Callable[[], bool], timeout: float,
-                   env: dict[str, str] | None = None) -> None:  # fmt: skip
+        def launch(
+            name: str,
+            argv: list[str],
+            ready: Callable[[], bool],
+            timeout: float,
+            env: dict[str, str] | None = None,
+        ) -> None:
             """Start one process, record its pid, wait until `ready` (every process started
             so far must keep running meanwhile)."""
             process = start(name, argv, logs, env=env, cwd=self.layout.state)
@@ -202,12 +207,22 @@ class Cluster:
         launch("kube-apiserver", parts.apiserver(), self._api_ready, 240)
         say(f"API server ready at {layout.api_server_url()} ({time.monotonic() - began:.0f} s)")
         # The API server calls kubelets as this user (logs, exec, port-forward).
-        kubectl("create", "clusterrolebinding", "kube-apiserver-kubelet-client",
-                "--clusterrole", "system:kubelet-api-admin",
-                "--user", "kube-apiserver-kubelet-client")  # fmt: skip
-        launch("containerd", containerd_argv,
-               lambda: subprocess.run(ctr, capture_output=True).returncode == 0, 120,
-               env=containerd_env)  # fmt: skip
+        kubectl(
+            "create",
+            "clusterrolebinding",
+            "kube-apiserver-kubelet-client",
+            "--clusterrole",
+            "system:kubelet-api-admin",
+            "--user",
+            "kube-apiserver-kubelet-client",
+        )
+        launch(
+            "containerd",
+            containerd_argv,
+            lambda: subprocess.run(ctr, capture_output=True).returncode == 0,
+            120,
+            env=containerd_env,
+        )
         kubelet_health = f"http://127.0.0.1:{layout.KUBELET_HEALTHZ_PORT}/healthz"
         launch("kubelet", parts.kubelet(), _ok(kubelet_health), 120)
         launch("kube-controller-manager", parts.controller_manager(), lambda: True, 0)
@@ -219,9 +234,12 @@ class Cluster:
             240,
             watch=started,
         )
-        wait_for(lambda: bool(kubectl.json("serviceaccount", "default")),
-                 "waiting for the default ServiceAccount (kube-controller-manager)", 120,
-                 watch=started)  # fmt: skip
+        wait_for(
+            lambda: bool(kubectl.json("serviceaccount", "default")),
+            "waiting for the default ServiceAccount (kube-controller-manager)",
+            120,
+            watch=started,
+        )
         state.ready_at = time.time()
         state.save(self.layout.state_file)
         say(f"node {layout.NODE_NAME} Ready {time.monotonic() - began:.0f} s after start")

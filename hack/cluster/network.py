@@ -101,9 +101,10 @@ def leftover_chains() -> list[str]:
     for tool in ("iptables-save", "ip6tables-save"):
         listing = subprocess.run([tool], capture_output=True, text=True)
         found += [
-            f"{tool}: {line[1:].split()[0]}" for line in listing.stdout.splitlines()
+            f"{tool}: {line[1:].split()[0]}"
+            for line in listing.stdout.splitlines()
             if line.startswith(":") and line[1:].startswith(CHAIN_PREFIXES)
-        ]  # fmt: skip
+        ]
     return found
 
 

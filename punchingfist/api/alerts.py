@@ -41,8 +41,10 @@ def _mapping(value: dict[str, str]) -> dict[str, str]:
     if "\x00" in "".join(value) or "\x00" in "".join(value.values()):  # one scan, in C
         for name, text in value.items():
             if "\x00" in name or "\x00" in text:
-                raise ValueError(f"{name[:60]!r} holds a NUL character (\\u0000), which cannot "
-                                 "be stored: remove it")  # fmt: skip
+                raise ValueError(
+                    f"{name[:60]!r} holds a NUL character (\\u0000), which cannot "
+                    "be stored: remove it"
+                )
     return value
 
 
@@ -54,8 +56,9 @@ def _time(value: datetime) -> datetime:
         utc = None
     if utc is None or not STORABLE_TIMES[0] <= utc < STORABLE_TIMES[1]:
         low, high = (t.date().isoformat() for t in STORABLE_TIMES)
-        raise ValueError(f"{value.isoformat()} cannot be stored: give a time between {low} and "
-                         f"{high} (UTC)")  # fmt: skip
+        raise ValueError(
+            f"{value.isoformat()} cannot be stored: give a time between {low} and {high} (UTC)"
+        )
     return utc
 
 

@@ -23,12 +23,16 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
     ],
     "Workflow": [
         {"name": "Steps", "type": "integer", "jsonPath": ".status.stepCount"},
-        {"name": "Template", "type": "string", "jsonPath": ".status.templateName",
-         "description": "The Argo WorkflowTemplate compiled from this Workflow."},
+        {
+            "name": "Template",
+            "type": "string",
+            "jsonPath": ".status.templateName",
+            "description": "The Argo WorkflowTemplate compiled from this Workflow.",
+        },
     ],
     "Sink": [{"name": "Type", "type": "string", "jsonPath": ".spec.type"}],
     "OperatorConfig": [],
-}  # fmt: skip
+}
 _SHORT_NAMES = {
     "Source": ["pfsource", "pfsrc"],
     "Workflow": ["pfworkflow", "pfwf"],
@@ -50,50 +54,73 @@ _DESCRIPTIONS = {
 _RULES: dict[str, dict[str, list[tuple[str, str]]]] = {
     "Source": {
         "spec": [
-            ("self.type != 'schedule' || (has(self.config) && has(self.config.cron))",
-             "a schedule Source needs spec.config.cron, e.g. '0 2 * * *'"),
-            ("self.type != 'kubernetes' || (has(self.config) && has(self.config.resource))",
-             "a kubernetes Source needs spec.config.resource, e.g. 'pods'"),
+            (
+                "self.type != 'schedule' || (has(self.config) && has(self.config.cron))",
+                "a schedule Source needs spec.config.cron, e.g. '0 2 * * *'",
+            ),
+            (
+                "self.type != 'kubernetes' || (has(self.config) && has(self.config.resource))",
+                "a kubernetes Source needs spec.config.resource, e.g. 'pods'",
+            ),
         ],
     },
     "Workflow": {
         "steps[]": [
             ("self.type != 'cli' || has(self.command)", "a cli step needs `command`"),
             ("self.type != 'agent' || has(self.goal)", "an agent step needs `goal`"),
-            ("self.type != 'conditional' || (has(self.condition) && has(self.agent) != "
-             "has(self.cli))",
-             "a conditional step needs `condition` and exactly one of `agent` or `cli`"),
-            ("!(has(self.policy) && has(self.rigConfig))",
-             "write either `policy` or `rigConfig` (its older name), not both"),
+            (
+                "self.type != 'conditional' || (has(self.condition) && has(self.agent) != "
+                "has(self.cli))",
+                "a conditional step needs `condition` and exactly one of `agent` or `cli`",
+            ),
+            (
+                "!(has(self.policy) && has(self.rigConfig))",
+                "write either `policy` or `rigConfig` (its older name), not both",
+            ),
         ],
     },
     "Sink": {
         "spec": [
-            ("self.type != 'prometheus' || (has(self.config) && has(self.config.pushgateway))",
-             "a prometheus Sink needs spec.config.pushgateway"),
-            ("self.type != 'jira' || (has(self.config) && has(self.config.project) && "
-             "has(self.config.endpoint))",
-             "a jira Sink needs spec.config.project and spec.config.endpoint"),
-            ("self.type != 'workflow' || (has(self.config) && has(self.config.workflowName))",
-             "a workflow Sink needs spec.config.workflowName"),
-            ("self.type != 'webhook' || (has(self.config) && has(self.config.url))",
-             "a webhook Sink needs spec.config.url"),
-            ("self.type != 'pagerduty' || (has(self.config) && (has(self.config.routingKey) || "
-             "has(self.config.routingKeySecret)))",
-             "a pagerduty Sink needs spec.config.routingKeySecret (or routingKey)"),
+            (
+                "self.type != 'prometheus' || (has(self.config) && has(self.config.pushgateway))",
+                "a prometheus Sink needs spec.config.pushgateway",
+            ),
+            (
+                "self.type != 'jira' || (has(self.config) && has(self.config.project) && "
+                "has(self.config.endpoint))",
+                "a jira Sink needs spec.config.project and spec.config.endpoint",
+            ),
+            (
+                "self.type != 'workflow' || (has(self.config) && has(self.config.workflowName))",
+                "a workflow Sink needs spec.config.workflowName",
+            ),
+            (
+                "self.type != 'webhook' || (has(self.config) && has(self.config.url))",
+                "a webhook Sink needs spec.config.url",
+            ),
+            (
+                "self.type != 'pagerduty' || (has(self.config) && (has(self.config.routingKey) || "
+                "has(self.config.routingKeySecret)))",
+                "a pagerduty Sink needs spec.config.routingKeySecret (or routingKey)",
+            ),
         ],
     },
-}  # fmt: skip
+}
 _STATUS = {
     "type": "object",
     "description": "Written by the controller.",
     "x-kubernetes-preserve-unknown-fields": True,
     "properties": {
-        "observedGeneration": {"type": "integer", "format": "int64",
-                               "description": "The generation the controller last acted on."},
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The generation the controller last acted on.",
+        },
         "stepCount": {"type": "integer", "description": "Workflow: number of steps."},
-        "templateName": {"type": "string",
-                         "description": "Workflow: the compiled Argo WorkflowTemplate."},
+        "templateName": {
+            "type": "string",
+            "description": "Workflow: the compiled Argo WorkflowTemplate.",
+        },
         "conditions": {
             "type": "array",
             "description": "Ready and other conditions.",
@@ -113,7 +140,7 @@ _STATUS = {
             },
         },
     },
-}  # fmt: skip
+}
 
 
 def plural(kind: str) -> str:

@@ -94,13 +94,25 @@ class ApiConfig(SpecModel):
     @field_validator("endpoint")
     @classmethod
     def _not_taken(cls, value: str) -> str:
-        taken = ("/api/v1/alerts", "/api/v1/incidents", "/api/v1/runs", "/api/v1/approvals",
-                 "/slack", "/metrics", "/healthz", "/readyz", "/docs", "/openapi.json",
-                 "/redoc")  # fmt: skip
+        taken = (
+            "/api/v1/alerts",
+            "/api/v1/incidents",
+            "/api/v1/runs",
+            "/api/v1/approvals",
+            "/slack",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/docs",
+            "/openapi.json",
+            "/redoc",
+        )
         for path in taken:
             if value == path or value.startswith(path + "/"):
-                raise ValueError(f"{value!r} is the server's own path {path}: choose another, "
-                                 "e.g. /api/v1/trigger or /hooks/<name>")  # fmt: skip
+                raise ValueError(
+                    f"{value!r} is the server's own path {path}: choose another, "
+                    "e.g. /api/v1/trigger or /hooks/<name>"
+                )
         return value
 
 

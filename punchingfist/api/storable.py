@@ -43,12 +43,18 @@ def _walk(value: Any, field: str, depth: int, found: list[tuple[str, str]]) -> N
         return
     elif isinstance(value, int):
         if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
-            found.append((field, "is an integer beyond 64 bits, which cannot be stored: "
-                                 "send it as a string"))  # fmt: skip
+            found.append(
+                (field, "is an integer beyond 64 bits, which cannot be stored: send it as a string")
+            )
     elif isinstance(value, float):
         if not math.isfinite(value):
-            found.append((field, f"is {value!r}, which JSON does not have and cannot be stored: "
-                                 "send null or a string"))  # fmt: skip
+            found.append(
+                (
+                    field,
+                    f"is {value!r}, which JSON does not have and cannot be stored: "
+                    "send null or a string",
+                )
+            )
     elif depth >= MAX_DEPTH:
         found.append((field, f"nests deeper than {MAX_DEPTH} levels: flatten it"))
     elif isinstance(value, dict):

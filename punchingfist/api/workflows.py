@@ -25,8 +25,9 @@ INVESTIGATOR_ACCOUNT = "punchingfist-investigator"
 REMEDIATOR_ACCOUNT = "punchingfist-remediator"
 """ServiceAccount of steps behind an approval gate that name none (the chart's writer)."""
 BUILTIN_TOOLS = ("kubectl", "promql", "curl")
-KubectlRead = Literal["get", "describe", "logs", "events", "top", "rollout-history",
-                      "rollout-status"]  # fmt: skip
+KubectlRead = Literal[
+    "get", "describe", "logs", "events", "top", "rollout-history", "rollout-status"
+]
 """The kubectl tool's read actions (D12): any step may call them."""
 KubectlWrite = Literal["rollout-restart", "rollout-undo", "scale", "delete", "set-resources"]
 """The kubectl tool's write actions: only in a step behind an approved approval gate."""
@@ -206,8 +207,18 @@ class RetryPolicy(SpecModel):
 
 ResourceName = Literal["cpu", "memory", "ephemeral-storage"]
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-_SCALE = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}  # fmt: skip
+_SCALE = {
+    None: 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def quantity(text: str) -> float:

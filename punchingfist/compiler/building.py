@@ -602,5 +602,11 @@ def _tool(tool: Tool) -> ToolSpec:
     )
 
 
-_SECRET_FIELDS = {"botToken", "botTokenSecret", "routingKey", "routingKeySecret",
-                  "credentialsSecret", "authSecret"}  # fmt: skip
+_SECRET_FIELDS = {
+    "botToken",
+    "botTokenSecret",
+    "routingKey",
+    "routingKeySecret",
+    "credentialsSecret",
+    "authSecret",
+}

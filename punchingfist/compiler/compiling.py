@@ -66,9 +66,13 @@ def compile_workflow(
     _check_names(workflow)
     checked = check_workflow(workflow, by_name, config)
     builder = Builder(
-        workflow, by_name, config, checked, image=workflow.spec.runtime.image or defaults.image,
+        workflow,
+        by_name,
+        config,
+        checked,
+        image=workflow.spec.runtime.image or defaults.image,
         accounts=(defaults.investigator, defaults.remediator),
-    )  # fmt: skip
+    )
     template = builder.build()
     manifest = template.to_dict()
     verify(manifest, resource=workflow.ref)

@@ -29,8 +29,14 @@ STEP_ROOTS = frozenset({"source", "steps", "env", "workflow"})
 SINK_ROOTS = frozenset({"source", "steps", "env", "workflow", "outputs"})
 TRIGGER_ROOTS = SINK_ROOTS | {"alert", "alertname", "severity", "labels", "status"}
 KNOWN_PROVIDER_TYPES = (
-    "local", "openai", "anthropic", "claude", "together", "ollama", "openai-compatible",
-)  # fmt: skip
+    "local",
+    "openai",
+    "anthropic",
+    "claude",
+    "together",
+    "ollama",
+    "openai-compatible",
+)
 
 
 @dataclass(frozen=True)
@@ -279,8 +285,11 @@ def _check_tools(resource: str, step: Step, index: int) -> None:
 
 def _check_tool(resource: str, field: str, tool: Tool) -> None:
     if tool.name in BUILTIN_TOOLS:
-        for key, given in (("command", tool.command is not None), ("parameters", tool.parameters),
-                           ("env", tool.env)):  # fmt: skip
+        for key, given in (
+            ("command", tool.command is not None),
+            ("parameters", tool.parameters),
+            ("env", tool.env),
+        ):
             if given:
                 raise CompileError(
                     f"{tool.name!r} is a built-in tool and takes no `{key}`; "

@@ -20,9 +20,14 @@ _INPUT_REF = re.compile(r"^inputs\.parameters\.([A-Za-z0-9_-]+)$")
 _PARAM_REF = re.compile(r"^workflow\.parameters\.([A-Za-z0-9_-]+)$")
 _GLOBAL_REF = re.compile(r"^=workflow\?\.outputs\?\.parameters\?\.([A-Za-z0-9_]+) \?\? ''$")
 _WORKFLOW_VARS = {
-    "workflow.name", "workflow.uid", "workflow.namespace", "workflow.status",
-    "workflow.failures", "workflow.duration", "workflow.creationTimestamp",
-}  # fmt: skip
+    "workflow.name",
+    "workflow.uid",
+    "workflow.namespace",
+    "workflow.status",
+    "workflow.failures",
+    "workflow.duration",
+    "workflow.creationTimestamp",
+}
 _DEPENDS_NAME = re.compile(r"([a-z0-9][a-z0-9-]*)(?:\.[A-Za-z]+)?")
 
 

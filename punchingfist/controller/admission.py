@@ -54,8 +54,9 @@ def review_workflow(body: Body, sinks: Mapping[str, Body], config: Body | None) 
     return list(compiled.warnings)
 
 
-def review_sink(body: Body, dependents: Mapping[str, Body], sinks: Mapping[str, Body],
-                config: Body | None) -> list[str]:  # fmt: skip
+def review_sink(
+    body: Body, dependents: Mapping[str, Body], sinks: Mapping[str, Body], config: Body | None
+) -> list[str]:
     """Check a Sink's templates, and that no Workflow using it stops compiling because of it."""
     sink = cast(Sink, _parse(body))
     settings = sink.spec.config
@@ -98,10 +99,12 @@ def _placeholder(name: str, workflow: Body) -> Sink:
     namespace = (workflow.get("metadata") or {}).get("namespace")
     return cast(
         Sink,
-        parse_resource({
-            "apiVersion": "punchingfist.io/v1alpha1",
-            "kind": "Sink",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"type": "webhook", "config": {"url": _PLACEHOLDER_URL}},
-        }),
-    )  # fmt: skip
+        parse_resource(
+            {
+                "apiVersion": "punchingfist.io/v1alpha1",
+                "kind": "Sink",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"type": "webhook", "config": {"url": _PLACEHOLDER_URL}},
+            }
+        ),
+    )

@@ -110,18 +110,30 @@ class Kube:
         with _errors(f"apply {kind} {namespace}/{name}"):
             if kind == "WorkflowTemplate":
                 result = self._custom.patch_namespaced_custom_object(
-                    ARGO_GROUP, ARGO_VERSION, namespace, "workflowtemplates", name, document,
-                    field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY,
-                )  # fmt: skip
+                    ARGO_GROUP,
+                    ARGO_VERSION,
+                    namespace,
+                    "workflowtemplates",
+                    name,
+                    document,
+                    field_manager=FIELD_MANAGER,
+                    force=True,
+                    _content_type=_APPLY,
+                )
             elif kind == "Secret" and document.get("apiVersion") == "v1":
                 secret = self._core.patch_namespaced_secret(
-                    name, namespace, document,
-                    field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY,
-                )  # fmt: skip
+                    name,
+                    namespace,
+                    document,
+                    field_manager=FIELD_MANAGER,
+                    force=True,
+                    _content_type=_APPLY,
+                )
                 result = self._api.sanitize_for_serialization(secret)
             else:
-                raise KubeError(f"the controller does not apply {kind} objects", status=None,
-                                temporary=False)  # fmt: skip
+                raise KubeError(
+                    f"the controller does not apply {kind} objects", status=None, temporary=False
+                )
         return cast(dict[str, Any], result)
 
     def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -158,9 +170,14 @@ class Kube:
         """Merge-patch the status subresource (None values remove a field)."""
         with _errors(f"write the status of {plural}/{name}", missing_ok=True):
             self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, {"status": status},
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
                 _content_type=_MERGE,
-            )  # fmt: skip
+            )
 
 
 class _errors:
@@ -183,8 +200,9 @@ class _errors:
                 return True
             status = error.status or None
             temporary = status is None or status >= 500 or status in (409, 429)
-            raise KubeError(f"cannot {self.what}: {reason(error)}", status=status,
-                            temporary=temporary) from error  # fmt: skip
+            raise KubeError(
+                f"cannot {self.what}: {reason(error)}", status=status, temporary=temporary
+            ) from error
         if isinstance(error, (OSError, ValueError)) or type(error).__module__.startswith("urllib3"):
             raise KubeError(f"cannot {self.what}: {error}", status=None, temporary=True) from error
         return False

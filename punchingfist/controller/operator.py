@@ -119,9 +119,10 @@ class Catalog:
     def put(self, key: Key, resource: Source | Workflow | OperatorConfig | None, kind: str) -> None:
         table = cast(
             dict[Key, Any],
-            {"Source": self._sources, "Workflow": self._workflows,
-             "OperatorConfig": self._configs}[kind],
-        )  # fmt: skip
+            {"Source": self._sources, "Workflow": self._workflows, "OperatorConfig": self._configs}[
+                kind
+            ],
+        )
         with self._lock:
             before = table.get(key)
             if resource is None:
@@ -195,8 +196,9 @@ class Controller:
             return None
 
         # Many users of one Sink: overlap their API round trips (each holds its own lock).
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(todo))),
-                                thread_name_prefix="pf-dependents") as pool:  # fmt: skip
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(8, len(todo))), thread_name_prefix="pf-dependents"
+        ) as pool:
             # Kopf's event posting lives in context variables: each task runs in a copy.
             futures = [pool.submit(contextvars.copy_context().run, one, item) for item in todo]
             failures = [failure for future in futures if (failure := future.result())]
@@ -322,16 +324,24 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     @on.update(GROUP, VERSION, "workflows", registry=registry)
     def workflow_changed(**kw: Any) -> None:
         try:
-            controller.reconcile(_key(kw["namespace"], kw["name"]), _snapshot(kw["body"]),
-                                 _indexes_of(kw))  # fmt: skip
+            controller.reconcile(
+                _key(kw["namespace"], kw["name"]), _snapshot(kw["body"]), _indexes_of(kw)
+            )
         except KubeError as error:
             raise _temporary(error) from error
 
     if options.resync:
 
-        @kopf.timer(GROUP, VERSION, "workflows", id="resync", interval=options.resync,
-                    initial_delay=options.resync, idle=options.resync,
-                    registry=registry)  # fmt: skip
+        @kopf.timer(
+            GROUP,
+            VERSION,
+            "workflows",
+            id="resync",
+            interval=options.resync,
+            initial_delay=options.resync,
+            idle=options.resync,
+            registry=registry,
+        )
         def workflow_resync(**kw: Any) -> None:
             """The same reconcile: it writes nothing while the template carries the inputs'
             hash (one GET per Workflow per interval)."""
@@ -361,8 +371,9 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         if kw["type"] == "DELETED":
             found, name = _indexes_of(kw), kw["name"]
             users = found.users_of(_key(kw["namespace"], name)[0], name)
-            await _in_thread(_logged, controller.reconcile_many, users, found,
-                             f"Sink/{name} deleted")  # fmt: skip
+            await _in_thread(
+                _logged, controller.reconcile_many, users, found, f"Sink/{name} deleted"
+            )
 
     @on.resume(GROUP, VERSION, "operatorconfigs", registry=registry)
     @on.create(GROUP, VERSION, "operatorconfigs", registry=registry)
@@ -376,8 +387,9 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         controller.catalog.put((namespace, name), _parsed(snapshot), "OperatorConfig")
         if kw["reason"] != kopf.Reason.RESUME:
             found = _indexes_of(kw)
-            controller.reconcile_many(found.in_namespace(namespace), found,
-                                      f"OperatorConfig/{name} changed")  # fmt: skip
+            controller.reconcile_many(
+                found.in_namespace(namespace), found, f"OperatorConfig/{name} changed"
+            )
 
     @on.event(GROUP, VERSION, "operatorconfigs", registry=registry)
     async def config_event(**kw: Any) -> None:
@@ -386,8 +398,13 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             namespace = _key(kw["namespace"], name)[0]
             controller.catalog.put((namespace, name), None, "OperatorConfig")
             found = _indexes_of(kw)
-            await _in_thread(_logged, controller.reconcile_many, found.in_namespace(namespace),
-                             found, f"OperatorConfig/{name} deleted")  # fmt: skip
+            await _in_thread(
+                _logged,
+                controller.reconcile_many,
+                found.in_namespace(namespace),
+                found,
+                f"OperatorConfig/{name} deleted",
+            )
 
     # -- Sources ---------------------------------------------------------------------------
 
@@ -424,35 +441,53 @@ def _register_admission(registry: kopf.OperatorRegistry, controller: Controller)
         except admission.Rejected as error:
             raise kopf.AdmissionError(str(error), code=422) from error
 
-    @kopf.on.validate(GROUP, VERSION, "workflows", id="workflows", operations=operations,
-                      registry=registry)  # fmt: skip
+    @kopf.on.validate(
+        GROUP, VERSION, "workflows", id="workflows", operations=operations, registry=registry
+    )
     def validate_workflow(**kw: Any) -> None:
         if unchanged(kw):
             return
         found, namespace = _indexes_of(kw), kw["namespace"] or "default"
-        guarded(lambda: admission.review_workflow(
-            _snapshot(kw["body"]), found.sinks_of(namespace), found.config(namespace, config_name)
-        ), kw)  # fmt: skip
+        guarded(
+            lambda: admission.review_workflow(
+                _snapshot(kw["body"]),
+                found.sinks_of(namespace),
+                found.config(namespace, config_name),
+            ),
+            kw,
+        )
 
-    @kopf.on.validate(GROUP, VERSION, "sinks", id="sinks", operations=operations,
-                      registry=registry)  # fmt: skip
+    @kopf.on.validate(GROUP, VERSION, "sinks", id="sinks", operations=operations, registry=registry)
     def validate_sink(**kw: Any) -> None:
         if unchanged(kw):
             return
         found, namespace = _indexes_of(kw), kw["namespace"] or "default"
         users = {
-            key[1]: user for key in found.users_of(namespace, kw["name"])
+            key[1]: user
+            for key in found.users_of(namespace, kw["name"])
             if (user := found.workflow(key)) is not None
-        }  # fmt: skip
-        guarded(lambda: admission.review_sink(
-            _snapshot(kw["body"]), users, found.sinks_of(namespace),
-            found.config(namespace, config_name),
-        ), kw)  # fmt: skip
+        }
+        guarded(
+            lambda: admission.review_sink(
+                _snapshot(kw["body"]),
+                users,
+                found.sinks_of(namespace),
+                found.config(namespace, config_name),
+            ),
+            kw,
+        )
 
-    @kopf.on.validate(GROUP, VERSION, "sources", id="sources", operations=operations,
-                      registry=registry)  # fmt: skip
-    @kopf.on.validate(GROUP, VERSION, "operatorconfigs", id="operatorconfigs",
-                      operations=operations, registry=registry)  # fmt: skip
+    @kopf.on.validate(
+        GROUP, VERSION, "sources", id="sources", operations=operations, registry=registry
+    )
+    @kopf.on.validate(
+        GROUP,
+        VERSION,
+        "operatorconfigs",
+        id="operatorconfigs",
+        operations=operations,
+        registry=registry,
+    )
     def validate_plain(**kw: Any) -> None:
         if unchanged(kw):
             return
@@ -461,9 +496,11 @@ def _register_admission(registry: kopf.OperatorRegistry, controller: Controller)
 
 def _indexes_of(kwargs: Mapping[str, Any]) -> Indexes:
     return Indexes(
-        workflows=kwargs["pf_workflows"], sinks=kwargs["pf_sinks"],
-        configs=kwargs["pf_configs"], users=kwargs["pf_users"],
-    )  # fmt: skip
+        workflows=kwargs["pf_workflows"],
+        sinks=kwargs["pf_sinks"],
+        configs=kwargs["pf_configs"],
+        users=kwargs["pf_users"],
+    )
 
 
 def _webhook_server(options: AdmissionOptions) -> kopf.WebhookServer:
@@ -513,8 +550,12 @@ def _delete_owned(kube: Kube, body: Body) -> None:
         if any(o.get("uid") == uid for o in secret_owners):
             kube.delete_secret(namespace, secret)
     except KubeError as error:
-        log.warning("Workflow %s/%s deleted; its template stays until the garbage collector "
-                    "removes it: %s", namespace, name, error)  # fmt: skip
+        log.warning(
+            "Workflow %s/%s deleted; its template stays until the garbage collector removes it: %s",
+            namespace,
+            name,
+            error,
+        )
 
 
 async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
@@ -566,8 +607,11 @@ class OperatorThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(run_operator(self.controller, self.registry, ready_flag=self.ready,
-                                     stop_flag=self.stopping))  # fmt: skip
+            asyncio.run(
+                run_operator(
+                    self.controller, self.registry, ready_flag=self.ready, stop_flag=self.stopping
+                )
+            )
         except BaseException as error:
             self.error = error
             log.exception("the controller stopped")
@@ -606,5 +650,6 @@ def connect(
 ) -> Controller:
     """A Controller with a Kubernetes client (kubeconfig file, service account or default)."""
     connection = Connection.load(str(kubeconfig) if kubeconfig else None, in_cluster=in_cluster)
-    return Controller(kube=Kube(connection), connection=connection,
-                      options=options or ControllerOptions())  # fmt: skip
+    return Controller(
+        kube=Kube(connection), connection=connection, options=options or ControllerOptions()
+    )

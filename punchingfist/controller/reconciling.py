@@ -170,9 +170,11 @@ def reconcile_workflow(kube: Kube, inputs: Inputs, *, force: bool = False) -> Ou
             raise
         return _failed(previous, generation, digest, "ApplyFailed", str(error), compiled=True)
     ready = st.Condition(
-        st.READY, "True", "TemplateApplied",
+        st.READY,
+        "True",
+        "TemplateApplied",
         f"WorkflowTemplate {name} is up to date ({len(workflow.spec.steps)} steps)",
-    )  # fmt: skip
+    )
     new_status = {
         "observedGeneration": generation,
         "templateName": name,
@@ -200,9 +202,11 @@ def validate_resource(body: Body) -> Outcome:
         resource = parse_resource(as_resource(body))
     except InvalidResource as error:
         ready = st.Condition(st.READY, "False", "InvalidSpec", str(error))
-        events = [] if st.same_verdict(previous, ready) else [
-            Event("Warning", "InvalidSpec", str(error))
-        ]  # fmt: skip
+        events = (
+            []
+            if st.same_verdict(previous, ready)
+            else [Event("Warning", "InvalidSpec", str(error))]
+        )
         return Outcome(status=_plain(previous, generation, ready, str(error)), events=events)
     ready = st.Condition(st.READY, "True", "Valid", _describe(resource))
     if st.same_verdict(previous, ready) and previous.get("observedGeneration") == generation:

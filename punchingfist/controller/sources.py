@@ -68,16 +68,26 @@ def cron_workflow(source: Source, namespace: str, owner_uid: str | None = None) 
         raise SourceError(f"{source.ref}: spec.type is {spec.type!r}, not 'schedule'")
     workflow = spec.trigger_workflow
     event = {
-        "schedule": {"source": source.name, "cron": spec.config.cron,
-                     "timezone": spec.config.timezone},
+        "schedule": {
+            "source": source.name,
+            "cron": spec.config.cron,
+            "timezone": spec.config.timezone,
+        },
         "context": dict(spec.context),
-    }  # fmt: skip
+    }
     labels = {LABEL_MANAGED_BY: "punchingfist", LABEL_SOURCE: source.name[:63]}
     owners = None
     if owner_uid:
-        owners = [OwnerReference(api_version=API_VERSION, kind="Source", name=source.name,
-                                 uid=owner_uid, controller=True,
-                                 block_owner_deletion=True)]  # fmt: skip
+        owners = [
+            OwnerReference(
+                api_version=API_VERSION,
+                kind="Source",
+                name=source.name,
+                uid=owner_uid,
+                controller=True,
+                block_owner_deletion=True,
+            )
+        ]
     cron = CronWorkflow(
         name=cron_workflow_name(source.name),
         namespace=namespace,
@@ -146,8 +156,9 @@ def object_event(source: Source, change: str, obj: dict[str, Any]) -> dict[str, 
     """The event of a run about one Kubernetes object (`.source.data`). The object is data."""
     metadata = dict(obj.get("metadata") or {})
     metadata.pop("managedFields", None)
-    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items()
-                   if k not in DROPPED_ANNOTATIONS}  # fmt: skip
+    annotations = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k not in DROPPED_ANNOTATIONS
+    }
     if annotations or "annotations" in metadata:
         metadata["annotations"] = annotations
     assert isinstance(source.spec, KubernetesSource)
@@ -170,10 +181,15 @@ class KubernetesWatch:
     """One kubernetes Source's watch: matching changes queue runs (debounced per object)."""
 
     def __init__(
-        self, source: Source, namespace: str, api_client: Any,
-        sessions: sessionmaker[Session], metrics: Metrics,
-        debouncer: Debouncer | None = None, watch_seconds: int = WATCH_SECONDS,
-    ) -> None:  # fmt: skip
+        self,
+        source: Source,
+        namespace: str,
+        api_client: Any,
+        sessions: sessionmaker[Session],
+        metrics: Metrics,
+        debouncer: Debouncer | None = None,
+        watch_seconds: int = WATCH_SECONDS,
+    ) -> None:
         spec = source.spec
         if not isinstance(spec, KubernetesSource):
             raise SourceError(f"{source.ref}: spec.type is {spec.type!r}, not 'kubernetes'")
@@ -207,13 +223,20 @@ class KubernetesWatch:
         version = metadata.get("resourceVersion", "")
         key = f"{self.config.resource}/{uid}/{change}/{version}"
         event = object_event(self.source, change, obj)
-        name, created = queue_run(self.sessions, self.source, event, key,
-                                  namespace=self.namespace, fingerprint=uid[:63])  # fmt: skip
+        name, created = queue_run(
+            self.sessions, self.source, event, key, namespace=self.namespace, fingerprint=uid[:63]
+        )
         if not created:
             return None
         self.metrics.runs_queued.labels(self.source.spec.trigger_workflow).inc()
-        log.info("%s: %s %s/%s -> run %s", self.source.ref, change,
-                 metadata.get("namespace", ""), metadata.get("name", ""), name)  # fmt: skip
+        log.info(
+            "%s: %s %s/%s -> run %s",
+            self.source.ref,
+            change,
+            metadata.get("namespace", ""),
+            metadata.get("name", ""),
+            name,
+        )
         self.queued.append(name)
         return name
 
@@ -234,8 +257,9 @@ class KubernetesWatch:
                 version = resource.get(**scope).metadata.resourceVersion
                 self.listening.set()
             try:
-                for event in client.watch(resource, resource_version=version,
-                                          timeout=self.watch_seconds, **scope):  # fmt: skip
+                for event in client.watch(
+                    resource, resource_version=version, timeout=self.watch_seconds, **scope
+                ):
                     raw = event.get("raw_object") or {}
                     if event.get("type") == "ERROR":
                         version = None  # expired (410): list again
@@ -269,9 +293,12 @@ class KubernetesWatch:
 
 
 def register(
-    registry: kopf.OperatorRegistry, *, sessions: sessionmaker[Session], metrics: Metrics,
+    registry: kopf.OperatorRegistry,
+    *,
+    sessions: sessionmaker[Session],
+    metrics: Metrics,
     argo: ArgoExecutor,
-) -> None:  # fmt: skip
+) -> None:
     """Add the Source handlers to `registry`: `punchingfist-schedule` (create, update, resume)
     and the daemon `punchingfist-kubernetes-watch`."""
 
@@ -294,18 +321,28 @@ def register(
         if name:
             logger.info("CronWorkflow %s applied (%s)", name, source.spec.config.cron)
 
-    @kopf.daemon(GROUP, VERSION, "sources", id="punchingfist-kubernetes-watch",
-                 registry=registry, when=lambda spec, **_: spec.get("type") == "kubernetes",
-                 cancellation_timeout=WATCH_SECONDS + 5)  # fmt: skip
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        "sources",
+        id="punchingfist-kubernetes-watch",
+        registry=registry,
+        when=lambda spec, **_: spec.get("type") == "kubernetes",
+        cancellation_timeout=WATCH_SECONDS + 5,
+    )
     def kubernetes_source(
-        body: kopf.Body, namespace: str | None, stopped: kopf.DaemonStopped, logger: Any,
+        body: kopf.Body,
+        namespace: str | None,
+        stopped: kopf.DaemonStopped,
+        logger: Any,
         **_: Any,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Serve a kubernetes Source until it is deleted; a changed Source restarts the watch."""
         try:
             source = _source(body)
-            watch = KubernetesWatch(source, namespace or "default", argo.api_client, sessions,
-                                    metrics)  # fmt: skip
+            watch = KubernetesWatch(
+                source, namespace or "default", argo.api_client, sessions, metrics
+            )
         except (InvalidResource, SourceError) as error:
             raise kopf.PermanentError(str(error)) from error
         generation = body.get("metadata", {}).get("generation")
@@ -313,8 +350,9 @@ def register(
         def keep_going() -> bool:
             return not stopped and body.get("metadata", {}).get("generation") == generation
 
-        logger.info("watching %s for %s objects", source.spec.config.resource,
-                    source.spec.config.event)  # fmt: skip
+        logger.info(
+            "watching %s for %s objects", source.spec.config.resource, source.spec.config.event
+        )
         try:
             watch.run(keep_going)
         except SourceError as error:

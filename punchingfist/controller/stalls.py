@@ -89,8 +89,11 @@ def stalled(workflow: dict[str, Any], now: datetime, grace: float) -> Stall | No
 
 def _exit_handler_nodes(nodes: dict[str, Any]) -> set[str]:
     """Ids of the nodes below the exit handler's DAG node."""
-    roots = [i for i, n in nodes.items() if str(n.get("displayName")) == EXIT_HANDLER
-             or str(n.get("name", "")).endswith(".onExit")]  # fmt: skip
+    roots = [
+        i
+        for i, n in nodes.items()
+        if str(n.get("displayName")) == EXIT_HANDLER or str(n.get("name", "")).endswith(".onExit")
+    ]
     found: set[str] = set()
     pending = list(roots)
     while pending:

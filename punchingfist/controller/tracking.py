@@ -36,8 +36,13 @@ from punchingfist.store.recording import record_triage
 
 log = logging.getLogger("punchingfist.tracking")
 
-RUN_STATUS = {"Pending": "submitted", "Running": "running", "Succeeded": "succeeded",
-              "Failed": "failed", "Error": "error"}  # fmt: skip
+RUN_STATUS = {
+    "Pending": "submitted",
+    "Running": "running",
+    "Succeeded": "succeeded",
+    "Failed": "failed",
+    "Error": "error",
+}
 """Argo's workflow phase -> `workflow_runs.status`."""
 FINISHED = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})
 ESCALATING_SINKS = frozenset({"pagerduty", "workflow"})
@@ -100,9 +105,10 @@ def track(
                 raise
     with sessions() as session:
         active = session.scalar(
-            select(func.count()).select_from(WorkflowRun)
+            select(func.count())
+            .select_from(WorkflowRun)
             .where(WorkflowRun.status.in_(("submitted", "running")))
-        )  # fmt: skip
+        )
     metrics.active_tasks.set(active or 0)
     return tracked
 
@@ -124,8 +130,9 @@ class _Tracker:
             if phase in FINISHED:
                 run.finished_at = argo_time(self.status.get("finishedAt")) or datetime.now(UTC)
         tracked = Tracked(run=run.name, status=run.status, created=created)
-        steps = {s.name: s for s in self.session.scalars(
-            select(RunStep).where(RunStep.run_id == run.id))}  # fmt: skip
+        steps = {
+            s.name: s for s in self.session.scalars(select(RunStep).where(RunStep.run_id == run.id))
+        }
         alert = self.session.get(Alert, run.alert_id) if run.alert_id else None
         if alert is not None and run.started_at and alert.triage_started_at is None:
             alert.triage_started_at = run.started_at
@@ -156,9 +163,10 @@ class _Tracker:
         annotations = self.metadata.get("annotations") or {}
         parts = [annotations.get(ANNOTATION_STOPPED) or self.status.get("message")]
         parts += [
-            f"step '{name}': {step.error}" for name, step in sorted(steps.items())
+            f"step '{name}': {step.error}"
+            for name, step in sorted(steps.items())
             if step.phase in ("Failed", "Error") and step.error
-        ]  # fmt: skip
+        ]
         text = "; ".join(str(part) for part in parts if part)
         return text[:4000] or None
 
@@ -176,27 +184,41 @@ class _Tracker:
         if isinstance(parameters.get("event"), str):
             parameters["event"] = _json_object(parameters["event"]) or {}
         run = WorkflowRun(
-            name=name, namespace=self.metadata.get("namespace") or "default",
-            workflow_name=labels[LABEL_WORKFLOW], source_name=labels.get(LABEL_SOURCE),
-            fingerprint=labels.get(LABEL_FINGERPRINT) or None, parameters=parameters,
-            executor="argo", status="submitted",
-        )  # fmt: skip
+            name=name,
+            namespace=self.metadata.get("namespace") or "default",
+            workflow_name=labels[LABEL_WORKFLOW],
+            source_name=labels.get(LABEL_SOURCE),
+            fingerprint=labels.get(LABEL_FINGERPRINT) or None,
+            parameters=parameters,
+            executor="argo",
+            status="submitted",
+        )
         self.session.add(run)
         self.session.flush()
         return run, True
 
     def _step(
-        self, run: WorkflowRun, steps: dict[str, RunStep], name: str, node: dict[str, Any],
+        self,
+        run: WorkflowRun,
+        steps: dict[str, RunStep],
+        name: str,
+        node: dict[str, Any],
         result: dict[str, Any] | None,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         """Bring one step record up to date; True when it changed."""
         record = steps.get(name)
         kind = str((result or {}).get("kind") or _kind(name, node))
         phase = str(node.get("phase") or "Pending")
         started, finished = argo_time(node.get("startedAt")), argo_time(node.get("finishedAt"))
         if record is None:
-            record = RunStep(run_id=run.id, name=name, kind=kind, phase=phase,
-                             prompt_tokens=0, completion_tokens=0)  # fmt: skip
+            record = RunStep(
+                run_id=run.id,
+                name=name,
+                kind=kind,
+                phase=phase,
+                prompt_tokens=0,
+                completion_tokens=0,
+            )
             self.session.add(record)
             steps[name] = record
         elif record.finished_at is not None and phase not in FINISHED:
@@ -214,8 +236,9 @@ class _Tracker:
             record.finished_at = record.finished_at or finished or started
             if message and phase != "Succeeded":
                 stuck = record.error if stuck_reason(record.error or "") else None
-                record.error = (f"{message} ({stuck})" if stuck and stuck != message
-                                else message)[:4000]  # fmt: skip
+                record.error = (f"{message} ({stuck})" if stuck and stuck != message else message)[
+                    :4000
+                ]
         if result is not None and result != record.result:
             self._result(run, record, result)
         if record.finished_at is not None and not was_finished and phase != "Skipped":
@@ -226,14 +249,20 @@ class _Tracker:
                 self.metrics.task_duration.labels(kind, phase).observe(max(0.0, seconds))
             if kind == "sink" and result is not None:
                 self._delivery(run, name, result, record.finished_at)
-        return before != (record.phase, record.kind, record.result, record.started_at,
-                          record.finished_at)  # fmt: skip
+        return before != (
+            record.phase,
+            record.kind,
+            record.result,
+            record.started_at,
+            record.finished_at,
+        )
 
     def _result(self, run: WorkflowRun, record: RunStep, result: dict[str, Any]) -> None:
         """A step's result.json replaces the earlier one; token counts move by the difference."""
         record.result = result
-        record.tool_calls = result.get("tool_calls") if isinstance(
-            result.get("tool_calls"), list) else None  # fmt: skip
+        record.tool_calls = (
+            result.get("tool_calls") if isinstance(result.get("tool_calls"), list) else None
+        )
         if result.get("error"):
             record.error = str(result["error"])[:4000]
         given = result.get("usage")
@@ -258,15 +287,24 @@ class _Tracker:
         if outcome not in ("delivered", "skipped", "failed"):
             return
         sink = str(result.get("sink") or task.removeprefix("sink-"))
-        known = self.session.scalars(select(SinkDelivery.id).where(
-            SinkDelivery.run_id == run.id, SinkDelivery.sink_name == sink)).first()  # fmt: skip
+        known = self.session.scalars(
+            select(SinkDelivery.id).where(
+                SinkDelivery.run_id == run.id, SinkDelivery.sink_name == sink
+            )
+        ).first()
         if known is not None:  # reported by the sink already
             return
-        self.session.add(SinkDelivery(
-            run_id=run.id, sink_name=sink, sink_type=str(result.get("type") or "unknown")[:30],
-            outcome=outcome, detail=result, attempts=_int(result.get("attempts")) or 1,
-            delivered_at=at if outcome == "delivered" else None,
-        ))  # fmt: skip
+        self.session.add(
+            SinkDelivery(
+                run_id=run.id,
+                sink_name=sink,
+                sink_type=str(result.get("type") or "unknown")[:30],
+                outcome=outcome,
+                detail=result,
+                attempts=_int(result.get("attempts")) or 1,
+                delivered_at=at if outcome == "delivered" else None,
+            )
+        )
         self.metrics.sink_deliveries.labels(sink, outcome).inc()
 
     def _approval(self, run: WorkflowRun, gate: str, node: dict[str, Any]) -> None:
@@ -277,8 +315,12 @@ class _Tracker:
         ).first()
         phase = node.get("phase")
         if record is None:
-            record = Approval(run_id=run.id, gate=gate, step_name=gate.removesuffix("-approval"),
-                              decision="pending")  # fmt: skip
+            record = Approval(
+                run_id=run.id,
+                gate=gate,
+                step_name=gate.removesuffix("-approval"),
+                decision="pending",
+            )
             if node.get("startedAt"):
                 record.requested_at = argo_time(node.get("startedAt")) or datetime.now(UTC)
             self.session.add(record)
@@ -293,16 +335,24 @@ class _Tracker:
         record.decided_at = argo_time(node.get("finishedAt")) or datetime.now(UTC)
 
     def _alert(
-        self, run: WorkflowRun, alert: Alert | None, steps: dict[str, RunStep],
+        self,
+        run: WorkflowRun,
+        alert: Alert | None,
+        steps: dict[str, RunStep],
         outputs: dict[str, Any] | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if alert is None:
             return
         answered = sorted(
-            (s for s in steps.values() if s.kind == "agent" and s.phase == "Succeeded"
-             and isinstance((s.result or {}).get("result"), dict)),
+            (
+                s
+                for s in steps.values()
+                if s.kind == "agent"
+                and s.phase == "Succeeded"
+                and isinstance((s.result or {}).get("result"), dict)
+            ),
             key=lambda s: s.finished_at or datetime.max.replace(tzinfo=UTC),
-        )  # fmt: skip
+        )
         if answered:
             first = answered[0]
             at = _aware(first.finished_at) if first.finished_at else datetime.now(UTC)
@@ -324,8 +374,11 @@ class _Tracker:
             return
         for step in steps.values():
             result = step.result or {}
-            if step.kind == "sink" and result.get("outcome") == "delivered" and result.get(
-                "type") in ESCALATING_SINKS:  # fmt: skip
+            if (
+                step.kind == "sink"
+                and result.get("outcome") == "delivered"
+                and result.get("type") in ESCALATING_SINKS
+            ):
                 alert.escalated_at = step.finished_at or run.finished_at
                 alert.escalated_to = f"{result['type']}:{result.get('sink') or step.name}"[:255]
                 alert.status = "escalated"
@@ -342,8 +395,14 @@ def register(
     """Add the run-tracking handler to `registry` (id `punchingfist-run-tracking`); with a
     `watchdog`, runs whose step pods cannot start are stopped too (stalls.py)."""
 
-    @kopf.on.event("argoproj.io", "v1alpha1", "workflows", id="punchingfist-run-tracking",
-                   labels={LABEL_WORKFLOW: kopf.PRESENT}, registry=registry)  # fmt: skip
+    @kopf.on.event(
+        "argoproj.io",
+        "v1alpha1",
+        "workflows",
+        id="punchingfist-run-tracking",
+        labels={LABEL_WORKFLOW: kopf.PRESENT},
+        registry=registry,
+    )
     def track_workflow(event: kopf.RawEvent, logger: Any, **_: Any) -> None:
         """Every change of one of our Argo Workflows updates its records (deletion keeps them)."""
         if event.get("type") == "DELETED":
@@ -352,8 +411,12 @@ def register(
             watchdog.check(dict(event["object"]))
         tracked = track(dict(event["object"]), sessions, metrics)
         if tracked is not None and (tracked.created or tracked.steps):
-            logger.info("run %s: %s; steps changed: %s", tracked.run, tracked.status,
-                        ", ".join(tracked.steps) or "none")  # fmt: skip
+            logger.info(
+                "run %s: %s; steps changed: %s",
+                tracked.run,
+                tracked.status,
+                ", ".join(tracked.steps) or "none",
+            )
 
 
 def _task_name(node: dict[str, Any]) -> str | None:

@@ -50,8 +50,14 @@ def run_command(args: Any, resources: list[Resource[Any]]) -> int:
     compiled = compile_one(resources, workflow)
     for warning in compiled.warnings:
         print(f"warning: {workflow.ref}: {warning}", file=sys.stderr)
-    source = next((r for r in resources if isinstance(r, Source)
-                   and r.spec.trigger_workflow == workflow.name), None)  # fmt: skip
+    source = next(
+        (
+            r
+            for r in resources
+            if isinstance(r, Source) and r.spec.trigger_workflow == workflow.name
+        ),
+        None,
+    )
     origin = args.event
     try:
         data = json.loads(sys.stdin.read() if origin == "-" else Path(origin).read_text())
@@ -62,12 +68,20 @@ def run_command(args: Any, resources: list[Resource[Any]]) -> int:
     parameters = event_parameters(data, alert=args.alert, source=source, origin=origin)
     environ = dict(os.environ)
     choice = choose_model(
-        compiled.manifest, json.loads(parameters["event"]), environ,
-        replay=args.replay, endpoint=args.llm_endpoint, model=args.llm_model, replay_fallback=True,
-    )  # fmt: skip
+        compiled.manifest,
+        json.loads(parameters["event"]),
+        environ,
+        replay=args.replay,
+        endpoint=args.llm_endpoint,
+        model=args.llm_model,
+        replay_fallback=True,
+    )
     if choice.replayed and not args.replay:
-        print(f"⚠️  no model configured: {choice.label} is replayed, no model runs; "
-              "give --llm-endpoint URL for a real investigation", file=sys.stderr)  # fmt: skip
+        print(
+            f"⚠️  no model configured: {choice.label} is replayed, no model runs; "
+            "give --llm-endpoint URL for a real investigation",
+            file=sys.stderr,
+        )
     secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
     secrets = gather_secrets(compiled.manifest, compiled.objects, environ, secrets_dir)
     # Absolute: each step process runs in its own directory, and a relative path would put its
@@ -80,13 +94,19 @@ def run_command(args: Any, resources: list[Resource[Any]]) -> int:
     else:
         approver = PromptApprover(sys.stdin, sys.stderr)
     if not args.quiet:
-        print(f"👊 running {workflow.name} locally | model: {choice.label} | files: {workdir}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"👊 running {workflow.name} locally | model: {choice.label} | files: {workdir}",
+            file=sys.stderr,
+        )
     result = run_workflow(
-        compiled.manifest, parameters, workdir=workdir, approver=approver,
+        compiled.manifest,
+        parameters,
+        workdir=workdir,
+        approver=approver,
         observer=SilentObserver() if args.quiet else LiveObserver(sys.stderr),
-        secrets=secrets, environ={**environ, **choice.environ},
-    )  # fmt: skip
+        secrets=secrets,
+        environ={**environ, **choice.environ},
+    )
     report = investigation(result, model=choice.label, replayed=choice.replayed)
     if args.output == "json":
         sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")

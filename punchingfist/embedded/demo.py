@@ -42,8 +42,11 @@ def _resources(examples: Path) -> list[Resource[Any]]:
         for file in sorted((examples / folder).glob("*.yaml")):
             resources += load_resources(file.read_text(), origin=str(file))
     config = examples / "operatorconfigs" / "punchingfist-config.yaml"
-    resources += [r for r in load_resources(config.read_text(), origin=str(config))
-                  if isinstance(r, OperatorConfig)]  # fmt: skip
+    resources += [
+        r
+        for r in load_resources(config.read_text(), origin=str(config))
+        if isinstance(r, OperatorConfig)
+    ]
     return resources
 
 
@@ -87,25 +90,36 @@ def run_demo(args: Any) -> int:
             "missing): pass --examples DIR"
         )
     with ExitStack() as stack:
-        base = Path(args.keep).resolve() if args.keep else Path(stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="punchingfist-demo-")))  # fmt: skip
+        base = (
+            Path(args.keep).resolve()
+            if args.keep
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="punchingfist-demo-")))
+        )
         base.mkdir(parents=True, exist_ok=True)
         database = f"sqlite:///{base / 'punchingfist.db'}"
         resources = _resources(examples)
         upgrade(database)
         token = secrets.token_urlsafe(32)
-        state = ServerState.from_resources(resources, database, dispatch_interval=0.2,
-                                           access=TokenAccess(token, where="demo"))  # fmt: skip
+        state = ServerState.from_resources(
+            resources, database, dispatch_interval=0.2, access=TokenAccess(token, where="demo")
+        )
         environ = dict(os.environ) | {"PF_SINK_BUDGET_SECONDS": SINK_BUDGET_SECONDS}
         state.executor = LocalExecutor(
-            {c.workflow.name: c for c in compile_resources(resources)}, state.sessions,
-            base / "runs", environ=environ, endpoint=args.llm_endpoint, model=args.llm_model,
+            {c.workflow.name: c for c in compile_resources(resources)},
+            state.sessions,
+            base / "runs",
+            environ=environ,
+            endpoint=args.llm_endpoint,
+            model=args.llm_model,
             replay_fallback=True,
-            metrics=state.metrics, observer=LiveObserver(sys.stdout), parallel_runs=1,
-        )  # fmt: skip
+            metrics=state.metrics,
+            observer=LiveObserver(sys.stdout),
+            parallel_runs=1,
+        )
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port,
-                                               log_level="warning"))  # fmt: skip
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning")
+        )
         thread = threading.Thread(target=server.run, daemon=True, name="demo-server")
         thread.start()
         stack.callback(thread.join, 10)
@@ -117,15 +131,19 @@ def run_demo(args: Any) -> int:
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
         api = _Server(url, token)
-        _say(f"① embedded server on {url}: {len(state.sources)} Sources, "
-             f"{len(state.workflows)} Workflows, SQLite at {base / 'punchingfist.db'}, "
-             "runs on the local engine")  # fmt: skip
+        _say(
+            f"① embedded server on {url}: {len(state.sources)} Sources, "
+            f"{len(state.workflows)} Workflows, SQLite at {base / 'punchingfist.db'}, "
+            "runs on the local engine"
+        )
         payload = (examples / ALERT).read_bytes()
         answer = api.call("/webhook/alerts", payload)
         names = answer["runs"]
-        _say(f"② Alertmanager-style POST of {ALERT} to /webhook/alerts → "
-             f"{answer['new']} new alert; {len(names)} Sources match it, so {len(names)} runs: "
-             f"{', '.join(names) or 'none'}")  # fmt: skip
+        _say(
+            f"② Alertmanager-style POST of {ALERT} to /webhook/alerts → "
+            f"{answer['new']} new alert; {len(names)} Sources match it, so {len(names)} runs: "
+            f"{', '.join(names) or 'none'}"
+        )
         if not names:
             raise PunchingFistError("the alert started no run: check the examples' Sources")
         _say("③ the investigations, live from the local engine (one run at a time):")
@@ -153,17 +171,24 @@ def _show(api: _Server, runs: list[dict[str, Any]]) -> None:
     triaged = "yes" if alert.get("triage_completed_at") else "no"
     if replayed and triaged == "no":
         triaged = "no (a replayed answer is not recorded as triage)"
-    _say(f"   alert     {alert['alert_name']} [{alert['severity']}] {alert['status']} | "
-         f"fingerprint {alert['fingerprint']} | triaged: {triaged} | "
-         f"ai_confidence {alert.get('ai_confidence')}")  # fmt: skip
-    _say(f"   incident  {incident['title']} | {incident['status']} | "
-         f"{incident['alerts_count']} alert(s)")  # fmt: skip
+    _say(
+        f"   alert     {alert['alert_name']} [{alert['severity']}] {alert['status']} | "
+        f"fingerprint {alert['fingerprint']} | triaged: {triaged} | "
+        f"ai_confidence {alert.get('ai_confidence')}"
+    )
+    _say(
+        f"   incident  {incident['title']} | {incident['status']} | "
+        f"{incident['alerts_count']} alert(s)"
+    )
     for run in runs:
         steps = ", ".join(f"{s['name']}={s['phase']}" for s in run.get("steps", []))
-        deliveries = ", ".join(f"{d['sink_name']}={d['outcome']}"
-                               for d in run.get("sink_deliveries", []))  # fmt: skip
-        _say(f"   run       {run['name']} ({run['workflow_name']}) {run['status']} | "
-             f"steps: {steps} | sinks: {deliveries or 'none'}")  # fmt: skip
+        deliveries = ", ".join(
+            f"{d['sink_name']}={d['outcome']}" for d in run.get("sink_deliveries", [])
+        )
+        _say(
+            f"   run       {run['name']} ({run['workflow_name']}) {run['status']} | "
+            f"steps: {steps} | sinks: {deliveries or 'none'}"
+        )
     for run in runs:
         report = (run.get("outputs") or {}).get("report")
         if report:

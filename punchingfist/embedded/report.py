@@ -28,8 +28,15 @@ def investigation(result: RunResult, *, model: str = "", replayed: bool = False)
         elif task and task == node.labels.get(STEP_LABEL):
             steps.append(_step(node))
         elif node.type == "Skipped" and node.labels.get(STEP_LABEL) == node.display_name:
-            steps.append({"step": node.display_name, "phase": "Skipped", "kind": None,
-                          "result": None, "error": node.message or None})  # fmt: skip
+            steps.append(
+                {
+                    "step": node.display_name,
+                    "phase": "Skipped",
+                    "kind": None,
+                    "result": None,
+                    "error": node.message or None,
+                }
+            )
     return {
         "run": result.name,
         "workflow": result.info.workflow,
@@ -100,8 +107,7 @@ def _delivery(node: NodeStatus, sink: str) -> dict[str, Any]:
     }
 
 
-_PHASE_MARKS = {"Succeeded": "✅", "Failed": "❌", "Error": "💥", "Skipped": "⏭️",
-                "Omitted": "⏭️"}  # fmt: skip
+_PHASE_MARKS = {"Succeeded": "✅", "Failed": "❌", "Error": "💥", "Skipped": "⏭️", "Omitted": "⏭️"}
 _OUTCOME_MARKS = {"delivered": "📬", "skipped": "⏭️", "failed": "❌"}
 
 
@@ -132,8 +138,9 @@ def render(report: Mapping[str, Any]) -> str:
     for sink in report["sinks"]:
         mark = _OUTCOME_MARKS.get(sink["outcome"], "•")
         where = f" {sink['link']}" if sink.get("link") else ""
-        lines.append(f"{mark} sink {sink['sink']} ({sink.get('type') or '-'}): "
-                     f"{sink['outcome']}{where}")  # fmt: skip
+        lines.append(
+            f"{mark} sink {sink['sink']} ({sink.get('type') or '-'}): {sink['outcome']}{where}"
+        )
         if sink.get("error"):
             lines.append(f"     {sink['error']}")
     lines.append(f"   files: {report['workdir']}")
@@ -149,8 +156,9 @@ def _answer(answer: Mapping[str, Any], *, replayed: bool) -> list[str]:
     confidence = answer.get("confidence")
     if isinstance(confidence, (int, float)):
         fix = f" | fix: {answer['fix_command']}" if answer.get("fix_command") else ""
-        lines.append(f"     confidence: {confidence:.2f} | can auto-fix: "
-                     f"{answer.get('can_auto_fix')}{fix}")  # fmt: skip
+        lines.append(
+            f"     confidence: {confidence:.2f} | can auto-fix: {answer.get('can_auto_fix')}{fix}"
+        )
     for item in answer.get("recommendations") or []:
         lines.append(f"     → {item}")
     return lines

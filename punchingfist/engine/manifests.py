@@ -20,11 +20,29 @@ from punchingfist.engine.variables import check_tag, tags
 from punchingfist.errors import InvalidManifest, NotSupportedYet
 
 KINDS = ("WorkflowTemplate", "Workflow")
-_SPEC = {"entrypoint", "templates", "arguments", "onExit", "workflowMetadata",
-         "activeDeadlineSeconds", "parallelism", "serviceAccountName"}  # fmt: skip
-_TEMPLATE = {"name", "container", "dag", "suspend", "inputs", "outputs", "metadata",
-             "activeDeadlineSeconds", "retryStrategy", "serviceAccountName",
-             "parallelism"}  # fmt: skip
+_SPEC = {
+    "entrypoint",
+    "templates",
+    "arguments",
+    "onExit",
+    "workflowMetadata",
+    "activeDeadlineSeconds",
+    "parallelism",
+    "serviceAccountName",
+}
+_TEMPLATE = {
+    "name",
+    "container",
+    "dag",
+    "suspend",
+    "inputs",
+    "outputs",
+    "metadata",
+    "activeDeadlineSeconds",
+    "retryStrategy",
+    "serviceAccountName",
+    "parallelism",
+}
 _CONTAINER = {"image", "imagePullPolicy", "name", "command", "args", "env"}
 _TASK = {"name", "template", "arguments", "depends", "dependencies", "when"}
 _INPUT = {"name", "default", "enum", "description", "value"}
@@ -429,8 +447,10 @@ def _check_text(text: str, where: str) -> None:
 
 
 def _account_warning(where: str, account: Any) -> str:
-    return (f"{where}.serviceAccountName {account!r} does not apply locally: steps run with "
-            "this machine's credentials (kubeconfig), not that account's RBAC")  # fmt: skip
+    return (
+        f"{where}.serviceAccountName {account!r} does not apply locally: steps run with "
+        "this machine's credentials (kubeconfig), not that account's RBAC"
+    )
 
 
 def _optional_seconds(raw: Mapping[str, Any], where: str) -> float | None:

@@ -68,12 +68,21 @@ async def run_attempt(
     with (directory / "stdout.log").open("wb") as out, (directory / "stderr.log").open("wb") as err:
         try:
             process = await asyncio.create_subprocess_exec(
-                *local_argv(argv, directory), cwd=directory, env=dict(env),
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-            )  # fmt: skip
+                *local_argv(argv, directory),
+                cwd=directory,
+                env=dict(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
         except OSError as error:
-            return Attempt(ERROR, f"cannot start {argv[0]!r}: {error.strerror or error}", began,
-                           datetime.now(UTC))  # fmt: skip
+            return Attempt(
+                ERROR,
+                f"cannot start {argv[0]!r}: {error.strerror or error}",
+                began,
+                datetime.now(UTC),
+            )
         started()
         try:
             code: int | None = await asyncio.wait_for(process.wait(), deadline)

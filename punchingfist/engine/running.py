@@ -106,8 +106,9 @@ class Run:
         self.status = phase
         if self.plan.on_exit:
             handler = self.plan.templates[self.plan.on_exit]
-            exit_node = await self._node(handler, f"{self.info.name}.onExit",
-                                         f"{self.info.name}.onExit", {})  # fmt: skip
+            exit_node = await self._node(
+                handler, f"{self.info.name}.onExit", f"{self.info.name}.onExit", {}
+            )
             if exit_node.phase in UNSUCCESSFUL and phase == SUCCEEDED:
                 failure = self._first_failure(exit_node.id + ".")
                 phase, message = FAILED, f"exit handler {exit_node.phase}: {failure}"
@@ -140,8 +141,9 @@ class Run:
     async def _node(
         self, template: Template, node_id: str, display: str, arguments: Mapping[str, str]
     ) -> NodeStatus:
-        node = NodeStatus(node_id, display, template.name, _NODE_TYPES[template.kind],
-                          labels=template.labels)  # fmt: skip
+        node = NodeStatus(
+            node_id, display, template.name, _NODE_TYPES[template.kind], labels=template.labels
+        )
         self.nodes[node_id] = node
         try:
             scope = self._scope().child(self._inputs(template, arguments))
@@ -172,8 +174,10 @@ class Run:
             if value is None:
                 raise _NodeError(f"input parameter {parameter.name!r} was not supplied")
             if parameter.enum and value not in parameter.enum:
-                raise _NodeError(f"input parameter {parameter.name!r}: {value!r} is not one of "
-                                 f"{', '.join(parameter.enum)}")  # fmt: skip
+                raise _NodeError(
+                    f"input parameter {parameter.name!r}: {value!r} is not one of "
+                    f"{', '.join(parameter.enum)}"
+                )
             values[f"inputs.parameters.{parameter.name}"] = value
         return values
 
@@ -189,17 +193,23 @@ class Run:
             if key in self.secrets:
                 env[variable.name] = self.secrets[key]
             elif not variable.optional:
-                raise _NodeError(f"env {variable.name}: missing secret {variable.secret[0]!r} "
-                                 f"key {variable.secret[1]!r}")  # fmt: skip
+                raise _NodeError(
+                    f"env {variable.name}: missing secret {variable.secret[0]!r} "
+                    f"key {variable.secret[1]!r}"
+                )
         retry = template.retry
         base = self.info.workdir / node.id
         while True:
             number = node.attempts + 1
             async with self._pods or contextlib.nullcontext():
                 attempt = await run_attempt(
-                    argv, env, base / f"attempt-{number}", template.outputs,
-                    deadline=template.deadline, started=lambda: self._start(node),
-                )  # fmt: skip
+                    argv,
+                    env,
+                    base / f"attempt-{number}",
+                    template.outputs,
+                    deadline=template.deadline,
+                    started=lambda: self._start(node),
+                )
             node.attempts = max(node.attempts, number)
             node.started_at = node.started_at or attempt.started_at
             node.phase, node.message = attempt.phase, attempt.message
@@ -230,8 +240,15 @@ class Run:
             deadline = datetime.now(UTC) + timedelta(seconds=seconds)
         self._start(node)
         step = template.labels.get(STEP_LABEL) or node.display_name.removesuffix("-approval")
-        request = ApprovalRequest(self.info.name, self.info.uid, node.id, node.display_name,
-                                  step, datetime.now(UTC), deadline)  # fmt: skip
+        request = ApprovalRequest(
+            self.info.name,
+            self.info.uid,
+            node.id,
+            node.display_name,
+            step,
+            datetime.now(UTC),
+            deadline,
+        )
         self._notify("on_approval_requested", self.info, request)
         decision: ApprovalDecision | None = None
         while True:
@@ -303,9 +320,16 @@ class Run:
 
     def _omit(self, parent: NodeStatus, task: Task) -> None:
         now = datetime.now(UTC)
-        node = NodeStatus(f"{parent.id}.{task.name}", task.name, task.template, "Skipped",
-                          phase=OMITTED, started_at=now, finished_at=now,
-                          message=f"depends '{task.depends.text}' not met")  # fmt: skip
+        node = NodeStatus(
+            f"{parent.id}.{task.name}",
+            task.name,
+            task.template,
+            "Skipped",
+            phase=OMITTED,
+            started_at=now,
+            finished_at=now,
+            message=f"depends '{task.depends.text}' not met",
+        )
         self.nodes[node.id] = node
         self._notify("on_node_finished", self.info, node)
 
@@ -348,19 +372,35 @@ class Run:
         """A `when` that is false: Skipped, and its outputs take their defaults (Argo ≥ 4.0.7)."""
         now = datetime.now(UTC)
         defaults = {p.name: p.default for p in template.outputs if p.default is not None}
-        node = NodeStatus(node_id, task.name, template.name, "Skipped", phase=SKIPPED,
-                          message=f"when '{task.when_text}' evaluated false",
-                          started_at=now, finished_at=now, outputs=defaults,
-                          labels=template.labels)  # fmt: skip
+        node = NodeStatus(
+            node_id,
+            task.name,
+            template.name,
+            "Skipped",
+            phase=SKIPPED,
+            message=f"when '{task.when_text}' evaluated false",
+            started_at=now,
+            finished_at=now,
+            outputs=defaults,
+            labels=template.labels,
+        )
         self.nodes[node_id] = node
         self._notify("on_node_finished", self.info, node)
         return node
 
     def _errored(self, node_id: str, task: Task, template: Template, message: str) -> NodeStatus:
         now = datetime.now(UTC)
-        node = NodeStatus(node_id, task.name, template.name, _NODE_TYPES[template.kind],
-                          phase=ERROR, message=message, started_at=now, finished_at=now,
-                          labels=template.labels)  # fmt: skip
+        node = NodeStatus(
+            node_id,
+            task.name,
+            template.name,
+            _NODE_TYPES[template.kind],
+            phase=ERROR,
+            message=message,
+            started_at=now,
+            finished_at=now,
+            labels=template.labels,
+        )
         self.nodes[node_id] = node
         self._notify("on_node_finished", self.info, node)
         return node
@@ -444,8 +484,10 @@ def _arguments(plan: Plan, given: Mapping[str, str]) -> dict[str, str]:
         if value is None:
             raise PunchingFistError(f"{plan.name}: parameter {parameter.name!r} needs a value")
         if parameter.enum and value not in parameter.enum:
-            raise PunchingFistError(f"{plan.name}: parameter {parameter.name!r} must be one of "
-                                    f"{', '.join(parameter.enum)}")  # fmt: skip
+            raise PunchingFistError(
+                f"{plan.name}: parameter {parameter.name!r} must be one of "
+                f"{', '.join(parameter.enum)}"
+            )
         values[parameter.name] = str(value)
     return values
 
@@ -478,9 +520,18 @@ async def run_workflow_async(
 ) -> RunResult:
     """Run a compiled WorkflowTemplate on this machine; see `run_workflow`."""
     plan = read_manifest(manifest)
-    run = Run(plan, parameters or {}, workdir=Path(workdir), approver=approver,
-              observer=observer, secrets=secrets, environ=environ, name=name,
-              namespace=namespace, poll_interval=poll_interval)  # fmt: skip
+    run = Run(
+        plan,
+        parameters or {},
+        workdir=Path(workdir),
+        approver=approver,
+        observer=observer,
+        secrets=secrets,
+        environ=environ,
+        name=name,
+        namespace=namespace,
+        poll_interval=poll_interval,
+    )
     return await run.execute()
 
 

@@ -17,8 +17,15 @@ from punchingfist.errors import InvalidManifest, NotSupportedYet
 
 _TAG = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
-_WORKFLOW_FIELDS = ("name", "uid", "namespace", "status", "failures", "duration",
-                    "creationTimestamp")  # fmt: skip
+_WORKFLOW_FIELDS = (
+    "name",
+    "uid",
+    "namespace",
+    "status",
+    "failures",
+    "duration",
+    "creationTimestamp",
+)
 _SHAPES = [
     re.compile(rf"workflow\.(?:{'|'.join(_WORKFLOW_FIELDS)})"),
     re.compile(rf"workflow\.(?:parameters|outputs\.parameters)\.{_NAME}"),

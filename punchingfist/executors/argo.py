@@ -70,28 +70,48 @@ class ArgoExecutor:
             raise SubmitError(f"cannot reach the Kubernetes API: {error}") from error
 
     def resume(
-        self, name: str, namespace: str, gate: str, *, approved: bool, approver: str,
-        comment: str, channel: str = "api",
-    ) -> None:  # fmt: skip
+        self,
+        name: str,
+        namespace: str,
+        gate: str,
+        *,
+        approved: bool,
+        approver: str,
+        comment: str,
+        channel: str = "api",
+    ) -> None:
         """Answer a suspend node the way `argo node set` + `argo resume` do (the `channel` is
         the server's to record)."""
         nodes = self._nodes(name, namespace)
         waiting = [
-            node_id for node_id, node in nodes.items()
-            if node.get("displayName") == gate and node.get("type") == "Suspend"
+            node_id
+            for node_id, node in nodes.items()
+            if node.get("displayName") == gate
+            and node.get("type") == "Suspend"
             and node.get("phase") == "Running"
-        ]  # fmt: skip
+        ]
         if not waiting:
             raise SubmitError(f"run {name} is not waiting at gate {gate!r}", temporary=False)
         finished = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        values = {"approved": "true" if approved else "false", "approver": approver,
-                  "comment": comment}  # fmt: skip
-        patch = {"status": {"nodes": {waiting[0]: {
-            "phase": "Succeeded",
-            "finishedAt": finished,
-            "message": f"{'approved' if approved else 'denied'} by {approver}",
-            "outputs": {"parameters": [{"name": k, "value": v} for k, v in values.items()]},
-        }}}}  # fmt: skip
+        values = {
+            "approved": "true" if approved else "false",
+            "approver": approver,
+            "comment": comment,
+        }
+        patch = {
+            "status": {
+                "nodes": {
+                    waiting[0]: {
+                        "phase": "Succeeded",
+                        "finishedAt": finished,
+                        "message": f"{'approved' if approved else 'denied'} by {approver}",
+                        "outputs": {
+                            "parameters": [{"name": k, "value": v} for k, v in values.items()]
+                        },
+                    }
+                }
+            }
+        }
         try:
             self._api.patch_namespaced_custom_object(
                 "argoproj.io", "v1alpha1", namespace, "workflows", name, patch
@@ -102,10 +122,12 @@ class ArgoExecutor:
     def waiting_gates(self, name: str, namespace: str) -> list[str]:
         """Approval gates (suspend nodes `<step>-approval`) the run is waiting at."""
         return sorted(
-            str(node.get("displayName")) for node in self._nodes(name, namespace).values()
-            if node.get("type") == "Suspend" and node.get("phase") == "Running"
+            str(node.get("displayName"))
+            for node in self._nodes(name, namespace).values()
+            if node.get("type") == "Suspend"
+            and node.get("phase") == "Running"
             and str(node.get("displayName", "")).endswith("-approval")
-        )  # fmt: skip
+        )
 
     def _nodes(self, name: str, namespace: str) -> dict[str, Any]:
         nodes: dict[str, Any] = (self.get(name, namespace).get("status") or {}).get("nodes") or {}
@@ -121,8 +143,9 @@ class ArgoExecutor:
                 ),
             )
         except self._errors as error:
-            raise SubmitError(f"cannot read run {name}: {_reason(error)}",
-                              temporary=error.status != 404) from error  # fmt: skip
+            raise SubmitError(
+                f"cannot read run {name}: {_reason(error)}", temporary=error.status != 404
+            ) from error
 
     def stop(self, name: str, namespace: str, *, strategy: str, reason: str) -> None:
         """Shut a run down (`Stop`: its exit handler still runs; `Terminate`: it does not),
@@ -136,8 +159,9 @@ class ArgoExecutor:
                 "argoproj.io", "v1alpha1", namespace, "workflows", name, patch
             )
         except self._errors as error:
-            raise SubmitError(f"cannot stop run {name}: {_reason(error)}",
-                              temporary=error.status != 404) from error  # fmt: skip
+            raise SubmitError(
+                f"cannot stop run {name}: {_reason(error)}", temporary=error.status != 404
+            ) from error
 
     def template_exists(self, name: str, namespace: str) -> bool:
         """Whether the WorkflowTemplate `name` is in `namespace`."""
@@ -156,10 +180,16 @@ class ArgoExecutor:
         metadata = manifest["metadata"]
         try:
             self._api.patch_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", metadata["namespace"], plural, metadata["name"],
-                manifest, field_manager=FIELD_MANAGER, force=True,
+                "argoproj.io",
+                "v1alpha1",
+                metadata["namespace"],
+                plural,
+                metadata["name"],
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
                 _content_type="application/apply-patch+yaml",
-            )  # fmt: skip
+            )
         except self._errors as error:
             raise SubmitError(
                 f"cannot apply {manifest['kind']} {metadata['name']}: {_reason(error)}",
@@ -182,8 +212,9 @@ class ArgoExecutor:
         """The user name the API server knows our credentials by (SelfSubjectReview)."""
         from kubernetes import client
 
-        body = client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1",
-                                          kind="SelfSubjectReview")  # fmt: skip
+        body = client.V1SelfSubjectReview(
+            api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
+        )
         try:
             review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(body)
         except self._errors as error:

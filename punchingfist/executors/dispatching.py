@@ -52,8 +52,9 @@ def dispatch_pending(
                     log.error("run %s not submitted: %s", entry.run_name, error)
                 else:
                     entry.next_attempt_at = now + timedelta(seconds=min(300, 2**entry.attempts))
-                    log.warning("run %s: %s (attempt %d, retrying)", entry.run_name, error,
-                                entry.attempts)  # fmt: skip
+                    log.warning(
+                        "run %s: %s (attempt %d, retrying)", entry.run_name, error, entry.attempts
+                    )
                 continue
             entry.status = "done"
             entry.attempts += 1

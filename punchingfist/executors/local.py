@@ -85,11 +85,21 @@ class LocalExecutor:
             if run.name in self._submitted:
                 return  # submitted already: same name, same run
             self._submitted.add(run.name)
-        threading.Thread(target=self._execute, args=(run, compiled), daemon=True,
-                         name=f"run-{run.name}").start()  # fmt: skip
+        threading.Thread(
+            target=self._execute, args=(run, compiled), daemon=True, name=f"run-{run.name}"
+        ).start()
 
-    def resume(self, run_name: str, namespace: str, gate: str, *, approved: bool,
-               approver: str, comment: str = "", channel: str = "local") -> None:  # fmt: skip
+    def resume(
+        self,
+        run_name: str,
+        namespace: str,
+        gate: str,
+        *,
+        approved: bool,
+        approver: str,
+        comment: str = "",
+        channel: str = "local",
+    ) -> None:
         waiting = {(r.run, r.display_name) for r in self.approver.pending()}
         if (run_name, gate) not in waiting:
             raise SubmitError(f"run {run_name} is not waiting at gate {gate!r}", temporary=False)
@@ -124,26 +134,37 @@ class LocalExecutor:
         try:
             event_data = event if isinstance(event, dict) else json.loads(event)
             choice = choose_model(
-                compiled.manifest, event_data, self.environ,
-                replay=self.replay, endpoint=self.endpoint, model=self.model,
+                compiled.manifest,
+                event_data,
+                self.environ,
+                replay=self.replay,
+                endpoint=self.endpoint,
+                model=self.model,
                 replay_fallback=self.replay_fallback,
-            )  # fmt: skip
-            secrets = gather_secrets(compiled.manifest, compiled.objects, self.environ,
-                                     self.secrets_dir)  # fmt: skip
+            )
+            secrets = gather_secrets(
+                compiled.manifest, compiled.objects, self.environ, self.secrets_dir
+            )
             say = log.warning if choice.replayed else log.info  # no model runs: say so loudly
-            say("run %s: %s on the local engine, model: %s", run.name, run.workflow,
-                choice.label)  # fmt: skip
+            say("run %s: %s on the local engine, model: %s", run.name, run.workflow, choice.label)
             result = run_workflow(
-                compiled.manifest, parameters, workdir=self.workdir, approver=self.approver,
-                observer=watchers, secrets=secrets, environ={**self.environ, **choice.environ},
-                name=run.name, namespace=run.namespace,
-            )  # fmt: skip
+                compiled.manifest,
+                parameters,
+                workdir=self.workdir,
+                approver=self.approver,
+                observer=watchers,
+                secrets=secrets,
+                environ={**self.environ, **choice.environ},
+                name=run.name,
+                namespace=run.namespace,
+            )
         except Exception as error:  # the run is marked failed; the server goes on
             log.exception("run %s could not run locally", run.name)
             observer.failed(f"{type(error).__name__}: {error}")
             return
-        observer.finished(result, investigation(result, model=choice.label,
-                                                replayed=choice.replayed))  # fmt: skip
+        observer.finished(
+            result, investigation(result, model=choice.label, replayed=choice.replayed)
+        )
 
 
 class StoreObserver(SilentObserver):
@@ -182,8 +203,12 @@ class StoreObserver(SilentObserver):
     def _step(self, session: Session, record: WorkflowRun, step: str, node: NodeStatus) -> None:
         data = result_file(node)
         if data is None:
-            data = {"kind": "unknown", "phase": node.phase, "success": False,
-                    "error": node.message or f"no result ({node.phase})"}  # fmt: skip
+            data = {
+                "kind": "unknown",
+                "phase": node.phase,
+                "success": False,
+                "error": node.message or f"no result ({node.phase})",
+            }
         data.setdefault("phase", node.phase)
         data.setdefault("kind", "unknown")
         recorded = record_step(session, record, step, data, datetime.now(UTC))
@@ -195,11 +220,11 @@ class StoreObserver(SilentObserver):
 
     def _delivery(self, session: Session, record: WorkflowRun, sink: str, node: NodeStatus) -> None:
         data = result_file(node) or {}
-        delivery = {"type": data.get("type") or "unknown",
-                    "outcome": data.get("outcome") or "failed",
-                    "error": data.get("error") or (node.message or None)} | {
-            k: data[k] for k in ("http_status", "external_id", "link", "attempts") if k in data
-        }  # fmt: skip
+        delivery = {
+            "type": data.get("type") or "unknown",
+            "outcome": data.get("outcome") or "failed",
+            "error": data.get("error") or (node.message or None),
+        } | {k: data[k] for k in ("http_status", "external_id", "link", "attempts") if k in data}
         record_delivery(session, record, sink, delivery, datetime.now(UTC))
         if self.metrics is not None:
             self.metrics.sink_deliveries.labels(sink, delivery["outcome"]).inc()
@@ -207,8 +232,14 @@ class StoreObserver(SilentObserver):
     def on_approval_requested(self, run: RunInfo, request: ApprovalRequest) -> None:
         def pending(session: Session, record: WorkflowRun) -> None:
             if self._gate(session, record, request.display_name) is None:
-                session.add(Approval(run_id=record.id, gate=request.display_name,
-                                     step_name=request.step, decision="pending"))  # fmt: skip
+                session.add(
+                    Approval(
+                        run_id=record.id,
+                        gate=request.display_name,
+                        step_name=request.step,
+                        decision="pending",
+                    )
+                )
 
         self._write(pending)
 
@@ -218,8 +249,7 @@ class StoreObserver(SilentObserver):
         def decided(session: Session, record: WorkflowRun) -> None:
             gate = self._gate(session, record, request.display_name)
             if gate is None:
-                gate = Approval(run_id=record.id, gate=request.display_name,
-                                step_name=request.step)  # fmt: skip
+                gate = Approval(run_id=record.id, gate=request.display_name, step_name=request.step)
                 session.add(gate)
             if decision is None:
                 gate.decision, gate.channel = "denied", "timeout"

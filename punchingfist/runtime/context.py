@@ -20,8 +20,14 @@ class BadTaskInput(PunchingFistError):
 
 
 def not_run(step: str, why: str = "the step did not run") -> dict[str, Any]:
-    return {"step": step, "kind": "none", "success": False, "phase": "NotRun", "result": None,
-            "error": why}  # fmt: skip
+    return {
+        "step": step,
+        "kind": "none",
+        "success": False,
+        "phase": "NotRun",
+        "result": None,
+        "error": why,
+    }
 
 
 def step_result(step: str, raw: str | None) -> dict[str, Any]:

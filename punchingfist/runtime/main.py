@@ -211,8 +211,14 @@ def _delivered(name: str, kind: str, deliver: Callable[[], Delivery], files: _Fi
 
 
 def _failed(step: str, kind: str, error: str) -> dict[str, Any]:
-    return {"step": step, "kind": kind, "success": False, "phase": "Failed", "result": None,
-            "error": error}  # fmt: skip
+    return {
+        "step": step,
+        "kind": kind,
+        "success": False,
+        "phase": "Failed",
+        "result": None,
+        "error": error,
+    }
 
 
 def _parsed(stdout: str) -> Any:

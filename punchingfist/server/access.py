@@ -98,8 +98,12 @@ def token_owner(tokens: Mapping[str, str], given: str) -> str | None:
 APPROVER_RIGHTS = frozenset({"get", "list", "approve"})
 
 
-def check(access: Access, approver_tokens: Mapping[str, str] | None,
-          headers: Mapping[str, str], permission: Permission) -> Caller | str | None:  # fmt: skip
+def check(
+    access: Access,
+    approver_tokens: Mapping[str, str] | None,
+    headers: Mapping[str, str],
+    permission: Permission,
+) -> Caller | str | None:
     """The caller allowed `permission`; None when nobody is authenticated; the caller's name
     (a str) when it is authenticated but not allowed. An approver token (OperatorConfig
     `spec.approvals.tokensSecret`) names its owner, who may read and approve only."""
@@ -209,8 +213,10 @@ class KubernetesAccess:
             answer = self._authentication.create_token_review(review)
         except (ApiException, HTTPError, OSError) as error:
             # Not cached: the next request asks again. Refusing is the safe answer meanwhile.
-            log.warning("TokenReview failed (%s): the caller is refused",
-                        getattr(error, "status", None) or type(error).__name__)  # fmt: skip
+            log.warning(
+                "TokenReview failed (%s): the caller is refused",
+                getattr(error, "status", None) or type(error).__name__,
+            )
             return None, 0.0
         status = answer.status
         if status is None or not status.authenticated or status.user is None:
@@ -235,21 +241,28 @@ class KubernetesAccess:
         from urllib3.exceptions import HTTPError
 
         spec = client.V1SubjectAccessReviewSpec(
-            user=caller.username, groups=list(caller.groups), uid=caller.uid or None,
+            user=caller.username,
+            groups=list(caller.groups),
+            uid=caller.uid or None,
             extra={k: list(v) for k, v in caller.extra.items()} or None,
             resource_attributes=client.V1ResourceAttributes(
-                group=GROUP, resource=permission.resource, verb=permission.verb,
-                namespace=self.namespace, name=permission.name,
+                group=GROUP,
+                resource=permission.resource,
+                verb=permission.verb,
+                namespace=self.namespace,
+                name=permission.name,
             ),
-        )  # fmt: skip
+        )
         try:
             answer = self._authorization.create_subject_access_review(
                 client.V1SubjectAccessReview(spec=spec)
             )
         except (ApiException, HTTPError, OSError) as error:
-            log.warning("SubjectAccessReview failed (%s): %s is refused",
-                        getattr(error, "status", None) or type(error).__name__,
-                        permission)  # fmt: skip
+            log.warning(
+                "SubjectAccessReview failed (%s): %s is refused",
+                getattr(error, "status", None) or type(error).__name__,
+                permission,
+            )
             return False, 0.0
         allowed = bool(answer.status and answer.status.allowed)
         return allowed, AUTHORIZATION_TTL if allowed else NEGATIVE_TTL
@@ -267,8 +280,10 @@ def load_or_create_token(path: Path) -> tuple[str, bool]:
             )
         token = path.read_text().strip()
         if len(token) < 16:
-            raise ValueError(f"{path} holds no usable token (16 characters or more): delete it "
-                             "and a new one is made at the next start")  # fmt: skip
+            raise ValueError(
+                f"{path} holds no usable token (16 characters or more): delete it "
+                "and a new one is made at the next start"
+            )
         return token, False
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)

@@ -57,8 +57,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = threading.Event()
     thread = None
     if state.executor is not None:
-        thread = threading.Thread(target=_dispatcher, args=(state, stop), daemon=True,
-                                  name="outbox-dispatcher")  # fmt: skip
+        thread = threading.Thread(
+            target=_dispatcher, args=(state, stop), daemon=True, name="outbox-dispatcher"
+        )
         thread.start()
     yield
     state.writer.stop()
@@ -79,8 +80,12 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.exception_handler(SQLAlchemyError)
     async def _database_error(request: Request, error: SQLAlchemyError) -> Response:
-        log.warning("%s %s: the database failed (%s): answered 503", request.method,
-                    request.url.path, type(error).__name__)  # fmt: skip
+        log.warning(
+            "%s %s: the database failed (%s): answered 503",
+            request.method,
+            request.url.path,
+            type(error).__name__,
+        )
         return _database_down()
 
     @app.get("/healthz", tags=["health"])
@@ -109,9 +114,10 @@ def create_app(state: ServerState) -> FastAPI:
                 select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == "pending")
             )
             active = session.scalar(
-                select(func.count()).select_from(WorkflowRun)
+                select(func.count())
+                .select_from(WorkflowRun)
                 .where(WorkflowRun.status.in_(("submitted", "running")))
-            )  # fmt: skip
+            )
         state.metrics.outbox_pending.set(pending or 0)
         state.metrics.active_tasks.set(active or 0)
         return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -128,8 +134,11 @@ def create_app(state: ServerState) -> FastAPI:
         if not admitted:
             for source in sources:
                 state.metrics.alerts_processed.labels(source.name, "rejected").inc()
-            return problem(401, "missing or wrong credentials for this webhook",
-                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            return problem(
+                401,
+                "missing or wrong credentials for this webhook",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         try:
             body = await read_body(request, state.max_body_bytes)
         except TooLarge as error:
@@ -176,8 +185,9 @@ def create_app(state: ServerState) -> FastAPI:
         return refusal.response
 
     @app.get("/api/v1/alerts", tags=["read"], dependencies=[reads("list", "alerts")])
-    def alerts(status: str | None = None, severity: str | None = None,
-               limit: int = 100) -> dict[str, Any]:  # fmt: skip
+    def alerts(
+        status: str | None = None, severity: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
         query = select(Alert).order_by(Alert.received_at.desc()).limit(_limit(limit))
         if status:
             query = query.where(Alert.status == status)
@@ -195,15 +205,20 @@ def create_app(state: ServerState) -> FastAPI:
                 return problem(404, f"no alert {alert_id}")
             view = row(found)
             view["relationships"] = [
-                row(r) for r in session.scalars(
+                row(r)
+                for r in session.scalars(
                     select(AlertRelationship).where(
                         (AlertRelationship.parent_alert_id == found.id)
                         | (AlertRelationship.child_alert_id == found.id)
                     )
                 )
-            ]  # fmt: skip
-            view["runs"] = [_run_view(r) for r in session.scalars(
-                select(WorkflowRun).where(WorkflowRun.alert_id == found.id))]  # fmt: skip
+            ]
+            view["runs"] = [
+                _run_view(r)
+                for r in session.scalars(
+                    select(WorkflowRun).where(WorkflowRun.alert_id == found.id)
+                )
+            ]
             return JSONResponse(view)
 
     @app.get("/api/v1/incidents", tags=["read"], dependencies=[reads("list", "incidents")])
@@ -244,10 +259,14 @@ def create_app(state: ServerState) -> FastAPI:
             if found is None:
                 return problem(404, f"no run {run_id}")
             view = _run_view(found)
-            for name, model in (("steps", RunStep), ("sink_deliveries", SinkDelivery),
-                                ("approvals", Approval)):  # fmt: skip
-                view[name] = [row(r) for r in session.scalars(
-                    select(model).where(model.run_id == found.id))]  # fmt: skip
+            for name, model in (
+                ("steps", RunStep),
+                ("sink_deliveries", SinkDelivery),
+                ("approvals", Approval),
+            ):
+                view[name] = [
+                    row(r) for r in session.scalars(select(model).where(model.run_id == found.id))
+                ]
             return JSONResponse(view)
 
     return app
@@ -273,8 +292,11 @@ class _WebhookShortcut:
         self.app, self.state, self.handler = app, state, handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["method"] != "POST"
-                or scope["path"] not in self.state.webhook_paths()):  # fmt: skip
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in self.state.webhook_paths()
+        ):
             await self.app(scope, receive, send)
             return
         try:
@@ -300,10 +322,12 @@ def add_source_routes(app: FastAPI) -> list[str]:
     """
     state: ServerState = app.state.pf
     routes: dict[str, tuple[Any, dict[str, Any]]] = {
-        path: (app.state.pf_receive,
-               {"tags": ["intake"], "summary": f"Alertmanager webhook receiver ({path})"})
+        path: (
+            app.state.pf_receive,
+            {"tags": ["intake"], "summary": f"Alertmanager webhook receiver ({path})"},
+        )
         for path in state.webhook_paths()
-    }  # fmt: skip
+    }
     routes |= trigger_routes(state)
     routed = {getattr(route, "path", None) for route in app.router.routes}
     added = []

@@ -33,9 +33,15 @@ SLACK_MAX_SKEW = 300
 
 
 def decide(
-    state: ServerState, run_name: str, gate: str, approved: bool, approver: str,
-    comment: str, channel: str, identities: frozenset[str] | None = None,
-) -> JSONResponse:  # fmt: skip
+    state: ServerState,
+    run_name: str,
+    gate: str,
+    approved: bool,
+    approver: str,
+    comment: str,
+    channel: str,
+    identities: frozenset[str] | None = None,
+) -> JSONResponse:
     """Resume the gate, then record the decision. `identities`: the names the allow-list may
     know the approver by (default: just `approver`)."""
     if state.approvers and not ((identities or frozenset({approver})) & state.approvers):
@@ -54,8 +60,15 @@ def decide(
             return problem(409, f"already {earlier.decision} by {earlier.approver}")
         namespace = run.namespace
     try:
-        resume(run_name, namespace, gate, approved=approved, approver=approver, comment=comment,
-               channel=channel)  # fmt: skip
+        resume(
+            run_name,
+            namespace,
+            gate,
+            approved=approved,
+            approver=approver,
+            comment=comment,
+            channel=channel,
+        )
     except SubmitError as error:
         return problem(502 if error.temporary else 409, str(error))
     with state.sessions.begin() as session:
@@ -155,8 +168,12 @@ def router(state: ServerState) -> APIRouter:
         if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
             return problem(422, "body.decision must be `approve` or `deny`")
         named = data.get("approver")
-        if named is not None and (not isinstance(named, str) or not named.strip()
-                                  or len(named) > 200 or not named.isprintable()):  # fmt: skip
+        if named is not None and (
+            not isinstance(named, str)
+            or not named.strip()
+            or len(named) > 200
+            or not named.isprintable()
+        ):
             return problem(422, "body.approver must be a printable name (200 characters at most)")
         comment = data.get("comment") or ""
         if not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment:
@@ -169,10 +186,14 @@ def router(state: ServerState) -> APIRouter:
         else:
             approver = caller.username
             if named is not None and named.strip() != approver:
-                return problem(403, f"these credentials are {approver!r}'s: they cannot answer "
-                                    f"as {named.strip()!r}")  # fmt: skip
-        return decide(state, run_name, gate, data["decision"] == "approve", approver, comment,
-                      "api")  # fmt: skip
+                return problem(
+                    403,
+                    f"these credentials are {approver!r}'s: they cannot answer "
+                    f"as {named.strip()!r}",
+                )
+        return decide(
+            state, run_name, gate, data["decision"] == "approve", approver, comment, "api"
+        )
 
     @routes.post("/slack/interactions", tags=["approvals"])
     async def slack(request: Request) -> JSONResponse:
@@ -206,12 +227,25 @@ def router(state: ServerState) -> APIRouter:
             return JSONResponse(
                 {"response_type": "ephemeral", "replace_original": False, "text": text}
             )
-        response = decide(state, run_name, gate, verdict == "approve", f"slack:{user_id}",
-                          f"via Slack by {shown}", "slack", identities=names)  # fmt: skip
+        response = decide(
+            state,
+            run_name,
+            gate,
+            verdict == "approve",
+            f"slack:{user_id}",
+            f"via Slack by {shown}",
+            "slack",
+            identities=names,
+        )
         if response.status_code != 200:
             message = json.loads(bytes(response.body))["error"]
-            return JSONResponse({"response_type": "ephemeral", "replace_original": False,
-                                 "text": f"Not recorded: {_plain(message)}"})  # fmt: skip
+            return JSONResponse(
+                {
+                    "response_type": "ephemeral",
+                    "replace_original": False,
+                    "text": f"Not recorded: {_plain(message)}",
+                }
+            )
         word = "Approved" if verdict == "approve" else "Denied"
         text = _plain(f"{word} by {shown} ({user_id}): {run_name} / {gate}")
         return JSONResponse({"replace_original": True, "text": text})

@@ -112,8 +112,10 @@ class IntakeWriter:
         `RECENT_SECONDS` of the one before (written by the request thread, read and pruned by
         the writers)."""
         if not writers_fit(writers, engine.dialect.name):
-            raise ValueError(f"{writers} intake writers on {engine.dialect.name}: give 1, or "
-                             f"up to {MAX_WRITERS} on PostgreSQL")  # fmt: skip
+            raise ValueError(
+                f"{writers} intake writers on {engine.dialect.name}: give 1, or "
+                f"up to {MAX_WRITERS} on PostgreSQL"
+            )
         self._lanes = [_Lane(f"intake-writer-{n}") for n in range(writers)]
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -151,8 +153,9 @@ class IntakeWriter:
         with self._lock:
             for lane in self._lanes:
                 if lane.thread is None or not lane.thread.is_alive():
-                    lane.thread = threading.Thread(target=self._run, args=(lane,), daemon=True,
-                                                   name=lane.name)  # fmt: skip
+                    lane.thread = threading.Thread(
+                        target=self._run, args=(lane,), daemon=True, name=lane.name
+                    )
                     lane.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -240,9 +243,12 @@ class IntakeWriter:
     def _write(self, lane: _Lane, jobs: list[_Job], *, reconnected: bool = False) -> None:
         try:
             with self._transaction(lane) as session:
-                results = ingest_batch(session, [(j.sources, j.payload) for j in jobs],
-                                       namespace=self.namespace,
-                                       source_ids=lane.source_ids)  # fmt: skip
+                results = ingest_batch(
+                    session,
+                    [(j.sources, j.payload) for j in jobs],
+                    namespace=self.namespace,
+                    source_ids=lane.source_ids,
+                )
         except Exception as error:  # every waiting request gets an answer, whatever happened
             lane.source_ids.clear()
             if isinstance(error, DBAPIError) and error.connection_invalidated and not reconnected:
@@ -254,8 +260,11 @@ class IntakeWriter:
             if len(jobs) == 1:
                 self._write_alone(lane, jobs[0], error)
                 return
-            log.info("a batch of %d notifications failed (%s); writing them one by one",
-                     len(jobs), type(error).__name__)  # fmt: skip
+            log.info(
+                "a batch of %d notifications failed (%s); writing them one by one",
+                len(jobs),
+                type(error).__name__,
+            )
             for job in jobs:
                 self._write(lane, [job])
             return
@@ -269,8 +278,9 @@ class IntakeWriter:
         if isinstance(error, IntegrityError):
             try:
                 with self._transaction(lane) as session:
-                    result = ingest_batch(session, [(job.sources, job.payload)],
-                                          namespace=self.namespace)[0]  # fmt: skip
+                    result = ingest_batch(
+                        session, [(job.sources, job.payload)], namespace=self.namespace
+                    )[0]
             except Exception as again:
                 job.future.set_exception(_answer(again))
                 return
@@ -294,8 +304,9 @@ def _answer(error: Exception) -> Exception:
             "have named the field",
         )
     if isinstance(error, SQLAlchemyError):
-        log.warning("storing a notification failed: the database is unavailable (%s): "
-                    "answered 503", name)  # fmt: skip
+        log.warning(
+            "storing a notification failed: the database is unavailable (%s): answered 503", name
+        )
         return error
     log.error("storing a notification failed", exc_info=error)
     return error

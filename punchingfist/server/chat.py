@@ -118,8 +118,9 @@ def router(state: ServerState) -> APIRouter:
                 continue
             key = f"slack/{data.get('event_id') or event.get('event_ts') or event.get('ts')}"
             payload = {"chat": chat, "context": dict(source.spec.context)}
-            name, created = queue_run(state.sessions, source, payload, key,
-                                      namespace=state.namespace)  # fmt: skip
+            name, created = queue_run(
+                state.sessions, source, payload, key, namespace=state.namespace
+            )
             if created:
                 state.metrics.runs_queued.labels(source.spec.trigger_workflow).inc()
                 runs.append(name)

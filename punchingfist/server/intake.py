@@ -73,8 +73,12 @@ def admit(sources: list[Source], payload: AlertmanagerPayload) -> None:
     if not limits or len(payload.alerts) <= min(limits)[0]:
         return
     limit, name = min(limits)
-    log.warning("refused a notification of %d alerts: Source %r takes at most %d (maxAlerts)",
-                len(payload.alerts), name, limit)  # fmt: skip
+    log.warning(
+        "refused a notification of %d alerts: Source %r takes at most %d (maxAlerts)",
+        len(payload.alerts),
+        name,
+        limit,
+    )
     raise IntakeRefused(
         413,
         f"the notification holds {len(payload.alerts)} alerts; Source {name!r} takes at most "
@@ -106,9 +110,14 @@ class IntakeResult:
         self.by_source[(source, status)] = self.by_source.get((source, status), 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
-        counts = {"received": self.received, "new": self.new, "updated": self.updated,
-                  "resolved": self.resolved, "filtered": self.filtered,
-                  "suppressed": self.suppressed}  # fmt: skip
+        counts = {
+            "received": self.received,
+            "new": self.new,
+            "updated": self.updated,
+            "resolved": self.resolved,
+            "filtered": self.filtered,
+            "suppressed": self.suppressed,
+        }
         return {**counts, "runs": self.runs} | ({"note": self.note} if self.note else {})
 
 
@@ -184,8 +193,12 @@ class _Notification:
 
     def record(self, row_id: Any, now: datetime) -> dict[str, Any]:
         group = event_group(self.payload, group_identities(self.views))
-        self.row = {"id": row_id, "group_key": self.payload.group_key, "event": group,
-                    "received_at": now}  # fmt: skip
+        self.row = {
+            "id": row_id,
+            "group_key": self.payload.group_key,
+            "event": group,
+            "received_at": now,
+        }
         return self.row
 
     def parameters(self, index: int, source: Source) -> dict[str, Any]:
@@ -212,9 +225,10 @@ class _Kept:
         self.title = _title(self.incoming.labels)
         if self.incoming.status != "resolved":
             starts_at = _aware(self.incoming.starts_at)
-            self.run_names = [run_name(s.spec.trigger_workflow, s.name,
-                                       self.incoming.fingerprint, starts_at)
-                              for s in self.matched]  # fmt: skip
+            self.run_names = [
+                run_name(s.spec.trigger_workflow, s.name, self.incoming.fingerprint, starts_at)
+                for s in self.matched
+            ]
 
     @property
     def payload(self) -> AlertmanagerPayload:
@@ -294,8 +308,13 @@ class _Batch:
         for name, source in sources.items():
             key = (self.namespace, name)
             if key not in self.known_sources:
-                record = SourceRecord(id=uuid.uuid4(), namespace=self.namespace, name=name,
-                                      type=source.spec.type, spec=source.spec.dump())  # fmt: skip
+                record = SourceRecord(
+                    id=uuid.uuid4(),
+                    namespace=self.namespace,
+                    name=name,
+                    type=source.spec.type,
+                    spec=source.spec.dump(),
+                )
                 self.session.add(record)
                 self.known_sources[key] = str(record.id) if self.postgresql else record.id
             ids[name] = self.known_sources[key]
@@ -366,10 +385,17 @@ class _Batch:
         if incident is None:
             incident, confidence = self.by_title.get(title), 0.6
         if incident is None:
-            incident = {"id": self.new_id(), "title": title, "status": "open",
-                        "severity": row["severity"], "group_key": payload.group_key,
-                        "description": row["summary"], "alerts_count": 0,
-                        "first_alert_id": None, "created_at": self.now}  # fmt: skip
+            incident = {
+                "id": self.new_id(),
+                "title": title,
+                "status": "open",
+                "severity": row["severity"],
+                "group_key": payload.group_key,
+                "description": row["summary"],
+                "alerts_count": 0,
+                "first_alert_id": None,
+                "created_at": self.now,
+            }
             self.new_incidents.append(incident)
             self.first_alert[incident["id"]] = None
             self.by_group[payload.group_key] = incident  # the rest of the group joins it
@@ -378,18 +404,28 @@ class _Batch:
         before = self.earlier.get(row["fingerprint"])
         parent = self.first_alert.get(incident_id)
         if parent is not None and parent != before:
-            self.relationships.append({"id": self.new_id(), "parent_alert_id": parent,
-                                       "child_alert_id": row["id"],
-                                       "relationship_type": "related",
-                                       "confidence": confidence})  # fmt: skip
+            self.relationships.append(
+                {
+                    "id": self.new_id(),
+                    "parent_alert_id": parent,
+                    "child_alert_id": row["id"],
+                    "relationship_type": "related",
+                    "confidence": confidence,
+                }
+            )
         if parent is None:
             self.first_alert[incident_id] = row["id"]
             incident["first_alert_id"] = row["id"]
         if before is not None:
-            self.relationships.append({"id": self.new_id(), "parent_alert_id": before,
-                                       "child_alert_id": row["id"],
-                                       "relationship_type": "duplicate",
-                                       "confidence": 1.0})  # fmt: skip
+            self.relationships.append(
+                {
+                    "id": self.new_id(),
+                    "parent_alert_id": before,
+                    "child_alert_id": row["id"],
+                    "relationship_type": "duplicate",
+                    "confidence": 1.0,
+                }
+            )
             row["parent_alert_id"] = before
         else:
             self.earlier[row["fingerprint"]] = row["id"]
@@ -406,13 +442,20 @@ class _Batch:
         notifications, runs, outbox = self._plan_runs()
         write_many(
             session,
-            [(Incident, self.new_incidents), (Alert, self.new_alerts),
-             (AlertRelationship, self.relationships), (Notification, notifications),
-             (WorkflowRun, runs), (OutboxEntry, outbox)],
-            [(self.statements.alert_update, self._alert_changes()),
-             (self.statements.incident_update, self._incident_changes())],
+            [
+                (Incident, self.new_incidents),
+                (Alert, self.new_alerts),
+                (AlertRelationship, self.relationships),
+                (Notification, notifications),
+                (WorkflowRun, runs),
+                (OutboxEntry, outbox),
+            ],
+            [
+                (self.statements.alert_update, self._alert_changes()),
+                (self.statements.incident_update, self._incident_changes()),
+            ],
             commit=not self.touched_incidents,
-        )  # fmt: skip
+        )
         if self.touched_incidents:
             _resolve_incidents(session, self.touched_incidents, self.now)
 
@@ -421,24 +464,34 @@ class _Batch:
         in id order, as every writer's do, so two writers never wait on each other in a
         circle."""
         changes = [
-            {"a_id": row["id"], "a_labels": row["labels"], "a_annotations": row["annotations"],
-             "a_status": row["status"], "a_resolved_at": row["resolved_at"],
-             "a_ends_at": row["ends_at"], "a_now": self.now}
+            {
+                "a_id": row["id"],
+                "a_labels": row["labels"],
+                "a_annotations": row["annotations"],
+                "a_status": row["status"],
+                "a_resolved_at": row["resolved_at"],
+                "a_ends_at": row["ends_at"],
+                "a_now": self.now,
+            }
             for row in self.known_alerts
             if "labels" in row
-        ]  # fmt: skip
+        ]
         return sorted(changes, key=lambda change: str(change["a_id"]))
 
     def _incident_changes(self) -> list[dict[str, Any]]:
         """The incidents this batch added alerts to. The count grows by what was added (not
         set to what was read), so a concurrent writer's alerts still count."""
         changes = [
-            {"b_id": key, "b_added": after["alerts_count"] - (before["alerts_count"] or 0),
-             "b_severity": after["severity"], "b_first": after["first_alert_id"],
-             "b_now": self.now}
+            {
+                "b_id": key,
+                "b_added": after["alerts_count"] - (before["alerts_count"] or 0),
+                "b_severity": after["severity"],
+                "b_first": after["first_alert_id"],
+                "b_now": self.now,
+            }
             for key, (before, after) in self.open_incidents.items()
             if after != before
-        ]  # fmt: skip
+        ]
         return sorted(changes, key=lambda change: str(change["b_id"]))
 
     def _plan_runs(self) -> tuple[list[dict[str, Any]], ...]:
@@ -466,12 +519,22 @@ class _Batch:
                     notifications.append(notification)
                 workflow = source.spec.trigger_workflow
                 parameters = item.notification.parameters(item.index, source)
-                runs.append({"id": self.new_id(), "name": name, "namespace": self.namespace,
-                             "workflow_name": workflow, "alert_id": row["id"],
-                             "incident_id": row["incident_id"], "source_name": source.name,
-                             "fingerprint": row["fingerprint"], "parameters": parameters,
-                             "notification_id": notification["id"], "status": "pending",
-                             "executor": "argo"})  # fmt: skip
+                runs.append(
+                    {
+                        "id": self.new_id(),
+                        "name": name,
+                        "namespace": self.namespace,
+                        "workflow_name": workflow,
+                        "alert_id": row["id"],
+                        "incident_id": row["incident_id"],
+                        "source_name": source.name,
+                        "fingerprint": row["fingerprint"],
+                        "parameters": parameters,
+                        "notification_id": notification["id"],
+                        "status": "pending",
+                        "executor": "argo",
+                    }
+                )
                 # The parameters live on the run row; the outbox only says what to submit.
                 submit = {"workflow": workflow, "namespace": self.namespace}
                 outbox.append({"id": self.new_id(), "run_name": name, "payload": submit})
@@ -483,10 +546,25 @@ class _Batch:
         return notifications, runs, outbox
 
 
-_ALERT_COLUMNS = ("id", "fingerprint", "starts_at", "received_at", "status", "resolved_at",
-                  "ends_at", "incident_id")  # fmt: skip
-_INCIDENT_COLUMNS = ("id", "title", "group_key", "severity", "alerts_count", "first_alert_id",
-                     "created_at")  # fmt: skip
+_ALERT_COLUMNS = (
+    "id",
+    "fingerprint",
+    "starts_at",
+    "received_at",
+    "status",
+    "resolved_at",
+    "ends_at",
+    "incident_id",
+)
+_INCIDENT_COLUMNS = (
+    "id",
+    "title",
+    "group_key",
+    "severity",
+    "alerts_count",
+    "first_alert_id",
+    "created_at",
+)
 
 
 @dataclass(frozen=True)
@@ -563,9 +641,11 @@ def _run_limit(source: Source) -> int:
 
 def _suppressed_note(count: int, sources: list[Source]) -> str:
     limits = ", ".join(f"{s.name!r} at most {_run_limit(s)}" for s in sources)
-    return (f"{count} new alerts were stored without starting a run (status suppressed): a "
-            f"Source starts a limited number of runs per notification ({limits}; "
-            "spec.config.maxRunsPerNotification)")  # fmt: skip
+    return (
+        f"{count} new alerts were stored without starting a run (status suppressed): a "
+        f"Source starts a limited number of runs per notification ({limits}; "
+        "spec.config.maxRunsPerNotification)"
+    )
 
 
 def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) -> None:

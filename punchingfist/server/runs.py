@@ -99,11 +99,14 @@ def trigger_routes(state: ServerState) -> dict[str, tuple[Any, dict[str, Any]]]:
     return {
         endpoint.rstrip("/") + "/{source_name}": (
             _trigger_handler(state, endpoint),
-            {"status_code": 202, "tags": ["runs"],
-             "summary": f"Start an api Source's workflow ({endpoint})"},
+            {
+                "status_code": 202,
+                "tags": ["runs"],
+                "summary": f"Start an api Source's workflow ({endpoint})",
+            },
         )
         for endpoint in endpoints
-    }  # fmt: skip
+    }
 
 
 def _trigger_handler(state: ServerState, endpoint: str) -> Any:
@@ -113,14 +116,20 @@ def _trigger_handler(state: ServerState, endpoint: str) -> Any:
         `authentication`, when it has one, decides who may; else `trigger` on
         `sources.punchingfist.io/<name>`."""
         source = next((s for s in state.sources if s.name == source_name), None)
-        if (source is None or not isinstance(source.spec, ApiSource)
-                or source.spec.config.endpoint.rstrip("/") != endpoint.rstrip("/")):  # fmt: skip
+        if (
+            source is None
+            or not isinstance(source.spec, ApiSource)
+            or source.spec.config.endpoint.rstrip("/") != endpoint.rstrip("/")
+        ):
             return problem(404, f"no api Source named {source_name!r} at {endpoint}")
         headers = {k.lower(): v for k, v in request.headers.items()}
         verdict = auth.allowed(source, headers, state.secrets)
         if verdict is False:
-            return problem(401, "missing or wrong credentials for this Source",
-                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            return problem(
+                401,
+                "missing or wrong credentials for this Source",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if verdict is None:
             caller = await admit(state, request, Permission("trigger", "sources", source.name))
             if isinstance(caller, JSONResponse):
@@ -134,11 +143,14 @@ def _trigger_handler(state: ServerState, endpoint: str) -> Any:
             return problem(422, "the event cannot be stored", problems=found)
         key = headers.get("idempotency-key") or uuid.uuid4().hex
         if len(key) > 200 or not key.isprintable():
-            return problem(422, "the Idempotency-Key header must be printable, 200 characters "
-                                "at most")  # fmt: skip
+            return problem(
+                422, "the Idempotency-Key header must be printable, 200 characters at most"
+            )
         context = data.get("context")
-        event = {**data, "context": {**source.spec.context,
-                                     **(context if isinstance(context, dict) else {})}}  # fmt: skip
+        event = {
+            **data,
+            "context": {**source.spec.context, **(context if isinstance(context, dict) else {})},
+        }
         name, created = queue_run(state.sessions, source, event, key, namespace=state.namespace)
         if not created:
             return JSONResponse({"run": name, "created": False}, status_code=200)
@@ -150,9 +162,13 @@ def _trigger_handler(state: ServerState, endpoint: str) -> Any:
 
 
 async def _record(
-    state: ServerState, request: Request, run_name: str, name: str, model: type[_Report],
+    state: ServerState,
+    request: Request,
+    run_name: str,
+    name: str,
+    model: type[_Report],
     record: Callable[[Session, WorkflowRun, str, dict[str, Any], datetime], Any],
-) -> tuple[dict[str, Any], str, Any] | JSONResponse:  # fmt: skip
+) -> tuple[dict[str, Any], str, Any] | JSONResponse:
     """Admit a report about step or sink `name` of a run, validate it and record it: (the
     report, the run's workflow, what `record` returned), or the 4xx answer."""
     caller = await admit(state, request, Permission("report", "runs", run_name))
@@ -188,8 +204,11 @@ async def _validated(request: Request, state: ServerState, model: type[_Report])
         return model.model_validate(data)
     except ValidationError as error:
         wrong = format_validation_error(error, data, prefix="body")
-        return problem(422, f"invalid {model.__name__}",
-                       problems=[{"field": f, "message": m} for f, m in wrong])  # fmt: skip
+        return problem(
+            422,
+            f"invalid {model.__name__}",
+            problems=[{"field": f, "message": m} for f, m in wrong],
+        )
 
 
 def unstorable(data: Any) -> list[dict[str, str]]:
@@ -212,15 +231,17 @@ def _unknown(state: ServerState, workflow_name: str, kind: str, name: str) -> JS
     metric labels and rows."""
     workflow = state.workflows.get(workflow_name)
     if workflow is None:
-        return problem(422, f"workflow {workflow_name!r} is not served here: its {kind} are "
-                            "unknown")  # fmt: skip
+        return problem(
+            422, f"workflow {workflow_name!r} is not served here: its {kind} are unknown"
+        )
     names = {item.name for item in workflow.spec.sinks}
     if kind == "steps":  # a sink's task reports as a step too
         names |= {item.name for item in workflow.spec.steps}
     if name not in names:
         listed = ", ".join(sorted(names)) or "none"
-        return problem(422, f"{name!r} is not one of the {kind} of workflow {workflow_name!r} "
-                            f"({listed})")  # fmt: skip
+        return problem(
+            422, f"{name!r} is not one of the {kind} of workflow {workflow_name!r} ({listed})"
+        )
     return None
 
 
@@ -231,9 +252,14 @@ def trigger_run_name(source: Source, key: str) -> str:
 
 
 def queue_run(
-    sessions: sessionmaker[Session], source: Source, event: dict[str, Any], key: str, *,
-    namespace: str, fingerprint: str = "",
-) -> tuple[str, bool]:  # fmt: skip
+    sessions: sessionmaker[Session],
+    source: Source,
+    event: dict[str, Any],
+    key: str,
+    *,
+    namespace: str,
+    fingerprint: str = "",
+) -> tuple[str, bool]:
     """Queue a run of the Source's workflow (run row + outbox entry, one transaction), the path
     every trigger takes (api, chat, kubernetes). Returns (run name, whether it is new): a key
     seen before maps to the run it started, which is not queued again."""
@@ -244,9 +270,16 @@ def queue_run(
             if session.scalars(select(OutboxEntry).where(OutboxEntry.run_name == name)).first():
                 return name, False
             parameters = {"event": event, "source": source.name, "fingerprint": fingerprint}
-            session.add(WorkflowRun(name=name, namespace=namespace, workflow_name=workflow,
-                                    source_name=source.name, fingerprint=fingerprint or None,
-                                    parameters=parameters))  # fmt: skip
+            session.add(
+                WorkflowRun(
+                    name=name,
+                    namespace=namespace,
+                    workflow_name=workflow,
+                    source_name=source.name,
+                    fingerprint=fingerprint or None,
+                    parameters=parameters,
+                )
+            )
             session.add(
                 OutboxEntry(run_name=name, payload={"workflow": workflow, "namespace": namespace})
             )
@@ -255,8 +288,9 @@ def queue_run(
     return name, True
 
 
-def observe_step(state: ServerState, workflow: str, data: dict[str, Any],
-                 recorded: StepRecorded) -> None:  # fmt: skip
+def observe_step(
+    state: ServerState, workflow: str, data: dict[str, Any], recorded: StepRecorded
+) -> None:
     """The metrics a recorded step feeds."""
     if recorded.tokens_added > 0:
         state.metrics.llm_tokens.labels(workflow).inc(recorded.tokens_added)

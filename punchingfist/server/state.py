@@ -73,8 +73,9 @@ class ServerState:
     endpoint knows the approver by the bearer token, not by the body (and, empty, refuses
     everyone). None: the body names the approver."""
     slack_signing_secret: str | None = None
-    access: Access = field(default_factory=lambda: TokenAccess(token_urlsafe(32), where="made "
-                                                                "for this process"))  # fmt: skip
+    access: Access = field(
+        default_factory=lambda: TokenAccess(token_urlsafe(32), where="made for this process")
+    )
     """Who may call `/api/v1` (D13). By default a token made for this process only, which
     nobody else knows."""
     probes: list[Callable[[], str | None]] = field(default_factory=list)
@@ -103,9 +104,10 @@ class ServerState:
 
     def webhook_sources(self, path: str) -> list[Source]:
         return [
-            s for s in self.sources
+            s
+            for s in self.sources
             if isinstance(s.spec, WebhookSource) and s.spec.config.path == path
-        ]  # fmt: skip
+        ]
 
     def webhook_paths(self) -> set[str]:
         return {s.spec.config.path for s in self.sources if isinstance(s.spec, WebhookSource)} | {

@@ -107,9 +107,11 @@ class _Supervisor:
             host, port = self.listener.getsockname()[:2]
             for number in range(self.workers):
                 self.start(number)
-            print(f"punchingfist: {self.workers} server workers on {_url(host, port)} (pids "
-                  f"{', '.join(str(p) for p in self.children)}); worker 0 dispatches runs",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"punchingfist: {self.workers} server workers on {_url(host, port)} (pids "
+                f"{', '.join(str(p) for p in self.children)}); worker 0 dispatches runs",
+                file=sys.stderr,
+            )
             self.selector.register(self.listener, selectors.EVENT_READ)
             self.selector.register(self.wake_read, selectors.EVENT_READ)
             while self.children:
@@ -204,13 +206,18 @@ class _Supervisor:
             how = _exit_description(wait_status)
             quick = time.monotonic() - worker.started < QUICK_DEATH_SECONDS
             if quick and not os.WIFSIGNALED(wait_status):
-                print(f"punchingfist: worker {worker.number} (pid {pid}) {how} right after "
-                      "starting; stopping the server", file=sys.stderr)  # fmt: skip
+                print(
+                    f"punchingfist: worker {worker.number} (pid {pid}) {how} right after "
+                    "starting; stopping the server",
+                    file=sys.stderr,
+                )
                 self.status = 1
                 self.stop(signal.SIGTERM, None)
                 continue
-            print(f"punchingfist: worker {worker.number} (pid {pid}) {how}; starting it again",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"punchingfist: worker {worker.number} (pid {pid}) {how}; starting it again",
+                file=sys.stderr,
+            )
             if quick:  # killed again and again (out of memory?): not in a tight loop
                 time.sleep(1)
             self.start(worker.number)
@@ -250,9 +257,12 @@ class HandedConnectionsServer(uvicorn.Server):
         await super().startup(sockets=[])
         loop = asyncio.get_running_loop()
         protocol_class: Any = self.config.http_protocol_class  # uvicorn's own, as it builds it
-        protocol = functools.partial(protocol_class, config=self.config,
-                                     server_state=self.server_state,
-                                     app_state=self.lifespan.state)  # fmt: skip
+        protocol = functools.partial(
+            protocol_class,
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
         self.channel.setblocking(False)
         loop.add_reader(self.channel.fileno(), self._receive, loop, protocol)
 

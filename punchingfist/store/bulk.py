@@ -420,9 +420,11 @@ def _psycopg_errors(session: Session, statement: Any) -> Iterator[None]:
         lost = connection.dialect.is_disconnect(cast(Any, error), raw, None)
         if isinstance(error, errors.InvalidSqlStatementName) and _Prepared.enabled:
             _Prepared.enabled, lost = False, True
-            log.warning("the database lost a statement this connection had prepared (a "
-                        "connection pooler in transaction mode?); statements are sent "
-                        "unprepared from now on")  # fmt: skip
+            log.warning(
+                "the database lost a statement this connection had prepared (a "
+                "connection pooler in transaction mode?); statements are sent "
+                "unprepared from now on"
+            )
         if lost:
             connection.invalidate(error)
         raise DBAPIError.instance(  # DataError, OperationalError, ... as psycopg's class says
@@ -438,9 +440,10 @@ def _json_rows(model: type[Any], rows: Rows) -> tuple[Table, tuple[str, ...], st
     table: Table = model.__table__
     first = rows[0]
     missing = [
-        c for c in table.columns
+        c
+        for c in table.columns
         if c.name not in first and c.default is not None and c.server_default is None
-    ]  # fmt: skip
+    ]
     if missing:
         rows = [{**row, **{c.name: _default(c) for c in missing}} for row in rows]
     return table, tuple(rows[0]), encode_json(rows)

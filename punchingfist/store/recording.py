@@ -83,8 +83,14 @@ def record_delivery(
     session: Session, run: WorkflowRun, sink: str, data: dict[str, Any], now: datetime
 ) -> None:
     outcome = data["outcome"]
-    session.add(SinkDelivery(
-        run_id=run.id, sink_name=sink, sink_type=data.get("type") or "unknown", outcome=outcome,
-        detail=data, attempts=int(data.get("attempts") or 1),
-        delivered_at=now if outcome == "delivered" else None,
-    ))  # fmt: skip
+    session.add(
+        SinkDelivery(
+            run_id=run.id,
+            sink_name=sink,
+            sink_type=data.get("type") or "unknown",
+            outcome=outcome,
+            detail=data,
+            attempts=int(data.get("attempts") or 1),
+            delivered_at=now if outcome == "delivered" else None,
+        )
+    )

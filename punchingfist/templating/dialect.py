@@ -39,11 +39,30 @@ _TOKEN = re.compile(
 _PY_IDENT = re.compile(rf"^{_IDENT}$")
 # Words that end a Go-style filter argument list.
 _KEYWORDS = {
-    "and", "or", "not", "in", "is", "if", "else", "for", "recursive", "with", "without",
-    "context", "as", "import",
-}  # fmt: skip
-_LITERALS = {"true": "true", "false": "false", "none": "none", "nil": "none", "True": "true",
-             "False": "false", "None": "none"}  # fmt: skip
+    "and",
+    "or",
+    "not",
+    "in",
+    "is",
+    "if",
+    "else",
+    "for",
+    "recursive",
+    "with",
+    "without",
+    "context",
+    "as",
+    "import",
+}
+_LITERALS = {
+    "true": "true",
+    "false": "false",
+    "none": "none",
+    "nil": "none",
+    "True": "true",
+    "False": "false",
+    "None": "none",
+}
 
 
 @dataclass(frozen=True)

@@ -56,20 +56,28 @@ class LiveCluster:
     # -- commands ---------------------------------------------------------------------------
 
     def _run(self, argv: list[str], stdin: str | None, check: bool, timeout: float) -> str:
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                              timeout=timeout, check=False)  # fmt: skip
+        done = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(argv[:6])} ... failed:\n{done.stderr}{done.stdout}")
         return done.stdout + (done.stderr if not check else "")
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True,
-                timeout: float = 120) -> str:  # fmt: skip
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> str:
         argv = [self.binaries["KUBECTL"], "--kubeconfig", str(self.layout.kubeconfig), *args]
         return self._run(argv, stdin, check, timeout)
 
     def argo(self, *args: str, timeout: float = 120) -> str:
-        argv = [self.binaries["ARGO"], "--kubeconfig", str(self.layout.kubeconfig),
-                "-n", NAMESPACE, *args]  # fmt: skip
+        argv = [
+            self.binaries["ARGO"],
+            "--kubeconfig",
+            str(self.layout.kubeconfig),
+            "-n",
+            NAMESPACE,
+            *args,
+        ]
         return self._run(argv, None, True, timeout)
 
     def get(self, *args: str) -> Any:
@@ -84,8 +92,16 @@ class LiveCluster:
 
     def cleanup(self) -> None:
         for kind, name in reversed(self.created):
-            self.kubectl("delete", kind, name, "-n", NAMESPACE, "--ignore-not-found",
-                         "--wait=false", check=False)  # fmt: skip
+            self.kubectl(
+                "delete",
+                kind,
+                name,
+                "-n",
+                NAMESPACE,
+                "--ignore-not-found",
+                "--wait=false",
+                check=False,
+            )
         self.created.clear()
 
     # -- the operator -------------------------------------------------------------------------
@@ -100,9 +116,16 @@ class LiveCluster:
         account = f"pf-test-{role}"
         if account not in self._tokens:
             self.kubectl("create", "serviceaccount", account, "-n", NAMESPACE, check=False)
-            self.kubectl("create", "rolebinding", account, "-n", NAMESPACE,
-                         f"--clusterrole=punchingfist-{role}",
-                         f"--serviceaccount={NAMESPACE}:{account}", check=False)  # fmt: skip
+            self.kubectl(
+                "create",
+                "rolebinding",
+                account,
+                "-n",
+                NAMESPACE,
+                f"--clusterrole=punchingfist-{role}",
+                f"--serviceaccount={NAMESPACE}:{account}",
+                check=False,
+            )
             made = self.kubectl("create", "token", account, "-n", NAMESPACE, "--duration=2h")
             self._tokens[account] = made.strip()
         return self._tokens[account]
@@ -118,8 +141,9 @@ class LiveCluster:
         except urllib.error.HTTPError as error:
             return {"status": error.code, "body": error.read().decode(errors="replace")}
 
-    def run_record(self, name: str, done: Callable[[dict[str, Any]], bool],
-                   timeout: float = 60) -> dict[str, Any]:  # fmt: skip
+    def run_record(
+        self, name: str, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
         """The operator's record of run `name`, once `done` says it is complete."""
         last: list[Any] = []
 
@@ -128,16 +152,21 @@ class LiveCluster:
             last[:] = [record]
             return record if "steps" in record and done(record) else None
 
-        return self.wait(found, f"the operator's record of run {name}", timeout,
-                         lambda: json.dumps(last, indent=1)[-3000:])  # fmt: skip
+        return self.wait(
+            found,
+            f"the operator's record of run {name}",
+            timeout,
+            lambda: json.dumps(last, indent=1)[-3000:],
+        )
 
     # -- Argo -----------------------------------------------------------------------------
 
     def submit(self, template: str, *parameters: str) -> str:
         """`argo submit --from workflowtemplate/NAME`, as a user starts an ad-hoc run."""
         flags = [arg for parameter in parameters for arg in ("-p", parameter)]
-        name = self.argo("submit", "--from", f"workflowtemplate/{template}", *flags,
-                         "-o", "name").strip()  # fmt: skip
+        name = self.argo(
+            "submit", "--from", f"workflowtemplate/{template}", *flags, "-o", "name"
+        ).strip()
         self.created.append(("workflows.argoproj.io", name))
         return name
 
@@ -152,20 +181,27 @@ class LiveCluster:
             workflow = self.argo_workflow(name)
             return workflow if workflow.get("status", {}).get("phase") in FINISHED else None
 
-        return self.wait(done, f"Argo Workflow {name} to finish", timeout,
-                         lambda: self.describe_run(name))  # fmt: skip
+        return self.wait(
+            done, f"Argo Workflow {name} to finish", timeout, lambda: self.describe_run(name)
+        )
 
     def describe_run(self, name: str) -> str:
         workflow = self.argo_workflow(name)
-        nodes = {n.get("displayName"): (n.get("phase"), n.get("message"))
-                 for n in (workflow.get("status") or {}).get("nodes", {}).values()}  # fmt: skip
-        pods = pod_problems(self.get("pods", "-n", NAMESPACE,
-                                     "-l", f"workflows.argoproj.io/workflow={name}"))  # fmt: skip
+        nodes = {
+            n.get("displayName"): (n.get("phase"), n.get("message"))
+            for n in (workflow.get("status") or {}).get("nodes", {}).values()
+        }
+        pods = pod_problems(
+            self.get("pods", "-n", NAMESPACE, "-l", f"workflows.argoproj.io/workflow={name}")
+        )
         return f"phase {workflow.get('status', {}).get('phase')}; nodes {nodes}; pods {pods}"
 
     def step_node(self, workflow: dict[str, Any], step: str) -> dict[str, Any]:
-        (node,) = [n for n in workflow["status"]["nodes"].values()
-                   if n.get("displayName") == step and n.get("type") == "Pod"]  # fmt: skip
+        (node,) = [
+            n
+            for n in workflow["status"]["nodes"].values()
+            if n.get("displayName") == step and n.get("type") == "Pod"
+        ]
         return dict(node)
 
     # -- waiting ---------------------------------------------------------------------------
@@ -178,12 +214,20 @@ class LiveCluster:
             found = self.kubectl("get", "-o", "json", *objects, check=False)
             return found.lstrip().startswith("{") and all_conditions(json.loads(found), condition)
 
-        self.wait(met, f"{condition} of {' '.join(objects)}", timeout,
-                  lambda: self.kubectl("get", *objects, check=False))  # fmt: skip
+        self.wait(
+            met,
+            f"{condition} of {' '.join(objects)}",
+            timeout,
+            lambda: self.kubectl("get", *objects, check=False),
+        )
 
     @staticmethod
-    def wait(check: Callable[[], T | None], what: str, timeout: float,
-             saw: Callable[[], str] = lambda: "") -> T:  # fmt: skip
+    def wait(
+        check: Callable[[], T | None],
+        what: str,
+        timeout: float,
+        saw: Callable[[], str] = lambda: "",
+    ) -> T:
         deadline = time.monotonic() + timeout
         while True:
             value = check()
@@ -196,12 +240,19 @@ class LiveCluster:
     def logs(self) -> dict[str, str]:
         """What to read when a test fails: the operator's and Argo's logs, the node's."""
         tails = {
-            "operator": self.kubectl("logs", "-n", NAMESPACE, "deploy/punchingfist",
-                                     "--tail", "60", check=False),
-            "workflow-controller": self.kubectl("logs", "-n", layout.ARGO_NAMESPACE,
-                                                "deploy/workflow-controller", "--tail", "40",
-                                                check=False),
-        }  # fmt: skip
+            "operator": self.kubectl(
+                "logs", "-n", NAMESPACE, "deploy/punchingfist", "--tail", "60", check=False
+            ),
+            "workflow-controller": self.kubectl(
+                "logs",
+                "-n",
+                layout.ARGO_NAMESPACE,
+                "deploy/workflow-controller",
+                "--tail",
+                "40",
+                check=False,
+            ),
+        }
         for name in ("kubelet", "containerd"):
             path = self.layout.logs / f"{name}.log"
             if path.exists():
@@ -224,7 +275,8 @@ def workflow(name: str, steps: list[dict[str, Any]], **runtime: Any) -> dict[str
 
 def ready_template(cluster: LiveCluster, name: str, timeout: float = 60) -> dict[str, Any]:
     """Wait until the operator has compiled Workflow `name`: its WorkflowTemplate."""
-    cluster.wait_condition("Ready", f"workflows.punchingfist.io/{name}", "-n", NAMESPACE,
-                           timeout=timeout)  # fmt: skip
+    cluster.wait_condition(
+        "Ready", f"workflows.punchingfist.io/{name}", "-n", NAMESPACE, timeout=timeout
+    )
     template: dict[str, Any] = cluster.get("workflowtemplates.argoproj.io", name, "-n", NAMESPACE)
     return template

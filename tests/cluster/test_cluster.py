@@ -16,14 +16,20 @@ from tests.cluster.support import NAMESPACE, LiveCluster, unique
 def test_argo_and_the_operator_run_from_the_images_built_here(cluster: LiveCluster) -> None:
     pods = cluster.get("pods", "-A")["items"]
     running = {
-        (p["metadata"]["namespace"], p["metadata"]["labels"].get("app")
-         or p["metadata"]["labels"].get("app.kubernetes.io/name")
-         or p["metadata"]["labels"].get("k8s-app")): p
-        for p in pods if p["status"].get("phase") == "Running"
-    }  # fmt: skip
-    for key, image in (((layout.ARGO_NAMESPACE, "workflow-controller"), "WORKFLOW_CONTROLLER"),
-                       ((NAMESPACE, "punchingfist"), "RUNTIME"),
-                       (("kube-system", "kube-dns"), "COREDNS")):  # fmt: skip
+        (
+            p["metadata"]["namespace"],
+            p["metadata"]["labels"].get("app")
+            or p["metadata"]["labels"].get("app.kubernetes.io/name")
+            or p["metadata"]["labels"].get("k8s-app"),
+        ): p
+        for p in pods
+        if p["status"].get("phase") == "Running"
+    }
+    for key, image in (
+        ((layout.ARGO_NAMESPACE, "workflow-controller"), "WORKFLOW_CONTROLLER"),
+        ((NAMESPACE, "punchingfist"), "RUNTIME"),
+        (("kube-system", "kube-dns"), "COREDNS"),
+    ):
         assert key in running, f"{key} is not running: {sorted(running)}"
         (container,) = running[key]["status"]["containerStatuses"]
         assert container["ready"], container
@@ -35,8 +41,9 @@ def test_argo_and_the_operator_run_from_the_images_built_here(cluster: LiveClust
 
 
 def test_the_chart_makes_the_step_accounts_and_their_policy(cluster: LiveCluster) -> None:
-    accounts = {a["metadata"]["name"] for a in cluster.get("serviceaccounts", "-n",
-                                                            NAMESPACE)["items"]}  # fmt: skip
+    accounts = {
+        a["metadata"]["name"] for a in cluster.get("serviceaccounts", "-n", NAMESPACE)["items"]
+    }
     assert {"punchingfist-investigator", "punchingfist-remediator"} <= accounts
     can = "auth", "can-i", "-n", NAMESPACE
     investigator = f"--as=system:serviceaccount:{NAMESPACE}:punchingfist-investigator"
@@ -47,8 +54,9 @@ def test_the_chart_makes_the_step_accounts_and_their_policy(cluster: LiveCluster
     assert cluster.kubectl(*can, "get", "pods/log", "-A", investigator) == "yes\n"
     assert cluster.kubectl(*can, "delete", "pods", investigator, check=False).startswith("no")
     assert cluster.kubectl(*can, "patch", "deployments", remediator) == "yes\n"
-    assert cluster.kubectl(*can, "patch", "deployments", "-n", "default", remediator,
-                           check=False).startswith("no")  # fmt: skip
+    assert cluster.kubectl(
+        *can, "patch", "deployments", "-n", "default", remediator, check=False
+    ).startswith("no")
     policy = cluster.get("networkpolicy", "punchingfist-steps", "-n", NAMESPACE)["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["podSelector"]["matchExpressions"][0]["key"] == "punchingfist.io/task"
@@ -60,10 +68,19 @@ def test_service_names_resolve_in_pods(cluster: LiveCluster) -> None:
     before it attaches.)"""
     name = unique("dns-check")
     cluster.kubectl(
-        "run", name, "-n", NAMESPACE, "--restart=Never", f"--image={cluster.images['RUNTIME']}",
-        "--command", "--", "python3", "-c", "import socket; print(socket.gethostbyname("
+        "run",
+        name,
+        "-n",
+        NAMESPACE,
+        "--restart=Never",
+        f"--image={cluster.images['RUNTIME']}",
+        "--command",
+        "--",
+        "python3",
+        "-c",
+        "import socket; print(socket.gethostbyname("
         f"'punchingfist.{NAMESPACE}.svc.{layout.CLUSTER_DOMAIN}'))",
-    )  # fmt: skip
+    )
     cluster.created.append(("pod", name))
 
     def finished() -> str | None:
@@ -105,8 +122,11 @@ def test_nothing_the_cluster_runs_listens_beyond_loopback_and_the_bridge(
     state = Cluster().state()
     assert state is not None
     listening = _listening()
-    allowed = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"),
-               ipaddress.ip_address(layout.NODE_IP)}  # fmt: skip
+    allowed = {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+        ipaddress.ip_address(layout.NODE_IP),
+    }
     seen: dict[str, list[str]] = {}
     for process in state.processes.values():
         for fd in Path(f"/proc/{process.pid}/fd").iterdir():

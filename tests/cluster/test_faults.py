@@ -14,17 +14,19 @@ from tests.cluster.support import NAMESPACE, LiveCluster, ready_template, unique
 def _pods_left(cluster: LiveCluster, run: str) -> list[str]:
     pods = cluster.get("pods", "-n", NAMESPACE, "-l", f"workflows.argoproj.io/workflow={run}")
     return [
-        f"{p['metadata']['name']}: {p['status'].get('phase')}" for p in pods["items"]
+        f"{p['metadata']['name']}: {p['status'].get('phase')}"
+        for p in pods["items"]
         if p["status"].get("phase") in ("Pending", "Running")
         and "deletionTimestamp" not in p["metadata"]
-    ]  # fmt: skip
+    ]
 
 
 def test_a_step_whose_image_cannot_be_pulled_stops_its_run(cluster: LiveCluster) -> None:
     name = unique("no-image")
     image = f"{layout.REGISTRY}/punchingfist/no-such-image:{name}"
-    cluster.apply(workflow(name, [{"name": "never", "type": "cli", "command": "echo hi"}],
-                           image=image))  # fmt: skip
+    cluster.apply(
+        workflow(name, [{"name": "never", "type": "cli", "command": "echo hi"}], image=image)
+    )
     ready_template(cluster, name)
     run = cluster.submit(name)
     finished = cluster.finished(run, timeout=180)
@@ -38,20 +40,32 @@ def test_a_step_whose_image_cannot_be_pulled_stops_its_run(cluster: LiveCluster)
     assert any(reason in record["error"] for reason in ("ErrImagePull", "ImagePullBackOff"))
     (step,) = [s for s in record["steps"] if s["name"] == "never"]
     assert step["phase"] == "Failed" and image in step["error"], step
-    cluster.wait(lambda: not _pods_left(cluster, run), "the run's pods to go", 60,
-                 lambda: str(_pods_left(cluster, run)))  # fmt: skip
+    cluster.wait(
+        lambda: not _pods_left(cluster, run),
+        "the run's pods to go",
+        60,
+        lambda: str(_pods_left(cluster, run)),
+    )
 
 
 def test_a_step_killed_past_its_memory_limit_says_so(cluster: LiveCluster) -> None:
     name = unique("oom")
     allocate = "python3 -c 'b = bytearray(512 * 1024 * 1024); print(len(b))'"
-    cluster.apply(workflow(name, [{
-        "name": "hungry", "type": "cli", "command": allocate,
-        "resources": {"limits": {"memory": "96Mi"}},
-    }]))  # fmt: skip
+    cluster.apply(
+        workflow(
+            name,
+            [
+                {
+                    "name": "hungry",
+                    "type": "cli",
+                    "command": allocate,
+                    "resources": {"limits": {"memory": "96Mi"}},
+                }
+            ],
+        )
+    )
     template = ready_template(cluster, name)
-    (container,) = [t["container"] for t in template["spec"]["templates"]
-                    if t["name"] == "hungry"]  # fmt: skip
+    (container,) = [t["container"] for t in template["spec"]["templates"] if t["name"] == "hungry"]
     assert container["resources"] == {"limits": {"memory": "96Mi"}}
     run = cluster.submit(name)
     finished = cluster.finished(run)
@@ -65,10 +79,15 @@ def test_a_step_killed_past_its_memory_limit_says_so(cluster: LiveCluster) -> No
 
 def test_a_run_outlives_a_restart_of_argos_controller(cluster: LiveCluster) -> None:
     name = unique("restart")
-    cluster.apply(workflow(name, [
-        {"name": "slow", "type": "cli", "command": "sleep 20; echo '{\"slept\": 20}'"},
-        {"name": "after", "type": "cli", "command": "echo after"},
-    ]))  # fmt: skip
+    cluster.apply(
+        workflow(
+            name,
+            [
+                {"name": "slow", "type": "cli", "command": "sleep 20; echo '{\"slept\": 20}'"},
+                {"name": "after", "type": "cli", "command": "echo after"},
+            ],
+        )
+    )
     ready_template(cluster, name)
     run = cluster.submit(name)
 
@@ -79,17 +98,33 @@ def test_a_run_outlives_a_restart_of_argos_controller(cluster: LiveCluster) -> N
     cluster.wait(running, "step 'slow' to run", 120, lambda: cluster.describe_run(run))
     selector = "app=workflow-controller"
     (old,) = cluster.get("pods", "-n", layout.ARGO_NAMESPACE, "-l", selector)["items"]
-    cluster.kubectl("delete", "pod", old["metadata"]["name"], "-n", layout.ARGO_NAMESPACE,
-                    "--wait=true", timeout=120)  # fmt: skip
+    cluster.kubectl(
+        "delete",
+        "pod",
+        old["metadata"]["name"],
+        "-n",
+        layout.ARGO_NAMESPACE,
+        "--wait=true",
+        timeout=120,
+    )
     restarted = time.monotonic()
-    cluster.kubectl("rollout", "status", "deployment/workflow-controller", "-n",
-                    layout.ARGO_NAMESPACE, "--timeout=180s", timeout=200)  # fmt: skip
+    cluster.kubectl(
+        "rollout",
+        "status",
+        "deployment/workflow-controller",
+        "-n",
+        layout.ARGO_NAMESPACE,
+        "--timeout=180s",
+        timeout=200,
+    )
 
     finished = cluster.finished(run, timeout=240)
     assert finished["status"]["phase"] == "Succeeded", cluster.describe_run(run)
     record = cluster.run_record(run, lambda r: r["status"] == "succeeded")
     assert {s["name"]: s["phase"] for s in record["steps"]} == {
-        "slow": "Succeeded", "after": "Succeeded"}  # fmt: skip
+        "slow": "Succeeded",
+        "after": "Succeeded",
+    }
     assert record["steps"][0]["result"] is not None
     assert not _pods_left(cluster, run)
     assert time.monotonic() - restarted < 240

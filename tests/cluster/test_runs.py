@@ -21,10 +21,18 @@ def test_a_cli_step_runs_in_a_pod_and_its_output_comes_back(cluster: LiveCluster
     token = uuid.uuid4().hex
     name = unique("echo")
     command = f'echo "{{\\"token\\": \\"{token}\\", \\"alert\\": \\"$ALERT\\"}}"'
-    cluster.apply(workflow(name, [{
-        "name": "say", "type": "cli",
-        "command": f"ALERT={{{{ .source.data.alert.alertname }}}}; {command}",
-    }]))  # fmt: skip
+    cluster.apply(
+        workflow(
+            name,
+            [
+                {
+                    "name": "say",
+                    "type": "cli",
+                    "command": f"ALERT={{{{ .source.data.alert.alertname }}}}; {command}",
+                }
+            ],
+        )
+    )
     template = ready_template(cluster, name)
     assert template["spec"]["serviceAccountName"] == "punchingfist-investigator"
     assert template["spec"]["templates"][1]["container"]["image"] == cluster.images["RUNTIME"]
@@ -53,24 +61,45 @@ def test_a_cli_step_runs_in_a_pod_and_its_output_comes_back(cluster: LiveCluster
 def test_steps_run_as_the_investigator_read_logs_and_cannot_delete(cluster: LiveCluster) -> None:
     token = uuid.uuid4().hex
     target = unique("target")
-    cluster.apply({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": target, "namespace": NAMESPACE},
-        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{
-            "name": "main", "image": cluster.images["RUNTIME"],
-            "command": ["sh", "-c", f"echo token {token}; exec sleep 600"],
-        }]},
-    })  # fmt: skip
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": target, "namespace": NAMESPACE},
+            "spec": {
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": cluster.images["RUNTIME"],
+                        "command": ["sh", "-c", f"echo token {token}; exec sleep 600"],
+                    }
+                ],
+            },
+        }
+    )
     cluster.wait_condition("Ready", f"pod/{target}", "-n", NAMESPACE)
 
     name = unique("rbac")
-    cluster.apply(workflow(name, [
-        {"name": "read", "type": "cli", "command": f"kubectl logs {target}"},
-        {"name": "delete", "type": "cli",
-         "command": f"kubectl delete pod {target} --wait=false 2>&1 || echo REFUSED"},
-        {"name": "whoami", "type": "cli",
-         "command": "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'"},
-    ]))  # fmt: skip
+    cluster.apply(
+        workflow(
+            name,
+            [
+                {"name": "read", "type": "cli", "command": f"kubectl logs {target}"},
+                {
+                    "name": "delete",
+                    "type": "cli",
+                    "command": f"kubectl delete pod {target} --wait=false 2>&1 || echo REFUSED",
+                },
+                {
+                    "name": "whoami",
+                    "type": "cli",
+                    "command": "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'",
+                },
+            ],
+        )
+    )
     ready_template(cluster, name)
     run = cluster.submit(name)
     finished = cluster.finished(run)

@@ -63,9 +63,12 @@ class Pki(Authority):
     def __init__(self, directory: Path) -> None:
         super().__init__(directory, "punchingfist-e2e-ca")
         self.issue(
-            "server", "kube-apiserver", server=True,
-            dns=["localhost", "kubernetes.default.svc"], ips=["127.0.0.1"],
-        )  # fmt: skip
+            "server",
+            "kube-apiserver",
+            server=True,
+            dns=["localhost", "kubernetes.default.svc"],
+            ips=["127.0.0.1"],
+        )
         self.issue("admin", "e2e-admin", organizations=["system:masters"], client=True)
         self.service_account_keys()
 
@@ -143,9 +146,12 @@ class ControlPlane:
         log = self.workdir / f"{name}.log"
         handle = log.open("wb")
         process = subprocess.Popen(
-            argv, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            argv,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
             cwd=self.workdir,
-        )  # fmt: skip
+        )
         component = Component(name, process, log, handle)
         self.components.append(component)
         return component
@@ -157,17 +163,25 @@ class ControlPlane:
             "etcd",
             [
                 self.binaries["ETCD"],
-                "--data-dir", str(self.workdir / "etcd"),
-                "--listen-client-urls", self.etcd_url,
-                "--advertise-client-urls", self.etcd_url,
-                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-cluster", f"default=http://127.0.0.1:{peer}",
-                "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
-                "--log-level", "warn",
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                self.etcd_url,
+                "--advertise-client-urls",
+                self.etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{peer}",
+                "--listen-metrics-urls",
+                f"http://127.0.0.1:{free_port()}",
+                "--log-level",
+                "warn",
                 "--unsafe-no-fsync",
             ],
-        )  # fmt: skip
+        )
 
         def healthy() -> bool:
             with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as response:
@@ -182,24 +196,39 @@ class ControlPlane:
             "kube-apiserver",
             [
                 self.binaries["KUBE_APISERVER"],
-                "--etcd-servers", self.etcd_url,
-                "--bind-address", "127.0.0.1",
-                "--advertise-address", "127.0.0.1",
-                "--secure-port", str(port),
-                "--cert-dir", str(self.workdir / "apiserver-certs"),
-                "--tls-cert-file", self.pki.path("server.crt"),
-                "--tls-private-key-file", self.pki.path("server.key"),
-                "--client-ca-file", self.pki.path("ca.crt"),
-                "--service-account-issuer", "https://kubernetes.default.svc",
-                "--service-account-key-file", self.pki.path("sa.pub"),
-                "--service-account-signing-key-file", self.pki.path("sa.key"),
-                "--service-cluster-ip-range", "10.96.0.0/24",
-                "--authorization-mode", "RBAC",
+                "--etcd-servers",
+                self.etcd_url,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(port),
+                "--cert-dir",
+                str(self.workdir / "apiserver-certs"),
+                "--tls-cert-file",
+                self.pki.path("server.crt"),
+                "--tls-private-key-file",
+                self.pki.path("server.key"),
+                "--client-ca-file",
+                self.pki.path("ca.crt"),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc",
+                "--service-account-key-file",
+                self.pki.path("sa.pub"),
+                "--service-account-signing-key-file",
+                self.pki.path("sa.key"),
+                "--service-cluster-ip-range",
+                "10.96.0.0/24",
+                "--authorization-mode",
+                "RBAC",
                 "--enable-priority-and-fairness=false",
-                "--endpoint-reconciler-type", "none",
-                "--v", "1",
+                "--endpoint-reconciler-type",
+                "none",
+                "--v",
+                "1",
             ],
-        )  # fmt: skip
+        )
         context = ssl.create_default_context(cafile=self.pki.path("ca.crt"))
         context.load_cert_chain(self.pki.path("admin.crt"), self.pki.path("admin.key"))
 
@@ -244,8 +273,12 @@ class ControlPlane:
         self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         argo_crds = sorted(Path(self.binaries["ARGO_CRDS"]).glob("argoproj.io_*.yaml"))
         self.kubectl("apply", "--server-side", *[f"-f={path}" for path in argo_crds])
-        crds = ["workflows.argoproj.io", "workflowtemplates.argoproj.io",
-                "workflows.punchingfist.io", "sources.punchingfist.io"]  # fmt: skip
+        crds = [
+            "workflows.argoproj.io",
+            "workflowtemplates.argoproj.io",
+            "workflows.punchingfist.io",
+            "sources.punchingfist.io",
+        ]
 
         def established() -> bool:
             # Not `kubectl wait`: it errors out, rather than waiting, while a new CRD has no
@@ -272,17 +305,24 @@ class ControlPlane:
             "workflow-controller",
             [
                 self.binaries["WORKFLOW_CONTROLLER"],
-                "--kubeconfig", str(self.kubeconfig),
+                "--kubeconfig",
+                str(self.kubeconfig),
                 "--namespaced",
-                "--namespace", self.namespace,
-                "--managed-namespace", self.namespace,
-                "--configmap", "workflow-controller-configmap",
-                "--executor-image", f"quay.io/argoproj/argoexec:{self.binaries['ARGO_VERSION']}",
-                "--workflow-workers", "2",
-                "--loglevel", "info",
+                "--namespace",
+                self.namespace,
+                "--managed-namespace",
+                self.namespace,
+                "--configmap",
+                "workflow-controller-configmap",
+                "--executor-image",
+                f"quay.io/argoproj/argoexec:{self.binaries['ARGO_VERSION']}",
+                "--workflow-workers",
+                "2",
+                "--loglevel",
+                "info",
             ],
             env={"LEADER_ELECTION_DISABLE": "true"},
-        )  # fmt: skip
+        )
 
         def running() -> bool:
             text = controller.log.read_text(errors="replace")

@@ -48,8 +48,12 @@ rules:
     resources: [sources]
     verbs: [trigger]
 """
-ACCOUNTS = {"reader": "pf-reader", "approver": "pf-approver", "reporter": "pf-reporter",
-            "nobody": None}  # fmt: skip
+ACCOUNTS = {
+    "reader": "pf-reader",
+    "approver": "pf-approver",
+    "reporter": "pf-reporter",
+    "nobody": None,
+}
 API_SOURCE = """
 apiVersion: punchingfist.io/v1alpha1
 kind: Source
@@ -69,8 +73,9 @@ def tokens(control_plane: ControlPlane) -> dict[str, str]:
         control_plane.kubectl("create", "serviceaccount", f"pf-{account}", "-n", namespace)
         if role:
             subject = f"--serviceaccount={namespace}:pf-{account}"
-            control_plane.kubectl("create", "rolebinding", f"pf-{account}", "-n", namespace,
-                                  f"--role={role}", subject)  # fmt: skip
+            control_plane.kubectl(
+                "create", "rolebinding", f"pf-{account}", "-n", namespace, f"--role={role}", subject
+            )
         made = control_plane.kubectl("create", "token", f"pf-{account}", "-n", namespace)
         found[account] = made.stdout.strip()
     return found
@@ -84,14 +89,24 @@ def served(
     upgrade(url)
     workflow = (EXAMPLES / "workflows" / "agent-alert-investigation.yaml").read_text()
     executor = ResumingExecutor()
-    access = KubernetesAccess(kube_api_client(str(control_plane.kubeconfig)),
-                              control_plane.namespace)  # fmt: skip
-    state = ServerState.from_resources(load_resources(API_SOURCE + "---\n" + workflow), url,
-                                       namespace=control_plane.namespace, executor=executor,
-                                       access=access)  # fmt: skip
+    access = KubernetesAccess(
+        kube_api_client(str(control_plane.kubeconfig)), control_plane.namespace
+    )
+    state = ServerState.from_resources(
+        load_resources(API_SOURCE + "---\n" + workflow),
+        url,
+        namespace=control_plane.namespace,
+        executor=executor,
+        access=access,
+    )
     with state.sessions.begin() as session:
-        session.add(WorkflowRun(name="run-1", workflow_name="agent-alert-investigation",
-                                namespace=control_plane.namespace))  # fmt: skip
+        session.add(
+            WorkflowRun(
+                name="run-1",
+                workflow_name="agent-alert-investigation",
+                namespace=control_plane.namespace,
+            )
+        )
     with TestClient(create_app(state)) as http:
         yield http, executor
     state.engine.dispose()
@@ -112,8 +127,13 @@ def test_rbac_decides_who_reads(
     assert (
         "system:serviceaccount:" in refused.text and "list alerts.punchingfist.io" in refused.text
     )
-    for path in ("/api/v1/alerts", "/api/v1/incidents", "/api/v1/runs", "/api/v1/approvals",
-                 "/api/v1/runs/run-1"):  # fmt: skip
+    for path in (
+        "/api/v1/alerts",
+        "/api/v1/incidents",
+        "/api/v1/runs",
+        "/api/v1/approvals",
+        "/api/v1/runs/run-1",
+    ):
         assert http.get(path, headers=bearer(tokens["reader"])).status_code == 200, path
     assert http.get("/api/v1/runs", headers=bearer(tokens["reporter"])).status_code == 403
 

@@ -24,10 +24,17 @@ pytestmark = pytest.mark.timeout(300)
 
 def gated_run(name: str, timeout_minutes: float) -> dict[str, Any]:
     workflow = make_workflow(
-        [{"name": "fix", "type": "cli", "command": "kubectl rollout restart deploy/x",
-          "approvalRequired": True, "approvalTimeoutMinutes": timeout_minutes}],
+        [
+            {
+                "name": "fix",
+                "type": "cli",
+                "command": "kubectl rollout restart deploy/x",
+                "approvalRequired": True,
+                "approvalTimeoutMinutes": timeout_minutes,
+            }
+        ],
         name="gated",
-    )  # fmt: skip
+    )
     spec = copy.deepcopy(compile_workflow(workflow).manifest["spec"])
     main = next(t for t in spec["templates"] if t["name"] == "main")
     main["dag"]["tasks"] = [
@@ -63,10 +70,16 @@ def suspended(run: dict[str, Any], nodes: dict[str, Any]) -> bool:
 def argo(binaries: dict[str, str], control_plane: ControlPlane, *args: str) -> None:
     result = subprocess.run(
         [binaries["ARGO"], *args, "-n", control_plane.namespace],
-        env={"KUBECONFIG": str(control_plane.kubeconfig), "PATH": "/usr/bin:/bin",
-             "HOME": str(control_plane.workdir)},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env={
+            "KUBECONFIG": str(control_plane.kubeconfig),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(control_plane.workdir),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -75,13 +88,26 @@ def test_gate_resumed_with_argo_node_set(
     control_plane: ControlPlane, binaries: dict[str, str], decision: str
 ) -> None:
     name = f"gate-{'approved' if decision == 'true' else 'denied'}"
-    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
-                          stdin=json.dumps(gated_run(name, 60)))  # fmt: skip
+    control_plane.kubectl(
+        "create", "-n", control_plane.namespace, "-f", "-", stdin=json.dumps(gated_run(name, 60))
+    )
     wait(control_plane, name, suspended, "the run never reached the approval gate")
     selector = "displayName=fix-approval"
-    argo(binaries, control_plane, "node", "set", name, "--node-field-selector", selector,
-         "--output-parameter", f"approved={decision}", "--output-parameter", "approver=alice",
-         "--output-parameter", "comment=e2e")  # fmt: skip
+    argo(
+        binaries,
+        control_plane,
+        "node",
+        "set",
+        name,
+        "--node-field-selector",
+        selector,
+        "--output-parameter",
+        f"approved={decision}",
+        "--output-parameter",
+        "approver=alice",
+        "--output-parameter",
+        "comment=e2e",
+    )
     argo(binaries, control_plane, "resume", name, "--node-field-selector", selector)
     if decision == "true":
         nodes = wait(
@@ -96,20 +122,26 @@ def test_gate_resumed_with_argo_node_set(
         env = {e["name"]: e.get("value") for e in main["env"]}
         assert (env["PF_APPROVED"], env["PF_APPROVER"]) == ("true", "alice")
     else:
-        nodes = wait(control_plane, name,
-                     lambda r, n: r.get("status", {}).get("phase") == "Succeeded",
-                     "the denied run did not finish")  # fmt: skip
+        nodes = wait(
+            control_plane,
+            name,
+            lambda r, n: r.get("status", {}).get("phase") == "Succeeded",
+            "the denied run did not finish",
+        )
         assert nodes["fix"]["phase"] == "Skipped"
 
 
 def test_gate_deadline_means_denied(control_plane: ControlPlane) -> None:
     name = "gate-timeout"
-    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
-                          stdin=json.dumps(gated_run(name, 0.05)))  # 3 seconds  # fmt: skip
+    control_plane.kubectl(
+        "create", "-n", control_plane.namespace, "-f", "-", stdin=json.dumps(gated_run(name, 0.05))
+    )  # 3 seconds
     nodes = wait(
-        control_plane, name, lambda r, n: r.get("status", {}).get("phase") == "Succeeded",
+        control_plane,
+        name,
+        lambda r, n: r.get("status", {}).get("phase") == "Succeeded",
         "the run did not finish after the approval deadline",
-    )  # fmt: skip
+    )
     assert nodes["fix-approval"]["phase"] == "Succeeded"
     outputs = {p["name"]: p.get("value") for p in nodes["fix-approval"]["outputs"]["parameters"]}
     assert outputs["approved"] == "false"
@@ -125,18 +157,22 @@ def test_gate_answered_through_the_server_api(control_plane: ControlPlane, tmp_p
     from punchingfist.store import WorkflowRun, upgrade
 
     name = "gate-rest"
-    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
-                          stdin=json.dumps(gated_run(name, 60)))  # fmt: skip
+    control_plane.kubectl(
+        "create", "-n", control_plane.namespace, "-f", "-", stdin=json.dumps(gated_run(name, 60))
+    )
     wait(control_plane, name, suspended, "the run never reached the approval gate")
     url = f"sqlite:///{tmp_path / 'pf.db'}"
     upgrade(url)
     state = ServerState.from_resources(
-        [], url, namespace=control_plane.namespace,
+        [],
+        url,
+        namespace=control_plane.namespace,
         executor=ArgoExecutor(str(control_plane.kubeconfig)),
-    )  # fmt: skip
+    )
     with state.sessions.begin() as session:
-        session.add(WorkflowRun(name=name, namespace=control_plane.namespace,
-                                workflow_name="gated"))  # fmt: skip
+        session.add(
+            WorkflowRun(name=name, namespace=control_plane.namespace, workflow_name="gated")
+        )
     with TestClient(create_app(state), headers=state.access.headers()) as http:
         answer = {"decision": "approve", "approver": "carol", "comment": "ship it"}
         response = http.post(f"/api/v1/runs/{name}/approvals/fix-approval", json=answer)
@@ -151,8 +187,10 @@ def test_gate_answered_through_the_server_api(control_plane: ControlPlane, tmp_p
         main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
         env = {e["name"]: e.get("value") for e in main["env"]}
         assert (env["PF_APPROVED"], env["PF_APPROVER"], env["PF_APPROVAL_COMMENT"]) == (
-            "true", "carol", "ship it",
-        )  # fmt: skip
+            "true",
+            "carol",
+            "ship it",
+        )
         again = http.post(f"/api/v1/runs/{name}/approvals/fix-approval", json=answer)
         assert again.status_code == 409
     state.engine.dispose()
@@ -170,25 +208,34 @@ def test_gate_answered_by_a_signed_slack_button(control_plane: ControlPlane, tmp
 
     name = "gate-slack"
     secret = "e2e-signing-secret"
-    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
-                          stdin=json.dumps(gated_run(name, 60)))  # fmt: skip
+    control_plane.kubectl(
+        "create", "-n", control_plane.namespace, "-f", "-", stdin=json.dumps(gated_run(name, 60))
+    )
     wait(control_plane, name, suspended, "the run never reached the approval gate")
     url = f"sqlite:///{tmp_path / 'pf.db'}"
     upgrade(url)
     state = ServerState.from_resources(
-        [], url, namespace=control_plane.namespace, slack_signing_secret=secret,
-        approvers=frozenset({"U0ALICE"}), executor=ArgoExecutor(str(control_plane.kubeconfig)),
-    )  # fmt: skip
+        [],
+        url,
+        namespace=control_plane.namespace,
+        slack_signing_secret=secret,
+        approvers=frozenset({"U0ALICE"}),
+        executor=ArgoExecutor(str(control_plane.kubeconfig)),
+    )
     with state.sessions.begin() as session:
-        session.add(WorkflowRun(name=name, namespace=control_plane.namespace,
-                                workflow_name="gated"))  # fmt: skip
+        session.add(
+            WorkflowRun(name=name, namespace=control_plane.namespace, workflow_name="gated")
+        )
     click = {
         "type": "block_actions",
         "user": {"id": "U0ALICE", "username": "alice"},
-        "actions": [{"action_id": "approve",
-                     "value": json.dumps({"run": name, "gate": "fix-approval",
-                                          "decision": "approve"})}],
-    }  # fmt: skip
+        "actions": [
+            {
+                "action_id": "approve",
+                "value": json.dumps({"run": name, "gate": "fix-approval", "decision": "approve"}),
+            }
+        ],
+    }
     with TestClient(create_app(state), headers=state.access.headers()) as http:
         forged, headers = slack_request(click, secret="not-the-secret")
         assert http.post("/slack/interactions", content=forged, headers=headers).status_code == 401

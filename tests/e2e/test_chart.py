@@ -23,8 +23,9 @@ PUNCHINGFIST = Path(sys.executable).parent / "punchingfist"
 
 
 def helm(binaries: dict[str, str], *args: str) -> str:
-    done = subprocess.run([binaries["HELM"], *args], capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+    done = subprocess.run(
+        [binaries["HELM"], *args], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, f"helm {' '.join(args)} failed:\n{done.stderr}{done.stdout}"
     return done.stdout
 
@@ -51,9 +52,13 @@ def test_the_chart_installs_and_runs_serve_in_cluster(
     control_plane.kubectl("create", "namespace", namespace)
     control_plane.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
     control_plane.wait_condition("Established", "crd/kopfpeerings.kopf.dev")
-    objects = render(binaries, namespace, "admission.enabled=false",
-                     "database.urlSecret.name=pf-database",
-                     "secrets={approver-tokens,alertmanager-token}")  # fmt: skip
+    objects = render(
+        binaries,
+        namespace,
+        "admission.enabled=false",
+        "database.urlSecret.name=pf-database",
+        "secrets={approver-tokens,alertmanager-token}",
+    )
     manifest = yaml.safe_dump_all(objects)
     applied = control_plane.kubectl("apply", "--server-side", "-f", "-", stdin=manifest)
     assert "deployment.apps/punchingfist serverside-applied" in applied.stdout, applied.stdout
@@ -83,12 +88,22 @@ def test_the_chart_installs_and_runs_serve_in_cluster(
     kubeconfig = account_kubeconfig(control_plane, tmp_path, token.strip(), namespace)
     for secret in ("approver-tokens", "alertmanager-token"):
         (tmp_path / "secrets" / secret).mkdir(parents=True)
-    local = ["--kubeconfig", str(kubeconfig), "--port", str(port), "--host", "127.0.0.1",
-             "--database-url", f"sqlite:///{tmp_path / 'pf.db'}",
-             "--secrets-dir", str(tmp_path / "secrets")]  # fmt: skip
+    local = [
+        "--kubeconfig",
+        str(kubeconfig),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'pf.db'}",
+        "--secrets-dir",
+        str(tmp_path / "secrets"),
+    ]
     argv = [str(PUNCHINGFIST), *container["args"], *local]
-    server = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}", server)
         assert ready == {"status": "ready"}
@@ -108,18 +123,31 @@ def test_the_chart_installs_and_runs_serve_in_cluster(
     assert "Traceback" not in output, output
 
 
-def account_kubeconfig(control_plane: ControlPlane, directory: Path, token: str,
-                       namespace: str) -> Path:  # fmt: skip
+def account_kubeconfig(
+    control_plane: ControlPlane, directory: Path, token: str, namespace: str
+) -> Path:
     """What a pod of the ServiceAccount sees: the API server, its CA and the account's token."""
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "pod",
-        "clusters": [{"name": "e2e", "cluster": {
-            "server": control_plane.server,
-            "certificate-authority": str(control_plane.pki.path("ca.crt"))}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "pod",
+        "clusters": [
+            {
+                "name": "e2e",
+                "cluster": {
+                    "server": control_plane.server,
+                    "certificate-authority": str(control_plane.pki.path("ca.crt")),
+                },
+            }
+        ],
         "users": [{"name": "account", "user": {"token": token}}],
-        "contexts": [{"name": "pod", "context": {
-            "cluster": "e2e", "user": "account", "namespace": namespace}}],
-    }  # fmt: skip
+        "contexts": [
+            {
+                "name": "pod",
+                "context": {"cluster": "e2e", "user": "account", "namespace": namespace},
+            }
+        ],
+    }
     path = directory / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -157,7 +185,10 @@ def test_the_admission_webhook_its_service_and_its_certificate_agree(
     for hook in webhook["webhooks"]:
         target = hook["clientConfig"]["service"]
         assert (target["name"], target["namespace"], target["port"]) == (
-            name, namespace, ports["admission"])  # fmt: skip
+            name,
+            namespace,
+            ports["admission"],
+        )
     assert f"{name}.{namespace}.svc" in certificate["spec"]["dnsNames"]
     injected = webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
     assert injected == f"{namespace}/{certificate['metadata']['name']}"

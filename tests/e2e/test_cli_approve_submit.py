@@ -26,8 +26,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def start_gated(control_plane: ControlPlane, name: str) -> None:
-    control_plane.kubectl("create", "-n", control_plane.namespace, "-f", "-",
-                          stdin=json.dumps(gated_run(name, 60)))  # fmt: skip
+    control_plane.kubectl(
+        "create", "-n", control_plane.namespace, "-f", "-", stdin=json.dumps(gated_run(name, 60))
+    )
     wait(control_plane, name, suspended, "the run never reached the approval gate")
 
 
@@ -53,8 +54,17 @@ def test_approve_resumes_the_gate_as_argo_resume_does(
 ) -> None:
     name, kubeconfig = "cli-approved", str(control_plane.kubeconfig)
     start_gated(control_plane, name)
-    code, _, err = punchingfist(capsys, "approve", name, "--step", "nope", "--kubeconfig",
-                                kubeconfig, "-n", control_plane.namespace)  # fmt: skip
+    code, _, err = punchingfist(
+        capsys,
+        "approve",
+        name,
+        "--step",
+        "nope",
+        "--kubeconfig",
+        kubeconfig,
+        "-n",
+        control_plane.namespace,
+    )
     assert code == 1 and "not waiting at 'nope-approval' (it waits at fix-approval)" in err
     code, out, err = punchingfist(
         capsys,
@@ -72,12 +82,19 @@ def test_approve_resumes_the_gate_as_argo_resume_does(
     nodes = wait(control_plane, name, lambda r, n: "fix" in n, "the approved step never started")
     assert nodes["fix-approval"]["phase"] == "Succeeded"
     assert outputs(nodes["fix-approval"]) == {
-        "approved": "true", "approver": "e2e-admin", "comment": "ship it"}  # fmt: skip
+        "approved": "true",
+        "approver": "e2e-admin",
+        "comment": "ship it",
+    }
     env = main_env(control_plane, name)
     assert (env["PF_APPROVED"], env["PF_APPROVER"], env["PF_APPROVAL_COMMENT"]) == (
-        "true", "e2e-admin", "ship it")  # fmt: skip
-    code, _, err = punchingfist(capsys, "approve", name, "--kubeconfig", kubeconfig,
-                                "-n", control_plane.namespace)  # fmt: skip
+        "true",
+        "e2e-admin",
+        "ship it",
+    )
+    code, _, err = punchingfist(
+        capsys, "approve", name, "--kubeconfig", kubeconfig, "-n", control_plane.namespace
+    )
     assert code == 1 and "waits at no approval gate" in err
 
 
@@ -86,13 +103,24 @@ def test_deny_skips_the_gated_step(
 ) -> None:
     name = "cli-denied"
     start_gated(control_plane, name)
-    code, out, err = punchingfist(capsys, "approve", name, "--deny", "--step", "fix",
-                                  "--kubeconfig", str(control_plane.kubeconfig))  # fmt: skip
+    code, out, err = punchingfist(
+        capsys,
+        "approve",
+        name,
+        "--deny",
+        "--step",
+        "fix",
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+    )
     assert code == 0, err  # the namespace is the kubeconfig context's
     assert out.strip() == f"denied: {name} / fix-approval (as e2e-admin)"
-    nodes = wait(control_plane, name,
-                 lambda r, n: r.get("status", {}).get("phase") == "Succeeded",
-                 "the denied run did not finish")  # fmt: skip
+    nodes = wait(
+        control_plane,
+        name,
+        lambda r, n: r.get("status", {}).get("phase") == "Succeeded",
+        "the denied run did not finish",
+    )
     assert outputs(nodes["fix-approval"])["approved"] == "false"
     assert nodes["fix"]["phase"] == "Skipped"
 
@@ -102,16 +130,21 @@ def test_approvers_of_the_operatorconfig_are_enforced(
 ) -> None:
     name, namespace = "cli-not-allowed", control_plane.namespace
     start_gated(control_plane, name)
-    config = {"apiVersion": "punchingfist.io/v1alpha1", "kind": "OperatorConfig",
-              "metadata": {"name": "approvers-only", "namespace": namespace},
-              "spec": {"approvals": {"approvers": ["U0SOMEONE", "carol"]}}}  # fmt: skip
+    config = {
+        "apiVersion": "punchingfist.io/v1alpha1",
+        "kind": "OperatorConfig",
+        "metadata": {"name": "approvers-only", "namespace": namespace},
+        "spec": {"approvals": {"approvers": ["U0SOMEONE", "carol"]}},
+    }
     control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(config))
     try:
-        code, _, err = punchingfist(capsys, "approve", name, "--kubeconfig",
-                                    str(control_plane.kubeconfig), "-n", namespace)  # fmt: skip
+        code, _, err = punchingfist(
+            capsys, "approve", name, "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace
+        )
     finally:
-        control_plane.kubectl("delete", "operatorconfigs.punchingfist.io", "approvers-only",
-                              "-n", namespace)  # fmt: skip
+        control_plane.kubectl(
+            "delete", "operatorconfigs.punchingfist.io", "approvers-only", "-n", namespace
+        )
     assert code == 1 and "'e2e-admin' may not answer approval gates" in err
     nodes = wait(control_plane, name, suspended, "the gate must still wait")
     assert nodes["fix-approval"]["phase"] == "Running"
@@ -136,8 +169,16 @@ def test_approve_through_the_server(
     token = tmp_path / "api-token"
     token.write_text(state.access.headers()["Authorization"].removeprefix("Bearer "))
     with uvicorn_app(create_app(state)) as server:
-        answer = ("approve", name, "--server", server, "--token-file", str(token), "--approver",
-                  "carol")  # fmt: skip
+        answer = (
+            "approve",
+            name,
+            "--server",
+            server,
+            "--token-file",
+            str(token),
+            "--approver",
+            "carol",
+        )
         code, out, err = punchingfist(capsys, *answer, "--comment", "via api")
         assert code == 0, err
         assert out.strip() == f"approved: {name} / fix-approval (as carol)"
@@ -145,7 +186,10 @@ def test_approve_through_the_server(
         assert code == 1 and "the server refused (409)" in err
     nodes = wait(control_plane, name, lambda r, n: "fix" in n, "the approved step never started")
     assert outputs(nodes["fix-approval"]) == {
-        "approved": "true", "approver": "carol", "comment": "via api"}  # fmt: skip
+        "approved": "true",
+        "approver": "carol",
+        "comment": "via api",
+    }
     state.engine.dispose()
 
 
@@ -155,18 +199,29 @@ def test_submit_starts_a_run_from_the_template(
     namespace, kubeconfig = control_plane.namespace, str(control_plane.kubeconfig)
     (workflow,) = load_resources((ROOT / "examples/workflows/investigate-alert.yaml").read_text())
     assert isinstance(workflow, Workflow)
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                          stdin=json.dumps(compile_workflow(workflow).manifest))  # fmt: skip
+    control_plane.kubectl(
+        "apply", "-n", namespace, "-f", "-", stdin=json.dumps(compile_workflow(workflow).manifest)
+    )
     # Its own fingerprint: other tests select the example alert's runs by fingerprint.
     payload = json.loads((ROOT / "examples/alerts/pod-crashlooping.json").read_text())
     payload["alerts"][0]["fingerprint"] = "5ab3177ed0adb0c0"
     alert = tmp_path / "alert.json"
     alert.write_text(json.dumps(payload))
     code, out, err = punchingfist(
-        capsys, "submit", "investigate-alert", "--alert", str(alert), "--set",
-        "context.ticket=OPS-1", "--set", "context.attempt=2", "--kubeconfig", kubeconfig,
-        "--argo-ui", "https://argo.example.com/",
-    )  # fmt: skip
+        capsys,
+        "submit",
+        "investigate-alert",
+        "--alert",
+        str(alert),
+        "--set",
+        "context.ticket=OPS-1",
+        "--set",
+        "context.attempt=2",
+        "--kubeconfig",
+        kubeconfig,
+        "--argo-ui",
+        "https://argo.example.com/",
+    )
     assert code == 0, err
     name, link = out.split()
     assert name.startswith("investigate-alert-") and len(name) == len("investigate-alert-") + 5
@@ -179,9 +234,19 @@ def test_submit_starts_a_run_from_the_template(
     assert event["context"] == {"ticket": "OPS-1", "attempt": 2}
     assert (parameters["source"], parameters["fingerprint"]) == ("manual", "5ab3177ed0adb0c0")
     assert created["metadata"]["labels"]["punchingfist.io/workflow"] == "investigate-alert"
-    code, _, err = punchingfist(capsys, "submit", "no-such-workflow", "--set", "a=b",
-                                "--kubeconfig", kubeconfig, "-n", namespace)  # fmt: skip
+    code, _, err = punchingfist(
+        capsys,
+        "submit",
+        "no-such-workflow",
+        "--set",
+        "a=b",
+        "--kubeconfig",
+        kubeconfig,
+        "-n",
+        namespace,
+    )
     assert code == 1 and "no WorkflowTemplate 'no-such-workflow' in namespace 'e2e'" in err
-    code, _, err = punchingfist(capsys, "submit", "investigate-alert", "--set", "novalue",
-                                "--kubeconfig", kubeconfig)  # fmt: skip
+    code, _, err = punchingfist(
+        capsys, "submit", "investigate-alert", "--set", "novalue", "--kubeconfig", kubeconfig
+    )
     assert code == 1 and "write KEY=VALUE" in err

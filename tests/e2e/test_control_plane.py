@@ -65,16 +65,20 @@ def test_every_compiled_example_passes_argo_lint(binaries: dict[str, str], tmp_p
 def test_argo_lint_catches_what_we_must_not_emit(binaries: dict[str, str], tmp_path: Path) -> None:
     """The linter is live: a template with a dangling task reference fails it."""
     (template,) = [
-        d for d in compiled_examples()
+        d
+        for d in compiled_examples()
         if d["kind"] == "WorkflowTemplate" and d["metadata"]["name"] == "tiered-investigation"
-    ]  # fmt: skip
+    ]
     template["spec"]["templates"][0]["dag"]["tasks"][1]["template"] = "no-such-template"
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(template))
     result = subprocess.run(
         [binaries["ARGO"], "lint", "--offline", str(path)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode != 0
     assert "no-such-template" in result.stdout + result.stderr
 
@@ -82,9 +86,14 @@ def test_argo_lint_catches_what_we_must_not_emit(binaries: dict[str, str], tmp_p
 def test_compiled_examples_are_accepted_by_the_api_server(control_plane: ControlPlane) -> None:
     documents = compiled_examples()
     control_plane.kubectl(
-        "apply", "--server-side", "-n", control_plane.namespace, "-f", "-",
+        "apply",
+        "--server-side",
+        "-n",
+        control_plane.namespace,
+        "-f",
+        "-",
         stdin=yaml.safe_dump_all(documents),
-    )  # fmt: skip
+    )
     names = {
         item["metadata"]["name"]
         for item in control_plane.get_json("workflowtemplates.argoproj.io")["items"]
@@ -108,37 +117,81 @@ def test_examples_apply_against_our_crds(control_plane: ControlPlane) -> None:
 
 def resource(kind: str, name: str, spec: dict[str, Any]) -> str:
     return json.dumps(
-        {"apiVersion": "punchingfist.io/v1alpha1", "kind": kind,
-         "metadata": {"name": name}, "spec": spec}
-    )  # fmt: skip
+        {
+            "apiVersion": "punchingfist.io/v1alpha1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
 
 
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        (resource("Workflow", "bad-field", {"steps": [
-            {"name": "a", "type": "agent", "goal": "g", "maxIteratons": 3}]}),
-         'unknown field "spec.steps[0].maxIteratons"'),
-        (resource("Workflow", "bad-type", {"steps": [{"name": "a", "type": "shell"}]}),
-         'Unsupported value: "shell"'),
-        (resource("Workflow", "no-goal", {"steps": [{"name": "a", "type": "agent"}]}),
-         "an agent step needs `goal`"),
-        (resource("Workflow", "two-actions", {"steps": [
-            {"name": "a", "type": "conditional", "condition": "{{ true }}",
-             "cli": {"command": "x"}, "agent": {"goal": "g"}}]}),
-         "exactly one of `agent` or `cli`"),
+        (
+            resource(
+                "Workflow",
+                "bad-field",
+                {"steps": [{"name": "a", "type": "agent", "goal": "g", "maxIteratons": 3}]},
+            ),
+            'unknown field "spec.steps[0].maxIteratons"',
+        ),
+        (
+            resource("Workflow", "bad-type", {"steps": [{"name": "a", "type": "shell"}]}),
+            'Unsupported value: "shell"',
+        ),
+        (
+            resource("Workflow", "no-goal", {"steps": [{"name": "a", "type": "agent"}]}),
+            "an agent step needs `goal`",
+        ),
+        (
+            resource(
+                "Workflow",
+                "two-actions",
+                {
+                    "steps": [
+                        {
+                            "name": "a",
+                            "type": "conditional",
+                            "condition": "{{ true }}",
+                            "cli": {"command": "x"},
+                            "agent": {"goal": "g"},
+                        }
+                    ]
+                },
+            ),
+            "exactly one of `agent` or `cli`",
+        ),
         (resource("Workflow", "no-steps", {"steps": []}), "spec.steps"),
-        (resource("Source", "no-cron", {"type": "schedule", "triggerWorkflow": "wf",
-                                         "config": {"timezone": "UTC"}}),
-         "a schedule Source needs spec.config.cron"),
-        (resource("Sink", "pd", {"type": "pagerduty", "config": {"action": "trigger"}}),
-         "a pagerduty Sink needs spec.config.routingKeySecret"),
-        (resource("Sink", "bad-action", {"type": "alertmanager", "config": {"action": "page"}}),
-         'Unsupported value: "page"'),
+        (
+            resource(
+                "Source",
+                "no-cron",
+                {"type": "schedule", "triggerWorkflow": "wf", "config": {"timezone": "UTC"}},
+            ),
+            "a schedule Source needs spec.config.cron",
+        ),
+        (
+            resource("Sink", "pd", {"type": "pagerduty", "config": {"action": "trigger"}}),
+            "a pagerduty Sink needs spec.config.routingKeySecret",
+        ),
+        (
+            resource("Sink", "bad-action", {"type": "alertmanager", "config": {"action": "page"}}),
+            'Unsupported value: "page"',
+        ),
     ],
-    ids=["unknown-field", "bad-type", "no-goal", "two-actions", "no-steps", "no-cron",
-         "pd-no-key", "bad-action"],
-)  # fmt: skip
+    ids=[
+        "unknown-field",
+        "bad-type",
+        "no-goal",
+        "two-actions",
+        "no-steps",
+        "no-cron",
+        "pd-no-key",
+        "bad-action",
+    ],
+)
 def test_invalid_resources_are_rejected_with_readable_messages(
     control_plane: ControlPlane, document: str, expected: str
 ) -> None:
@@ -176,13 +229,15 @@ spec:
         "metadata": {"name": "e2e-first-pod-run", "namespace": namespace},
         "spec": {
             "workflowTemplateRef": {"name": "e2e-first-pod"},
-            "arguments": {"parameters": [
-                {"name": "event", "value": json.dumps(event)},
-                {"name": "source", "value": "alertmanager-critical"},
-                {"name": "fingerprint", "value": "d4c3b2a1f0e9d8c7"},
-            ]},
+            "arguments": {
+                "parameters": [
+                    {"name": "event", "value": json.dumps(event)},
+                    {"name": "source", "value": "alertmanager-critical"},
+                    {"name": "fingerprint", "value": "d4c3b2a1f0e9d8c7"},
+                ]
+            },
         },
-    }  # fmt: skip
+    }
     control_plane.kubectl("create", "-f", "-", stdin=json.dumps(run))
     pods: list[dict[str, Any]] = []
     deadline = time.monotonic() + 90
@@ -218,9 +273,12 @@ def agent_accounts(control_plane: ControlPlane) -> dict[str, str]:
     for role in ("investigator", "remediator"):
         account = f"punchingfist-{role}"  # made with the control plane, as the chart makes it
         control_plane.kubectl(
-            "create", "clusterrolebinding", account, f"--clusterrole={account}",
+            "create",
+            "clusterrolebinding",
+            account,
+            f"--clusterrole={account}",
             f"--serviceaccount={namespace}:{account}",
-        )  # fmt: skip
+        )
         users[role] = f"system:serviceaccount:{namespace}:{account}"
     return users
 
@@ -253,9 +311,15 @@ def test_agent_roles_are_enforced_by_the_real_authorizer(
     allowed: bool,
 ) -> None:
     result = control_plane.kubectl(
-        "auth", "can-i", verb, target, "-n", control_plane.namespace,
-        user=agent_accounts[role], check=False,
-    )  # fmt: skip
+        "auth",
+        "can-i",
+        verb,
+        target,
+        "-n",
+        control_plane.namespace,
+        user=agent_accounts[role],
+        check=False,
+    )
     assert result.stdout.strip() == ("yes" if allowed else "no"), result.stderr
 
 
@@ -271,12 +335,30 @@ def test_argo_submit_from_a_compiled_template(
     )
     event = json.dumps({"alert": {"alertname": "HighCPUUsage", "labels": {}}})
     result = subprocess.run(
-        [binaries["ARGO"], "submit", "--from", "workflowtemplate/investigate-alert",
-         "-n", namespace, "-p", f"event={event}", "-p", "source=manual", "-o", "json"],
-        env={"KUBECONFIG": str(control_plane.kubeconfig), "PATH": "/usr/bin:/bin",
-             "HOME": str(control_plane.workdir)},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            binaries["ARGO"],
+            "submit",
+            "--from",
+            "workflowtemplate/investigate-alert",
+            "-n",
+            namespace,
+            "-p",
+            f"event={event}",
+            "-p",
+            "source=manual",
+            "-o",
+            "json",
+        ],
+        env={
+            "KUBECONFIG": str(control_plane.kubeconfig),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(control_plane.workdir),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     submitted = json.loads(result.stdout)
     assert submitted["spec"]["workflowTemplateRef"] == {"name": "investigate-alert"}

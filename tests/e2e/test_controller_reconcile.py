@@ -66,8 +66,9 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = 60.0) 
 def webhook_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A CA and a serving certificate for 127.0.0.1, as the API server must verify them."""
     authority = Authority(tmp_path_factory.mktemp("webhook-pki"), "punchingfist-webhook-ca")
-    cert, key = authority.issue("serving", "127.0.0.1", server=True, dns=["localhost"],
-                                ips=["127.0.0.1"])  # fmt: skip
+    cert, key = authority.issue(
+        "serving", "127.0.0.1", server=True, dns=["localhost"], ips=["127.0.0.1"]
+    )
     return {"ca": str(authority.path("ca.crt")), "cert": str(cert), "key": str(key)}
 
 
@@ -81,11 +82,15 @@ def operator(
     options = ControllerOptions(
         namespaces=(NAMESPACE,),
         admission=AdmissionOptions(
-            addr="127.0.0.1", port=free_port(), host="127.0.0.1",
-            certfile=webhook_certs["cert"], pkeyfile=webhook_certs["key"],
-            cafile=webhook_certs["ca"], managed=managed,
+            addr="127.0.0.1",
+            port=free_port(),
+            host="127.0.0.1",
+            certfile=webhook_certs["cert"],
+            pkeyfile=webhook_certs["key"],
+            cafile=webhook_certs["ca"],
+            managed=managed,
         ),
-    )  # fmt: skip
+    )
     thread = OperatorThread(connect(control_plane.kubeconfig, options=options))
     try:
         thread.start(timeout=60)
@@ -161,18 +166,27 @@ def test_examples_become_owned_ready_templates(
     control_plane: ControlPlane, operator: OperatorThread
 ) -> None:
     control_plane.kubectl(
-        "apply", "-n", NAMESPACE,
-        "-f", str(EXAMPLES / "operatorconfigs"), "-f", str(EXAMPLES / "sinks"),
-        "-f", str(EXAMPLES / "sources"), "-f", str(EXAMPLES / "workflows"),
-    )  # fmt: skip
+        "apply",
+        "-n",
+        NAMESPACE,
+        "-f",
+        str(EXAMPLES / "operatorconfigs"),
+        "-f",
+        str(EXAMPLES / "sinks"),
+        "-f",
+        str(EXAMPLES / "sources"),
+        "-f",
+        str(EXAMPLES / "workflows"),
+    )
     for kind in ("workflows", "sinks", "sources", "operatorconfigs"):
         control_plane.wait_condition(
             "Ready", "-n", NAMESPACE, f"{kind}.punchingfist.io", timeout=90
         )
     expected = _compile_locally(
-        EXAMPLES / "workflows", EXAMPLES / "sinks",
+        EXAMPLES / "workflows",
+        EXAMPLES / "sinks",
         EXAMPLES / "operatorconfigs/punchingfist-config.yaml",
-    )  # fmt: skip
+    )
     workflows = control_plane.get_json("workflows.punchingfist.io", "-n", NAMESPACE)["items"]
     assert sorted(w["metadata"]["name"] for w in workflows) == sorted(expected)
     for workflow in workflows:
@@ -185,13 +199,26 @@ def test_examples_become_owned_ready_templates(
         assert types["Compiled"]["status"] == "True"
         assert types["Ready"]["reason"] == "TemplateApplied"
         assert types["Ready"]["lastTransitionTime"]
-        owner = {"apiVersion": "punchingfist.io/v1alpha1", "kind": "Workflow", "name": name,
-                 "uid": uid, "controller": True}  # fmt: skip
+        owner = {
+            "apiVersion": "punchingfist.io/v1alpha1",
+            "kind": "Workflow",
+            "name": name,
+            "uid": uid,
+            "controller": True,
+        }
         template = _get(control_plane, "workflowtemplates.argoproj.io", name)
         assert template["metadata"]["ownerReferences"] == [owner]
         assert template["spec"] == expected[name].manifest["spec"], name
-        shown = control_plane.kubectl("get", "workflowtemplates.argoproj.io", name, "-n", NAMESPACE,
-                                      "-o", "json", "--show-managed-fields").stdout  # fmt: skip
+        shown = control_plane.kubectl(
+            "get",
+            "workflowtemplates.argoproj.io",
+            name,
+            "-n",
+            NAMESPACE,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ).stdout
         managers = {m["manager"] for m in json.loads(shown)["metadata"]["managedFields"]}
         assert managers == {"punchingfist"}
         for document in expected[name].objects:  # clear-text credentials moved to a Secret
@@ -211,21 +238,32 @@ def test_editing_a_sink_recompiles_the_workflows_that_use_it(
     users = [
         w["metadata"]["name"]
         for w in control_plane.get_json("workflows.punchingfist.io", "-n", NAMESPACE)["items"]
-        if any((s if isinstance(s, str) else s["name"]) == "slack-investigation-results"
-               for s in w["spec"].get("sinks", []))
-    ]  # fmt: skip
+        if any(
+            (s if isinstance(s, str) else s["name"]) == "slack-investigation-results"
+            for s in w["spec"].get("sinks", [])
+        )
+    ]
     assert users, "no example Workflow uses the Sink"
     before = {n: _get(control_plane, "workflowtemplates.argoproj.io", n) for n in users}
     spec = dict(sink["spec"])
     spec["config"] = {**spec["config"], "channel": "#edited-by-e2e"}
     edit = {"spec": {"config": {"channel": "#edited-by-e2e"}}}
-    control_plane.kubectl("patch", "sinks.punchingfist.io", "slack-investigation-results",
-                          "-n", NAMESPACE, "--type=merge", "-p", json.dumps(edit))  # fmt: skip
+    control_plane.kubectl(
+        "patch",
+        "sinks.punchingfist.io",
+        "slack-investigation-results",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        json.dumps(edit),
+    )
     expected = _compile_locally(
-        EXAMPLES / "workflows", EXAMPLES / "sinks",
+        EXAMPLES / "workflows",
+        EXAMPLES / "sinks",
         EXAMPLES / "operatorconfigs/punchingfist-config.yaml",
         edits={"slack-investigation-results": spec},
-    )  # fmt: skip
+    )
     for name in users:
         template = eventually(
             lambda name=name: (
@@ -258,9 +296,16 @@ def _examples_applied(control_plane: ControlPlane) -> None:
     """The examples are in place and Ready (a test run alone with -k applies them)."""
     if _get(control_plane, "workflows.punchingfist.io", "agent-alert-investigation") is None:
         control_plane.kubectl(
-            "apply", "-n", NAMESPACE, "-f", str(EXAMPLES / "operatorconfigs"),
-            "-f", str(EXAMPLES / "sinks"), "-f", str(EXAMPLES / "workflows"),
-        )  # fmt: skip
+            "apply",
+            "-n",
+            NAMESPACE,
+            "-f",
+            str(EXAMPLES / "operatorconfigs"),
+            "-f",
+            str(EXAMPLES / "sinks"),
+            "-f",
+            str(EXAMPLES / "workflows"),
+        )
     control_plane.wait_condition("Ready", "-n", NAMESPACE, "workflows.punchingfist.io", timeout=90)
 
 
@@ -293,11 +338,14 @@ spec:
     assert _get(control_plane, "workflowtemplates.argoproj.io", "needs-late-sink") is None
     events = eventually(
         lambda: control_plane.get_json(
-            "events", "-n", NAMESPACE, "--field-selector",
+            "events",
+            "-n",
+            NAMESPACE,
+            "--field-selector",
             "involvedObject.name=needs-late-sink,reason=SinkNotFound",
         )["items"],
         "a Warning Event about the missing Sink",
-    )  # fmt: skip
+    )
     assert events[0]["type"] == "Warning" and "'late-sink'" in events[0]["message"]
     sink = """
 apiVersion: punchingfist.io/v1alpha1
@@ -371,9 +419,17 @@ def test_a_sink_edit_that_breaks_a_user_is_refused(
 ) -> None:
     _examples_applied(control_plane)
     patch = {"spec": {"config": {"template": "{{ .workflow.outputs.no_such_output }}"}}}
-    result = control_plane.kubectl("patch", "sinks.punchingfist.io", "slack-investigation-results",
-                                   "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch),
-                                   check=False)  # fmt: skip
+    result = control_plane.kubectl(
+        "patch",
+        "sinks.punchingfist.io",
+        "slack-investigation-results",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+        check=False,
+    )
     assert result.returncode != 0
     assert "there is no output 'no_such_output'" in result.stderr, result.stderr
     assert "uses this Sink" in result.stderr
@@ -427,30 +483,47 @@ spec:
         control_plane.kubectl("delete", "-n", namespace, "workflowtemplates.argoproj.io", "kept")
         again = eventually(
             lambda: _get(control_plane, "workflowtemplates.argoproj.io", "kept", namespace),
-            "the resync to apply the template again", timeout=30,
-        )  # fmt: skip
+            "the resync to apply the template again",
+            timeout=30,
+        )
         assert again["metadata"]["uid"] != first["metadata"]["uid"]
         assert again["spec"] == first["spec"]
         resynced = thread.controller.outcomes["unchanged"]
-        eventually(lambda: thread.controller.outcomes["unchanged"] > resynced,
-                   "a resync that finds nothing to do", timeout=30)  # fmt: skip
-        assert _get(control_plane, "workflowtemplates.argoproj.io", "kept", namespace)[
-            "metadata"]["resourceVersion"] == again["metadata"]["resourceVersion"]  # fmt: skip
+        eventually(
+            lambda: thread.controller.outcomes["unchanged"] > resynced,
+            "a resync that finds nothing to do",
+            timeout=30,
+        )
+        assert (
+            _get(control_plane, "workflowtemplates.argoproj.io", "kept", namespace)["metadata"][
+                "resourceVersion"
+            ]
+            == again["metadata"]["resourceVersion"]
+        )
         finalizers = _get(control_plane, "workflows.punchingfist.io", "kept", namespace)[
-            "metadata"].get("finalizers", [])  # fmt: skip
+            "metadata"
+        ].get("finalizers", [])
         assert finalizers == ["punchingfist.io/controller"]  # Kopf's, for its timer
     finally:
         thread.stop()
     # Started once without the resync, the controller takes its finalizer off again.
-    plain = OperatorThread(connect(control_plane.kubeconfig, options=ControllerOptions(
-        namespaces=(namespace,), resync=None)))  # fmt: skip
+    plain = OperatorThread(
+        connect(
+            control_plane.kubeconfig,
+            options=ControllerOptions(namespaces=(namespace,), resync=None),
+        )
+    )
     plain.start(timeout=60)
     try:
         eventually(
-            lambda: not _get(control_plane, "workflows.punchingfist.io", "kept", namespace)[
-                "metadata"].get("finalizers"),
-            "the finalizer to go", timeout=30,
-        )  # fmt: skip
+            lambda: (
+                not _get(control_plane, "workflows.punchingfist.io", "kept", namespace)[
+                    "metadata"
+                ].get("finalizers")
+            ),
+            "the finalizer to go",
+            timeout=30,
+        )
     finally:
         plain.stop()
         control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
@@ -468,12 +541,28 @@ def test_serve_in_cluster_serves_sources_it_finds(
     env = {**os.environ, "HOME": str(tmp_path)}
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "punchingfist.cli", "serve", "--in-cluster",
-         "--kubeconfig", str(control_plane.kubeconfig), "--namespace", namespace,
-         "--port", str(port), "--database-url", f"sqlite:///{tmp_path / 'pf.db'}",
-         "--executor", "none"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "punchingfist.cli",
+            "serve",
+            "--in-cluster",
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+            "--namespace",
+            namespace,
+            "--port",
+            str(port),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'pf.db'}",
+            "--executor",
+            "none",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         eventually(lambda: _http(f"{base}/readyz")[0] == 200, "the server to be ready", 90)
@@ -490,8 +579,9 @@ spec:
   triggerWorkflow: investigate-alert
 """
         assert _apply(control_plane, source, namespace=namespace).returncode == 0
-        control_plane.kubectl("apply", "-n", namespace, "-f",
-                              str(EXAMPLES / "workflows/investigate-alert.yaml"))  # fmt: skip
+        control_plane.kubectl(
+            "apply", "-n", namespace, "-f", str(EXAMPLES / "workflows/investigate-alert.yaml")
+        )
         control_plane.wait_condition(
             "Ready", "-n", namespace, "workflows.punchingfist.io/investigate-alert", timeout=60
         )
@@ -500,8 +590,7 @@ spec:
             "the new Source's path to be served",
         )
         assert len(body["runs"]) == 1 and body["runs"][0].startswith("investigate-alert-")
-        assert _get(control_plane, "workflowtemplates.argoproj.io", "investigate-alert",
-                    namespace)  # fmt: skip
+        assert _get(control_plane, "workflowtemplates.argoproj.io", "investigate-alert", namespace)
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
     finally:
@@ -540,19 +629,36 @@ def test_the_charts_controller_role_is_enough(control_plane: ControlPlane, tmp_p
     control_plane.kubectl("create", "serviceaccount", "punchingfist", "-n", namespace)
     role = ROOT / "charts/punchingfist/templates/controller-rbac.yaml"
     control_plane.kubectl("apply", "-f", str(role))
-    control_plane.kubectl("create", "clusterrolebinding", binding,
-                          "--clusterrole=punchingfist-controller",
-                          f"--serviceaccount={namespace}:punchingfist")  # fmt: skip
+    control_plane.kubectl(
+        "create",
+        "clusterrolebinding",
+        binding,
+        "--clusterrole=punchingfist-controller",
+        f"--serviceaccount={namespace}:punchingfist",
+    )
     token = control_plane.kubectl("create", "token", "punchingfist", "-n", namespace).stdout
     kubeconfig = tmp_path / "sa-kubeconfig"
     ca = base64.b64encode(Path(control_plane.pki.path("ca.crt")).read_bytes()).decode()
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{"name": "e2e", "cluster": {"server": control_plane.server,
-                                                 "certificate-authority-data": ca}}],
-        "users": [{"name": "sa", "user": {"token": token.strip()}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
-    }))  # fmt: skip
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "sa",
+                "clusters": [
+                    {
+                        "name": "e2e",
+                        "cluster": {
+                            "server": control_plane.server,
+                            "certificate-authority-data": ca,
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token.strip()}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
+            }
+        )
+    )
     thread = OperatorThread(connect(kubeconfig, options=ControllerOptions(namespaces=(namespace,))))
     resources = """
 apiVersion: punchingfist.io/v1alpha1
@@ -585,30 +691,43 @@ spec:
         assert _get(control_plane, "workflowtemplates.argoproj.io", "least-privilege", namespace)
         warnings = eventually(
             lambda: control_plane.get_json(
-                "events", "-n", namespace, "--field-selector",
+                "events",
+                "-n",
+                namespace,
+                "--field-selector",
                 "involvedObject.name=least-privilege,reason=CompilerWarning",
             )["items"],
             "the compiler's clear-text warning as an Event",
-        )  # fmt: skip
+        )
         assert "xoxb-e2e-clear-text" not in json.dumps(warnings)
         # The credential moves to a Secret reference: the generated Secret is deleted.
         config = {"botToken": None, "botTokenSecret": {"secretRef": "slack", "key": "token"}}
-        control_plane.kubectl("patch", "sinks.punchingfist.io", "slack-clear-text", "-n",
-                              namespace, "--type=merge", "-p",
-                              json.dumps({"spec": {"config": config}}))  # fmt: skip
+        control_plane.kubectl(
+            "patch",
+            "sinks.punchingfist.io",
+            "slack-clear-text",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"config": config}}),
+        )
         eventually(
             lambda: (
                 _get(control_plane, "secret", "least-privilege-punchingfist", namespace) is None
             ),
             "the generated Secret to go once no credential is in clear text",
         )
-        control_plane.kubectl("delete", "-n", namespace, "workflows.punchingfist.io",
-                              "least-privilege")  # fmt: skip
+        control_plane.kubectl(
+            "delete", "-n", namespace, "workflows.punchingfist.io", "least-privilege"
+        )
         eventually(
-            lambda: _get(control_plane, "workflowtemplates.argoproj.io", "least-privilege",
-                         namespace) is None,
+            lambda: (
+                _get(control_plane, "workflowtemplates.argoproj.io", "least-privilege", namespace)
+                is None
+            ),
             "the template of the deleted Workflow to go",
-        )  # fmt: skip
+        )
     finally:
         thread.stop()
         control_plane.kubectl("delete", "clusterrolebinding", binding, check=False)

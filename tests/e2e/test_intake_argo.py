@@ -33,14 +33,23 @@ spec:
 def test_webhook_to_argo_workflow_once(control_plane: ControlPlane, tmp_path: Path) -> None:
     (workflow,) = load_resources((ROOT / "examples/workflows/investigate-alert.yaml").read_text())
     assert isinstance(workflow, Workflow)
-    control_plane.kubectl("apply", "-n", control_plane.namespace, "-f", "-",
-                          stdin=json.dumps(compile_workflow(workflow).manifest))  # fmt: skip
+    control_plane.kubectl(
+        "apply",
+        "-n",
+        control_plane.namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(compile_workflow(workflow).manifest),
+    )
     url = f"sqlite:///{tmp_path / 'pf.db'}"
     upgrade(url)
     state = ServerState.from_resources(
-        load_resources(SOURCE), url, namespace=control_plane.namespace,
-        executor=ArgoExecutor(str(control_plane.kubeconfig)), dispatch_interval=0.2,
-    )  # fmt: skip
+        load_resources(SOURCE),
+        url,
+        namespace=control_plane.namespace,
+        executor=ArgoExecutor(str(control_plane.kubeconfig)),
+        dispatch_interval=0.2,
+    )
     payload = json.loads((ROOT / "examples/alerts/pod-crashlooping.json").read_text())
     with TestClient(create_app(state), headers=state.access.headers()) as http:
         (name,) = http.post("/webhook/alerts", json=payload).json()["runs"]

@@ -39,8 +39,9 @@ def source(text: str) -> Source:
 def apply(control_plane: ControlPlane, text: str) -> dict[str, Any]:
     control_plane.kubectl("apply", "-n", control_plane.namespace, "-f", "-", stdin=text)
     name = source(text).name
-    found: dict[str, Any] = control_plane.get_json("sources.punchingfist.io", name, "-n",
-                                                   control_plane.namespace)  # fmt: skip
+    found: dict[str, Any] = control_plane.get_json(
+        "sources.punchingfist.io", name, "-n", control_plane.namespace
+    )
     return found
 
 
@@ -55,14 +56,20 @@ def queued(sessions: sessionmaker[Session]) -> dict[str, dict[str, Any]]:
     """Runs in the outbox: name -> the run's parameters."""
     with sessions() as session:
         names = set(session.scalars(select(OutboxEntry.run_name)))
-        return {r.name: r.parameters for r in session.scalars(select(WorkflowRun))
-                if r.name in names}  # fmt: skip
+        return {
+            r.name: r.parameters for r in session.scalars(select(WorkflowRun)) if r.name in names
+        }
 
 
 def pod(name: str, labels: dict[str, str]) -> str:
-    return json.dumps({"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"name": name, "labels": labels},
-                       "spec": {"containers": [{"name": "main", "image": "busybox"}]}})  # fmt: skip
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+        }
+    )
 
 
 SCHEDULE = """
@@ -82,30 +89,43 @@ def test_a_schedule_source_is_a_cronworkflow(control_plane: ControlPlane) -> Non
     argo = ArgoExecutor(str(control_plane.kubeconfig))
     body = apply(control_plane, SCHEDULE % ("nightly-maintenance", "0 2 * * *"))
     uid = body["metadata"]["uid"]
-    assert reconcile_schedule(source(SCHEDULE % ("nightly-maintenance", "0 2 * * *")),
-                              namespace, uid, argo) == "nightly-maintenance"  # fmt: skip
-    cron = control_plane.get_json("cronworkflows.argoproj.io", "nightly-maintenance", "-n",
-                                  namespace)  # fmt: skip
+    assert (
+        reconcile_schedule(
+            source(SCHEDULE % ("nightly-maintenance", "0 2 * * *")), namespace, uid, argo
+        )
+        == "nightly-maintenance"
+    )
+    cron = control_plane.get_json(
+        "cronworkflows.argoproj.io", "nightly-maintenance", "-n", namespace
+    )
     spec = cron["spec"]
     assert (spec["schedules"], spec["timezone"], spec["concurrencyPolicy"]) == (
-        ["0 2 * * *"], "Europe/Berlin", "Forbid")  # fmt: skip
+        ["0 2 * * *"],
+        "Europe/Berlin",
+        "Forbid",
+    )
     assert spec["workflowSpec"]["workflowTemplateRef"] == {"name": "tiered-investigation"}
     labels = spec["workflowSpec"]["workflowMetadata"]["labels"]
     assert labels["punchingfist.io/workflow"] == "tiered-investigation"
     parameters = {p["name"]: p["value"] for p in spec["workflowSpec"]["arguments"]["parameters"]}
     assert parameters["source"] == "nightly-maintenance"
     assert json.loads(parameters["event"]) == {
-        "schedule": {"source": "nightly-maintenance", "cron": "0 2 * * *",
-                     "timezone": "Europe/Berlin"},
+        "schedule": {
+            "source": "nightly-maintenance",
+            "cron": "0 2 * * *",
+            "timezone": "Europe/Berlin",
+        },
         "context": {"purpose": "nightly"},
-    }  # fmt: skip
+    }
     (owner,) = cron["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("Source", "nightly-maintenance", uid)
     # A new schedule replaces the old one; a Source that is no schedule any more loses it.
-    reconcile_schedule(source(SCHEDULE % ("nightly-maintenance", "30 3 * * 1-5")), namespace,
-                       uid, argo)  # fmt: skip
-    cron = control_plane.get_json("cronworkflows.argoproj.io", "nightly-maintenance", "-n",
-                                  namespace)  # fmt: skip
+    reconcile_schedule(
+        source(SCHEDULE % ("nightly-maintenance", "30 3 * * 1-5")), namespace, uid, argo
+    )
+    cron = control_plane.get_json(
+        "cronworkflows.argoproj.io", "nightly-maintenance", "-n", namespace
+    )
     assert cron["spec"]["schedules"] == ["30 3 * * 1-5"]
     api = source(
         SCHEDULE.replace("type: schedule", "type: api").replace(
@@ -114,8 +134,9 @@ def test_a_schedule_source_is_a_cronworkflow(control_plane: ControlPlane) -> Non
         % "nightly-maintenance"
     )
     assert reconcile_schedule(api, namespace, uid, argo) is None
-    gone = control_plane.kubectl("get", "cronworkflows.argoproj.io", "nightly-maintenance",
-                                 "-n", namespace, check=False)  # fmt: skip
+    gone = control_plane.kubectl(
+        "get", "cronworkflows.argoproj.io", "nightly-maintenance", "-n", namespace, check=False
+    )
     assert gone.returncode != 0 and "NotFound" in gone.stderr
 
 
@@ -157,17 +178,35 @@ def test_kubernetes_source_created_objects_start_runs(
     control_plane: ControlPlane, sessions: sessionmaker[Session]
 ) -> None:
     namespace = control_plane.namespace
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                          stdin=pod("critical-before", {"app": "critical-service"}))  # fmt: skip
+    control_plane.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=pod("critical-before", {"app": "critical-service"}),
+    )
     metrics = Metrics(CollectorRegistry())
-    watch = KubernetesWatch(source(KUBERNETES % ("critical-pods", "created", "critical-service")),
-                            namespace, kube_api_client(str(control_plane.kubeconfig)), sessions,
-                            metrics, watch_seconds=3)  # fmt: skip
+    watch = KubernetesWatch(
+        source(KUBERNETES % ("critical-pods", "created", "critical-service")),
+        namespace,
+        kube_api_client(str(control_plane.kubeconfig)),
+        sessions,
+        metrics,
+        watch_seconds=3,
+    )
     with watching(watch):
-        control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                              stdin=pod("unlabelled", {"app": "other"}))  # fmt: skip
-        control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                              stdin=pod("critical-1", {"app": "critical-service"}))  # fmt: skip
+        control_plane.kubectl(
+            "apply", "-n", namespace, "-f", "-", stdin=pod("unlabelled", {"app": "other"})
+        )
+        control_plane.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            stdin=pod("critical-1", {"app": "critical-service"}),
+        )
         (name,) = eventually(lambda: list(queued(sessions)), "no run for the new pod")
     event = queued(sessions)[name]["event"]
     # The pod that existed before the watch and the unlabelled one started nothing.
@@ -189,11 +228,17 @@ def test_kubernetes_source_updates_are_debounced_per_object(
 ) -> None:
     namespace = control_plane.namespace
     for name in ("flappy", "marker"):
-        control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                              stdin=pod(name, {"app": "flappy"}))  # fmt: skip
-    watch = KubernetesWatch(source(KUBERNETES % ("flappy-pods", "updated", "flappy")), namespace,
-                            kube_api_client(str(control_plane.kubeconfig)), sessions,
-                            Metrics(CollectorRegistry()), watch_seconds=3)  # fmt: skip
+        control_plane.kubectl(
+            "apply", "-n", namespace, "-f", "-", stdin=pod(name, {"app": "flappy"})
+        )
+    watch = KubernetesWatch(
+        source(KUBERNETES % ("flappy-pods", "updated", "flappy")),
+        namespace,
+        kube_api_client(str(control_plane.kubeconfig)),
+        sessions,
+        Metrics(CollectorRegistry()),
+        watch_seconds=3,
+    )
     with watching(watch):
         control_plane.kubectl("annotate", "pod", "flappy", "-n", namespace, "step=1")
         eventually(lambda: len(queued(sessions)) == 1, "no run for the first update")
@@ -204,20 +249,26 @@ def test_kubernetes_source_updates_are_debounced_per_object(
         eventually(lambda: len(queued(sessions)) >= 2, "no run for the marker pod")
     names = sorted(p["event"]["kubernetes"]["name"] for p in queued(sessions).values())
     assert names == ["flappy", "marker"]
-    flappy = next(p for p in queued(sessions).values()
-                  if p["event"]["kubernetes"]["name"] == "flappy")  # fmt: skip
+    flappy = next(
+        p for p in queued(sessions).values() if p["event"]["kubernetes"]["name"] == "flappy"
+    )
     assert flappy["event"]["object"]["metadata"]["annotations"] == {"step": "1"}
 
 
-def test_secrets_are_never_watched(control_plane: ControlPlane,
-                                   sessions: sessionmaker[Session]) -> None:  # fmt: skip
+def test_secrets_are_never_watched(
+    control_plane: ControlPlane, sessions: sessionmaker[Session]
+) -> None:
     from punchingfist.controller.sources import SourceError
 
     text = KUBERNETES.replace("resource: pods", "resource: secrets")
     with pytest.raises(SourceError, match="Secrets are never read"):
-        KubernetesWatch(source(text % ("secret-watch", "created", "x")), "e2e",
-                        kube_api_client(str(control_plane.kubeconfig)), sessions,
-                        Metrics(CollectorRegistry()))  # fmt: skip
+        KubernetesWatch(
+            source(text % ("secret-watch", "created", "x")),
+            "e2e",
+            kube_api_client(str(control_plane.kubeconfig)),
+            sessions,
+            Metrics(CollectorRegistry()),
+        )
 
 
 def test_the_kopf_handlers_under_a_real_operator(
@@ -230,18 +281,24 @@ def test_the_kopf_handlers_under_a_real_operator(
     metrics = Metrics(CollectorRegistry())
     registry = kopf.OperatorRegistry()
     tracking.register(registry, sessions=sessions, metrics=metrics)
-    source_handlers.register(registry, sessions=sessions, metrics=metrics,
-                             argo=ArgoExecutor(str(control_plane.kubeconfig)))  # fmt: skip
+    source_handlers.register(
+        registry,
+        sessions=sessions,
+        metrics=metrics,
+        argo=ArgoExecutor(str(control_plane.kubeconfig)),
+    )
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
     settings.watching.server_timeout = 30
     stop, ready = threading.Event(), threading.Event()
     plane = control_plane.pki
     credentials = kopf.ConnectionInfo(
-        server=control_plane.server, ca_path=plane.path("ca.crt"),
-        certificate_path=plane.path("admin.crt"), private_key_path=plane.path("admin.key"),
+        server=control_plane.server,
+        ca_path=plane.path("ca.crt"),
+        certificate_path=plane.path("admin.crt"),
+        private_key_path=plane.path("admin.key"),
         default_namespace=namespace,
-    )  # fmt: skip
+    )
 
     @kopf.on.login(id="e2e-admin", registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -271,25 +328,48 @@ def test_the_kopf_handlers_under_a_real_operator(
         assert ready.wait(60) and not failures, f"Kopf did not start: {failures}"
         apply(control_plane, SCHEDULE % ("kopf-nightly", "15 4 * * *"))
         cron = eventually(
-            lambda: control_plane.kubectl("get", "-o", "json", "cronworkflows.argoproj.io",
-                                          "kopf-nightly", "-n", namespace, check=False).stdout,
+            lambda: (
+                control_plane.kubectl(
+                    "get",
+                    "-o",
+                    "json",
+                    "cronworkflows.argoproj.io",
+                    "kopf-nightly",
+                    "-n",
+                    namespace,
+                    check=False,
+                ).stdout
+            ),
             "Kopf applied no CronWorkflow",
-        )  # fmt: skip
+        )
         assert json.loads(cron)["spec"]["schedules"] == ["15 4 * * *"]
         apply(control_plane, KUBERNETES % ("kopf-pods", "created", "kopf-watched"))
         # The daemon's watch starts after its listing (whose pods are not new): create pods
         # until one is seen.
         for index in range(45):
-            control_plane.kubectl("apply", "-n", namespace, "-f", "-",
-                                  stdin=pod(f"kopf-{index}", {"app": "kopf-watched"}))  # fmt: skip
+            control_plane.kubectl(
+                "apply",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                stdin=pod(f"kopf-{index}", {"app": "kopf-watched"}),
+            )
             if _wait(lambda: queued(sessions), 2):
                 break
         assert queued(sessions), "the kubernetes Source's daemon queued no run"
-        workflow = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-                    "metadata": {"name": "kopf-tracked", "labels": {
-                        "punchingfist.io/workflow": "investigate-alert",
-                        "workflows.argoproj.io/controller-instanceid": "not-this-controller"}},
-                    "spec": {"workflowTemplateRef": {"name": "investigate-alert"}}}  # fmt: skip
+        workflow = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {
+                "name": "kopf-tracked",
+                "labels": {
+                    "punchingfist.io/workflow": "investigate-alert",
+                    "workflows.argoproj.io/controller-instanceid": "not-this-controller",
+                },
+            },
+            "spec": {"workflowTemplateRef": {"name": "investigate-alert"}},
+        }
         control_plane.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(workflow))
 
         def tracked() -> bool:

@@ -27,23 +27,50 @@ def objects(control_plane: ControlPlane) -> ControlPlane:
     control_plane.kubectl("create", "namespace", NS)
     control_plane.kubectl("create", "serviceaccount", "default", "-n", NS)
     manifests = [
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "my-app-pod-xyz", "namespace": NS,
-         "labels": {"app": "my-app"}}, "spec": {"containers": [{"name": "my-app",
-         "image": "my-app:1.5.0"}]}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "my-app",
-         "namespace": NS}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "my-app"}},
-         "template": {"metadata": {"labels": {"app": "my-app"}}, "spec": {"containers": [
-             {"name": "my-app", "image": "my-app:1.5.0"}]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "user-auth-service",
-         "namespace": NS}, "spec": {"ports": [{"port": 8080, "targetPort": 8080}],
-         "selector": {"app": "user-auth"}}},
-        {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "my-app-pod-xyz.oom",
-         "namespace": NS}, "involvedObject": {"kind": "Pod", "name": "my-app-pod-xyz",
-         "namespace": NS}, "reason": "OOMKilling", "message": "Memory cgroup out of memory",
-         "type": "Warning"},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-password",
-         "namespace": NS}, "stringData": {"password": "hunter2"}},
-    ]  # fmt: skip
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "my-app-pod-xyz", "namespace": NS, "labels": {"app": "my-app"}},
+            "spec": {"containers": [{"name": "my-app", "image": "my-app:1.5.0"}]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "my-app", "namespace": NS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "my-app"}},
+                "template": {
+                    "metadata": {"labels": {"app": "my-app"}},
+                    "spec": {"containers": [{"name": "my-app", "image": "my-app:1.5.0"}]},
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "user-auth-service", "namespace": NS},
+            "spec": {
+                "ports": [{"port": 8080, "targetPort": 8080}],
+                "selector": {"app": "user-auth"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "my-app-pod-xyz.oom", "namespace": NS},
+            "involvedObject": {"kind": "Pod", "name": "my-app-pod-xyz", "namespace": NS},
+            "reason": "OOMKilling",
+            "message": "Memory cgroup out of memory",
+            "type": "Warning",
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "db-password", "namespace": NS},
+            "stringData": {"password": "hunter2"},
+        },
+    ]
     for manifest in manifests:
         control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     return control_plane
@@ -51,8 +78,11 @@ def objects(control_plane: ControlPlane) -> ControlPlane:
 
 def env(plane: ControlPlane, kubeconfig: Path | None = None) -> dict[str, str]:
     # HOME: kubectl keeps its discovery cache there; never in the checkout.
-    return {"PATH": os.environ["PATH"], "KUBECONFIG": str(kubeconfig or plane.kubeconfig),
-            "HOME": str(plane.workdir)}  # fmt: skip
+    return {
+        "PATH": os.environ["PATH"],
+        "KUBECONFIG": str(kubeconfig or plane.kubeconfig),
+        "HOME": str(plane.workdir),
+    }
 
 
 def call(**fields: Any) -> KubectlCall:
@@ -64,18 +94,24 @@ def call(**fields: Any) -> KubectlCall:
     [
         ({"verb": "get", "resource": "pods"}, "my-app-pod-xyz"),
         ({"verb": "get", "resource": "deployments.apps", "output": "wide"}, "my-app"),
-        ({"verb": "get", "resource": "pods", "label_selector": "app=my-app", "output": "name"},
-         "pod/my-app-pod-xyz"),
+        (
+            {"verb": "get", "resource": "pods", "label_selector": "app=my-app", "output": "name"},
+            "pod/my-app-pod-xyz",
+        ),
         ({"verb": "get", "resource": "svc", "name": "user-auth-service"}, "8080/TCP"),
         ({"verb": "events"}, "OOMKilling"),
-        ({"verb": "events", "name": "my-app-pod-xyz", "field_selector": "type=Warning"},
-         "OOMKilling"),
+        (
+            {"verb": "events", "name": "my-app-pod-xyz", "field_selector": "type=Warning"},
+            "OOMKilling",
+        ),
         ({"verb": "describe", "resource": "pod", "name": "my-app-pod-xyz"}, "my-app:1.5.0"),
         # no kube-controller-manager runs, so there are no ReplicaSets and no revisions
-        ({"verb": "rollout-history", "resource": "deployment", "name": "my-app"},
-         "deployment.apps/my-app"),
+        (
+            {"verb": "rollout-history", "resource": "deployment", "name": "my-app"},
+            "deployment.apps/my-app",
+        ),
     ],
-)  # fmt: skip
+)
 def test_read_verbs_reach_the_server(
     objects: ControlPlane, fields: dict[str, Any], expected: str
 ) -> None:
@@ -112,8 +148,15 @@ def test_an_approved_write_runs_the_argv_we_built(objects: ControlPlane) -> None
     scale = call(verb="scale", resource="deployment", name="my-app", replicas=2)
     result = kubectl.run(scale, KubectlPolicy(approved=True), env(objects))
     assert result.status == "ok", result.error
-    assert result.details["argv"] == ["kubectl", "scale", f"--namespace={NS}", "--replicas=2",
-                                      "--", "deployment", "my-app"]  # fmt: skip
+    assert result.details["argv"] == [
+        "kubectl",
+        "scale",
+        f"--namespace={NS}",
+        "--replicas=2",
+        "--",
+        "deployment",
+        "my-app",
+    ]
     assert objects.get_json("deployment", "my-app", "-n", NS)["spec"]["replicas"] == 2
     back = call(verb="scale", resource="deployment", name="my-app", replicas=1)
     assert kubectl.run(back, KubectlPolicy(approved=True), env(objects)).status == "ok"
@@ -140,9 +183,15 @@ def test_rbac_is_the_real_boundary(objects: ControlPlane, tmp_path: Path) -> Non
     """As the investigator ServiceAccount, an 'approved' delete still fails on RBAC."""
     objects.kubectl("apply", "-f", str(ROOT / "charts/punchingfist/templates/agent-roles.yaml"))
     objects.kubectl("create", "serviceaccount", "investigator", "-n", NS)
-    objects.kubectl("create", "rolebinding", "investigator", "-n", NS,
-                    "--clusterrole=punchingfist-investigator",
-                    f"--serviceaccount={NS}:investigator")  # fmt: skip
+    objects.kubectl(
+        "create",
+        "rolebinding",
+        "investigator",
+        "-n",
+        NS,
+        "--clusterrole=punchingfist-investigator",
+        f"--serviceaccount={NS}:investigator",
+    )
     token = objects.kubectl("create", "token", "investigator", "-n", NS).stdout.strip()
     config = json.loads(objects.kubeconfig.read_text())
     config["users"] = [{"name": "admin", "user": {"token": token}}]
@@ -159,16 +208,32 @@ def test_rbac_is_the_real_boundary(objects: ControlPlane, tmp_path: Path) -> Non
 
 def test_debug_pod_script(objects: ControlPlane) -> None:
     result = subprocess.run(
-        [str(DEBUG_POD), "my-app-pod-xyz", NS], capture_output=True, text=True, timeout=120,
-        env=env(objects), check=False,
-    )  # fmt: skip
+        [str(DEBUG_POD), "my-app-pod-xyz", NS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env(objects),
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     for section in ("=== pod ===", "=== status ===", "=== events ===", "=== logs"):
         assert section in result.stdout
     assert "my-app-pod-xyz" in result.stdout and "OOMKilling" in result.stdout
-    missing = subprocess.run([str(DEBUG_POD), "nope", NS], capture_output=True, text=True,
-                             timeout=60, env=env(objects), check=False)  # fmt: skip
+    missing = subprocess.run(
+        [str(DEBUG_POD), "nope", NS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(objects),
+        check=False,
+    )
     assert missing.returncode == 1 and "not found" in missing.stderr
-    bad = subprocess.run([str(DEBUG_POD), "x;id"], capture_output=True, text=True, timeout=60,
-                         env=env(objects), check=False)  # fmt: skip
+    bad = subprocess.run(
+        [str(DEBUG_POD), "x;id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(objects),
+        check=False,
+    )
     assert bad.returncode == 2

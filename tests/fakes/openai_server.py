@@ -73,9 +73,17 @@ def completion(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any
     if request.get("tools"):
         choice = request.get("tool_choice") or {}
         name = choice.get("function", {}).get("name") or request["tools"][0]["function"]["name"]
-        message = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_fake", "type": "function",
-             "function": {"name": name, "arguments": arguments}}]}  # fmt: skip
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_fake",
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+            ],
+        }
         finish = "tool_calls"
     else:
         message = {"role": "assistant", "content": arguments}

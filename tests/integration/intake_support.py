@@ -22,8 +22,14 @@ TOKEN = "fuzz-t0ken"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 PATH = "/webhook/alerts"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "alerts" / "pod-crashlooping.json"
-TABLES = {"alerts": Alert, "incidents": Incident, "runs": WorkflowRun, "outbox": OutboxEntry,
-          "notifications": Notification, "relationships": AlertRelationship}  # fmt: skip
+TABLES = {
+    "alerts": Alert,
+    "incidents": Incident,
+    "runs": WorkflowRun,
+    "outbox": OutboxEntry,
+    "notifications": Notification,
+    "relationships": AlertRelationship,
+}
 
 
 def source(config: str = "") -> str:
@@ -51,9 +57,10 @@ def webhook(database_url: str, config: str = "") -> Iterator[tuple[TestClient, S
     """The real app on `database_url`, one webhook Source (bearer `TOKEN`) with `config`."""
     upgrade(database_url)
     state = ServerState.from_resources(
-        load_resources(source(config)), database_url,
+        load_resources(source(config)),
+        database_url,
         secrets=SecretStore(values={("hook", "token"): TOKEN}),
-    )  # fmt: skip
+    )
     try:
         with TestClient(create_app(state), raise_server_exceptions=False) as client:
             yield client, state
@@ -64,8 +71,10 @@ def webhook(database_url: str, config: str = "") -> Iterator[tuple[TestClient, S
 def counts(state: ServerState) -> dict[str, int]:
     """How many rows each table the intake writes holds."""
     with state.sessions() as session:
-        return {name: int(session.scalar(select(func.count()).select_from(model)) or 0)
-                for name, model in TABLES.items()}  # fmt: skip
+        return {
+            name: int(session.scalar(select(func.count()).select_from(model)) or 0)
+            for name, model in TABLES.items()
+        }
 
 
 def post(client: TestClient, body: Any) -> Any:

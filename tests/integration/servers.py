@@ -43,13 +43,43 @@ def postgres() -> Iterator[str]:
         shutil.chown(data, "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
     port = free_port()
-    subprocess.run([*as_postgres, initdb, "-D", str(data), "-A", "trust", "-U", "postgres",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            *as_postgres,
+            initdb,
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
     started = subprocess.run(
-        [*as_postgres, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"),
-         "-w", "-t", "60", "start"], capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            *as_postgres,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(base / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if started.returncode != 0:
         raise RuntimeError(
             f"PostgreSQL did not start: {started.stderr}\n{(base / 'log').read_text()}"
@@ -57,8 +87,11 @@ def postgres() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            [*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -92,9 +125,14 @@ def alertmanager(config: dict[str, Any], directory: Path) -> Iterator[str]:
         raise Unavailable("Alertmanager is not installed (package prometheus-alertmanager)")
     (directory / "am.yml").write_text(json.dumps(config))
     port = free_port()
-    argv = [binary, f"--config.file={directory / 'am.yml'}", f"--storage.path={directory / 'am'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-            "--log.level=warn"]  # fmt: skip
+    argv = [
+        binary,
+        f"--config.file={directory / 'am.yml'}",
+        f"--storage.path={directory / 'am'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
     with daemon(argv, f"http://127.0.0.1:{port}", directory / "am.log", "alertmanager") as url:
         yield url
 
@@ -130,8 +168,14 @@ def uvicorn_app(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def post_chunked(url: str, path: str, headers: dict[str, str], *, chunk: int = 16 * 1024,
-                 most: int = 256 * 1024 * 1024) -> tuple[int, int]:  # fmt: skip
+def post_chunked(
+    url: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    chunk: int = 16 * 1024,
+    most: int = 256 * 1024 * 1024,
+) -> tuple[int, int]:
     """POST a chunked body of up to `most` bytes, stopping as soon as the server answers.
     Returns (HTTP status, bytes sent): a server that cuts the body at its limit answers long
     before `most` is sent, one that buffers everything answers only after."""

@@ -26,16 +26,25 @@ def rows(state: ServerState, model: Any) -> int:
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/alerts", "/api/v1/incidents", "/api/v1/runs", "/api/v1/approvals",
-     "/api/v1/runs/RUN", "/api/v1/alerts/00000000-0000-0000-0000-000000000000"],
-)  # fmt: skip
+    [
+        "/api/v1/alerts",
+        "/api/v1/incidents",
+        "/api/v1/runs",
+        "/api/v1/approvals",
+        "/api/v1/runs/RUN",
+        "/api/v1/alerts/00000000-0000-0000-0000-000000000000",
+    ],
+)
 def test_every_read_needs_credentials(
     api_server: tuple[TestClient, ServerState, str], path: str
 ) -> None:
     http, _, run = api_server
     path = path.replace("RUN", run)
-    for headers in (NO_CREDENTIALS, {"Authorization": "Bearer wrong-token-of-some-length"},
-                    {"Authorization": "Basic dXNlcjpwYXNz"}):  # fmt: skip
+    for headers in (
+        NO_CREDENTIALS,
+        {"Authorization": "Bearer wrong-token-of-some-length"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+    ):
         answer = http.get(path, headers=headers)
         assert answer.status_code == 401, (path, headers)
         assert answer.headers["www-authenticate"] == "Bearer"
@@ -43,8 +52,13 @@ def test_every_read_needs_credentials(
     assert http.get(path).status_code in (200, 404)
 
 
-STEP = {"kind": "agent", "phase": "Succeeded", "success": True, "seconds": 3.0,
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20}}  # fmt: skip
+STEP = {
+    "kind": "agent",
+    "phase": "Succeeded",
+    "success": True,
+    "seconds": 3.0,
+    "usage": {"prompt_tokens": 100, "completion_tokens": 20},
+}
 
 
 @pytest.mark.parametrize(
@@ -64,7 +78,7 @@ STEP = {"kind": "agent", "phase": "Succeeded", "success": True, "seconds": 3.0,
         (STEP | {"result": {"n": 2**70}}, "body.result.n"),
         ({k: v for k, v in STEP.items() if k != "phase"}, "body.phase"),
     ],
-)  # fmt: skip
+)
 def test_step_reports_are_typed(
     api_server: tuple[TestClient, ServerState, str], body: dict[str, Any], field: str
 ) -> None:
@@ -80,8 +94,11 @@ def test_non_finite_numbers_are_not_json(api_server: tuple[TestClient, ServerSta
     http, state, run = api_server
     for number in (b"NaN", b"Infinity", b"-Infinity"):
         body = b'{"kind": "agent", "phase": "Succeeded", "success": true, "seconds": %s}' % number
-        answer = http.post(f"/api/v1/runs/{run}/steps/agent-investigation", content=body,
-                           headers={"Content-Type": "application/json"})  # fmt: skip
+        answer = http.post(
+            f"/api/v1/runs/{run}/steps/agent-investigation",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
         assert answer.status_code == 400 and "not JSON" in answer.text
     assert rows(state, RunStep) == 0
 
@@ -100,12 +117,15 @@ def test_only_the_runs_own_steps_and_sinks_become_rows_and_labels(
     assert "made-up" not in http.get("/metrics").text
     good = http.post(f"/api/v1/runs/{run}/steps/agent-investigation", json=STEP)
     assert good.status_code == 200
-    sent = http.post(f"/api/v1/runs/{run}/sinks/slack-investigation-results",
-                     json={"type": "slack", "outcome": "delivered"})  # fmt: skip
+    sent = http.post(
+        f"/api/v1/runs/{run}/sinks/slack-investigation-results",
+        json={"type": "slack", "outcome": "delivered"},
+    )
     assert sent.status_code == 200
     assert rows(state, RunStep) == rows(state, SinkDelivery) == 1
-    refused = http.post(f"/api/v1/runs/{run}/steps/agent-investigation", json=STEP,
-                        headers=NO_CREDENTIALS)  # fmt: skip
+    refused = http.post(
+        f"/api/v1/runs/{run}/steps/agent-investigation", json=STEP, headers=NO_CREDENTIALS
+    )
     assert refused.status_code == 401
 
 
@@ -140,8 +160,15 @@ def test_an_api_source_is_served_at_its_endpoint(
 def test_an_endpoint_cannot_take_the_servers_own_paths() -> None:
     from punchingfist.errors import PunchingFistError
 
-    for endpoint in ("/api/v1/runs", "/api/v1/approvals/x", "/slack", "/metrics", "trigger",
-                     "/a b", "/{x}"):  # fmt: skip
+    for endpoint in (
+        "/api/v1/runs",
+        "/api/v1/approvals/x",
+        "/slack",
+        "/metrics",
+        "trigger",
+        "/a b",
+        "/{x}",
+    ):
         text = API_SOURCE.replace("/hooks/deploys", f"'{endpoint}'")
         with pytest.raises(PunchingFistError, match="endpoint"):
             load_resources(text)

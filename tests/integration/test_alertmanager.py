@@ -96,13 +96,31 @@ def server(tmp_path: Path) -> Iterator[tuple[str, ServerState, WebhookPosts]]:
 def alertmanager(server: tuple[str, ServerState, WebhookPosts], tmp_path: Path) -> Iterator[str]:
     (tmp_path / "token").write_text("s3")
     config = {
-        "route": {"receiver": "punchingfist", "group_by": ["alertname"], "group_wait": "1s",
-                  "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "punchingfist", "webhook_configs": [{
-            "url": f"{server[0]}{WEBHOOK}", "send_resolved": True,
-            "http_config": {"authorization": {"type": "Bearer",
-                                              "credentials_file": str(tmp_path / "token")}}}]}],
-    }  # fmt: skip
+        "route": {
+            "receiver": "punchingfist",
+            "group_by": ["alertname"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {
+                "name": "punchingfist",
+                "webhook_configs": [
+                    {
+                        "url": f"{server[0]}{WEBHOOK}",
+                        "send_resolved": True,
+                        "http_config": {
+                            "authorization": {
+                                "type": "Bearer",
+                                "credentials_file": str(tmp_path / "token"),
+                            }
+                        },
+                    }
+                ],
+            }
+        ],
+    }
     try:
         with servers.alertmanager(config, tmp_path) as url:
             yield url
@@ -141,10 +159,17 @@ def test_alertmanager_notifications_arrive_grouped_repeat_and_resolve(
     starts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
     def alert(pod: str, **extra: Any) -> dict[str, Any]:
-        return {"labels": {"alertname": "PodCrashLooping", "severity": "critical",
-                           "namespace": "production", "pod": pod},
-                "annotations": {"summary": f"{pod} is crash looping"},
-                "startsAt": starts.isoformat(), **extra}  # fmt: skip
+        return {
+            "labels": {
+                "alertname": "PodCrashLooping",
+                "severity": "critical",
+                "namespace": "production",
+                "pod": pod,
+            },
+            "annotations": {"summary": f"{pod} is crash looping"},
+            "startsAt": starts.isoformat(),
+            **extra,
+        }
 
     def rows() -> list[tuple[str, str]]:
         """(pod, status) of every stored alert: a repeat stored twice shows twice."""

@@ -35,8 +35,17 @@ class ResumingExecutor:
     def submit(self, run: RunSubmission) -> None:
         """These tests start no runs: only `resume` matters."""
 
-    def resume(self, name: str, namespace: str, gate: str, *, approved: bool, approver: str,
-               comment: str, channel: str) -> None:  # fmt: skip
+    def resume(
+        self,
+        name: str,
+        namespace: str,
+        gate: str,
+        *,
+        approved: bool,
+        approver: str,
+        comment: str,
+        channel: str,
+    ) -> None:
         if gate == "not-waiting":
             raise SubmitError(f"run {name} is not waiting at gate {gate!r}", temporary=False)
         self.resumed.append((name, gate, approved, approver, comment))
@@ -46,8 +55,9 @@ def server_state(database_url: str, **settings: Any) -> tuple[ServerState, Resum
     """A server whose executor records resumes, with one run (`run-1`) to answer."""
     upgrade(database_url)
     executor = ResumingExecutor()
-    state = ServerState.from_resources(load_resources(SOURCES), database_url, executor=executor,
-                                       **settings)  # fmt: skip
+    state = ServerState.from_resources(
+        load_resources(SOURCES), database_url, executor=executor, **settings
+    )
     with state.sessions.begin() as session:
         session.add(WorkflowRun(name="run-1", workflow_name="agent-alert-investigation"))
     return state, executor
@@ -55,8 +65,9 @@ def server_state(database_url: str, **settings: Any) -> tuple[ServerState, Resum
 
 @pytest.fixture
 def setup(database_url: str) -> Iterator[tuple[TestClient, ServerState, ResumingExecutor]]:
-    state, executor = server_state(database_url, approvers=frozenset({"alice", "U123"}),
-                                   slack_signing_secret=SIGNING_SECRET)  # fmt: skip
+    state, executor = server_state(
+        database_url, approvers=frozenset({"alice", "U123"}), slack_signing_secret=SIGNING_SECRET
+    )
     with TestClient(create_app(state), headers=state.access.headers()) as http:
         yield http, state, executor
     state.engine.dispose()
@@ -92,8 +103,12 @@ def test_approve_by_rest(setup: tuple[TestClient, ServerState, ResumingExecutor]
         ({"decision": "approve", "approver": "mallory"}, 403, "may not answer"),
     ],
 )
-def test_bad_answers(setup: tuple[TestClient, ServerState, ResumingExecutor],
-                     body: dict[str, Any], status: int, message: str) -> None:  # fmt: skip
+def test_bad_answers(
+    setup: tuple[TestClient, ServerState, ResumingExecutor],
+    body: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
     http, _, executor = setup
     response = http.post(URL, json=body)
     assert response.status_code == status and message in response.text
@@ -109,17 +124,28 @@ TOKENS = {"alice": "t0k-alice-5b1f", "bob": "t0k-bob-77c2"}
         ({"Authorization": ""}, {"decision": "approve"}, 401, "Authorization: Bearer"),
         ({"Authorization": "Bearer nope"}, {"decision": "approve"}, 401, "Authorization: Bearer"),
         ({"Authorization": f"Basic {TOKENS['alice']}"}, {"decision": "approve"}, 401, "Bearer"),
-        ({"Authorization": f"Bearer {TOKENS['alice']}"},
-         {"decision": "approve", "approver": "bob"}, 403, "cannot answer as 'bob'"),
-        ({"Authorization": f"Bearer {TOKENS['bob']}"}, {"decision": "approve"}, 403,
-         "'bob' may not answer"),
+        (
+            {"Authorization": f"Bearer {TOKENS['alice']}"},
+            {"decision": "approve", "approver": "bob"},
+            403,
+            "cannot answer as 'bob'",
+        ),
+        (
+            {"Authorization": f"Bearer {TOKENS['bob']}"},
+            {"decision": "approve"},
+            403,
+            "'bob' may not answer",
+        ),
     ],
     ids=["no-token", "unknown-token", "not-bearer", "someone-else", "not-on-the-allow-list"],
-)  # fmt: skip
+)
 def test_with_approver_tokens_the_token_says_who_decides(
     setup: tuple[TestClient, ServerState, ResumingExecutor],
-    headers: dict[str, str], body: dict[str, Any], status: int, message: str,
-) -> None:  # fmt: skip
+    headers: dict[str, str],
+    body: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
     """With `spec.approvals.tokensSecret`, the body cannot name someone else: whoever
     reaches the server without credentials answers nothing."""
     http, state, executor = setup
@@ -131,8 +157,9 @@ def test_with_approver_tokens_the_token_says_who_decides(
     assert executor.resumed == []
     assert http.get("/api/v1/approvals", params={"decision": ""}).json()["items"] == []
     state.approver_tokens = {}  # configured, but the Secret holds none: alice's is unknown
-    again = http.post(URL, json={"decision": "approve"},
-                      headers={"Authorization": f"Bearer {TOKENS['alice']}"})  # fmt: skip
+    again = http.post(
+        URL, json={"decision": "approve"}, headers={"Authorization": f"Bearer {TOKENS['alice']}"}
+    )
     assert again.status_code == 401 and executor.resumed == []
 
 
@@ -141,12 +168,14 @@ def test_an_approver_token_answers_as_its_owner(
 ) -> None:
     http, state, executor = setup
     state.approver_tokens = dict(TOKENS)
-    response = http.post(URL, json={"decision": "deny", "comment": "not now"},
-                         headers={"Authorization": f"Bearer {TOKENS['alice']}"})  # fmt: skip
+    response = http.post(
+        URL,
+        json={"decision": "deny", "comment": "not now"},
+        headers={"Authorization": f"Bearer {TOKENS['alice']}"},
+    )
     assert response.status_code == 200, response.text
     assert (response.json()["decision"], response.json()["approver"]) == ("denied", "alice")
-    assert executor.resumed == [("run-1", "resolution-attempt-approval", False, "alice",
-                                 "not now")]  # fmt: skip
+    assert executor.resumed == [("run-1", "resolution-attempt-approval", False, "alice", "not now")]
 
 
 def test_unknown_run_and_a_gate_that_is_not_waiting(
@@ -160,21 +189,28 @@ def test_unknown_run_and_a_gate_that_is_not_waiting(
     assert http.get("/api/v1/approvals").json()["items"] == []
 
 
-def slack_request(payload: dict[str, Any], *, secret: str = SIGNING_SECRET,
-                  age: int = 0) -> tuple[bytes, dict[str, str]]:  # fmt: skip
+def slack_request(
+    payload: dict[str, Any], *, secret: str = SIGNING_SECRET, age: int = 0
+) -> tuple[bytes, dict[str, str]]:
     body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
     timestamp = str(int(time.time()) - age)
     digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
-    return body, {"X-Slack-Request-Timestamp": timestamp,
-                  "X-Slack-Signature": "v0=" + digest.hexdigest(),
-                  "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+    return body, {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
 
 
 def button(user_id: str, decision: str) -> dict[str, Any]:
-    value = json.dumps({"run": "run-1", "gate": "resolution-attempt-approval",
-                        "decision": decision})  # fmt: skip
-    return {"type": "block_actions", "user": {"id": user_id, "username": "bob"},
-            "actions": [{"action_id": "approval", "value": value}]}  # fmt: skip
+    value = json.dumps(
+        {"run": "run-1", "gate": "resolution-attempt-approval", "decision": decision}
+    )
+    return {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": "bob"},
+        "actions": [{"action_id": "approval", "value": value}],
+    }
 
 
 def test_slack_button_with_a_valid_signature(
@@ -186,8 +222,9 @@ def test_slack_button_with_a_valid_signature(
     assert response.status_code == 200
     assert response.json()["text"].startswith("Denied by bob (U123)")
     # Recorded under the fixed user id; the changeable name is shown beside it.
-    assert executor.resumed == [("run-1", "resolution-attempt-approval", False, "slack:U123",
-                                 "via Slack by bob")]  # fmt: skip
+    assert executor.resumed == [
+        ("run-1", "resolution-attempt-approval", False, "slack:U123", "via Slack by bob")
+    ]
     (record,) = http.get("/api/v1/approvals", params={"decision": "denied"}).json()["items"]
     assert (record["approver"], record["comment"]) == ("slack:U123", "via Slack by bob")
 
@@ -198,8 +235,9 @@ def test_slack_requests_that_fail_verification(
 ) -> None:
     http, _, executor = setup
     secret = "other" if problem == "wrong-secret" else SIGNING_SECRET
-    body, headers = slack_request(button("U123", "approve"), secret=secret,
-                                  age=600 if problem == "stale" else 0)  # fmt: skip
+    body, headers = slack_request(
+        button("U123", "approve"), secret=secret, age=600 if problem == "stale" else 0
+    )
     if problem == "bad-signature":
         headers["X-Slack-Signature"] = "v0=" + "0" * 64
     if problem == "no-headers":
@@ -237,8 +275,12 @@ def test_slack_bodies_are_cut_at_the_limit_while_streaming(database_url: str) ->
     state.max_body_bytes = 64 * 1024
     _, signed = slack_request(button("U123", "approve"))
     with uvicorn_app(create_app(state)) as url:
-        for path in ("/slack/interactions", "/slack/events", "/webhook/alerts",
-                     "/api/v1/runs/run-1/approvals/resolution-attempt-approval"):  # fmt: skip
+        for path in (
+            "/slack/interactions",
+            "/slack/events",
+            "/webhook/alerts",
+            "/api/v1/runs/run-1/approvals/resolution-attempt-approval",
+        ):
             status, sent = post_chunked(url, path, signed | state.access.headers())
             assert status == 413, path
             assert sent < 16 * 1024 * 1024, (path, sent)  # cut near the limit
@@ -257,11 +299,13 @@ def served(database_url: str) -> Iterator[tuple[str, ServerState, ResumingExecut
 
     from tests.e2e.controlplane import free_port
 
-    state, executor = server_state(database_url, approvers=frozenset({"alice", "bob"}),
-                                   approver_tokens=dict(TOKENS))  # fmt: skip
+    state, executor = server_state(
+        database_url, approvers=frozenset({"alice", "bob"}), approver_tokens=dict(TOKENS)
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port,
-                                           log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -276,8 +320,9 @@ def served(database_url: str) -> Iterator[tuple[str, ServerState, ResumingExecut
 
 def test_the_cli_answers_with_the_approver_token(
     served: tuple[str, ServerState, ResumingExecutor],
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from punchingfist.cli import main
 
     url, _, executor = served
@@ -307,8 +352,18 @@ def test_serve_makes_an_api_token_once_and_the_cli_uses_it(tmp_path: Path) -> No
 
     (tmp_path / "sources.yaml").write_text(SOURCES)
     port = free_port()
-    argv = [sys.executable, "-m", "punchingfist.cli", "serve", "-f", str(tmp_path / "sources.yaml"),
-            "--database-url", f"sqlite:///{tmp_path}/db/pf.db", "--port", str(port)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "punchingfist.cli",
+        "serve",
+        "-f",
+        str(tmp_path / "sources.yaml"),
+        "--database-url",
+        f"sqlite:///{tmp_path}/db/pf.db",
+        "--port",
+        str(port),
+    ]
     (tmp_path / "db").mkdir()
     token_file = tmp_path / "db" / "api-token"
     for start in ("made now", "kept"):
@@ -338,9 +393,19 @@ def test_an_open_api_is_explicit_and_loud(tmp_path: Path) -> None:
     (tmp_path / "sources.yaml").write_text(SOURCES)
     port = free_port()
     log = tmp_path / "serve.log"
-    argv = [sys.executable, "-m", "punchingfist.cli", "serve", "-f", str(tmp_path / "sources.yaml"),
-            "--database-url", f"sqlite:///{tmp_path}/pf.db", "--port", str(port),
-            "--insecure-open-api"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "punchingfist.cli",
+        "serve",
+        "-f",
+        str(tmp_path / "sources.yaml"),
+        "--database-url",
+        f"sqlite:///{tmp_path}/pf.db",
+        "--port",
+        str(port),
+        "--insecure-open-api",
+    ]
     with log.open("wb") as out:
         server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         try:

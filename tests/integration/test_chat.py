@@ -46,18 +46,30 @@ def signed(payload: dict[str, Any] | bytes, secret: str = SECRET) -> tuple[bytes
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     timestamp = str(int(time.time()))
     digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
-    return body, {"X-Slack-Request-Timestamp": timestamp,
-                  "X-Slack-Signature": "v0=" + digest.hexdigest(),
-                  "Content-Type": "application/json"}  # fmt: skip
+    return body, {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+        "Content-Type": "application/json",
+    }
 
 
-def mention(text: str, *, channel: str = "C0OPS1234", event_id: str = "Ev01",
-            **extra: Any) -> dict[str, Any]:  # fmt: skip
+def mention(
+    text: str, *, channel: str = "C0OPS1234", event_id: str = "Ev01", **extra: Any
+) -> dict[str, Any]:
     return {
-        "type": "event_callback", "team_id": "T0001", "event_id": event_id,
-        "event": {"type": "app_mention", "user": "U0ALICE", "text": text, "channel": channel,
-                  "ts": "1716000000.000100", "event_ts": "1716000000.000100", **extra},
-    }  # fmt: skip
+        "type": "event_callback",
+        "team_id": "T0001",
+        "event_id": event_id,
+        "event": {
+            "type": "app_mention",
+            "user": "U0ALICE",
+            "text": text,
+            "channel": channel,
+            "ts": "1716000000.000100",
+            "event_ts": "1716000000.000100",
+            **extra,
+        },
+    }
 
 
 @pytest.fixture
@@ -68,8 +80,9 @@ def http(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestCli
         monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
         monkeypatch.setenv("SLACK_API_URL", slack.url + "/api/")
         monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
-        state = ServerState.from_resources(load_resources(SOURCES), database_url,
-                                           slack_signing_secret=SECRET)  # fmt: skip
+        state = ServerState.from_resources(
+            load_resources(SOURCES), database_url, slack_signing_secret=SECRET
+        )
         with TestClient(create_app(state), headers=state.access.headers()) as client:
             client.app_state = state  # type: ignore[attr-defined]
             yield client
@@ -97,7 +110,10 @@ def test_a_signed_mention_queues_one_run_with_the_text_as_data(http: TestClient)
     (name,) = response.json()["runs"]
     run = runs(http)[name]
     assert (run.workflow_name, run.source_name, run.status) == (
-        "investigate-alert", "chat-ops", "pending")  # fmt: skip
+        "investigate-alert",
+        "chat-ops",
+        "pending",
+    )
     event = run.parameters["event"]
     assert event["chat"]["text"] == "why is {{ .env.LLM_API_KEY }} $(rm -rf /) crashing?"
     assert (event["chat"]["user"], event["chat"]["channel"]) == ("U0ALICE", "C0OPS1234")
@@ -132,8 +148,10 @@ def test_unsigned_events_are_refused(http: TestClient, problem: str) -> None:
     if problem == "stale":
         old = str(int(time.time()) - 600)
         digest = hmac.new(SECRET.encode(), f"v0:{old}:".encode() + body, hashlib.sha256)
-        headers |= {"X-Slack-Request-Timestamp": old,
-                    "X-Slack-Signature": "v0=" + digest.hexdigest()}  # fmt: skip
+        headers |= {
+            "X-Slack-Request-Timestamp": old,
+            "X-Slack-Signature": "v0=" + digest.hexdigest(),
+        }
     if problem == "no-headers":
         headers = {"Content-Type": "application/json"}
     response = http.post("/slack/events", content=body, headers=headers)
@@ -145,10 +163,13 @@ def test_bots_and_other_events_start_nothing(http: TestClient) -> None:
     for payload in (
         mention("<@U0BOT> loop", bot_id="B0SELF", event_id="Ev05"),
         mention("<@U0BOT> edited", subtype="message_changed", event_id="Ev06"),
-        {"type": "event_callback", "event_id": "Ev07",
-         "event": {"type": "message", "text": "hi", "channel": "C0OPS1234"}},
+        {
+            "type": "event_callback",
+            "event_id": "Ev07",
+            "event": {"type": "message", "text": "hi", "channel": "C0OPS1234"},
+        },
         {"type": "app_rate_limited"},
-    ):  # fmt: skip
+    ):
         body, headers = signed(payload)
         response = http.post("/slack/events", content=body, headers=headers)
         assert response.status_code == 200 and response.json()["runs"] == []
@@ -172,9 +193,12 @@ def test_slack_approver_is_matched_by_id_not_by_username(database_url: str) -> N
     upgrade(database_url)
     executor = ResumingExecutor()
     state = ServerState.from_resources(
-        [], database_url, executor=executor, approvers=frozenset({"alice", "U123"}),
+        [],
+        database_url,
+        executor=executor,
+        approvers=frozenset({"alice", "U123"}),
         slack_signing_secret="8f742231b10e8888abcd99yyyzzz85a5",
-    )  # fmt: skip
+    )
     with state.sessions.begin() as session:
         session.add(WorkflowRun(name="run-1", workflow_name="agent-alert-investigation"))
     impostor = button("U999", "approve") | {"user": {"id": "U999", "username": "alice"}}

@@ -26,8 +26,16 @@ from punchingfist.store.models import Approval, RunStep, SinkDelivery
 from tests.conftest import EXAMPLES
 
 ROOT = EXAMPLES.parent
-INPUTS = ["-f", "examples/workflows", "-f", "examples/sinks", "-f", "examples/sources",
-          "-f", "examples/operatorconfigs/punchingfist-config.yaml"]  # fmt: skip
+INPUTS = [
+    "-f",
+    "examples/workflows",
+    "-f",
+    "examples/sinks",
+    "-f",
+    "examples/sources",
+    "-f",
+    "examples/operatorconfigs/punchingfist-config.yaml",
+]
 WORKFLOWS = sorted(p.stem for p in (EXAMPLES / "workflows").glob("*.yaml"))
 HOSTILE_REPLAY = ROOT / "tests" / "fixtures" / "replays" / "obeys-the-alert"
 
@@ -46,19 +54,36 @@ def punchingfist(
     tmp_path: Path, *args: str, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "punchingfist.cli", *args], cwd=ROOT, env=environ(tmp_path),
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "punchingfist.cli", *args],
+        cwd=ROOT,
+        env=environ(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_run_every_example_with_the_replayed_model(name: str, tmp_path: Path) -> None:
     done = punchingfist(
-        tmp_path, "run", *INPUTS, "--workflow", name, "--approve", "--approver", "alice",
-        "--event", "examples/alerts/pod-crashlooping.json", "--output", "json",
-        "--workdir", str(tmp_path / "runs"),
-    )  # fmt: skip
+        tmp_path,
+        "run",
+        *INPUTS,
+        "--workflow",
+        name,
+        "--approve",
+        "--approver",
+        "alice",
+        "--event",
+        "examples/alerts/pod-crashlooping.json",
+        "--output",
+        "json",
+        "--workdir",
+        str(tmp_path / "runs"),
+    )
     assert done.returncode in (0, 1), done.stderr  # 1: a sink had nothing to deliver to
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
@@ -85,13 +110,30 @@ def test_a_relative_workdir_keeps_every_steps_result(tmp_path: Path) -> None:
     below it, and the report showed every step's result as (none)."""
     inputs = [str(ROOT / arg) if arg != "-f" else arg for arg in INPUTS]
     done = subprocess.run(
-        [sys.executable, "-m", "punchingfist.cli", "run", *inputs,
-         "--workflow", "agent-alert-investigation", "--approve", "--output", "json",
-         "--event", str(EXAMPLES / "alerts" / "pod-crashlooping.json"),
-         "--workdir", "relative/dir"],
-        cwd=tmp_path, env=environ(tmp_path), stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "punchingfist.cli",
+            "run",
+            *inputs,
+            "--workflow",
+            "agent-alert-investigation",
+            "--approve",
+            "--output",
+            "json",
+            "--event",
+            str(EXAMPLES / "alerts" / "pod-crashlooping.json"),
+            "--workdir",
+            "relative/dir",
+        ],
+        cwd=tmp_path,
+        env=environ(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
     steps = {step["step"]: step for step in report["steps"]}
@@ -108,10 +150,20 @@ def test_the_hostile_alert_through_the_whole_engine_executes_nothing(tmp_path: P
     marker = Path("/tmp/pwned")
     marker.unlink(missing_ok=True)
     done = punchingfist(
-        tmp_path, "run", *INPUTS, "--workflow", "agent-alert-investigation",
-        "--event", "examples/alerts/hostile-labels.json", "--replay", str(HOSTILE_REPLAY),
-        "--output", "json", "--workdir", str(tmp_path / "runs"),
-    )  # fmt: skip
+        tmp_path,
+        "run",
+        *INPUTS,
+        "--workflow",
+        "agent-alert-investigation",
+        "--event",
+        "examples/alerts/hostile-labels.json",
+        "--replay",
+        str(HOSTILE_REPLAY),
+        "--output",
+        "json",
+        "--workdir",
+        str(tmp_path / "runs"),
+    )
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
     steps = {s["step"]: s for s in report["steps"]}
@@ -147,7 +199,7 @@ def test_the_demo_shows_the_alert_incident_run_and_report(tmp_path: Path) -> Non
         "summary [replayed model]: my-app is OOM-killed",
         "incident  PodCrashLooping",
     ):
-        assert marker in out, marker  # fmt: skip
+        assert marker in out, marker
     engine = make_engine(f"sqlite:///{keep / 'punchingfist.db'}")
     with session_factory(engine)() as session:
         alert = session.scalars(select(Alert)).one()  # a replayed answer is no triage
@@ -182,12 +234,15 @@ def local_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient
         resources += load_resources(sink.read_text())
     state = ServerState.from_resources(resources, database_url, dispatch_interval=0.1)
     state.executor = LocalExecutor(
-        {c.workflow.name: c for c in compile_resources(resources)}, state.sessions,
-        tmp_path / "runs", environ={**os.environ, **environ(tmp_path)}, metrics=state.metrics,
+        {c.workflow.name: c for c in compile_resources(resources)},
+        state.sessions,
+        tmp_path / "runs",
+        environ={**os.environ, **environ(tmp_path)},
+        metrics=state.metrics,
         replay=os.pathsep.join(  # serve replays only when told to; each step picks its own
             str(EXAMPLES / "scenarios" / name) for name in ("oom-crash-loop", "crash-loop-triage")
         ),
-    )  # fmt: skip
+    )
     with TestClient(create_app(state), headers=state.access.headers()) as client:
         yield client, state
     state.engine.dispose()
@@ -229,11 +284,17 @@ def test_serve_with_the_local_engine_waits_at_the_gate_for_the_api(
 
     run = wait_for("the run to finish", finished)
     steps = {s["name"]: s["phase"] for s in run["steps"]}
-    assert steps == {"initial-context": "Succeeded", "agent-investigation": "Succeeded",
-                     "resolution-attempt": "Succeeded"}  # fmt: skip
+    assert steps == {
+        "initial-context": "Succeeded",
+        "agent-investigation": "Succeeded",
+        "resolution-attempt": "Succeeded",
+    }
     (approval,) = run["approvals"]
     assert (approval["decision"], approval["approver"], approval["channel"]) == (
-        "approved", "carol", "api")  # fmt: skip
+        "approved",
+        "carol",
+        "api",
+    )
     assert run["sink_deliveries"], "the exit handler's sinks are recorded"
     report = run["outputs"]["report"]
     assert report["approvals"][0]["approver"] == "carol"

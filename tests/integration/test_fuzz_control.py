@@ -39,10 +39,11 @@ STEP_FIELDS = {
     "error": TEXT | JSON,
     "usage": st.fixed_dictionaries(
         {}, optional={"prompt_tokens": NUMBER, "completion_tokens": NUMBER, "cost_usd": NUMBER}
-    ) | JSON,
+    )
+    | JSON,
     "tool_calls": st.lists(st.dictionaries(TEXT, JSON, max_size=3), max_size=3) | JSON,
     "result": st.dictionaries(TEXT, JSON, max_size=4) | JSON,
-}  # fmt: skip
+}
 STEP = st.fixed_dictionaries({}, optional=STEP_FIELDS) | JSON
 DELIVERY = (
     st.fixed_dictionaries(
@@ -77,9 +78,12 @@ def post(http: TestClient, path: str, body: bytes) -> Any:
     return http.post(path, content=body, headers={"Content-Type": "application/json"})
 
 
-FUZZ = settings(max_examples=EXAMPLES_PER_ENDPOINT, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])  # fmt: skip
+FUZZ = settings(
+    max_examples=EXAMPLES_PER_ENDPOINT,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.mark.timeout(600)

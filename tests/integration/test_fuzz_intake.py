@@ -70,15 +70,26 @@ json_values = st.recursive(
     max_leaves=20,
 )
 labels = st.dictionaries(text, text, max_size=4) | json_values
-ALERT_FIELDS = {"status": st.sampled_from(["firing", "resolved"]) | json_values,
-                "labels": labels.map(lambda d: {"alertname": "Fuzz", **d} if isinstance(d, dict)
-                                     else d),
-                "annotations": labels, "startsAt": times, "endsAt": times,
-                "generatorURL": text | json_values, "fingerprint": text | json_values}  # fmt: skip
-PAYLOAD_FIELDS = {"groupKey": text, "receiver": text, "externalURL": text,
-                  "truncatedAlerts": numbers, "groupLabels": labels, "commonLabels": labels,
-                  "commonAnnotations": labels, "status": st.sampled_from(["firing", "resolved"]),
-                  "version": st.sampled_from(["4", 4, "3"])}  # fmt: skip
+ALERT_FIELDS = {
+    "status": st.sampled_from(["firing", "resolved"]) | json_values,
+    "labels": labels.map(lambda d: {"alertname": "Fuzz", **d} if isinstance(d, dict) else d),
+    "annotations": labels,
+    "startsAt": times,
+    "endsAt": times,
+    "generatorURL": text | json_values,
+    "fingerprint": text | json_values,
+}
+PAYLOAD_FIELDS = {
+    "groupKey": text,
+    "receiver": text,
+    "externalURL": text,
+    "truncatedAlerts": numbers,
+    "groupLabels": labels,
+    "commonLabels": labels,
+    "commonAnnotations": labels,
+    "status": st.sampled_from(["firing", "resolved"]),
+    "version": st.sampled_from(["4", 4, "3"]),
+}
 
 
 @st.composite
@@ -88,10 +99,14 @@ def notifications(draw: st.DrawFn) -> dict[str, Any]:
     template = body["alerts"][0]
     fingerprints = st.sampled_from(["fa", "fb", "fc", "fd", "fe", "ff", "fg"])
     body["alerts"] = [
-        {**template, "fingerprint": draw(fingerprints), "status": draw(st.sampled_from(
-            ["firing", "resolved"])), "labels": {**template["labels"], "n": str(n)}}
+        {
+            **template,
+            "fingerprint": draw(fingerprints),
+            "status": draw(st.sampled_from(["firing", "resolved"])),
+            "labels": {**template["labels"], "n": str(n)},
+        }
         for n in range(draw(st.integers(1, 6)))
-    ]  # fmt: skip
+    ]
     for name in draw(st.sets(st.sampled_from(sorted(PAYLOAD_FIELDS)), max_size=2)):
         body[name] = draw(PAYLOAD_FIELDS[name])
     for alert in body["alerts"]:
@@ -110,8 +125,22 @@ def mangled(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(data) - 1))
         action = draw(st.sampled_from(["replace", "insert", "cut"]))
-        piece = draw(st.sampled_from([b"\\u0000", b"\\ud800", b"NaN", b"1e999", b"\x00", b"\xff",
-                                      b'"', b"{", b"]", b"99999999999999999999"]))  # fmt: skip
+        piece = draw(
+            st.sampled_from(
+                [
+                    b"\\u0000",
+                    b"\\ud800",
+                    b"NaN",
+                    b"1e999",
+                    b"\x00",
+                    b"\xff",
+                    b'"',
+                    b"{",
+                    b"]",
+                    b"99999999999999999999",
+                ]
+            )
+        )
         if action == "cut":
             del data[at : at + draw(st.integers(1, 40))]
         else:
@@ -130,8 +159,12 @@ def test_generated_bodies_get_no_5xx_and_leave_no_partial_rows(
     with webhook(database_url, LIMITS) as (http, state):
         seen: dict[int, int] = {}
 
-        @settings(max_examples=EXAMPLES[kind], deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=EXAMPLES[kind],
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(body=BODIES[kind])
         def check(body: Any) -> None:
             before = counts(state)
@@ -148,8 +181,10 @@ def test_generated_bodies_get_no_5xx_and_leave_no_partial_rows(
             assert after["alerts"] - before["alerts"] == answer["new"], (answer, body)
             assert after["runs"] - before["runs"] == len(answer["runs"]), (answer, body)
             assert after["outbox"] - before["outbox"] == len(answer["runs"]), (answer, body)
-            assert answer["new"] + answer["updated"] + answer["resolved"] + answer[
-                "filtered"] == answer["received"]  # fmt: skip
+            assert (
+                answer["new"] + answer["updated"] + answer["resolved"] + answer["filtered"]
+                == answer["received"]
+            )
             assert answer["suppressed"] <= answer["new"]
 
         check()

@@ -110,15 +110,18 @@ def test_a_write_the_database_refuses_leaves_nothing_of_its_batch(
     in, rolls all of them back; its notification fails alone, the connection goes on."""
     import psycopg
 
-    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"),
-                         autocommit=True) as admin:  # fmt: skip
+    with psycopg.connect(
+        database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True
+    ) as admin:
         admin.execute(
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             "IF NEW.fingerprint = 'refused' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; "
             "RETURN NEW; END $$"
         )  # the runs are written after the alerts, in the same statement
-        admin.execute("CREATE TRIGGER refuse BEFORE INSERT ON workflow_runs "
-                      "FOR EACH ROW EXECUTE FUNCTION refuse()")  # fmt: skip
+        admin.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON workflow_runs "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
     sources = load_resources(SOURCE)
     jobs = [_Job(sources, notification(f)) for f in ("before", "refused", "after")]
     for job in jobs:
@@ -134,8 +137,11 @@ def test_a_write_the_database_refuses_leaves_nothing_of_its_batch(
     assert kept == runs == {"before", "after"}
     assert writer.put(sources, notification("later")).result(timeout=30).new == 1
     with writer.sessions() as session:  # the writer's connection ended its transactions
-        idle = session.scalar(select(func.count()).select_from(
-            text("pg_stat_activity")).where(text("state = 'idle in transaction'")))  # fmt: skip
+        idle = session.scalar(
+            select(func.count())
+            .select_from(text("pg_stat_activity"))
+            .where(text("state = 'idle in transaction'"))
+        )
     assert idle == 0
 
 
@@ -227,15 +233,28 @@ def test_repeats_resolve_and_the_lookups_are_planned_per_batch(writer: IntakeWri
 def alert_notification(
     fingerprint: str, group_key: str, namespace: str, status: str = "firing"
 ) -> AlertmanagerPayload:
-    alert = {"status": status, "fingerprint": fingerprint,
-             "labels": {"alertname": "PodCrashLooping", "namespace": namespace,
-                        "severity": "warning", "pod": fingerprint},
-             "annotations": {"summary": "crash looping"},
-             "startsAt": "2026-11-26T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}  # fmt: skip
-    return AlertmanagerPayload.model_validate({
-        "version": "4", "groupKey": group_key, "status": status, "receiver": "pf",
-        "alerts": [alert],
-    })  # fmt: skip
+    alert = {
+        "status": status,
+        "fingerprint": fingerprint,
+        "labels": {
+            "alertname": "PodCrashLooping",
+            "namespace": namespace,
+            "severity": "warning",
+            "pod": fingerprint,
+        },
+        "annotations": {"summary": "crash looping"},
+        "startsAt": "2026-11-26T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+    }
+    return AlertmanagerPayload.model_validate(
+        {
+            "version": "4",
+            "groupKey": group_key,
+            "status": status,
+            "receiver": "pf",
+            "alerts": [alert],
+        }
+    )
 
 
 CONCURRENT = {
@@ -274,9 +293,11 @@ def test_concurrent_batches_that_share_a_key_run_one_after_the_other(
 
     def second() -> None:
         with sessions.begin() as session:
-            results.extend(ingest_batch(
-                session, [(sources, alert_notification(fingerprint, group, place, status))]
-            ))  # fmt: skip
+            results.extend(
+                ingest_batch(
+                    session, [(sources, alert_notification(fingerprint, group, place, status))]
+                )
+            )
 
     thread = threading.Thread(target=second)
     thread.start()
@@ -316,7 +337,7 @@ def test_several_writers_store_what_one_would(database_url: str) -> None:
         futures = [
             writer.put(sources, alert_notification(f"fp{n % 30}", f"g{n % 5}", f"ns{n % 3}"))
             for n in range(60)
-        ]  # fmt: skip
+        ]
         results = [future.result(timeout=60) for future in futures]
     finally:
         writer.stop()

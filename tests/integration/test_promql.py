@@ -78,9 +78,13 @@ def test_bearer_token_is_sent(recorder: str) -> None:
 
 def script(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False,
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={"PATH": os.environ["PATH"], **env},
-    )  # fmt: skip
+    )
 
 
 def test_promql_script_instant_and_range(prometheus: str) -> None:

@@ -79,8 +79,10 @@ def test_a_firing_alert_is_stored_correlated_and_queued(
     (alert,) = http.get("/api/v1/alerts").json()["items"]
     assert alert["fingerprint"] == payload("pod-crashlooping.json")["alerts"][0]["fingerprint"]
     assert (alert["status"], alert["severity"], alert["alert_name"]) == (
-        "received", "critical", "PodCrashLooping",
-    )  # fmt: skip
+        "received",
+        "critical",
+        "PodCrashLooping",
+    )
     assert alert["labels"]["namespace"] == "production" and alert["incident_id"]
     for field in ("annotations", "received_at", "summary", "description", "ai_confidence"):
         assert field in alert
@@ -199,8 +201,9 @@ def test_concurrent_notifications_are_written_together_and_counted_once(
         body["alerts"][0]["fingerprint"] = f"burst{n % 6:04d}"  # every alert sent twice
         bodies.append(body)
     with ThreadPoolExecutor(max_workers=6) as pool:
-        statuses = list(pool.map(lambda b: http.post("/webhook/alerts", json=b).status_code,
-                                 bodies))  # fmt: skip
+        statuses = list(
+            pool.map(lambda b: http.post("/webhook/alerts", json=b).status_code, bodies)
+        )
     assert statuses == [200] * 12
     assert count(state, Alert) == 6 and count(state, WorkflowRun) == 6
     assert count(state, OutboxEntry) == 6 and count(state, Incident) == 1
@@ -224,28 +227,51 @@ def test_hostile_label_text_is_stored_verbatim(client: tuple[TestClient, ServerS
     [
         (b"{not json", 400, "the body is not JSON"),
         (b'{"version": "4"}', 422, "body.groupKey"),
-        (b'{"version": 4, "groupKey": "g", "status": "firing", "receiver": "r", "alerts": []}',
-         422, "body.version"),
-        (json.dumps({**payload("pod-crashlooping.json"), "alerts": [{"labels": "x"}]}).encode(),
-         422, "body.alerts[0].labels"),
+        (
+            b'{"version": 4, "groupKey": "g", "status": "firing", "receiver": "r", "alerts": []}',
+            422,
+            "body.version",
+        ),
+        (
+            json.dumps({**payload("pod-crashlooping.json"), "alerts": [{"labels": "x"}]}).encode(),
+            422,
+            "body.alerts[0].labels",
+        ),
         (b"[]", 422, "body"),
         (b"x" * (2 * 1024 * 1024), 413, "larger than"),
         (json.dumps(with_labels({"alertname": "A", "pod": "p\x00"})).encode(), 422, "NUL"),
         (json.dumps(with_labels({"alertname": "A", "p\x00d": "p"})).encode(), 422, "NUL"),
         (json.dumps(with_labels({"alertname": "A" * 256})).encode(), 422, "longer than 255"),
         (json.dumps(with_labels({"alertname": "A", "pod": "p\ud800"})).encode(), 400, "not JSON"),
-        (json.dumps({**payload("pod-crashlooping.json"), "truncatedAlerts": float("nan")}).encode(),
-         422, "body.truncatedAlerts"),
+        (
+            json.dumps(
+                {**payload("pod-crashlooping.json"), "truncatedAlerts": float("nan")}
+            ).encode(),
+            422,
+            "body.truncatedAlerts",
+        ),
     ],
-    ids=["malformed", "missing-fields", "wrong-type", "bad-alert", "not-an-object", "oversized",
-         "nul-character", "nul-in-a-name", "long-alertname", "lone-surrogate", "nan"],
-)  # fmt: skip
+    ids=[
+        "malformed",
+        "missing-fields",
+        "wrong-type",
+        "bad-alert",
+        "not-an-object",
+        "oversized",
+        "nul-character",
+        "nul-in-a-name",
+        "long-alertname",
+        "lone-surrogate",
+        "nan",
+    ],
+)
 def test_bad_input_is_a_4xx_with_a_message_and_stores_nothing(
     client: tuple[TestClient, ServerState], body: bytes, status: int, message: str
 ) -> None:
     http, state = client
-    response = http.post("/webhook/alerts", content=body,
-                         headers={"Content-Type": "application/json"})  # fmt: skip
+    response = http.post(
+        "/webhook/alerts", content=body, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == status
     assert message in response.text
     assert count(state, Alert) == 0 and count(state, Incident) == 0
@@ -253,9 +279,13 @@ def test_bad_input_is_a_4xx_with_a_message_and_stores_nothing(
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"Authorization": "t0ken"}, 401),
-     ({"Authorization": "Bearer t0ken"}, 200)],
-)  # fmt: skip
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"Authorization": "t0ken"}, 401),
+        ({"Authorization": "Bearer t0ken"}, 200),
+    ],
+)
 def test_webhook_authentication(
     client: tuple[TestClient, ServerState], headers: dict[str, str], status: int
 ) -> None:
@@ -331,9 +361,10 @@ def api_client(database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
     upgrade(database_url)
     workflow = (EXAMPLES / "workflows" / "agent-alert-investigation.yaml").read_text()
     state = ServerState.from_resources(
-        load_resources(SOURCES + "---" + API_SOURCE + "---\n" + workflow), database_url,
+        load_resources(SOURCES + "---" + API_SOURCE + "---\n" + workflow),
+        database_url,
         secrets=SecretStore(values={("api-key", "token"): "k3y"}),
-    )  # fmt: skip
+    )
     with TestClient(create_app(state), headers=state.access.headers()) as test_client:
         yield test_client, state
     state.engine.dispose()
@@ -364,12 +395,16 @@ def test_step_reports_record_results_tokens_and_triage(
 ) -> None:
     http, _ = api_client
     (name,) = http.post("/webhook/alerts", json=payload("pod-crashlooping.json")).json()["runs"]
-    report = {"step": "agent-investigation", "kind": "agent", "success": True,
-              "phase": "Succeeded", "seconds": 42.0,
-              "result": {"summary": "OOM", "confidence": 0.8, "can_auto_fix": False},
-              "tool_calls": [{"id": "call-1", "tool": "kubectl", "status": "ok"}],
-              "usage": {"prompt_tokens": 1200, "completion_tokens": 300,
-                        "cost_usd": 0.01}}  # fmt: skip
+    report = {
+        "step": "agent-investigation",
+        "kind": "agent",
+        "success": True,
+        "phase": "Succeeded",
+        "seconds": 42.0,
+        "result": {"summary": "OOM", "confidence": 0.8, "can_auto_fix": False},
+        "tool_calls": [{"id": "call-1", "tool": "kubectl", "status": "ok"}],
+        "usage": {"prompt_tokens": 1200, "completion_tokens": 300, "cost_usd": 0.01},
+    }
     url = f"/api/v1/runs/{name}/steps/agent-investigation"
     assert (
         http.post(url, json=report, headers={"Authorization": "Bearer r3port"}).status_code == 401
@@ -380,8 +415,11 @@ def test_step_reports_record_results_tokens_and_triage(
     run = http.get(f"/api/v1/runs/{name}").json()
     assert run["status"] == "running" and run["tokens_total"] == 1500
     (step,) = run["steps"]
-    assert (step["name"], step["phase"], step["prompt_tokens"]) == ("agent-investigation",
-                                                                     "Succeeded", 1200)  # fmt: skip
+    assert (step["name"], step["phase"], step["prompt_tokens"]) == (
+        "agent-investigation",
+        "Succeeded",
+        1200,
+    )
     (alert,) = http.get("/api/v1/alerts").json()["items"]
     assert alert["ai_confidence"] == 0.8 and alert["triage_completed_at"]
     assert alert["ai_analysis"]["summary"] == "OOM"
@@ -406,9 +444,13 @@ def test_sink_deliveries_are_recorded_and_counted(
         http.post(url, json={"type": "slack", "outcome": "lost"}, headers=token).status_code == 422
     )
     (delivery,) = http.get(f"/api/v1/runs/{name}").json()["sink_deliveries"]
-    assert (delivery["sink_name"], delivery["outcome"]) == ("slack-investigation-results",
-                                                            "delivered")  # fmt: skip
+    assert (delivery["sink_name"], delivery["outcome"]) == (
+        "slack-investigation-results",
+        "delivered",
+    )
     metrics = http.get("/metrics").text
-    assert ('punchingfist_sink_deliveries_total{outcome="delivered",'
-            'sink="slack-investigation-results"} 1.0') in metrics  # fmt: skip
+    assert (
+        'punchingfist_sink_deliveries_total{outcome="delivered",'
+        'sink="slack-investigation-results"} 1.0'
+    ) in metrics
     assert "punchingfist_active_tasks 0.0" in metrics

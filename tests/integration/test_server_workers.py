@@ -26,16 +26,32 @@ spec: {type: webhook, config: {path: /webhook/alerts}, triggerWorkflow: investig
 
 
 def notification(sender: int, number: int) -> bytes:
-    alerts = [{"status": "firing", "fingerprint": f"w{sender}-{number}-{n}",
-               "labels": {"alertname": "PodCrashLooping", "namespace": f"ns-{sender}"},
-               "startsAt": "2026-11-27T10:00:00Z"} for n in range(5)]  # fmt: skip
-    return json.dumps({"version": "4", "groupKey": f"group-{sender}", "status": "firing",
-                       "receiver": "pf", "alerts": alerts}).encode()  # fmt: skip
+    alerts = [
+        {
+            "status": "firing",
+            "fingerprint": f"w{sender}-{number}-{n}",
+            "labels": {"alertname": "PodCrashLooping", "namespace": f"ns-{sender}"},
+            "startsAt": "2026-11-27T10:00:00Z",
+        }
+        for n in range(5)
+    ]
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": f"group-{sender}",
+            "status": "firing",
+            "receiver": "pf",
+            "alerts": alerts,
+        }
+    ).encode()
 
 
 def post(port: int, body: bytes) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/webhook/alerts", data=body,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/webhook/alerts",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return int(response.status)
 
@@ -62,15 +78,15 @@ def processed(port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     prefix = 'punchingfist_alerts_processed_total{source="alerts",status="new"} '
-    return sum(float(line[len(prefix):]) for line in text.splitlines()
-               if line.startswith(prefix))  # fmt: skip
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
 
 
 @pytest.fixture
 def database(postgres_url: str) -> str:
     name = f"workers_{time.monotonic_ns()}"
-    with psycopg.connect(postgres_url.replace("postgresql+psycopg", "postgresql"),
-                         autocommit=True) as connection:  # fmt: skip
+    with psycopg.connect(
+        postgres_url.replace("postgresql+psycopg", "postgresql"), autocommit=True
+    ) as connection:
         connection.execute(f"CREATE DATABASE {name}")
     return postgres_url.rsplit("/", 1)[0] + f"/{name}"
 
@@ -80,13 +96,31 @@ def server(tmp_path: Path, database: str) -> Iterator[tuple[subprocess.Popen[str
     (tmp_path / "source.yaml").write_text(SOURCE)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "punchingfist.cli", "serve", "-f", str(tmp_path / "source.yaml"),
-         "--port", str(port), "--database-url", database, "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "server.log").open("w"), text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "punchingfist.cli",
+            "serve",
+            "-f",
+            str(tmp_path / "source.yaml"),
+            "--port",
+            str(port),
+            "--database-url",
+            database,
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("w"),
+        text=True,
+    )
     try:
-        wait_for("the server", lambda: urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200)  # fmt: skip
+        wait_for(
+            "the server",
+            lambda: (
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200
+            ),
+        )
         yield process, port
     finally:
         if process.poll() is None:

@@ -23,8 +23,14 @@ from punchingfist.store import Alert, upgrade
 from tests.e2e.controlplane import free_port
 from tests.integration.intake_support import TOKEN, counts, example, post, source, webhook
 
-NOTHING = {"alerts": 0, "incidents": 0, "runs": 0, "outbox": 0, "notifications": 0,
-           "relationships": 0}  # fmt: skip
+NOTHING = {
+    "alerts": 0,
+    "incidents": 0,
+    "runs": 0,
+    "outbox": 0,
+    "notifications": 0,
+    "relationships": 0,
+}
 
 
 @pytest.fixture
@@ -52,8 +58,10 @@ def resolved(ends_at: str) -> dict[str, Any]:
 CASES = {
     "nul-fingerprint": (on_alert(fingerprint="a\x00b"), "body.alerts[0].fingerprint"),
     "nul-generator-url": (on_alert(generatorURL="http://x/\x00"), "body.alerts[0].generatorURL"),
-    "nul-label-value": (on_alert(labels={"alertname": "A", "pod": "p\x00"}),
-                        "body.alerts[0].labels"),
+    "nul-label-value": (
+        on_alert(labels={"alertname": "A", "pod": "p\x00"}),
+        "body.alerts[0].labels",
+    ),
     "nul-label-name": (on_alert(labels={"alertname": "A", "p\x00": "p"}), "body.alerts[0].labels"),
     "nul-annotation": (on_alert(annotations={"summary": "\x00"}), "body.alerts[0].annotations"),
     "nul-group-key": (on_payload(groupKey="{}:{a=\x00}"), "body.groupKey"),
@@ -61,20 +69,26 @@ CASES = {
     "nul-external-url": (on_payload(externalURL="http://am\x00"), "body.externalURL"),
     "nul-common-labels": (on_payload(commonLabels={"a": "\x00"}), "body.commonLabels"),
     "nul-group-labels": (on_payload(groupLabels={"\x00": "a"}), "body.groupLabels"),
-    "nul-common-annotations": (on_payload(commonAnnotations={"a": "b\x00"}),
-                               "body.commonAnnotations"),
+    "nul-common-annotations": (
+        on_payload(commonAnnotations={"a": "b\x00"}),
+        "body.commonAnnotations",
+    ),
     "ends-in-year-10000": (resolved("9999-12-31T23:59:59-01:00"), "body.alerts[0].endsAt"),
-    "starts-before-year-1": (on_alert(startsAt="0001-01-01T00:00:00+01:00"),
-                             "body.alerts[0].startsAt"),
+    "starts-before-year-1": (
+        on_alert(startsAt="0001-01-01T00:00:00+01:00"),
+        "body.alerts[0].startsAt",
+    ),
     "starts-at-go-zero": (on_alert(startsAt="0001-01-01T00:00:00Z"), "body.alerts[0].startsAt"),
     "starts-at-nan": (on_alert(startsAt=float("nan")), "body.alerts[0].startsAt"),
     "starts-at-infinity": (on_alert(startsAt=float("inf")), "body.alerts[0].startsAt"),
-    "label-is-nan": (on_alert(labels={"alertname": "A", "x": float("nan")}),
-                     "body.alerts[0].labels.x"),
+    "label-is-nan": (
+        on_alert(labels={"alertname": "A", "x": float("nan")}),
+        "body.alerts[0].labels.x",
+    ),
     "truncated-above-2^64": (on_payload(truncatedAlerts=2**64 + 1), "body.truncatedAlerts"),
     "truncated-at-2^63": (on_payload(truncatedAlerts=2**63), "body.truncatedAlerts"),
     "truncated-is-infinity": (on_payload(truncatedAlerts=float("inf")), "body.truncatedAlerts"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("body", "field"), list(CASES.values()), ids=list(CASES))
@@ -192,8 +206,11 @@ def test_an_unavailable_database_is_a_logged_503(
         response = post(http, on_alert(labels={"alertname": "A", "pod": "secret-pod-name"}))
     assert response.status_code == 503, response.text
     assert "retry later" in response.json()["error"]
-    assert any("unavailable" in r.getMessage() and "OperationalError" in r.getMessage()
-               for r in caplog.records if r.levelno == logging.WARNING), caplog.text  # fmt: skip
+    assert any(
+        "unavailable" in r.getMessage() and "OperationalError" in r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING
+    ), caplog.text
     assert "secret-pod-name" not in caplog.text
 
 
@@ -233,8 +250,15 @@ def test_the_default_alert_cap_refuses_a_flood(client: tuple[TestClient, ServerS
     http, state = client
     body = example()
     alert = body["alerts"][0]
-    body["alerts"] = [{"status": "firing", "labels": {"alertname": "A"}, "fingerprint": f"{n}",
-                       "startsAt": alert["startsAt"]} for n in range(1001)]  # fmt: skip
+    body["alerts"] = [
+        {
+            "status": "firing",
+            "labels": {"alertname": "A"},
+            "fingerprint": f"{n}",
+            "startsAt": alert["startsAt"],
+        }
+        for n in range(1001)
+    ]
     response = post(http, body)
     assert response.status_code == 413 and "at most 1000" in response.text, response.text
     assert counts(state) == NOTHING
@@ -253,8 +277,10 @@ def test_runs_beyond_max_runs_per_notification_are_suppressed(database_url: str)
         assert found["alerts"] == 8 and found["runs"] == found["outbox"] == 3
         with state.sessions() as session:
             statuses = dict(session.execute(select(Alert.fingerprint, Alert.status)).all())
-        assert statuses == {**{f"f{n}": "received" for n in range(3)},
-                            **{f"f{n}": "suppressed" for n in range(3, 8)}}  # fmt: skip
+        assert statuses == {
+            **{f"f{n}": "received" for n in range(3)},
+            **{f"f{n}": "suppressed" for n in range(3, 8)},
+        }
         retry = post(http, body).json()  # Alertmanager's retry starts nothing more
         assert retry["updated"] == 8 and retry["runs"] == [] and retry["suppressed"] == 0
         assert counts(state)["runs"] == 3

@@ -21,8 +21,15 @@ EVENT = {"PF_EVENT": json.dumps({"alert": {"alertname": "X", "labels": {}}})}
 
 
 def final(**fields: Any) -> dict[str, Any]:
-    answer = {"kind": "final_answer", "summary": "s", "problem_summary": "p", "root_cause": "r",
-              "can_auto_fix": False, "confidence": 0.5, "escalation_notes": "e"}  # fmt: skip
+    answer = {
+        "kind": "final_answer",
+        "summary": "s",
+        "problem_summary": "p",
+        "root_cause": "r",
+        "can_auto_fix": False,
+        "confidence": 0.5,
+        "escalation_notes": "e",
+    }
     return {"thought": "answer", "action": answer | fields}
 
 
@@ -68,8 +75,9 @@ def test_the_last_turn_may_only_answer() -> None:
 
 def test_no_answer_within_the_turn_limit_fails_clearly() -> None:
     # On its last turn the scripted model insists on a tool call: instructor rejects it.
-    result, _ = run([calls(KUBECTL)] + [calls(KUBECTL | {"resource": "services"})] * 3,
-                    maxIterations=2)  # fmt: skip
+    result, _ = run(
+        [calls(KUBECTL)] + [calls(KUBECTL | {"resource": "services"})] * 3, maxIterations=2
+    )
     assert not result["success"]
     assert "no valid Decision" in result["error"]
 
@@ -143,8 +151,10 @@ def test_usage_and_cost_are_counted() -> None:
     client = ModelClient(settings, environ={"LLM_API_KEY": "k"})
     client.usage.add(1_000_000, 100_000, (2.5, 10.0))
     assert client.usage.as_dict()["cost_usd"] == 3.5
-    unknown = ModelClient(LLMSettings(provider="openai", type="openai", model="new-model"),
-                          environ={"LLM_API_KEY": "k"})  # fmt: skip
+    unknown = ModelClient(
+        LLMSettings(provider="openai", type="openai", model="new-model"),
+        environ={"LLM_API_KEY": "k"},
+    )
     unknown.usage.add(10, 10, None)
     assert unknown.usage.as_dict()["cost_usd"] is None
 
@@ -152,20 +162,32 @@ def test_usage_and_cost_are_counted() -> None:
 @pytest.mark.parametrize(
     ("settings", "url", "mode"),
     [
-        (LLMSettings(provider="local", type="local", endpoint="http://llm-service:8080"),
-         "http://llm-service:8080/v1", "TOOLS"),
-        (LLMSettings(provider="local", type="local", endpoint="http://localhost:11434"),
-         "http://localhost:11434/v1", "JSON_SCHEMA"),
+        (
+            LLMSettings(provider="local", type="local", endpoint="http://llm-service:8080"),
+            "http://llm-service:8080/v1",
+            "TOOLS",
+        ),
+        (
+            LLMSettings(provider="local", type="local", endpoint="http://localhost:11434"),
+            "http://localhost:11434/v1",
+            "JSON_SCHEMA",
+        ),
         (LLMSettings(provider="ollama", type="ollama"), "http://localhost:11434/v1", "JSON_SCHEMA"),
-        (LLMSettings(provider="claude", type="anthropic"),
-         "https://api.anthropic.com/v1/", "TOOLS"),
-        (LLMSettings(provider="together", type="together"),
-         "https://api.together.xyz/v1", "TOOLS"),
-        (LLMSettings(provider="local", type="local", endpoint="http://vllm:8000/v1",
-                     mode="json_schema"),
-         "http://vllm:8000/v1", "JSON_SCHEMA"),
+        (
+            LLMSettings(provider="claude", type="anthropic"),
+            "https://api.anthropic.com/v1/",
+            "TOOLS",
+        ),
+        (LLMSettings(provider="together", type="together"), "https://api.together.xyz/v1", "TOOLS"),
+        (
+            LLMSettings(
+                provider="local", type="local", endpoint="http://vllm:8000/v1", mode="json_schema"
+            ),
+            "http://vllm:8000/v1",
+            "JSON_SCHEMA",
+        ),
     ],
-)  # fmt: skip
+)
 def test_provider_endpoints_and_modes(settings: LLMSettings, url: str, mode: str) -> None:
     assert base_url(settings) == url
     assert mode_name(settings) == mode

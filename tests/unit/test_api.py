@@ -145,8 +145,9 @@ def test_tools_and_sinks_accept_names_or_objects() -> None:
 
 
 def test_reserved_environment_names_are_refused() -> None:
-    body = workflow([{"name": "a", "type": "cli", "command": "x"}],
-                    runtime={"environment": {"PF_SPEC": "x"}})  # fmt: skip
+    body = workflow(
+        [{"name": "a", "type": "cli", "command": "x"}], runtime={"environment": {"PF_SPEC": "x"}}
+    )
     ((path, message),) = problems(body)
     assert path == "spec.runtime.environment" and "reserved" in message
 

@@ -47,10 +47,23 @@ spec: {approvals: {approvers: [alice], tokensSecret: approver-tokens}}
 def test_serve_refuses_a_tokens_secret_it_cannot_read(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(CONFIG)
     done = subprocess.run(
-        [sys.executable, "-m", "punchingfist.cli", "serve", "-f", str(tmp_path / "config.yaml"),
-         "--database-url", f"sqlite:///{tmp_path}/pf.db", "--secrets-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "punchingfist.cli",
+            "serve",
+            "-f",
+            str(tmp_path / "config.yaml"),
+            "--database-url",
+            f"sqlite:///{tmp_path}/pf.db",
+            "--secrets-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1, done.stderr
     assert "spec.approvals.tokensSecret 'approver-tokens': no tokens found" in done.stderr
     assert "Traceback" not in done.stderr

@@ -16,9 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 CONFIG = EXAMPLES / "operatorconfigs/punchingfist-config.yaml"
 ALL = [
-    "-f", str(EXAMPLES / "workflows"), "-f", str(EXAMPLES / "sinks"),
-    "-f", str(EXAMPLES / "sources"), "-f", str(CONFIG),
-]  # fmt: skip
+    "-f",
+    str(EXAMPLES / "workflows"),
+    "-f",
+    str(EXAMPLES / "sinks"),
+    "-f",
+    str(EXAMPLES / "sources"),
+    "-f",
+    str(CONFIG),
+]
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -63,18 +69,24 @@ def test_compile_reads_stdin() -> None:
     ("text", "expected"),
     [
         ("kind: [", "YAML syntax error"),
-        ("apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
-         "spec: {steps: [{name: a, type: agent, goal: g, maxIteratons: 2}]}\n",
-         "spec.steps[0].maxIteratons: unknown field"),
-        ("apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
-         "spec: {steps: [{name: a, type: agent, goal: '{{ .steps.b.result }}'}]}\n",
-         "Workflow/w: spec.steps[0].goal: step 'a': there is no step 'b'"),
-        ("apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
-         "spec: {steps: [{name: a, type: cli, command: 'x'}], sinks: [slack]}\n",
-         "unknown Sink 'slack'"),
+        (
+            "apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
+            "spec: {steps: [{name: a, type: agent, goal: g, maxIteratons: 2}]}\n",
+            "spec.steps[0].maxIteratons: unknown field",
+        ),
+        (
+            "apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
+            "spec: {steps: [{name: a, type: agent, goal: '{{ .steps.b.result }}'}]}\n",
+            "Workflow/w: spec.steps[0].goal: step 'a': there is no step 'b'",
+        ),
+        (
+            "apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"
+            "spec: {steps: [{name: a, type: cli, command: 'x'}], sinks: [slack]}\n",
+            "unknown Sink 'slack'",
+        ),
         ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", "expected one of Source"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_exits_1_with_a_clear_message_and_no_traceback(text: str, expected: str) -> None:
     result = run("compile", "-f", "-", stdin=text)
     assert result.returncode == 1
@@ -146,21 +158,56 @@ def test_event_rejects_a_malformed_payload_by_field() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--event", "missing.json", "--workflow", "investigate-alert"],
-         "missing.json: cannot read"),
-        (["--event", "examples/alerts/pod-crashlooping.json", "--workflow", "nope"],
-         "no Workflow 'nope' in the input"),
+        (
+            ["--event", "missing.json", "--workflow", "investigate-alert"],
+            "missing.json: cannot read",
+        ),
+        (
+            ["--event", "examples/alerts/pod-crashlooping.json", "--workflow", "nope"],
+            "no Workflow 'nope' in the input",
+        ),
         (["--event", "examples/alerts/pod-crashlooping.json"], "pick one: --workflow"),
-        (["--event", "examples/workflows/investigate-alert.yaml", "--workflow",
-          "investigate-alert"], "not JSON"),
-        (["--event", "examples/alerts/pod-crashlooping.json", "--alert", "4", "--workflow",
-          "investigate-alert"], "alert 4: the payload has 1 alert(s)"),
-        (["--event", "examples/alerts/pod-crashlooping.json", "--workflow", "investigate-alert",
-          "--replay", "/nonexistent"], "no scenario.yaml there"),
+        (
+            [
+                "--event",
+                "examples/workflows/investigate-alert.yaml",
+                "--workflow",
+                "investigate-alert",
+            ],
+            "not JSON",
+        ),
+        (
+            [
+                "--event",
+                "examples/alerts/pod-crashlooping.json",
+                "--alert",
+                "4",
+                "--workflow",
+                "investigate-alert",
+            ],
+            "alert 4: the payload has 1 alert(s)",
+        ),
+        (
+            [
+                "--event",
+                "examples/alerts/pod-crashlooping.json",
+                "--workflow",
+                "investigate-alert",
+                "--replay",
+                "/nonexistent",
+            ],
+            "no scenario.yaml there",
+        ),
     ],
-    ids=["no-event-file", "unknown-workflow", "several-workflows", "event-not-json",
-         "alert-index", "bad-replay"],
-)  # fmt: skip
+    ids=[
+        "no-event-file",
+        "unknown-workflow",
+        "several-workflows",
+        "event-not-json",
+        "alert-index",
+        "bad-replay",
+    ],
+)
 def test_run_refuses_bad_input_before_anything_runs(args: list[str], expected: str) -> None:
     done = run("run", "-f", "examples/workflows", "-f", "examples/sinks", *args)
     assert done.returncode == 1, done.stdout
@@ -180,8 +227,15 @@ def test_run_refuses_bad_input_before_anything_runs(args: list[str], expected: s
 def test_serve_refuses_intake_writers_the_store_cannot_take(
     tmp_path: Path, writers: str, database: str
 ) -> None:
-    done = run("serve", "-f", "examples/sources", "--intake-writers", writers,
-               "--database-url", database.format(tmp=tmp_path))  # fmt: skip
+    done = run(
+        "serve",
+        "-f",
+        "examples/sources",
+        "--intake-writers",
+        writers,
+        "--database-url",
+        database.format(tmp=tmp_path),
+    )
     assert done.returncode == 1, done.stdout
     assert f"--intake-writers {writers}: give 1" in done.stderr
     assert "Traceback" not in done.stderr
@@ -208,8 +262,14 @@ def test_serve_refuses_workers_the_store_cannot_take(
 
 
 def test_serve_refuses_workers_in_cluster() -> None:
-    done = run("serve", "--in-cluster", "--workers", "2",
-               "--database-url", "postgresql://pf@127.0.0.1:1/pf")  # fmt: skip
+    done = run(
+        "serve",
+        "--in-cluster",
+        "--workers",
+        "2",
+        "--database-url",
+        "postgresql://pf@127.0.0.1:1/pf",
+    )
     assert done.returncode == 1, done.stdout
     assert "--workers 2 with --in-cluster is not supported yet" in done.stderr
     assert "Traceback" not in done.stderr

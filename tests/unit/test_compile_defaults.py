@@ -13,8 +13,12 @@ from punchingfist.errors import CompileError, InvalidResource
 from tests.builders import make_workflow
 
 CLI = {"name": "look", "type": "cli", "command": "kubectl get pods"}
-FIX = {"name": "fix", "type": "cli", "command": "kubectl rollout restart deploy/x",
-       "approvalRequired": True}  # fmt: skip
+FIX = {
+    "name": "fix",
+    "type": "cli",
+    "command": "kubectl rollout restart deploy/x",
+    "approvalRequired": True,
+}
 
 
 def containers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -31,8 +35,9 @@ def test_steps_run_as_the_investigator_and_gated_steps_as_the_remediator() -> No
 
 
 def test_accounts_the_workflow_names_win() -> None:
-    named = make_workflow([CLI, FIX | {"serviceAccount": "fixer"}],
-                          runtime={"serviceAccount": "mine"})  # fmt: skip
+    named = make_workflow(
+        [CLI, FIX | {"serviceAccount": "fixer"}], runtime={"serviceAccount": "mine"}
+    )
     manifest = compile_workflow(named).manifest
     assert manifest["spec"]["serviceAccountName"] == "mine"
     assert containers(manifest)["fix"]["serviceAccountName"] == "fixer"
@@ -60,21 +65,30 @@ def test_resources_of_the_runtime_and_of_a_step_add_up() -> None:
     )
     templates = containers(compile_workflow(workflow).manifest)
     assert templates["look"]["container"]["resources"] == {
-        "requests": {"cpu": "0.1"}, "limits": {"memory": "64Mi"}}  # fmt: skip
+        "requests": {"cpu": "0.1"},
+        "limits": {"memory": "64Mi"},
+    }
     assert templates["fix"]["container"]["resources"] == {
-        "requests": {"cpu": "0.1"}, "limits": {"memory": "256Mi"}}  # fmt: skip
-    assert "resources" not in containers(compile_workflow(make_workflow([CLI])).manifest)[
-        "look"]["container"]  # fmt: skip
+        "requests": {"cpu": "0.1"},
+        "limits": {"memory": "256Mi"},
+    }
+    assert (
+        "resources"
+        not in containers(compile_workflow(make_workflow([CLI])).manifest)["look"]["container"]
+    )
 
 
 def test_resources_that_kubernetes_would_refuse_are_errors_with_the_field() -> None:
     with pytest.raises(InvalidResource, match=r"'lots' is not a quantity; write e\.g\. 100m"):
         make_workflow([CLI | {"resources": {"limits": {"memory": "lots"}}}])
     with pytest.raises(InvalidResource, match=r"requests\.memory 1Gi is more than limits\.memory"):
-        make_workflow([CLI | {"resources": {"requests": {"memory": "1Gi"},
-                                            "limits": {"memory": "1Mi"}}}])  # fmt: skip
-    above = make_workflow([CLI | {"resources": {"requests": {"memory": "1Gi"}}}],
-                          runtime={"resources": {"limits": {"memory": "256Mi"}}})  # fmt: skip
+        make_workflow(
+            [CLI | {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "1Mi"}}}]
+        )
+    above = make_workflow(
+        [CLI | {"resources": {"requests": {"memory": "1Gi"}}}],
+        runtime={"resources": {"limits": {"memory": "256Mi"}}},
+    )
     with pytest.raises(CompileError) as raised:
         compile_workflow(above)
     assert raised.value.field == "spec.steps[0].resources"

@@ -120,8 +120,13 @@ def test_conditional_step_with_approval_gate() -> None:
     manifest = compile_workflow(make_workflow([CLI, AGENT, conditional])).manifest
     dag = tasks(manifest)
     assert list(dag) == [
-        "gather", "investigate", "fix-condition", "fix-approval-request", "fix-approval", "fix",
-    ]  # fmt: skip
+        "gather",
+        "investigate",
+        "fix-condition",
+        "fix-approval-request",
+        "fix-approval",
+        "fix",
+    ]
     condition = "'{{tasks.fix-condition.outputs.parameters.condition}}' == 'true'"
     approved = "'{{tasks.fix-approval.outputs.parameters.approved}}' == 'true'"
     assert dag["fix-condition"]["depends"] == "investigate"
@@ -149,12 +154,21 @@ def test_conditional_step_with_approval_gate() -> None:
 
 
 def test_approval_on_a_plain_step() -> None:
-    remediate = {"name": "remediate", "type": "agent", "goal": "fix", "approvalRequired": True,
-                 "serviceAccount": "punchingfist-remediator"}  # fmt: skip
+    remediate = {
+        "name": "remediate",
+        "type": "agent",
+        "goal": "fix",
+        "approvalRequired": True,
+        "serviceAccount": "punchingfist-remediator",
+    }
     manifest = compile_workflow(make_workflow([AGENT | {"goal": "g"}, remediate])).manifest
     dag = tasks(manifest)
-    assert list(dag) == ["investigate", "remediate-approval-request", "remediate-approval",
-                         "remediate"]  # fmt: skip
+    assert list(dag) == [
+        "investigate",
+        "remediate-approval-request",
+        "remediate-approval",
+        "remediate",
+    ]
     assert dag["remediate-approval-request"]["depends"] == "investigate"
     assert dag["remediate"]["when"] == (
         "'{{tasks.remediate-approval.outputs.parameters.approved}}' == 'true'"
@@ -173,9 +187,14 @@ def test_step_settings_reach_the_template() -> None:
         },
     }
     manifest = compile_workflow(
-        make_workflow([step], runtime={"serviceAccount": "punchingfist-agent",
-                                       "environment": {"PROMETHEUS_URL": "http://p:9090"}})
-    ).manifest  # fmt: skip
+        make_workflow(
+            [step],
+            runtime={
+                "serviceAccount": "punchingfist-agent",
+                "environment": {"PROMETHEUS_URL": "http://p:9090"},
+            },
+        )
+    ).manifest
     template = templates(manifest)["investigate"]
     assert template["activeDeadlineSeconds"] == 600
     assert template["retryStrategy"] == {
@@ -249,9 +268,13 @@ def test_sinks_run_in_the_exit_handler_in_parallel_with_conditions() -> None:
 
 def test_least_privilege_secrets(example_config: OperatorConfig) -> None:
     config = example_config.spec.model_copy(
-        update={"secrets": {"llmApiKey": parse_secret("llm-credentials", "api-key"),
-                            "prometheusToken": parse_secret("monitoring", "prometheus-token")}}
-    )  # fmt: skip
+        update={
+            "secrets": {
+                "llmApiKey": parse_secret("llm-credentials", "api-key"),
+                "prometheusToken": parse_secret("monitoring", "prometheus-token"),
+            }
+        }
+    )
     manifest = compile_workflow(
         make_workflow([CLI, AGENT], runtime={"llmConfig": {"provider": "local"}}), (), config
     ).manifest
@@ -264,8 +287,10 @@ def test_least_privilege_secrets(example_config: OperatorConfig) -> None:
     assert "LLM_API_KEY" in agent_env
     llm = spec_of(templates(manifest)["investigate"]).agent.llm  # type: ignore[union-attr]
     assert (llm.provider, llm.endpoint, llm.model) == (
-        "local", "http://llm-service:8080", "llama-3.1-70b",
-    )  # fmt: skip
+        "local",
+        "http://llm-service:8080",
+        "llama-3.1-70b",
+    )
 
 
 def parse_secret(name: str, key: str) -> Any:
@@ -277,29 +302,67 @@ def parse_secret(name: str, key: str) -> Any:
 @pytest.mark.parametrize(
     ("steps", "extra", "field", "message"),
     [
-        ([CLI, {**AGENT, "goal": "{{ .steps.later.result }}"}, {**CLI, "name": "later"}], {},
-         "spec.steps[1].goal", "step 'later' runs later"),
-        ([{**AGENT, "goal": "{{ .steps.nope.result }}"}], {},
-         "spec.steps[0].goal", "there is no step 'nope'"),
-        ([{**CLI, "command": "{{ .steps.gather.result }}"}], {},
-         "spec.steps[0].command", "cannot read its own result"),
-        ([{**AGENT, "goal": "{{ .steps.gather.result "}], {},
-         "spec.steps[0].goal", "never closed"),
-        ([{**AGENT, "goal": "{{ .alert.name }}"}], {},
-         "spec.steps[0].goal", "unknown variable 'alert'"),
-        ([{**AGENT, "goal": "g", "tools": ["kubectl", "nmap"]}], {},
-         "spec.steps[0].tools[1].name", "unknown tool 'nmap'"),
-        ([{**AGENT, "goal": "g", "tools": [{"name": "kubectl", "command": "/bin/sh"}]}], {},
-         "spec.steps[0].tools[0].command", "built-in tool"),
+        (
+            [CLI, {**AGENT, "goal": "{{ .steps.later.result }}"}, {**CLI, "name": "later"}],
+            {},
+            "spec.steps[1].goal",
+            "step 'later' runs later",
+        ),
+        (
+            [{**AGENT, "goal": "{{ .steps.nope.result }}"}],
+            {},
+            "spec.steps[0].goal",
+            "there is no step 'nope'",
+        ),
+        (
+            [{**CLI, "command": "{{ .steps.gather.result }}"}],
+            {},
+            "spec.steps[0].command",
+            "cannot read its own result",
+        ),
+        ([{**AGENT, "goal": "{{ .steps.gather.result "}], {}, "spec.steps[0].goal", "never closed"),
+        (
+            [{**AGENT, "goal": "{{ .alert.name }}"}],
+            {},
+            "spec.steps[0].goal",
+            "unknown variable 'alert'",
+        ),
+        (
+            [{**AGENT, "goal": "g", "tools": ["kubectl", "nmap"]}],
+            {},
+            "spec.steps[0].tools[1].name",
+            "unknown tool 'nmap'",
+        ),
+        (
+            [{**AGENT, "goal": "g", "tools": [{"name": "kubectl", "command": "/bin/sh"}]}],
+            {},
+            "spec.steps[0].tools[0].command",
+            "built-in tool",
+        ),
         ([CLI], {"sinks": ["missing"]}, "spec.sinks[0].name", "unknown Sink 'missing'"),
-        ([CLI], {"runtime": {"llmConfig": {"provider": "gemini"}}},
-         "spec.runtime.llmConfig.provider", "unknown LLM provider 'gemini'"),
+        (
+            [CLI],
+            {"runtime": {"llmConfig": {"provider": "gemini"}}},
+            "spec.runtime.llmConfig.provider",
+            "unknown LLM provider 'gemini'",
+        ),
         ([{**CLI, "name": "main"}], {}, "spec.steps[0].name", "reserved"),
-        ([{"name": "a", "type": "conditional", "condition": "{{ true }}", "cli": {"command": "x"}},
-          {**CLI, "name": "a-condition"}], {},
-         "spec.steps[1].name", "already uses"),
+        (
+            [
+                {
+                    "name": "a",
+                    "type": "conditional",
+                    "condition": "{{ true }}",
+                    "cli": {"command": "x"},
+                },
+                {**CLI, "name": "a-condition"},
+            ],
+            {},
+            "spec.steps[1].name",
+            "already uses",
+        ),
     ],
-)  # fmt: skip
+)
 def test_compile_errors_name_resource_step_and_field(
     steps: list[dict[str, Any]], extra: dict[str, Any], field: str, message: str
 ) -> None:
@@ -331,8 +394,13 @@ def test_step_names_are_readable_as_workflow_outputs() -> None:
     assert handed == f"{{{{=workflow?.outputs?.parameters?.{published['globalName']} ?? ''}}}}"
     delivered = templates(manifest)["sink-s"]
     assert env(delivered)["PF_RESULT_GATHER"] == "{{inputs.parameters.result-gather}}"
-    result = {"step": "gather", "kind": "cli", "success": True, "phase": "Succeeded",
-              "result": "HighCPU"}  # fmt: skip
+    result = {
+        "step": "gather",
+        "kind": "cli",
+        "success": True,
+        "phase": "Succeeded",
+        "result": "HighCPU",
+    }
     spec = spec_of(delivered)
     assert spec.sink is not None
     context = build_context(spec, {"PF_RESULT_GATHER": json.dumps(result)})

@@ -24,28 +24,38 @@ spec:
 
 def sink(name: str, **config: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "punchingfist.io/v1alpha1", "kind": "Sink",
+        "apiVersion": "punchingfist.io/v1alpha1",
+        "kind": "Sink",
         "metadata": {"name": name, "namespace": "ops", "generation": 1},
         "spec": {"type": "webhook", "config": {"url": "https://example.com/hook", **config}},
-    }  # fmt: skip
+    }
 
 
 def test_transition_time_moves_only_when_the_status_changes() -> None:
     ready = st.Condition("Ready", "True", "TemplateApplied", "up to date")
     first = st.merge([], [ready], generation=1, at="2026-01-01T00:00:00Z")
-    again = st.merge(first, [st.Condition("Ready", "True", "TemplateApplied", "still")],
-                     generation=2, at="2026-01-02T00:00:00Z")  # fmt: skip
+    again = st.merge(
+        first,
+        [st.Condition("Ready", "True", "TemplateApplied", "still")],
+        generation=2,
+        at="2026-01-02T00:00:00Z",
+    )
     assert again[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
     assert again[0]["message"] == "still" and again[0]["observedGeneration"] == 2
-    failed = st.merge(again, [st.Condition("Ready", "False", "CompileFailed", "bad")],
-                      generation=3, at="2026-01-03T00:00:00Z")  # fmt: skip
+    failed = st.merge(
+        again,
+        [st.Condition("Ready", "False", "CompileFailed", "bad")],
+        generation=3,
+        at="2026-01-03T00:00:00Z",
+    )
     assert failed[0]["lastTransitionTime"] == "2026-01-03T00:00:00Z"
 
 
 def test_conditions_of_other_writers_are_kept_and_long_messages_cut() -> None:
     theirs = {"type": "Audited", "status": "True"}
-    merged = st.merge([theirs], [st.Condition("Ready", "False", "X", "m" * 10_000)],
-                      generation=None)  # fmt: skip
+    merged = st.merge(
+        [theirs], [st.Condition("Ready", "False", "X", "m" * 10_000)], generation=None
+    )
     assert theirs in merged
     assert len(merged[0]["message"]) <= st.MAX_MESSAGE and merged[0]["message"].endswith("cut)")
 
@@ -85,10 +95,11 @@ def test_a_sink_edit_is_refused_only_for_what_it_breaks() -> None:
 
 def test_a_source_with_a_relative_path_is_refused_and_an_invalid_one_is_not_ready() -> None:
     source = {
-        "apiVersion": "punchingfist.io/v1alpha1", "kind": "Source",
+        "apiVersion": "punchingfist.io/v1alpha1",
+        "kind": "Source",
         "metadata": {"name": "s", "generation": 4},
         "spec": {"type": "webhook", "config": {"path": "alerts"}, "triggerWorkflow": "w"},
-    }  # fmt: skip
+    }
     with pytest.raises(Rejected, match=r"spec\.config\.path: 'alerts' must be an absolute"):
         review_plain(source)
     outcome = validate_resource(source)

@@ -28,7 +28,10 @@ def example(name: str) -> Source:
 def test_cron_workflow_of_the_design_documents_schedule() -> None:
     manifest = cron_workflow(example("nightly-maintenance"), "ops", owner_uid="1234")
     assert (manifest["kind"], manifest["metadata"]["name"], manifest["metadata"]["namespace"]) == (
-        "CronWorkflow", "nightly-maintenance", "ops")  # fmt: skip
+        "CronWorkflow",
+        "nightly-maintenance",
+        "ops",
+    )
     spec = manifest["spec"]
     assert (spec["schedules"], spec["timezone"]) == (["0 2 * * *"], "UTC")
     assert spec["workflowSpec"]["workflowTemplateRef"] == {"name": "tiered-investigation"}
@@ -58,14 +61,30 @@ def test_debouncer_admits_once_per_object_and_window() -> None:
 def test_resource_names_and_object_events() -> None:
     assert parse_resource_name("pods") == ("", "pods")
     assert parse_resource_name("deployments.apps") == ("apps", "deployments")
-    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": "web-1", "namespace": "prod", "uid": "u-1", "managedFields": [{"x": 1}],
-        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}",
-                        "note": "{{ .env.LLM_API_KEY }}"}}}  # fmt: skip
+    obj = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "prod",
+            "uid": "u-1",
+            "managedFields": [{"x": 1}],
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                "note": "{{ .env.LLM_API_KEY }}",
+            },
+        },
+    }
     event = object_event(example("critical-pod-created"), "created", obj)
-    assert event["kubernetes"] == {"event": "created", "resource": "pods", "kind": "Pod",
-                                   "apiVersion": "v1", "namespace": "prod", "name": "web-1",
-                                   "uid": "u-1"}  # fmt: skip
+    assert event["kubernetes"] == {
+        "event": "created",
+        "resource": "pods",
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "namespace": "prod",
+        "name": "web-1",
+        "uid": "u-1",
+    }
     assert event["object"]["metadata"]["annotations"] == {"note": "{{ .env.LLM_API_KEY }}"}
     assert "managedFields" not in event["object"]["metadata"]
     assert "managedFields" in obj["metadata"]  # the watched object is not changed

@@ -59,26 +59,35 @@ def test_serve_never_replays_unless_told_to() -> None:
     event = json.loads(event_parameters(CRASH)["event"])
     with pytest.raises(PunchingFistError, match=r"no model to run .* --replay SCENARIO_DIR"):
         choose_model(workflow.manifest, event, {}, probe=False)
-    told = choose_model(workflow.manifest, event, {}, replay=str(SCENARIOS / "oom-crash-loop"),
-                        probe=False)  # fmt: skip
+    told = choose_model(
+        workflow.manifest, event, {}, replay=str(SCENARIOS / "oom-crash-loop"), probe=False
+    )
     assert told.replayed and told.label == f"{LABEL} (oom-crash-loop)"
 
 
 def test_flags_env_and_hosted_keys_come_before_a_replay() -> None:
     manifest = compiled("alert-triage-workflow").manifest
     event = json.loads(event_parameters(CRASH)["event"])
-    flag = choose_model(manifest, event, {}, endpoint="http://127.0.0.1:9/v1", model="m",
-                        probe=False)  # fmt: skip
+    flag = choose_model(
+        manifest, event, {}, endpoint="http://127.0.0.1:9/v1", model="m", probe=False
+    )
     assert flag.environ == {"PF_LLM_ENDPOINT": "http://127.0.0.1:9/v1", "PF_LLM_MODEL": "m"}
     env = choose_model(manifest, event, {"PUNCHINGFIST_LLM_ENDPOINT": "http://h:1"}, probe=False)
     assert env.environ["PF_LLM_ENDPOINT"] == "http://h:1" and not env.replayed
-    replay = choose_model(manifest, event, {}, replay=str(SCENARIOS / "api-latency"),
-                          endpoint="http://ignored", probe=False)  # fmt: skip
+    replay = choose_model(
+        manifest,
+        event,
+        {},
+        replay=str(SCENARIOS / "api-latency"),
+        endpoint="http://ignored",
+        probe=False,
+    )
     assert replay.replayed and replay.environ[REPLAY_ENV].endswith("api-latency/scenario.yaml")
     with pytest.raises(PunchingFistError, match=r"no scenario\.yaml"):
         choose_model(manifest, event, {}, replay="/nonexistent", probe=False)
-    fallback = choose_model(compiled("alert-triage").manifest, event, {}, probe=False,
-                            replay_fallback=True)  # fmt: skip
+    fallback = choose_model(
+        compiled("alert-triage").manifest, event, {}, probe=False, replay_fallback=True
+    )
     assert fallback.replayed
 
 
@@ -92,17 +101,40 @@ def test_endpoint_overrides_reach_the_runtime_settings() -> None:
     settings = LLMSettings(provider="openai", type="openai", model="gpt-4o")
     assert with_overrides(settings, {}) is settings
     changed = with_overrides(settings, {"PF_LLM_ENDPOINT": "http://x:1", "PF_LLM_MODEL": "q"})
-    assert (changed.endpoint, changed.model, changed.type) == ("http://x:1", "q",
-                                                                "openai-compatible")  # fmt: skip
+    assert (changed.endpoint, changed.model, changed.type) == (
+        "http://x:1",
+        "q",
+        "openai-compatible",
+    )
 
 
 def test_secrets_come_from_documents_then_files_then_the_environment(tmp_path: Path) -> None:
-    manifest = {"spec": {"templates": [{"container": {"env": [
-        {"name": "SLACK_BOT_TOKEN",
-         "valueFrom": {"secretKeyRef": {"name": "slack", "key": "bot-token"}}},
-        {"name": "LLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "llm", "key": "key"}}},
-        {"name": "WEBHOOK_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hook", "key": "t"}}},
-    ]}}]}}  # fmt: skip
+    manifest = {
+        "spec": {
+            "templates": [
+                {
+                    "container": {
+                        "env": [
+                            {
+                                "name": "SLACK_BOT_TOKEN",
+                                "valueFrom": {
+                                    "secretKeyRef": {"name": "slack", "key": "bot-token"}
+                                },
+                            },
+                            {
+                                "name": "LLM_API_KEY",
+                                "valueFrom": {"secretKeyRef": {"name": "llm", "key": "key"}},
+                            },
+                            {
+                                "name": "WEBHOOK_TOKEN",
+                                "valueFrom": {"secretKeyRef": {"name": "hook", "key": "t"}},
+                            },
+                        ]
+                    }
+                }
+            ]
+        }
+    }
     (tmp_path / "slack").mkdir()
     (tmp_path / "slack" / "bot-token").write_text("xoxb-from-file\n")
     documents = [{"kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"t": "doc"}}]
@@ -113,8 +145,9 @@ def test_secrets_come_from_documents_then_files_then_the_environment(tmp_path: P
 
 
 def test_the_replay_picks_the_scenario_that_fits_the_steps_tools() -> None:
-    both = os.pathsep.join(str(p) for p in (SCENARIOS / "crash-loop-triage",
-                                            SCENARIOS / "oom-crash-loop"))  # fmt: skip
+    both = os.pathsep.join(
+        str(p) for p in (SCENARIOS / "crash-loop-triage", SCENARIOS / "oom-crash-loop")
+    )
     assert ReplayClient(both, frozenset({"kubectl", "promql"})).path.endswith("oom-crash-loop")
     assert ReplayClient(both, frozenset({"kubectl", "curl"})).path.endswith("crash-loop-triage")
     client = ReplayClient(str(SCENARIOS / "crash-loop-triage"), frozenset({"kubectl", "curl"}))

@@ -94,8 +94,9 @@ def test_a_forked_process_never_draws_its_parents_ids() -> None:
 def test_a_prepared_statement_takes_the_drivers_placeholders_in_order() -> None:
     from punchingfist.store.bulk import _preparable
 
-    digest, body, keys = _preparable("UPDATE t SET a = %(x)s, b = %(y)s WHERE c = %(x)s "
-                                     "AND d LIKE 'p%%s'")  # fmt: skip
+    digest, body, keys = _preparable(
+        "UPDATE t SET a = %(x)s, b = %(y)s WHERE c = %(x)s AND d LIKE 'p%%s'"
+    )
     assert body == "UPDATE t SET a = $1, b = $2 WHERE c = $1 AND d LIKE 'p%s'"
     assert keys == ("x", "y")
     assert _preparable("INSERT INTO t SELECT %s::json, %s::json")[1:] == (

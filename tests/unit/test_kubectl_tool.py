@@ -39,44 +39,119 @@ def rejected(**fields: Any) -> str:
     ("fields", "expected"),
     [
         ({"verb": "get", "resource": "pods"}, ["get", "--namespace=production", "--", "pods"]),
-        ({"verb": "get", "resource": "pod", "name": "my-app-pod-xyz", "output": "wide"},
-         ["get", "--namespace=production", "--output=wide", "--", "pod", "my-app-pod-xyz"]),
-        ({"verb": "get", "resource": "deployments.apps", "label_selector": "app=web,tier!=db",
-          "field_selector": "status.phase!=Running"},
-         ["get", "--namespace=production", "--selector=app=web,tier!=db",
-          "--field-selector=status.phase!=Running", "--", "deployments.apps"]),
-        ({"verb": "describe", "resource": "svc", "name": "user-auth-service"},
-         ["describe", "--namespace=production", "--", "svc", "user-auth-service"]),
-        ({"verb": "logs", "name": "my-app-pod-xyz", "previous": True, "container": "app"},
-         ["logs", "--namespace=production", "--container=app", "--previous", "--tail=200", "--",
-          "my-app-pod-xyz"]),
-        ({"verb": "logs", "label_selector": "app=payment-service", "since": "15m", "tail": 50},
-         ["logs", "--namespace=production", "--selector=app=payment-service", "--since=15m",
-          "--tail=50"]),
-        ({"verb": "logs", "resource": "deployment", "name": "my-app"},
-         ["logs", "--namespace=production", "--tail=200", "--", "deployment/my-app"]),
-        ({"verb": "events", "name": "my-app-pod-xyz"},
-         ["get", "events", "--namespace=production",
-          "--field-selector=involvedObject.name=my-app-pod-xyz", "--sort-by=.lastTimestamp"]),
-        ({"verb": "top", "resource": "pods", "label_selector": "app=web"},
-         ["top", "pod", "--namespace=production", "--selector=app=web"]),
-        ({"verb": "rollout-history", "resource": "deployment", "name": "my-app", "revision": 7},
-         ["rollout", "history", "--namespace=production", "--revision=7", "--", "deployment",
-          "my-app"]),
-        ({"verb": "rollout-status", "resource": "sts", "name": "db"},
-         ["rollout", "status", "--namespace=production", "--watch=false", "--", "sts", "db"]),
-        ({"verb": "rollout-restart", "resource": "deployment", "name": "my-app"},
-         ["rollout", "restart", "--namespace=production", "--", "deployment", "my-app"]),
-        ({"verb": "scale", "resource": "statefulset", "name": "postgres", "replicas": 2},
-         ["scale", "--namespace=production", "--replicas=2", "--", "statefulset", "postgres"]),
-        ({"verb": "delete", "resource": "pod", "name": "my-app-pod-xyz"},
-         ["delete", "--namespace=production", "--wait=false", "--", "pod", "my-app-pod-xyz"]),
-        ({"verb": "set-resources", "resource": "deployment", "name": "my-app",
-          "limits": {"memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "512Mi"}},
-         ["set", "resources", "--namespace=production", "--limits=memory=1Gi",
-          "--requests=cpu=250m,memory=512Mi", "--", "deployment", "my-app"]),
+        (
+            {"verb": "get", "resource": "pod", "name": "my-app-pod-xyz", "output": "wide"},
+            ["get", "--namespace=production", "--output=wide", "--", "pod", "my-app-pod-xyz"],
+        ),
+        (
+            {
+                "verb": "get",
+                "resource": "deployments.apps",
+                "label_selector": "app=web,tier!=db",
+                "field_selector": "status.phase!=Running",
+            },
+            [
+                "get",
+                "--namespace=production",
+                "--selector=app=web,tier!=db",
+                "--field-selector=status.phase!=Running",
+                "--",
+                "deployments.apps",
+            ],
+        ),
+        (
+            {"verb": "describe", "resource": "svc", "name": "user-auth-service"},
+            ["describe", "--namespace=production", "--", "svc", "user-auth-service"],
+        ),
+        (
+            {"verb": "logs", "name": "my-app-pod-xyz", "previous": True, "container": "app"},
+            [
+                "logs",
+                "--namespace=production",
+                "--container=app",
+                "--previous",
+                "--tail=200",
+                "--",
+                "my-app-pod-xyz",
+            ],
+        ),
+        (
+            {"verb": "logs", "label_selector": "app=payment-service", "since": "15m", "tail": 50},
+            [
+                "logs",
+                "--namespace=production",
+                "--selector=app=payment-service",
+                "--since=15m",
+                "--tail=50",
+            ],
+        ),
+        (
+            {"verb": "logs", "resource": "deployment", "name": "my-app"},
+            ["logs", "--namespace=production", "--tail=200", "--", "deployment/my-app"],
+        ),
+        (
+            {"verb": "events", "name": "my-app-pod-xyz"},
+            [
+                "get",
+                "events",
+                "--namespace=production",
+                "--field-selector=involvedObject.name=my-app-pod-xyz",
+                "--sort-by=.lastTimestamp",
+            ],
+        ),
+        (
+            {"verb": "top", "resource": "pods", "label_selector": "app=web"},
+            ["top", "pod", "--namespace=production", "--selector=app=web"],
+        ),
+        (
+            {"verb": "rollout-history", "resource": "deployment", "name": "my-app", "revision": 7},
+            [
+                "rollout",
+                "history",
+                "--namespace=production",
+                "--revision=7",
+                "--",
+                "deployment",
+                "my-app",
+            ],
+        ),
+        (
+            {"verb": "rollout-status", "resource": "sts", "name": "db"},
+            ["rollout", "status", "--namespace=production", "--watch=false", "--", "sts", "db"],
+        ),
+        (
+            {"verb": "rollout-restart", "resource": "deployment", "name": "my-app"},
+            ["rollout", "restart", "--namespace=production", "--", "deployment", "my-app"],
+        ),
+        (
+            {"verb": "scale", "resource": "statefulset", "name": "postgres", "replicas": 2},
+            ["scale", "--namespace=production", "--replicas=2", "--", "statefulset", "postgres"],
+        ),
+        (
+            {"verb": "delete", "resource": "pod", "name": "my-app-pod-xyz"},
+            ["delete", "--namespace=production", "--wait=false", "--", "pod", "my-app-pod-xyz"],
+        ),
+        (
+            {
+                "verb": "set-resources",
+                "resource": "deployment",
+                "name": "my-app",
+                "limits": {"memory": "1Gi"},
+                "requests": {"cpu": "250m", "memory": "512Mi"},
+            },
+            [
+                "set",
+                "resources",
+                "--namespace=production",
+                "--limits=memory=1Gi",
+                "--requests=cpu=250m,memory=512Mi",
+                "--",
+                "deployment",
+                "my-app",
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_verb_builds_its_argv(fields: dict[str, Any], expected: list[str]) -> None:
     assert argv(call(**fields)) == expected
 
@@ -86,66 +161,124 @@ def test_each_verb_builds_its_argv(fields: dict[str, Any], expected: list[str]) 
     ("fields", "message"),
     [
         # `get --filename=http://HOST/secret.yaml -o yaml`, `-fhttp://…`: no field names a file
-        ({"verb": "get", "namespace": "production", "filename": "http://h/secret.yaml"},
-         "Extra inputs are not permitted"),
-        ({"verb": "get", "namespace": "production", "resource": "-fhttp://h/secret.yaml"},
-         "should match pattern"),
-        ({"verb": "get", "namespace": "production", "resource": "pods", "name": "-fhttp://h/s"},
-         "should match pattern"),
-        ({"verb": "get", "namespace": "production", "resource": "pods", "output": "yaml",
-          "label_selector": "-fhttp://h/s"}, "should match pattern"),
+        (
+            {"verb": "get", "namespace": "production", "filename": "http://h/secret.yaml"},
+            "Extra inputs are not permitted",
+        ),
+        (
+            {"verb": "get", "namespace": "production", "resource": "-fhttp://h/secret.yaml"},
+            "should match pattern",
+        ),
+        (
+            {"verb": "get", "namespace": "production", "resource": "pods", "name": "-fhttp://h/s"},
+            "should match pattern",
+        ),
+        (
+            {
+                "verb": "get",
+                "namespace": "production",
+                "resource": "pods",
+                "output": "yaml",
+                "label_selector": "-fhttp://h/s",
+            },
+            "should match pattern",
+        ),
         # `-nkube-system`, `-n production -n kube-system`: one namespace field, checked
         ({"verb": "get", "namespace": "-nkube-system", "resource": "pods"}, "should match pattern"),
-        ({"verb": "get", "namespace": ["production", "kube-system"], "resource": "pods"},
-         "should be a valid string"),
-        ({"verb": "get", "namespace": "production -n kube-system", "resource": "pods"},
-         "should match pattern"),
+        (
+            {"verb": "get", "namespace": ["production", "kube-system"], "resource": "pods"},
+            "should be a valid string",
+        ),
+        (
+            {"verb": "get", "namespace": "production -n kube-system", "resource": "pods"},
+            "should match pattern",
+        ),
         # `--all-namespaces=true`, `-A=true`, and no namespace at all
-        ({"verb": "get", "namespace": "production", "resource": "pods", "all_namespaces": True},
-         "Extra inputs are not permitted"),
+        (
+            {"verb": "get", "namespace": "production", "resource": "pods", "all_namespaces": True},
+            "Extra inputs are not permitted",
+        ),
         ({"verb": "get", "namespace": "production", "resource": "-A=true"}, "should match pattern"),
         ({"verb": "get", "resource": "pods"}, "namespace\n  Field required"),
         # `-shttp://127.0.0.1:PORT`, `--server`, `--kubeconfig`, `--token`, `--as`
-        ({"verb": "get", "namespace": "production", "resource": "pods", "server": "http://x"},
-         "Extra inputs are not permitted"),
-        ({"verb": "get", "namespace": "production", "resource": "-shttp://127.0.0.1:1"},
-         "should match pattern"),
-        ({"verb": "get", "namespace": "production", "resource": "pods", "args": ["--as=admin"]},
-         "Extra inputs are not permitted"),
+        (
+            {"verb": "get", "namespace": "production", "resource": "pods", "server": "http://x"},
+            "Extra inputs are not permitted",
+        ),
+        (
+            {"verb": "get", "namespace": "production", "resource": "-shttp://127.0.0.1:1"},
+            "should match pattern",
+        ),
+        (
+            {"verb": "get", "namespace": "production", "resource": "pods", "args": ["--as=admin"]},
+            "Extra inputs are not permitted",
+        ),
         # `version --client --profile=cpu --profile-output=/any/path`, `--cache-dir=…`,
         # `cluster-info dump --output-directory=…`: no such verbs, no such fields
         ({"verb": "version", "namespace": "production"}, "Input should be 'get'"),
         ({"verb": "cluster-info", "namespace": "production"}, "Input should be 'get'"),
-        ({"verb": "get", "namespace": "production", "resource": "pods",
-          "output": "jsonpath={.x}"}, "Input should be 'wide', 'yaml', 'json' or 'name'"),
-        ({"verb": "logs", "namespace": "production", "name": "p", "since": "--profile=cpu"},
-         "should match pattern"),
+        (
+            {
+                "verb": "get",
+                "namespace": "production",
+                "resource": "pods",
+                "output": "jsonpath={.x}",
+            },
+            "Input should be 'wide', 'yaml', 'json' or 'name'",
+        ),
+        (
+            {"verb": "logs", "namespace": "production", "name": "p", "since": "--profile=cpu"},
+            "should match pattern",
+        ),
         # Secrets in every spelling, and `all`
         ({"verb": "get", "namespace": "production", "resource": "secrets"}, "Secrets are never"),
         ({"verb": "get", "namespace": "production", "resource": "secret"}, "Secrets are never"),
-        ({"verb": "get", "namespace": "production", "resource": "secrets.v1"},
-         "Secrets are never"),
+        ({"verb": "get", "namespace": "production", "resource": "secrets.v1"}, "Secrets are never"),
         ({"verb": "describe", "namespace": "production", "resource": "all"}, "Secrets are never"),
-        ({"verb": "get", "namespace": "production", "resource": "secret/x"},
-         "should match pattern"),
-        ({"verb": "get", "namespace": "production", "resource": "pods,secrets"},
-         "should match pattern"),
-        ({"verb": "get", "namespace": "production", "resource": "SECRETS"},
-         "should match pattern"),
+        (
+            {"verb": "get", "namespace": "production", "resource": "secret/x"},
+            "should match pattern",
+        ),
+        (
+            {"verb": "get", "namespace": "production", "resource": "pods,secrets"},
+            "should match pattern",
+        ),
+        ({"verb": "get", "namespace": "production", "resource": "SECRETS"}, "should match pattern"),
         # fields a verb does not use, and what a verb needs
-        ({"verb": "get", "namespace": "production", "resource": "pods", "tail": 5},
-         "`tail` is not used by verb get; it is for logs"),
-        ({"verb": "delete", "namespace": "production", "resource": "namespace", "name": "x"},
-         "verb delete takes resource pod or pods or po"),
-        ({"verb": "scale", "namespace": "production", "resource": "deployment", "name": "x"},
-         "verb scale needs `replicas`"),
+        (
+            {"verb": "get", "namespace": "production", "resource": "pods", "tail": 5},
+            "`tail` is not used by verb get; it is for logs",
+        ),
+        (
+            {"verb": "delete", "namespace": "production", "resource": "namespace", "name": "x"},
+            "verb delete takes resource pod or pods or po",
+        ),
+        (
+            {"verb": "scale", "namespace": "production", "resource": "deployment", "name": "x"},
+            "verb scale needs `replicas`",
+        ),
         ({"verb": "logs", "namespace": "production"}, "either `name` (a pod) or"),
-        ({"verb": "set-resources", "namespace": "production", "resource": "deployment",
-          "name": "x"}, "needs `limits`, `requests` or both"),
-        ({"verb": "set-resources", "namespace": "production", "resource": "deployment",
-          "name": "x", "limits": {"memory": "1Gi; rm"}}, "should match pattern"),
+        (
+            {
+                "verb": "set-resources",
+                "namespace": "production",
+                "resource": "deployment",
+                "name": "x",
+            },
+            "needs `limits`, `requests` or both",
+        ),
+        (
+            {
+                "verb": "set-resources",
+                "namespace": "production",
+                "resource": "deployment",
+                "name": "x",
+                "limits": {"memory": "1Gi; rm"},
+            },
+            "should match pattern",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_bypasses_cannot_be_expressed(fields: dict[str, Any], message: str) -> None:
     assert message in rejected(**fields)
 
@@ -176,8 +309,12 @@ def test_require_approval_names_actions_or_kubectl_words() -> None:
     assert kubectl.check(call(verb="get", resource="pods"), gated_logs) is None
     gated_rollout = KubectlPolicy(require_approval=frozenset({"rollout"}))
     assert "approval" in (kubectl.check(history, gated_rollout) or "")
-    assert kubectl.check(history, KubectlPolicy(require_approval=frozenset({"rollout"}),
-                                                approved=True)) is None  # fmt: skip
+    assert (
+        kubectl.check(
+            history, KubectlPolicy(require_approval=frozenset({"rollout"}), approved=True)
+        )
+        is None
+    )
     assert Safety(require_approval=["delete", "patch", "scale", "logs"]).require_approval
     with pytest.raises(ValidationError, match="'exec' is not an action of the kubectl tool"):
         Safety(require_approval=["exec"])
@@ -210,12 +347,42 @@ def test_without_a_cluster_kubectl_says_so(tmp_path: Path) -> None:
 
 # The property: whatever values the model gives, a call that validates builds an argv with
 # exactly one namespace flag, none of the forbidden flags, and no model value as a flag.
-FORBIDDEN = ("-f", "--filename", "-s", "--server", "--kubeconfig", "--token", "--as",
-             "--as-group", "--as-uid", "--cache-dir", "--profile", "--profile-output",
-             "--output-directory", "--raw", "-A", "--all-namespaces", "-n", "--context",
-             "--cluster", "--user", "--username", "--password", "--certificate-authority",
-             "--client-certificate", "--client-key", "--insecure-skip-tls-verify", "-k",
-             "--kustomize", "-o=jsonpath", "--template", "-p", "--patch", "--", "-")  # fmt: skip
+FORBIDDEN = (
+    "-f",
+    "--filename",
+    "-s",
+    "--server",
+    "--kubeconfig",
+    "--token",
+    "--as",
+    "--as-group",
+    "--as-uid",
+    "--cache-dir",
+    "--profile",
+    "--profile-output",
+    "--output-directory",
+    "--raw",
+    "-A",
+    "--all-namespaces",
+    "-n",
+    "--context",
+    "--cluster",
+    "--user",
+    "--username",
+    "--password",
+    "--certificate-authority",
+    "--client-certificate",
+    "--client-key",
+    "--insecure-skip-tls-verify",
+    "-k",
+    "--kustomize",
+    "-o=jsonpath",
+    "--template",
+    "-p",
+    "--patch",
+    "--",
+    "-",
+)
 PLAUSIBLE = {
     "namespace": ["production", "shop", "kube-system"],
     "resource": ["pods", "pod", "po", "deployment", "deploy", "sts", "nodes", "svc", "rs"],
@@ -227,13 +394,39 @@ PLAUSIBLE = {
     "output": ["wide", "yaml", "json", "name"],
     "amount": ["1Gi", "250m", "2"],
 }
-NASTY = st.sampled_from(["-f", "--filename=http://x/s.yaml", "-shttp://127.0.0.1:1", "-A",
-                         "--all-namespaces=true", "-nkube-system", "secrets", "secret/x", "all",
-                         "SECRETS", "secrets.v1", "--profile=cpu", "--cache-dir=/tmp", "--",
-                         "-n", "x y", "a\nb", "jsonpath={.data}", "a=b -n kube-system",
-                         "app=x,--server=y", "deploy/x", "pods,secrets"])  # fmt: skip
-NOISE = st.one_of(NASTY, st.text(max_size=30), st.integers(-3, 3), st.booleans(),
-                  st.from_regex(r"-{0,2}[a-z0-9=./:, -]{0,20}", fullmatch=True))  # fmt: skip
+NASTY = st.sampled_from(
+    [
+        "-f",
+        "--filename=http://x/s.yaml",
+        "-shttp://127.0.0.1:1",
+        "-A",
+        "--all-namespaces=true",
+        "-nkube-system",
+        "secrets",
+        "secret/x",
+        "all",
+        "SECRETS",
+        "secrets.v1",
+        "--profile=cpu",
+        "--cache-dir=/tmp",
+        "--",
+        "-n",
+        "x y",
+        "a\nb",
+        "jsonpath={.data}",
+        "a=b -n kube-system",
+        "app=x,--server=y",
+        "deploy/x",
+        "pods,secrets",
+    ]
+)
+NOISE = st.one_of(
+    NASTY,
+    st.text(max_size=30),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.from_regex(r"-{0,2}[a-z0-9=./:, -]{0,20}", fullmatch=True),
+)
 """What a steered model might put in any field."""
 
 
@@ -246,9 +439,13 @@ AMOUNTS = st.fixed_dictionaries(
 )
 VALUES = {
     **{field: fitting(field) for field in PLAUSIBLE if field not in ("namespace", "amount")},
-    "previous": st.booleans(), "tail": st.integers(1, 2000), "revision": st.integers(1, 9),
-    "replicas": st.integers(0, 100), "limits": AMOUNTS, "requests": AMOUNTS,
-}  # fmt: skip
+    "previous": st.booleans(),
+    "tail": st.integers(1, 2000),
+    "revision": st.integers(1, 9),
+    "replicas": st.integers(0, 100),
+    "limits": AMOUNTS,
+    "requests": AMOUNTS,
+}
 VERBS = [*KUBECTL_READS, *KUBECTL_WRITES]
 EVERY_FIELD = sorted([*VALUES, "namespace", "filename", "server", "all_namespaces", "args"])
 
@@ -273,8 +470,12 @@ ALLOWED = frozenset({"production", "shop"})
 def test_no_valid_call_builds_a_forbidden_argv() -> None:
     valid_per_verb: Counter[str] = Counter()
 
-    @settings(max_examples=1500, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+    @settings(
+        max_examples=1500,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(CALLS)
     def check(fields: dict[str, Any]) -> None:
         try:
@@ -325,9 +526,14 @@ def _check_argv(valid: KubectlCall) -> None:
 @given(st.sampled_from([*KUBECTL_READS, *KUBECTL_WRITES]), st.sampled_from(sorted(ALLOWED)))
 def test_every_verb_has_a_valid_call_in_each_allowed_namespace(verb: str, ns: str) -> None:
     """The property above is not vacuous: each verb has calls that validate and run."""
-    needs = {"resource": {"delete": "pod", "top": "pods", "get": "pods", "describe": "pods"}
-             .get(verb, "deployment"), "name": "my-app", "replicas": 1,
-             "limits": {"memory": "1Gi"}}  # fmt: skip
+    needs = {
+        "resource": {"delete": "pod", "top": "pods", "get": "pods", "describe": "pods"}.get(
+            verb, "deployment"
+        ),
+        "name": "my-app",
+        "replicas": 1,
+        "limits": {"memory": "1Gi"},
+    }
     fields = {k: v for k, v in needs.items() if k in ACTIONS[verb].required}
     if verb == "logs":
         fields = {"name": "my-app"}
@@ -345,8 +551,13 @@ def test_write_verbs_exist_only_behind_an_approved_gate() -> None:
 
     from punchingfist.runtime.agent.decisions import decision_model
 
-    delete = {"tool": "kubectl", "verb": "delete", "resource": "pod", "name": "api-0",
-              "namespace": "payments"}  # fmt: skip
+    delete = {
+        "tool": "kubectl",
+        "verb": "delete",
+        "resource": "pod",
+        "name": "api-0",
+        "namespace": "payments",
+    }
     turn = {"thought": "t", "action": {"kind": "tool_calls", "calls": [delete]}}
     with pytest.raises(ValidationError, match="rollout-history"):
         decision_model(("kubectl",), (), False).model_validate(turn)

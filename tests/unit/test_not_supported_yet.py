@@ -63,11 +63,21 @@ def test_admission_refuses_and_the_status_says_why(name: str) -> None:
 
 def test_compile_refuses_an_unsupported_field() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "punchingfist.cli", "compile",
-         "-f", str(EXAMPLES / "workflows" / "alert-triage.yaml"),
-         "-f", str(FIXTURES / "vault.yaml")],
-        capture_output=True, text=True, check=False, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "punchingfist.cli",
+            "compile",
+            "-f",
+            str(EXAMPLES / "workflows" / "alert-triage.yaml"),
+            "-f",
+            str(FIXTURES / "vault.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "spec.secretManager: not supported yet: " in done.stderr
     assert "spec.secrets" in done.stderr  # the fix

@@ -48,9 +48,12 @@ def test_slack_says_first_that_no_model_ran(
 ) -> None:
     sink = make_sink("chat", "slack", {"channel": "#ops-alerts"})
     env = sink_env(
-        sink, config=example_config.spec, results=replayed(), secrets={"SLACK_BOT_TOKEN": TOKEN},
+        sink,
+        config=example_config.spec,
+        results=replayed(),
+        secrets={"SLACK_BOT_TOKEN": TOKEN},
         extra={"SLACK_API_URL": slack.url + "/api/"},
-    )  # fmt: skip
+    )
     code, record = run("sink", env, tmp_path)
     assert code == 0, record
     (message,) = slack.messages
@@ -71,10 +74,14 @@ def investigation_task(
 
     def make(task: str, **kw: Any) -> dict[str, str]:
         return task_env(
-            example_workflows["agent-alert-investigation"], example_sinks, task,
-            config=example_config.spec, secrets={"SLACK_BOT_TOKEN": TOKEN},
-            extra={"SLACK_API_URL": slack.url + "/api/"}, **kw,
-        )  # fmt: skip
+            example_workflows["agent-alert-investigation"],
+            example_sinks,
+            task,
+            config=example_config.spec,
+            secrets={"SLACK_BOT_TOKEN": TOKEN},
+            extra={"SLACK_API_URL": slack.url + "/api/"},
+            **kw,
+        )
 
     return make
 
@@ -83,10 +90,15 @@ def test_a_templated_slack_message_is_marked_too(
     investigation_task: Callable[..., dict[str, str]], slack: FakeSlack, tmp_path: Path
 ) -> None:
     env = investigation_task(
-        "sink-slack-investigation-results", results=replayed("agent-investigation"),
-        outputs={"investigation_summary": "s", "root_cause": "r", "auto_fixed": False,
-                 "escalation_context": "e"},
-    )  # fmt: skip
+        "sink-slack-investigation-results",
+        results=replayed("agent-investigation"),
+        outputs={
+            "investigation_summary": "s",
+            "root_cause": "r",
+            "auto_fixed": False,
+            "escalation_context": "e",
+        },
+    )
     code, record = run("sink", env, tmp_path)
     assert code == 0, record
     assert REPLAY_MARK in slack.messages[0]["blocks"][1]["text"]["text"]

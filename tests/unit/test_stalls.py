@@ -10,20 +10,30 @@ from typing import Any
 from punchingfist.controller.stalls import Stall, Watchdog, stalled
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-PULL = ('ImagePullBackOff: Back-off pulling image "localhost:5000/x:v1": ErrImagePull: '
-        "not found")  # fmt: skip
+PULL = 'ImagePullBackOff: Back-off pulling image "localhost:5000/x:v1": ErrImagePull: not found'
 
 
-def node(name: str, phase: str, message: str = "", ago: float = 0, now: datetime = NOW,
-         **extra: Any) -> dict[str, Any]:  # fmt: skip
+def node(
+    name: str, phase: str, message: str = "", ago: float = 0, now: datetime = NOW, **extra: Any
+) -> dict[str, Any]:
     started = (now - timedelta(seconds=ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"displayName": name, "name": f"run.{name}", "type": "Pod", "phase": phase,
-            "message": message, "startedAt": started, **extra}  # fmt: skip
+    return {
+        "displayName": name,
+        "name": f"run.{name}",
+        "type": "Pod",
+        "phase": phase,
+        "message": message,
+        "startedAt": started,
+        **extra,
+    }
 
 
 def run(*nodes: tuple[str, dict[str, Any]], phase: str = "Running", **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "run", "namespace": "ops"}, "spec": spec,
-            "status": {"phase": phase, "nodes": dict(nodes)}}  # fmt: skip
+    return {
+        "metadata": {"name": "run", "namespace": "ops"},
+        "spec": spec,
+        "status": {"phase": phase, "nodes": dict(nodes)},
+    }
 
 
 def test_a_pull_failure_past_the_grace_stops_the_run_and_says_why() -> None:
@@ -56,11 +66,17 @@ def test_an_invalid_image_name_stops_at_once() -> None:
 
 
 def test_a_stuck_exit_handler_terminates_a_stopped_run() -> None:
-    handler = {"displayName": "exit-handler", "name": "run.onExit", "type": "DAG",
-               "phase": "Running", "children": ["s"]}  # fmt: skip
+    handler = {
+        "displayName": "exit-handler",
+        "name": "run.onExit",
+        "type": "DAG",
+        "phase": "Running",
+        "children": ["s"],
+    }
     sink = node("sink-slack", "Pending", PULL, ago=200)
-    stopped = run(("h", handler), ("s", sink), ("a", node("look", "Pending", PULL, ago=400)),
-                  shutdown="Stop")  # fmt: skip
+    stopped = run(
+        ("h", handler), ("s", sink), ("a", node("look", "Pending", PULL, ago=400)), shutdown="Stop"
+    )
     stall = stalled(stopped, NOW, grace=180)
     assert stall is not None and stall.strategy == "Terminate"
     assert "sink-slack" in stall.reason

@@ -45,13 +45,16 @@ CONTEXT: dict[str, Any] = {
     "outputs": {"auto_fixed": False, "recommendations": "raise the limit"},
     "workflow": {
         "name": "agent-alert-investigation",
-        "outputs": {"recommendations": "raise the limit", "severity-assessment": "high",
-                    "initial-triage": "triaged"},
+        "outputs": {
+            "recommendations": "raise the limit",
+            "severity-assessment": "high",
+            "initial-triage": "triaged",
+        },
         "duration": "42s",
         "completedAt": "2026-11-26T10:00:00Z",
     },
     "env": {"PROMETHEUS_URL": "http://prometheus:9090"},
-}  # fmt: skip
+}
 
 
 def design_document_templates(design: Path) -> list[str]:
@@ -93,8 +96,10 @@ def test_every_design_document_template_parses_and_renders(source: str) -> None:
     ("source", "expected"),
     [
         ("Alert: {{ .source.data.alert.alertname }}", "Alert: PodCrashLooping"),
-        ('{{ .source.data.alert.labels | toJSON }}',
-         '{"service": "my-app", "namespace": "production", "severity": "critical"}'),
+        (
+            "{{ .source.data.alert.labels | toJSON }}",
+            '{"service": "my-app", "namespace": "production", "severity": "critical"}',
+        ),
         ("{{ .steps.agent-investigation.result.problem_summary }}", "OOMKilled"),
         ("{{ .workflow.outputs.severity-assessment }}", "high"),
         ("{{ .workflow.outputs.initial-triage }}", "triaged"),
@@ -105,7 +110,7 @@ def test_every_design_document_template_parses_and_renders(source: str) -> None:
         ("{% if .outputs.auto_fixed %}fixed{% else %}escalate{% endif %}", "escalate"),
         ("{{ .source.data.alert.labels.severity == 'critical' }}", "True"),
     ],
-)  # fmt: skip
+)
 def test_renders_as_intended(source: str, expected: str) -> None:
     assert compile_template(source).render(CONTEXT) == expected
 
@@ -177,8 +182,11 @@ def test_errors_name_resource_field_line_and_column() -> None:
         compile_template(source, resource="Workflow/wf", field="spec.steps[0].goal")
     error = caught.value
     assert (error.resource, error.field, error.line, error.column) == (
-        "Workflow/wf", "spec.steps[0].goal", 2, 10,
-    )  # fmt: skip
+        "Workflow/wf",
+        "spec.steps[0].goal",
+        2,
+        10,
+    )
     assert str(error).startswith("Workflow/wf: spec.steps[0].goal: line 2, column 10: ")
 
 

@@ -114,10 +114,16 @@ def script_call(parameters: list[ToolParameter], **values: Any) -> Any:
 
 
 def test_a_script_gets_an_argv_built_from_its_declared_parameters() -> None:
-    call = script_call(DEBUG, pod="my-app-pod-xyz", namespace="shop", lines=20, verbose=True,
-                       mode="full")  # fmt: skip
-    assert scripts.argv(DEBUG, call) == ["my-app-pod-xyz", "shop", "--lines=20", "--verbose",
-                                         "--mode=full"]  # fmt: skip
+    call = script_call(
+        DEBUG, pod="my-app-pod-xyz", namespace="shop", lines=20, verbose=True, mode="full"
+    )
+    assert scripts.argv(DEBUG, call) == [
+        "my-app-pod-xyz",
+        "shop",
+        "--lines=20",
+        "--verbose",
+        "--mode=full",
+    ]
     assert scripts.argv(DEBUG, script_call(DEBUG, pod="p", verbose=False)) == ["p"]
     ok = scripts.run(["/bin/echo", "pod:"], DEBUG, call, timeout=5, env={})
     assert (
@@ -182,26 +188,50 @@ def test_a_scripts_namespace_must_be_allowed_and_it_sees_only_its_env(tmp_path: 
         env=["PROMETHEUS_TOKEN"],
         parameters=[ToolParameter(name="namespace", type="namespace")],
     )
-    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LLM_API_KEY": "sk-model",
-               "PROMETHEUS_TOKEN": "prom", "SLACK_BOT_TOKEN": "xoxb", "PF_SPEC": "spec",
-               "KUBECONFIG": "/k"}  # fmt: skip
-    box = build_toolbox([spec], environ=environ, approved=False, require_approval=[],
-                        allowed_namespaces=["shop"], render=str)  # fmt: skip
+    environ = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LLM_API_KEY": "sk-model",
+        "PROMETHEUS_TOKEN": "prom",
+        "SLACK_BOT_TOKEN": "xoxb",
+        "PF_SPEC": "spec",
+        "KUBECONFIG": "/k",
+    }
+    box = build_toolbox(
+        [spec],
+        environ=environ,
+        approved=False,
+        require_approval=[],
+        allowed_namespaces=["shop"],
+        render=str,
+    )
     model = decision_model(box.builtin, box.scripts, False)
-    decision = model.model_validate({"thought": "t", "action": {"kind": "tool_calls", "calls": [
-        {"tool": "show-env"}, {"tool": "show-env", "namespace": "payments"}]}})  # fmt: skip
+    decision = model.model_validate(
+        {
+            "thought": "t",
+            "action": {
+                "kind": "tool_calls",
+                "calls": [{"tool": "show-env"}, {"tool": "show-env", "namespace": "payments"}],
+            },
+        }
+    )
     (_, _, shown), (_, _, outside) = box.run_all(decision.action.calls)
     seen = dict(line.split("=", 1) for line in shown.output.splitlines())
-    assert seen == {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": "/k",
-                    "PROMETHEUS_TOKEN": "prom"}  # fmt: skip
+    assert seen == {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KUBECONFIG": "/k",
+        "PROMETHEUS_TOKEN": "prom",
+    }
     assert outside.status == "refused" and "outside" in (outside.error or "")
 
 
 def test_scripts_run_as_argv_with_timeout() -> None:
     slow = scripts.run(["/bin/sleep", "10"], [], script_call([]), timeout=0.3, env={})
     assert slow.status == "timeout" and "stopped" in (slow.error or "")
-    failed = scripts.run(["/bin/sh", "-c", "echo boom >&2; exit 3"], [], script_call([]),
-                         timeout=5, env={})  # fmt: skip
+    failed = scripts.run(
+        ["/bin/sh", "-c", "echo boom >&2; exit 3"], [], script_call([]), timeout=5, env={}
+    )
     assert failed.status == "error" and failed.error == "boom"
 
 
@@ -214,16 +244,33 @@ def test_built_in_tools_take_no_script_fields() -> None:
 
 
 def test_the_log_shows_the_argv_that_ran(capsys: pytest.CaptureFixture[str]) -> None:
-    box = build_toolbox([ToolSpec(name="kubectl")], environ={"KUBECONFIG": "/nonexistent"},
-                        approved=False, require_approval=[], allowed_namespaces=None,
-                        render=str)  # fmt: skip
+    box = build_toolbox(
+        [ToolSpec(name="kubectl")],
+        environ={"KUBECONFIG": "/nonexistent"},
+        approved=False,
+        require_approval=[],
+        allowed_namespaces=None,
+        render=str,
+    )
     model = decision_model(box.builtin, box.scripts, False)
-    get = {"tool": "kubectl", "verb": "get", "resource": "pods", "namespace": "shop",
-           "label_selector": "app=web"}  # fmt: skip
-    decision = model.model_validate({"thought": "t", "action": {"kind": "tool_calls",
-                                                                "calls": [get]}})  # fmt: skip
+    get = {
+        "tool": "kubectl",
+        "verb": "get",
+        "resource": "pods",
+        "namespace": "shop",
+        "label_selector": "app=web",
+    }
+    decision = model.model_validate(
+        {"thought": "t", "action": {"kind": "tool_calls", "calls": [get]}}
+    )
     box.run_all(decision.action.calls)
     line = capsys.readouterr().out
     assert "🔧 [call-1] kubectl get --namespace=shop --selector=app=web -- pods -> error" in line
-    assert box.audit[0].argv == ["kubectl", "get", "--namespace=shop", "--selector=app=web",
-                                 "--", "pods"]  # fmt: skip
+    assert box.audit[0].argv == [
+        "kubectl",
+        "get",
+        "--namespace=shop",
+        "--selector=app=web",
+        "--",
+        "pods",
+    ]

@@ -20,17 +20,31 @@ PULL = 'ErrImagePull: failed to pull image "localhost:5000/nope:v1": not found'
 
 def argo(phase: str, nodes: dict[str, dict[str, Any]], **metadata: Any) -> dict[str, Any]:
     return {
-        "metadata": {"name": "wf-1", "namespace": "ops",
-                     "labels": {"punchingfist.io/workflow": "wf"}, **metadata},
-        "status": {"phase": phase, "startedAt": "2026-12-02T10:00:00Z",
-                   **({"finishedAt": "2026-12-02T10:01:00Z"} if phase == "Failed" else {}),
-                   "nodes": nodes},
-    }  # fmt: skip
+        "metadata": {
+            "name": "wf-1",
+            "namespace": "ops",
+            "labels": {"punchingfist.io/workflow": "wf"},
+            **metadata,
+        },
+        "status": {
+            "phase": phase,
+            "startedAt": "2026-12-02T10:00:00Z",
+            **({"finishedAt": "2026-12-02T10:01:00Z"} if phase == "Failed" else {}),
+            "nodes": nodes,
+        },
+    }
 
 
 def pod(phase: str, message: str = "", finished: bool = False) -> dict[str, Any]:
-    node = {"id": "n1", "name": "wf-1.look", "displayName": "look", "type": "Pod",
-            "phase": phase, "message": message, "startedAt": "2026-12-02T10:00:01Z"}  # fmt: skip
+    node = {
+        "id": "n1",
+        "name": "wf-1.look",
+        "displayName": "look",
+        "type": "Pod",
+        "phase": phase,
+        "message": message,
+        "startedAt": "2026-12-02T10:00:01Z",
+    }
     if finished:
         node["finishedAt"] = "2026-12-02T10:01:00Z"
     return node
@@ -42,9 +56,10 @@ def test_a_stopped_run_keeps_why_its_step_could_not_start(
     metrics = Metrics(CollectorRegistry())
     track(argo("Running", {"n1": pod("Pending", PULL)}), sessions, metrics)
     stopped = argo(
-        "Failed", {"n1": pod("Failed", "Stopped with strategy 'Stop'", finished=True)},
+        "Failed",
+        {"n1": pod("Failed", "Stopped with strategy 'Stop'", finished=True)},
         annotations={"punchingfist.io/stopped-because": f"step 'look' could not start: {PULL}"},
-    )  # fmt: skip
+    )
     stopped["status"]["message"] = "Stopped with strategy 'Stop'"
     tracked = track(stopped, sessions, metrics)  # a second event: started_at read back naive
     assert tracked is not None and tracked.status == "failed"

@@ -57,8 +57,12 @@ def run_agent_step(
     agent = spec.agent
     assert agent is not None and spec.step is not None
     started = time.monotonic()
-    base: dict[str, Any] = {"step": spec.step, "kind": "agent", "provider": agent.llm.provider,
-                            "model": agent.llm.model}  # fmt: skip
+    base: dict[str, Any] = {
+        "step": spec.step,
+        "kind": "agent",
+        "provider": agent.llm.provider,
+        "model": agent.llm.model,
+    }
     approved = spec.gated and environ.get("PF_APPROVED") == "true"
     if spec.gated and not approved:
         return base | _failure("the approval gate did not approve this step; nothing was run")
@@ -83,8 +87,10 @@ def run_agent_step(
         return base | _failure(str(error))
     if replay and client is None:
         base |= {"provider": "replay", "model": model.model, "replayed": True}
-        print(f"⚠️  {LABEL}: the answers below are recorded turns from {model.model}, "
-              "not a live model's investigation")  # fmt: skip
+        print(
+            f"⚠️  {LABEL}: the answers below are recorded turns from {model.model}, "
+            "not a live model's investigation"
+        )
     toolbox = toolbox or build_toolbox(
         agent.tools,
         environ=environ,
@@ -94,9 +100,11 @@ def run_agent_step(
         render=lambda text: compile_template(text).render(context),
     )
     print(f"goal: {goal.strip()[:500]}")
-    print(f"model: {base['provider']}/{model.model} | tools: "
-          f"{', '.join(t.name for t in agent.tools)} | "
-          f"{'writes approved' if approved else 'read-only'}")  # fmt: skip
+    print(
+        f"model: {base['provider']}/{model.model} | tools: "
+        f"{', '.join(t.name for t in agent.tools)} | "
+        f"{'writes approved' if approved else 'read-only'}"
+    )
     sys.stdout.flush()
     outcome = run_loop(
         client=model,
@@ -127,8 +135,14 @@ def run_agent_step(
 
 def _failure(error: str) -> dict[str, Any]:
     print(f"agent step failed: {error}", file=sys.stderr)
-    return {"success": False, "phase": "Failed", "result": None, "error": error,
-            "tool_calls": [], "iterations": 0}  # fmt: skip
+    return {
+        "success": False,
+        "phase": "Failed",
+        "result": None,
+        "error": error,
+        "tool_calls": [],
+        "iterations": 0,
+    }
 
 
 def _print_summary(result: Mapping[str, Any]) -> None:
@@ -139,10 +153,14 @@ def _print_summary(result: Mapping[str, Any]) -> None:
         final = result["result"]
         print(f"✅{replayed} {final['summary']}")
         print(f"   root cause: {final['root_cause']}")
-        print(f"   confidence {final['confidence']:.2f} | can auto-fix: {final['can_auto_fix']}"
-              + (f" ({final['fix_command']})" if final.get("fix_command") else ""))  # fmt: skip
+        print(
+            f"   confidence {final['confidence']:.2f} | can auto-fix: {final['can_auto_fix']}"
+            + (f" ({final['fix_command']})" if final.get("fix_command") else "")
+        )
     else:
         print(f"❌ no answer: {result['error']}")
-    print(f"   {result['iterations']} turns, {len(result['tool_calls'])} tool calls, "
-          f"{usage['total_tokens']} tokens{cost}")  # fmt: skip
+    print(
+        f"   {result['iterations']} turns, {len(result['tool_calls'])} tool calls, "
+        f"{usage['total_tokens']} tokens{cost}"
+    )
     sys.stdout.flush()

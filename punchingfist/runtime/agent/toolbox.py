@@ -24,9 +24,23 @@ from punchingfist.runtime.tools.base import ToolResult, cap, refused
 
 Executor = Callable[[BaseModel], ToolResult]
 BUILTIN = ("kubectl", "promql", "curl")
-BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "KUBECONFIG",
-            "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "HTTP_PROXY", "HTTPS_PROXY",
-            "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")  # fmt: skip
+BASE_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "KUBECONFIG",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
 """What every tool process may see of the step's environment."""
 
 
@@ -109,14 +123,25 @@ class Toolbox:
         if result.output:
             text, truncated = cap(result.output, self.max_output_tokens)
             if truncated:
-                result = ToolResult(status=result.status, output=text, error=result.error,
-                                    truncated=True, seconds=result.seconds,
-                                    details=result.details)  # fmt: skip
+                result = ToolResult(
+                    status=result.status,
+                    output=text,
+                    error=result.error,
+                    truncated=True,
+                    seconds=result.seconds,
+                    details=result.details,
+                )
         entry = AuditEntry(
-            id=call_id, tool=tool, call=arguments, status=result.status, error=result.error,
-            seconds=result.seconds, truncated=result.truncated, output_chars=len(result.output),
+            id=call_id,
+            tool=tool,
+            call=arguments,
+            status=result.status,
+            error=result.error,
+            seconds=result.seconds,
+            truncated=result.truncated,
+            output_chars=len(result.output),
             argv=result.details.get("argv"),
-        )  # fmt: skip
+        )
         with self._lock:
             self.audit.append(entry)
         self._print(entry)
@@ -131,8 +156,10 @@ class Toolbox:
             ran = shlex.join(entry.argv)
             shown = ran if entry.argv[0] == entry.tool else f"{entry.tool}: {ran}"
         note = f" ({entry.error})" if entry.error else ""
-        print(f"  🔧 [{entry.id}] {shown} -> {entry.status}{note} "
-              f"[{entry.seconds:.2f} s, {entry.output_chars} chars]")  # fmt: skip
+        print(
+            f"  🔧 [{entry.id}] {shown} -> {entry.status}{note} "
+            f"[{entry.seconds:.2f} s, {entry.output_chars} chars]"
+        )
         sys.stdout.flush()
 
 
@@ -171,8 +198,9 @@ def build_toolbox(
             domains = tuple(tool.allowed_domains or ())
             executors["curl"] = _curl(curl.CurlPolicy(domains, timeout=min(timeout, 10.0)))
         elif tool.command:
-            script_calls[tool.name] = scripts.call_model(tool.name, tool.description,
-                                                         tool.parameters)  # fmt: skip
+            script_calls[tool.name] = scripts.call_model(
+                tool.name, tool.description, tool.parameters
+            )
             env = _only(environ, (*BASE_ENV, *tool.env))
             executors[tool.name] = _script(tool, timeout, env, namespaces)
     return Toolbox(executors=executors, script_calls=script_calls, writes=approved)
@@ -191,8 +219,9 @@ def _kubectl(policy: kubectl.KubectlPolicy, env: Mapping[str, str]) -> Executor:
 
 def _promql(settings: promql.PromqlSettings) -> Executor:
     def execute(call: Any) -> ToolResult:
-        return promql.run(settings, call.query, range_minutes=call.range_minutes,
-                          step_seconds=call.step_seconds)  # fmt: skip
+        return promql.run(
+            settings, call.query, range_minutes=call.range_minutes, step_seconds=call.step_seconds
+        )
 
     return execute
 
@@ -210,7 +239,8 @@ def _script(
     command = list(tool.command or [])
 
     def execute(call: Any) -> ToolResult:
-        return scripts.run(command, tool.parameters, call, timeout=timeout, env=env,
-                           allowed_namespaces=namespaces)  # fmt: skip
+        return scripts.run(
+            command, tool.parameters, call, timeout=timeout, env=env, allowed_namespaces=namespaces
+        )
 
     return execute

@@ -94,7 +94,14 @@ def run_argv(
         # The last lines say what went wrong; the rest is usually retry noise.
         message = "\n".join(err.splitlines()[-3:]) or f"exited with code {process.returncode}"
         capped, _ = cap(message, max_tokens // 4)
-        return ToolResult(status="error", output=text, error=capped, truncated=truncated,
-                          seconds=seconds, details={"exit_code": process.returncode})  # fmt: skip
-    return ToolResult(status="ok", output=text, truncated=truncated, seconds=seconds,
-                      details={"exit_code": 0})  # fmt: skip
+        return ToolResult(
+            status="error",
+            output=text,
+            error=capped,
+            truncated=truncated,
+            seconds=seconds,
+            details={"exit_code": process.returncode},
+        )
+    return ToolResult(
+        status="ok", output=text, truncated=truncated, seconds=seconds, details={"exit_code": 0}
+    )

@@ -87,13 +87,20 @@ def run(url: str, policy: CurlPolicy, method: str = "GET") -> ToolResult:
             headers = _headers(response.headers.items())
         over = len(body_bytes) > policy.max_bytes
         body = body_bytes[: policy.max_bytes].decode(errors="replace")
-        text, truncated = cap(f"HTTP {status}\n{headers}\n\n{body}" if method == "GET" else
-                              f"HTTP {status}\n{headers}")  # fmt: skip
+        text, truncated = cap(
+            f"HTTP {status}\n{headers}\n\n{body}"
+            if method == "GET"
+            else f"HTTP {status}\n{headers}"
+        )
         if over:
             text += f"\n[... body larger than {policy.max_bytes} bytes: cut ...]"
-        return ToolResult(status="ok", output=text, truncated=truncated or over,
-                          seconds=_since(started),
-                          details={"status": status, "redirects": trail[1:]})  # fmt: skip
+        return ToolResult(
+            status="ok",
+            output=text,
+            truncated=truncated or over,
+            seconds=_since(started),
+            details={"status": status, "redirects": trail[1:]},
+        )
     return ToolResult(status="error", error=f"more than {MAX_REDIRECTS} redirects")
 
 

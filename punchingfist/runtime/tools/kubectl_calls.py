@@ -35,8 +35,17 @@ DEFAULT_TAIL = 200
 
 _NEVER = {"secret", "secrets", "all"}
 """Resource types never read: Secrets in any spelling, and `all` (which would list them)."""
-_WORKLOADS = ("deployment", "deployments", "deploy", "statefulset", "statefulsets", "sts",
-              "daemonset", "daemonsets", "ds")  # fmt: skip
+_WORKLOADS = (
+    "deployment",
+    "deployments",
+    "deploy",
+    "statefulset",
+    "statefulsets",
+    "sts",
+    "daemonset",
+    "daemonsets",
+    "ds",
+)
 _PODS = ("pod", "pods", "po")
 
 
@@ -53,8 +62,9 @@ class Action:
 
 
 def _action(words: str, required: str, optional: str = "", **rest: Any) -> Action:
-    return Action(tuple(words.split()), frozenset(required.split()), frozenset(optional.split()),
-                  **rest)  # fmt: skip
+    return Action(
+        tuple(words.split()), frozenset(required.split()), frozenset(optional.split()), **rest
+    )
 
 
 _LOGS = "name resource label_selector container previous since tail"
@@ -65,20 +75,41 @@ ACTIONS: dict[str, Action] = {
     "logs": _action("logs", "", _LOGS, resources=(*_PODS, *_WORKLOADS, "job", "jobs")),
     "events": _action("get events", "", "name field_selector"),
     "top": _action("top", "resource", "name label_selector", resources=(*_PODS, "node", "nodes")),
-    "rollout-history": _action("rollout history", "resource name", "revision",
-                               resources=_WORKLOADS),
+    "rollout-history": _action(
+        "rollout history", "resource name", "revision", resources=_WORKLOADS
+    ),
     "rollout-status": _action("rollout status", "resource name", resources=_WORKLOADS),
-    "rollout-restart": _action("rollout restart", "resource name", resources=_WORKLOADS,
-                               writes=True),
-    "rollout-undo": _action("rollout undo", "resource name", "revision", resources=_WORKLOADS,
-                            writes=True),
+    "rollout-restart": _action(
+        "rollout restart", "resource name", resources=_WORKLOADS, writes=True
+    ),
+    "rollout-undo": _action(
+        "rollout undo", "resource name", "revision", resources=_WORKLOADS, writes=True
+    ),
     "scale": _action("scale", "resource name replicas", resources=_SCALABLE, writes=True),
     "delete": _action("delete", "resource name", resources=_PODS, writes=True),
-    "set-resources": _action("set resources", "resource name", "container limits requests",
-                             resources=_WORKLOADS[:6], writes=True),
-}  # fmt: skip
-_ARGUMENTS = ("resource", "name", "label_selector", "field_selector", "container", "previous",
-              "since", "tail", "output", "revision", "replicas", "limits", "requests")  # fmt: skip
+    "set-resources": _action(
+        "set resources",
+        "resource name",
+        "container limits requests",
+        resources=_WORKLOADS[:6],
+        writes=True,
+    ),
+}
+_ARGUMENTS = (
+    "resource",
+    "name",
+    "label_selector",
+    "field_selector",
+    "container",
+    "previous",
+    "since",
+    "tail",
+    "output",
+    "revision",
+    "replicas",
+    "limits",
+    "requests",
+)
 
 
 class _Strict(BaseModel):
@@ -157,8 +188,9 @@ class KubectlCall(_Strict):
         given = {field for field in _ARGUMENTS if getattr(self, field) is not None}
         for field in sorted(given - action.required - action.optional):
             users = [verb for verb, a in ACTIONS.items() if field in a.required | a.optional]
-            raise ValueError(f"`{field}` is not used by verb {self.verb}; it is for "
-                             f"{', '.join(users)}")  # fmt: skip
+            raise ValueError(
+                f"`{field}` is not used by verb {self.verb}; it is for {', '.join(users)}"
+            )
         for field in sorted(action.required - given):
             raise ValueError(f"verb {self.verb} needs `{field}`")
         if action.resources and self.resource and self.resource not in action.resources:

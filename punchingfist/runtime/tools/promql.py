@@ -55,8 +55,12 @@ def _query(
     params: dict[str, str]
     if range_minutes:
         step = step_seconds or max(15, range_minutes * 60 // 60)
-        params = {"query": query, "start": f"{end - range_minutes * 60:.3f}",
-                  "end": f"{end:.3f}", "step": str(step)}  # fmt: skip
+        params = {
+            "query": query,
+            "start": f"{end - range_minutes * 60:.3f}",
+            "end": f"{end:.3f}",
+            "step": str(step),
+        }
         path = "/api/v1/query_range"
     else:
         params = {"query": query, "time": f"{end:.3f}"}
@@ -78,14 +82,19 @@ def _query(
         return ToolResult(status="error", error=message, seconds=_since(started))
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
-        return ToolResult(status="error", error=f"Prometheus is unreachable: {reason}",
-                          seconds=_since(started))  # fmt: skip
+        return ToolResult(
+            status="error", error=f"Prometheus is unreachable: {reason}", seconds=_since(started)
+        )
     except ValueError:
-        return ToolResult(status="error", error="Prometheus answered with something not JSON",
-                          seconds=_since(started))  # fmt: skip
+        return ToolResult(
+            status="error",
+            error="Prometheus answered with something not JSON",
+            seconds=_since(started),
+        )
     if body.get("status") != "success":
-        return ToolResult(status="error", error=str(body.get("error", "query failed")),
-                          seconds=_since(started))  # fmt: skip
+        return ToolResult(
+            status="error", error=str(body.get("error", "query failed")), seconds=_since(started)
+        )
     text, truncated = cap(render(body.get("data", {})))
     return ToolResult(status="ok", output=text, truncated=truncated, seconds=_since(started))
 
