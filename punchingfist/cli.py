@@ -615,9 +615,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from sqlalchemy import make_url
 
+    from punchingfist.runs.metrics import use_multiprocess
     from punchingfist.server import ServerState, create_app
     from punchingfist.server.batching import MAX_WRITERS, writers_fit
-    from punchingfist.server.metrics import use_multiprocess
     from punchingfist.server.state import SecretStore
     from punchingfist.store import database_url, upgrade
 
@@ -951,8 +951,8 @@ def _alert_event(filename: str, index: int, option: str) -> tuple[dict[str, Any]
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from punchingfist.executors import RunSubmission, SubmitError
     from punchingfist.executors.argo import ArgoExecutor
+    from punchingfist.runs.dispatching import RunSubmission, SubmitError
 
     event: dict[str, Any] = {}
     fingerprint = ""
@@ -1028,8 +1028,8 @@ def _context_namespace(kubeconfig: str | None) -> str:
 def _approve(args: argparse.Namespace) -> int:
     if args.server:
         return _approve_by_server(args)
-    from punchingfist.executors import SubmitError
     from punchingfist.executors.argo import ArgoExecutor
+    from punchingfist.runs.dispatching import SubmitError
 
     namespace = args.namespace or _context_namespace(args.kubeconfig)
     argo = ArgoExecutor(args.kubeconfig)

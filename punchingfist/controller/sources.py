@@ -34,7 +34,7 @@ from punchingfist.api.sources import KubernetesSource, ScheduleSource
 from punchingfist.compiler.naming import LABEL_MANAGED_BY, LABEL_SOURCE, LABEL_WORKFLOW
 from punchingfist.errors import InvalidResource, PunchingFistError
 from punchingfist.executors.argo import ArgoExecutor
-from punchingfist.server.metrics import Metrics
+from punchingfist.runs.metrics import Metrics
 from punchingfist.server.runs import queue_run
 
 log = logging.getLogger("punchingfist.sources")

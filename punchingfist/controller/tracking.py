@@ -30,7 +30,7 @@ from punchingfist.compiler.naming import (
     RESULT_PARAM,
 )
 from punchingfist.controller.stalls import Watchdog, argo_time, stuck_reason
-from punchingfist.server.metrics import Metrics
+from punchingfist.runs.metrics import Metrics
 from punchingfist.store import Alert, Approval, RunStep, SinkDelivery, WorkflowRun
 from punchingfist.store.recording import record_triage
 

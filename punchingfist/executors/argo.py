@@ -12,7 +12,7 @@ from punchingfist.compiler.naming import (
     LABEL_SOURCE,
     LABEL_WORKFLOW,
 )
-from punchingfist.executors.base import RunSubmission, SubmitError
+from punchingfist.runs.dispatching import RunSubmission, SubmitError
 
 FIELD_MANAGER = "punchingfist"
 

@@ -38,7 +38,7 @@ from punchingfist.engine import (
     SilentObserver,
     run_workflow,
 )
-from punchingfist.executors.base import RunSubmission, SubmitError
+from punchingfist.runs.dispatching import RunSubmission, SubmitError
 from punchingfist.store import WorkflowRun
 from punchingfist.store.models import Approval
 from punchingfist.store.recording import record_delivery, record_step

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from punchingfist import __version__
 from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.api.resources import format_validation_error
-from punchingfist.executors import dispatch_pending
+from punchingfist.runs.dispatching import dispatch_pending
 from punchingfist.server import auth
 from punchingfist.server.access import Permission, Resource, Verb
 from punchingfist.server.approvals import router as approvals_router

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from punchingfist.executors import SubmitError
+from punchingfist.runs.dispatching import SubmitError
 from punchingfist.server.access import Permission
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, read_json, too_large
 from punchingfist.server.state import ServerState

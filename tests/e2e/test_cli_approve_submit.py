@@ -15,8 +15,8 @@ from punchingfist.api import Workflow, load_resources
 from punchingfist.compiler import compile_workflow
 from punchingfist.controller.tracking import track
 from punchingfist.executors.argo import ArgoExecutor
+from punchingfist.runs.metrics import Metrics
 from punchingfist.server import ServerState, create_app
-from punchingfist.server.metrics import Metrics
 from punchingfist.store import WorkflowRun, upgrade
 from tests.e2e.controlplane import ROOT, ControlPlane
 from tests.e2e.test_approvals import gated_run, suspended, wait

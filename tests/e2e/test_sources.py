@@ -21,9 +21,9 @@ from punchingfist.api import Source, load_resources
 from punchingfist.controller import sources as source_handlers
 from punchingfist.controller import tracking
 from punchingfist.controller.sources import KubernetesWatch, reconcile_schedule
-from punchingfist.executors import dispatch_pending
 from punchingfist.executors.argo import ArgoExecutor, kube_api_client
-from punchingfist.server.metrics import Metrics
+from punchingfist.runs.dispatching import dispatch_pending
+from punchingfist.runs.metrics import Metrics
 from punchingfist.store import OutboxEntry, WorkflowRun
 from tests.e2e.controlplane import ControlPlane
 

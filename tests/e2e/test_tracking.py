@@ -24,10 +24,10 @@ from sqlalchemy import select
 from punchingfist.api import Workflow, load_resources
 from punchingfist.compiler import compile_workflow
 from punchingfist.controller.tracking import track
-from punchingfist.executors import dispatch_pending
 from punchingfist.executors.argo import ArgoExecutor
+from punchingfist.runs.dispatching import dispatch_pending
+from punchingfist.runs.metrics import Metrics
 from punchingfist.server import ServerState, create_app
-from punchingfist.server.metrics import Metrics
 from punchingfist.store import Alert, Approval, RunStep, SinkDelivery, WorkflowRun, upgrade
 from tests.e2e.controlplane import ROOT, ControlPlane
 

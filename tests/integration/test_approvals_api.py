@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from punchingfist.api import load_resources
-from punchingfist.executors import RunSubmission, SubmitError
+from punchingfist.runs.dispatching import RunSubmission, SubmitError
 from punchingfist.server import ServerState, create_app
 from punchingfist.store import WorkflowRun, upgrade
 from tests.e2e.controlplane import free_port

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from punchingfist.api import Resource, load_resources
-from punchingfist.executors import RunSubmission, SubmitError, dispatch_pending
+from punchingfist.runs.dispatching import RunSubmission, SubmitError, dispatch_pending
 from punchingfist.server import ServerState, create_app
 from punchingfist.server.state import SecretStore
 from punchingfist.store import Alert, AlertRelationship, Incident, OutboxEntry, WorkflowRun, upgrade

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.controller.tracking import track
-from punchingfist.server.metrics import Metrics
+from punchingfist.runs.metrics import Metrics
 from punchingfist.store import RunStep, WorkflowRun
 
 PULL = 'ErrImagePull: failed to pull image "localhost:5000/nope:v1": not found'

@@ -1,15 +1,59 @@
-"""Submit what the outbox holds. Runs after the intake transaction, never inside a request."""
+"""Dispatching: the `Executor` protocol and the outbox that submits queued runs to one.
+
+`dispatch_pending` submits what the outbox holds; it runs after the intake transaction,
+never inside a request."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from punchingfist.executors.base import Executor, RunSubmission, SubmitError
+from punchingfist.errors import PunchingFistError
 from punchingfist.store import OutboxEntry, WorkflowRun
+
+
+class SubmitError(PunchingFistError):
+    """A run could not be submitted. `temporary` errors are retried with backoff."""
+
+    def __init__(self, message: str, *, temporary: bool = True) -> None:
+        self.temporary = temporary
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class RunSubmission:
+    name: str
+    namespace: str
+    workflow: str
+    parameters: dict[str, Any]
+    """`event` (a mapping), `source`, `fingerprint`: the compiled template's parameters."""
+
+
+class Executor(Protocol):
+    name: str
+
+    def submit(self, run: RunSubmission) -> None:
+        """Start the run; a run that already exists under that name counts as started."""
+
+    def resume(
+        self,
+        name: str,
+        namespace: str,
+        gate: str,
+        *,
+        approved: bool,
+        approver: str,
+        comment: str,
+        channel: str,
+    ) -> None:
+        """Answer the approval gate `gate` the run waits at; `SubmitError` (not temporary) when
+        it does not wait there."""
+
 
 log = logging.getLogger("punchingfist.outbox")
 MAX_ATTEMPTS = 8
