@@ -172,8 +172,20 @@ class TaskSpec(_Contract):
         return cls.model_validate_json(base64.b64decode(value.encode(), validate=True))
 
 
+class Usage(_Contract):
+    """An agent step's model use."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
 class StepResult(_Contract):
-    """What a step writes to result.json; later steps see it as `.steps.<name>`."""
+    """What a task writes to result.json; later steps see it as `.steps.<name>`. The
+    control plane reads every step's and sink's result as this (`punchingfist.runs.recording`);
+    sinks add their delivery record (`outcome`, `type`, `sink`, ...) as extra fields."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -181,10 +193,16 @@ class StepResult(_Contract):
     kind: str
     success: bool
     """True when the step did its job (command exited 0, agent answered)."""
-    phase: Literal["Succeeded", "Failed", "Skipped", "NotRun"] = "Succeeded"
+    phase: Literal["Succeeded", "Failed", "Error", "Skipped", "Omitted", "NotRun"] = "Succeeded"
     result: Any = None
     """cli: parsed JSON stdout, else the stdout text; agent: the structured final answer."""
     error: str | None = None
+    seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    usage: Usage | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    """agent: every tool call, with the argv that ran."""
+    replayed: bool = False
+    """agent: the answer came from recorded turns, not a live model."""
 
 
 def not_run_result(step: str) -> str:

@@ -20,19 +20,10 @@ from typing import Any
 
 from punchingfist.compiler.naming import EXIT_HANDLER
 from punchingfist.errors import PunchingFistError
+from punchingfist.runs.recording import stuck_reason
 
 log = logging.getLogger("punchingfist.stalls")
 
-STUCK_REASONS = (
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "Unschedulable",
-)
-"""The waiting reasons Argo copies into a Pending node's message that need someone to act."""
 IMMEDIATE = ("InvalidImageName", "ErrImageNeverPull")
 """Reasons that no wait can fix: the run stops without a grace period."""
 
@@ -44,12 +35,6 @@ class Stall:
     strategy: str | None = None
     reason: str = ""
     recheck: float | None = None
-
-
-def stuck_reason(message: str) -> str | None:
-    """The stuck reason a node message starts with (`ErrImagePull: ...`), if any."""
-    head = message.split(":", 1)[0].strip()
-    return head if head in STUCK_REASONS else None
 
 
 def stalled(workflow: dict[str, Any], now: datetime, grace: float) -> Stall | None:

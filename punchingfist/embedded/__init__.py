@@ -1,7 +1,7 @@
 """Embedded mode (D11): run workflows on this machine with the local engine, no cluster needed."""
 
-from punchingfist.embedded.report import investigation, render
-from punchingfist.embedded.setup import (
+from punchingfist.runs.report import investigation, render
+from punchingfist.executors.setup import (
     ModelChoice,
     choose_model,
     event_parameters,

@@ -25,7 +25,7 @@ from typing import Any
 from punchingfist.api import OperatorConfig, Resource, load_resources
 from punchingfist.compiler import compile_resources
 from punchingfist.embedded.live import LiveObserver
-from punchingfist.embedded.report import render
+from punchingfist.runs.report import render
 from punchingfist.errors import PunchingFistError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -15,17 +15,15 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.compiler import CompiledWorkflow
-from punchingfist.embedded.report import investigation, result_file
-from punchingfist.embedded.setup import choose_model, gather_secrets
+from punchingfist.compiler.naming import RESULT_PARAM
 from punchingfist.engine import (
     ApprovalDecision,
     ApprovalRequest,
@@ -38,14 +36,13 @@ from punchingfist.engine import (
     SilentObserver,
     run_workflow,
 )
+from punchingfist.executors.setup import choose_model, gather_secrets
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
+from punchingfist.runs.recording import NodeObservation, Recorder, RunObservation, observe
+from punchingfist.runs.report import investigation, result_file
 from punchingfist.store import WorkflowRun
-from punchingfist.store.models import Approval
-from punchingfist.store.recording import record_delivery, record_step
 
 log = logging.getLogger("punchingfist.local")
-STEP_LABEL, TASK_LABEL = "punchingfist.io/step", "punchingfist.io/task"
-FINAL_STATUS = {"Succeeded": "succeeded", "Failed": "failed", "Error": "error"}
 
 
 @dataclass
@@ -129,7 +126,7 @@ class LocalExecutor:
             "source": str(run.parameters.get("source") or ""),
             "fingerprint": str(run.parameters.get("fingerprint") or ""),
         }
-        observer = StoreObserver(self.sessions, run.name, self.metrics)
+        observer = StoreObserver(self.sessions, run, self.metrics)
         watchers = Observers(observer, self.observer) if self.observer else observer
         try:
             event_data = event if isinstance(event, dict) else json.loads(event)
@@ -168,119 +165,91 @@ class LocalExecutor:
 
 
 class StoreObserver(SilentObserver):
-    """Writes a local run's progress to the store as it happens."""
+    """Records a local run as it happens: on every change, the run as the engine sees it goes
+    to `punchingfist.runs.recording`, which records Argo runs the same way."""
 
-    def __init__(self, sessions: sessionmaker[Session], run_name: str, metrics: Any = None):
-        self.sessions, self.run_name, self.metrics = sessions, run_name, metrics
+    def __init__(
+        self, sessions: sessionmaker[Session], run: RunSubmission, metrics: Any = None
+    ) -> None:
+        self.sessions, self.run, self.metrics = sessions, run, metrics
+        self._nodes: dict[str, NodeStatus] = {}
+        self._started: datetime | None = None
 
-    def _run(self, session: Session) -> WorkflowRun:
-        run = WorkflowRun.named(session, self.run_name)
-        if run is None:
-            raise LookupError(f"run {self.run_name} is not in the store")
-        return run
-
-    def _write(self, action: Any) -> None:
+    def _observe(
+        self, phase: str, message: str | None = None, finished: datetime | None = None
+    ) -> None:
+        nodes = [_observed(node) for node in self._nodes.values()]
+        observation = RunObservation(
+            name=self.run.name,
+            namespace=self.run.namespace,
+            workflow=self.run.workflow,
+            executor="local",
+            phase=phase,
+            message=message,
+            started_at=self._started,
+            finished_at=finished,
+            nodes=[node for node in nodes if node is not None],
+            source=str(self.run.parameters.get("source") or "") or None,
+            fingerprint=str(self.run.parameters.get("fingerprint") or "") or None,
+            parameters=self.run.parameters,
+        )
         try:
-            with self.sessions.begin() as session:
-                action(session, self._run(session))
-        except (SQLAlchemyError, LookupError) as error:
-            log.warning("run %s: could not record progress: %s", self.run_name, error)
+            observe(self.sessions, observation, self.metrics)
+        except SQLAlchemyError as error:
+            log.warning("run %s: could not record progress: %s", self.run.name, error)
 
     def on_run_started(self, run: RunInfo) -> None:
-        def start(session: Session, record: WorkflowRun) -> None:
-            record.status, record.started_at = "running", datetime.now(UTC)
+        self._started = run.started_at
+        self._observe("Running")
 
-        self._write(start)
+    def on_node_started(self, run: RunInfo, node: NodeStatus) -> None:
+        self._nodes[node.id] = node
+        if node.type == "Suspend":
+            self._observe("Running")
 
     def on_node_finished(self, run: RunInfo, node: NodeStatus) -> None:
-        task = node.labels.get(TASK_LABEL, "")
-        step = node.labels.get(STEP_LABEL)
-        if task.startswith("sink-"):
-            self._write(lambda s, r: self._delivery(s, r, task.removeprefix("sink-"), node))
-        elif step and task == step and node.type == "Pod":
-            self._write(lambda s, r: self._step(s, r, step, node))
-
-    def _step(self, session: Session, record: WorkflowRun, step: str, node: NodeStatus) -> None:
-        data = result_file(node)
-        if data is None:
-            data = {
-                "kind": "unknown",
-                "phase": node.phase,
-                "success": False,
-                "error": node.message or f"no result ({node.phase})",
-            }
-        data.setdefault("phase", node.phase)
-        data.setdefault("kind", "unknown")
-        recorded = record_step(session, record, step, data, datetime.now(UTC))
-        if self.metrics is not None:
-            if recorded.tokens_added > 0:
-                self.metrics.llm_tokens.labels(record.workflow_name).inc(recorded.tokens_added)
-            if recorded.triage_seconds is not None:
-                self.metrics.triage_seconds.observe(recorded.triage_seconds)
-
-    def _delivery(self, session: Session, record: WorkflowRun, sink: str, node: NodeStatus) -> None:
-        data = result_file(node) or {}
-        delivery = {
-            "type": data.get("type") or "unknown",
-            "outcome": data.get("outcome") or "failed",
-            "error": data.get("error") or (node.message or None),
-        } | {k: data[k] for k in ("http_status", "external_id", "link", "attempts") if k in data}
-        record_delivery(session, record, sink, delivery, datetime.now(UTC))
-        if self.metrics is not None:
-            self.metrics.sink_deliveries.labels(sink, delivery["outcome"]).inc()
-
-    def on_approval_requested(self, run: RunInfo, request: ApprovalRequest) -> None:
-        def pending(session: Session, record: WorkflowRun) -> None:
-            if self._gate(session, record, request.display_name) is None:
-                session.add(
-                    Approval(
-                        run_id=record.id,
-                        gate=request.display_name,
-                        step_name=request.step,
-                        decision="pending",
-                    )
-                )
-
-        self._write(pending)
+        self._nodes[node.id] = node
+        self._observe("Running")
 
     def on_approval_decided(
         self, run: RunInfo, request: ApprovalRequest, decision: ApprovalDecision | None
     ) -> None:
-        def decided(session: Session, record: WorkflowRun) -> None:
-            gate = self._gate(session, record, request.display_name)
-            if gate is None:
-                gate = Approval(run_id=record.id, gate=request.display_name, step_name=request.step)
-                session.add(gate)
-            if decision is None:
-                gate.decision, gate.channel = "denied", "timeout"
-                gate.comment = "no answer before the deadline"
-            elif gate.decision == "pending":  # the server records the API/Slack decision too:
-                gate.decision = "approved" if decision.approved else "denied"  # the same one
-                gate.approver, gate.comment = decision.approver, decision.comment
-                gate.channel = decision.channel
-            gate.decided_at = gate.decided_at or datetime.now(UTC)
-
-        self._write(decided)
-
-    @staticmethod
-    def _gate(session: Session, record: WorkflowRun, gate: str) -> Approval | None:
-        return session.scalars(
-            select(Approval).where(Approval.run_id == record.id, Approval.gate == gate)
-        ).first()
+        self._observe("Running")
 
     def finished(self, result: RunResult, report: dict[str, Any]) -> None:
-        def finish(session: Session, record: WorkflowRun) -> None:
-            record.status = FINAL_STATUS.get(result.phase, "error")
-            record.finished_at = datetime.now(UTC)
-            record.outputs = {"report": report, "outputs": dict(result.outputs)}
-            if result.phase != "Succeeded":
-                record.error = result.message or None
-
-        self._write(finish)
+        self._nodes.update(result.nodes)
+        self._observe(result.phase, result.message or None, result.finished_at)
+        try:  # the investigation as a terminal shows it, beside the workflow's outputs
+            with self.sessions.begin() as session:
+                record = WorkflowRun.named(session, self.run.name)
+                if record is not None:
+                    record.outputs = {**(record.outputs or {}), "report": report}
+        except SQLAlchemyError as error:
+            log.warning("run %s: could not record its report: %s", self.run.name, error)
 
     def failed(self, message: str) -> None:
-        def fail(session: Session, record: WorkflowRun) -> None:
-            record.status, record.error = "error", message
-            record.finished_at = datetime.now(UTC)
+        try:
+            with self.sessions.begin() as session:
+                record = WorkflowRun.named(session, self.run.name)
+                if record is not None:
+                    Recorder(session, self.metrics).failed(record, message)
+        except SQLAlchemyError as error:
+            log.warning("run %s: could not record its failure: %s", self.run.name, error)
 
-        self._write(fail)
+
+def _observed(node: NodeStatus) -> NodeObservation | None:
+    """A task node of the local engine as the recorder reads it (DAG nodes are not tasks)."""
+    if node.type not in ("Pod", "Suspend", "Skipped") or not node.display_name:
+        return None
+    parameters = dict(node.outputs)
+    if RESULT_PARAM not in parameters and (data := result_file(node)) is not None:
+        parameters[RESULT_PARAM] = json.dumps(data)
+    return NodeObservation(
+        name=node.display_name,
+        type=node.type,
+        phase=node.phase,
+        message=node.message,
+        started_at=node.started_at,
+        finished_at=node.finished_at,
+        parameters=parameters,
+    )

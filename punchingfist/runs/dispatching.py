@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.errors import PunchingFistError
+from punchingfist.runs.recording import Recorder
 from punchingfist.store import OutboxEntry, WorkflowRun
 
 
@@ -92,7 +93,7 @@ def dispatch_pending(
                 if not error.temporary or entry.attempts >= MAX_ATTEMPTS:
                     entry.status = "failed"
                     if record is not None:
-                        record.status, record.error = "error", str(error)
+                        Recorder(session).not_submitted(record, str(error))
                     log.error("run %s not submitted: %s", entry.run_name, error)
                 else:
                     entry.next_attempt_at = now + timedelta(seconds=min(300, 2**entry.attempts))
@@ -103,7 +104,7 @@ def dispatch_pending(
             entry.status = "done"
             entry.attempts += 1
             if record is not None:
-                record.status, record.executor = "submitted", executor.name
+                Recorder(session).submitted(record, executor.name)
             submitted += 1
             log.info("run %s submitted to %s", entry.run_name, executor.name)
     return submitted

@@ -14,7 +14,6 @@ import json
 import re
 import time
 import urllib.parse
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from punchingfist.runs.dispatching import SubmitError
+from punchingfist.runs.recording import Recorder
 from punchingfist.server.access import Permission
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, read_json, too_large
 from punchingfist.server.state import ServerState
@@ -74,16 +74,9 @@ def decide(
     with state.sessions.begin() as session:
         run = WorkflowRun.named(session, run_name)
         assert run is not None  # looked up above; runs are never deleted
-        record = session.scalars(
-            select(Approval).where(Approval.run_id == run.id, Approval.gate == gate)
-        ).first()
-        if record is None:
-            step = gate.removesuffix("-approval")
-            record = Approval(run_id=run.id, gate=gate, step_name=step)
-            session.add(record)
-        record.decision = "approved" if approved else "denied"
-        record.approver, record.comment, record.channel = approver, comment, channel
-        record.decided_at = datetime.now(UTC)
+        record = Recorder(session, state.metrics).decided(
+            run, gate, approved=approved, approver=approver, comment=comment, channel=channel
+        )
         session.flush()
         view = row(record)
     return JSONResponse(view)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,12 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from punchingfist.api import Source
 from punchingfist.api.resources import format_validation_error
 from punchingfist.api.sources import ApiConfig, ApiSource
+from punchingfist.runs.recording import Recorder
 from punchingfist.server import auth
 from punchingfist.server.access import Caller, Permission
 from punchingfist.server.requests import admit, problem, read_json
 from punchingfist.server.state import ServerState
 from punchingfist.store import OutboxEntry, WorkflowRun
-from punchingfist.store.recording import StepRecorded, record_delivery, record_step
 
 MAX_TOKENS_PER_STEP = 10_000_000
 MAX_COST_PER_STEP = 10_000.0
@@ -70,21 +69,19 @@ def router(state: ServerState) -> APIRouter:
     async def report(run_name: str, step: str, request: Request) -> JSONResponse:
         """A step's result, as `pf-runtime` writes it (result.json). Needs `report` on
         `runs.punchingfist.io` (a step pod's ServiceAccount token: only for its own run)."""
-        done = await _record(state, request, run_name, step, StepReport, record_step)
+        done = await _record(state, request, run_name, step, StepReport)
         if isinstance(done, JSONResponse):
             return done
-        data, workflow, recorded = done
-        observe_step(state, workflow, data, recorded)
+        data = done
         return JSONResponse({"run": run_name, "step": step, "phase": data["phase"]})
 
     @routes.post("/api/v1/runs/{run_name}/sinks/{sink}", tags=["runs"])
     async def delivery(run_name: str, sink: str, request: Request) -> JSONResponse:
         """A sink's delivery result: `{"type", "outcome": delivered|skipped|failed, ...}`."""
-        done = await _record(state, request, run_name, sink, DeliveryReport, record_delivery)
+        done = await _record(state, request, run_name, sink, DeliveryReport)
         if isinstance(done, JSONResponse):
             return done
-        data = done[0]
-        state.metrics.sink_deliveries.labels(sink, data["outcome"]).inc()
+        data = done
         return JSONResponse({"run": run_name, "sink": sink, "outcome": data["outcome"]})
 
     return routes
@@ -167,10 +164,9 @@ async def _record(
     run_name: str,
     name: str,
     model: type[_Report],
-    record: Callable[[Session, WorkflowRun, str, dict[str, Any], datetime], Any],
-) -> tuple[dict[str, Any], str, Any] | JSONResponse:
-    """Admit a report about step or sink `name` of a run, validate it and record it: (the
-    report, the run's workflow, what `record` returned), or the 4xx answer."""
+) -> dict[str, Any] | JSONResponse:
+    """Admit a report about step or sink `name` of a run, validate it and record it
+    (`punchingfist.runs.recording`): the report, or the 4xx answer."""
     caller = await admit(state, request, Permission("report", "runs", run_name))
     if isinstance(caller, JSONResponse):
         return caller
@@ -179,7 +175,7 @@ async def _record(
     found = await _validated(request, state, model)
     if isinstance(found, JSONResponse):
         return found
-    data = found.model_dump(mode="json", exclude_none=True)
+    data: dict[str, Any] = found.model_dump(mode="json", exclude_none=True)
     kind = "sinks" if model is DeliveryReport else "steps"
     with state.sessions.begin() as session:
         run = WorkflowRun.named(session, run_name)
@@ -187,8 +183,12 @@ async def _record(
             return problem(404, f"no run {run_name!r}")
         if (unknown := _unknown(state, run.workflow_name, kind, name)) is not None:
             return unknown
-        recorded = record(session, run, name, data, datetime.now(UTC))
-        return data, run.workflow_name, recorded
+        recorder = Recorder(session, state.metrics)
+        if model is DeliveryReport:
+            recorder.report_delivery(run, name, data, datetime.now(UTC))
+        else:
+            recorder.report_step(run, name, data, datetime.now(UTC))
+        return data
 
 
 async def _validated(request: Request, state: ServerState, model: type[_Report]) -> Any:
@@ -286,15 +286,3 @@ def queue_run(
     except IntegrityError:  # the same key, queued concurrently: that run stands
         return name, False
     return name, True
-
-
-def observe_step(
-    state: ServerState, workflow: str, data: dict[str, Any], recorded: StepRecorded
-) -> None:
-    """The metrics a recorded step feeds."""
-    if recorded.tokens_added > 0:
-        state.metrics.llm_tokens.labels(workflow).inc(recorded.tokens_added)
-    if recorded.first_report and isinstance(data.get("seconds"), (int, float)):
-        state.metrics.task_duration.labels(data["kind"], data["phase"]).observe(data["seconds"])
-    if recorded.triage_seconds is not None:
-        state.metrics.triage_seconds.observe(recorded.triage_seconds)
