@@ -282,8 +282,8 @@ class _Refused(Exception):
 
 class _WebhookShortcut:
     """ASGI: a POST to a webhook path goes straight to the intake handler, past FastAPI's
-    exception, routing and dependency layers, which cost about as much per notification as
-    the handler's own work (`benchmarks/intake.py`). The webhook routes stay registered, for
+    exception, routing and dependency layers, which add to every notification's CPU time
+    (docs/operations.md, 'Performance decisions'). The webhook routes stay registered, for
     the OpenAPI document. What those layers did for the handler, it does here: a database
     error is a 503 (Alertmanager retries), anything else reaches the server-error layer (500).
     Every other request goes on to FastAPI."""

@@ -16,9 +16,9 @@ A batch may wait a little for notifications that are due (`IntakeWriter._gather`
 that keep their connection alive and post again as soon as they are answered (Alertmanager
 under load, the benchmark) otherwise fall into step with the writer one at a time: each
 batch starts with the one notification that came while the last was written, and the
-others arrive just after it started. A batch costs about as much again for its round trips,
-lookups and statements as for its rows, so one notification per batch took a third more CPU
-per alert than two.
+others arrive just after it started. A batch pays for its round trips, lookups and
+statements besides its rows, so one notification per batch costs more CPU per alert than
+several (docs/operations.md, 'Performance decisions').
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ class IntakeWriter:
 
     More than one writer overlaps one batch's round trips and database time with another's,
     which pays when the database is across a network. The threads share the interpreter lock
-    with the request handlers, though: on the 2-core benchmark machine with PostgreSQL local,
-    two writers stored fewer alerts per second than one (`benchmarks/intake.py`)."""
+    with the request handlers, though, so where the database shares the server's cores one
+    writer stores more (docs/operations.md, 'Performance decisions')."""
 
     def __init__(
         self,

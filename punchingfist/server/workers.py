@@ -8,10 +8,9 @@ batches store what one writer would have stored.
 
 The parent process accepts the connections and hands them to the workers in turn (the
 accepted socket travels over a Unix socket pair, `SCM_RIGHTS`). Left to the kernel, workers
-accepting on a shared socket got connections unevenly: Alertmanager and the benchmark send on
-a few kept-alive connections, and three of four on one worker left the other one idle a good
-part of the time (a quarter fewer alerts per second). Taken in turn, N workers each get every
-Nth connection.
+accepting on a shared socket get connections unevenly: Alertmanager sends on a few kept-alive
+connections, and one worker holding most of them leaves another idle (docs/operations.md,
+'Performance decisions'). Taken in turn, N workers each get every Nth connection.
 
 Worker 0 is the primary: only it runs the outbox dispatcher, and so the executor. The others
 serve HTTP and store; the runs they queue are picked up by the primary's next outbox poll
@@ -58,7 +57,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     """The socket the parent accepts on (IPv6 when `host` is an IPv6 address)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP said outright: asyncio sets TCP_NODELAY only on connections of a socket that
-    # says so, and without it each answer waits out the client's delayed ACK (about 40 ms).
+    # says so, and without it each answer waits out the client's delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
