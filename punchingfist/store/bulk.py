@@ -7,9 +7,9 @@ each table's rows as a single JSON text taken apart by `json_populate_recordset`
 updates. Each round trip is one query string of the simple query protocol. Round trips and
 the driver's work per statement are what a batch of a few notifications mostly pays for; each
 round trip also hands the GIL back and forth with the request thread. The writes are
-prepared on the server once per connection (`_Prepared`): parsing, analysing and planning the
-one insert statement cost PostgreSQL about as much as running it. Other stores run the same
-statements one by one through SQLAlchemy.
+prepared on the server once per connection (`_Prepared`), so that PostgreSQL parses, analyses
+and plans the one insert statement once, not for every batch (docs/operations.md, 'Performance
+decisions'). Other stores run the same statements one by one through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ log = logging.getLogger("punchingfist.store")
 
 class Ids:
     """Random (version 4) UUIDs, drawn from the OS a block at a time: `uuid.uuid4()` makes a
-    system call per id, which was a tenth of the webhook writer's time. With `text=True` they
+    system call per id, and the webhook writer makes an id for most rows it writes
+    (docs/operations.md, 'Performance decisions'). With `text=True` they
     are made as their canonical text, which is all the PostgreSQL path needs (`read_many`
     reads ids back as text too). One instance can serve several threads (`list.pop` takes
     each id once), and a forked process starts with none drawn, never with its parent's."""
@@ -154,12 +155,12 @@ def _simple_query(
 
     The text goes to libpq's `PQexec` (psycopg's `pgconn.exec_`), which waits for the answer
     in C with the interpreter lock released. A cursor would drive the same exchange through
-    Python generators, build a description and wrap each result: about a fifth of the writer
-    thread's time for a batch's two round trips. The statements in front only have to
-    succeed (`PQexec` stops at the first error and returns it). A batch's handful of
-    statements cost the driver several times more in its pipeline mode than as one query
-    string; each statement still has its own snapshot (read committed). Statements that are
-    to be prepared are prepared by the text itself (`_Prepared`)."""
+    Python generators, build a description and wrap each result, all holding the interpreter
+    lock. The statements in front only have to succeed (`PQexec` stops at the first error and
+    returns it). A batch's handful of statements cost the driver more in its pipeline mode than
+    as one query string (docs/operations.md, 'Performance decisions'); each statement still
+    has its own snapshot (read committed). Statements that are to be prepared are prepared by
+    the text itself (`_Prepared`)."""
     raw = _driver_connection(session)
     if values is not None:
         text = ClientCursor(raw).mogrify(text, values)
@@ -185,9 +186,9 @@ class _Prepared:
     that is never used twice on the connection: a prepared statement outlives the transaction
     that made it even when that transaction fails, so after a failed batch its name is
     neither known to be prepared nor free (a later batch prepares the text again, under a new
-    name). The lookups are not prepared: a generic plan made while the tables were small went
-    on scanning them whole as they grew (20 ms a batch instead of 1), until autovacuum
-    analysed them.
+    name). The lookups are not prepared: a generic plan made while the tables were small would
+    go on scanning them whole as they grow, until autovacuum analyses them (docs/operations.md,
+    'Performance decisions').
 
     A database that loses prepared statements between transactions (a connection pooler in
     transaction mode) turns preparing off for the process (`_psycopg_errors`)."""
@@ -452,9 +453,9 @@ def _json_rows(model: type[Any], rows: Rows) -> tuple[Table, tuple[str, ...], st
 @functools.cache
 def _insert_statement(tables: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
     """One statement inserting into every table, one JSON parameter each: a data-modifying
-    `WITH` part per table but the last. Statement by statement costs the driver and the server
-    a good part of a batch's time; the foreign keys are checked when the whole statement is
-    done, so parents and the rows that refer to them can go in together."""
+    `WITH` part per table but the last, which spares the driver and the server their work per
+    statement. The foreign keys are checked when the whole statement is done, so parents and
+    the rows that refer to them can go in together."""
     inserts = []
     for table, names in tables:
         columns = ", ".join(f'"{name}"' for name in names)
@@ -469,8 +470,8 @@ def _insert_statement(tables: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
 
 
 def encode_json(value: Any) -> str:
-    """Compact JSON, as the PostgreSQL path sends it (orjson: a tenth of the standard library's
-    time, which was a fifth of the webhook writer's). Timestamps as ISO 8601, ids as text."""
+    """Compact JSON, as the PostgreSQL path sends it (orjson, for its speed: docs/operations.md,
+    'Performance decisions'). Timestamps as ISO 8601, ids as text."""
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
