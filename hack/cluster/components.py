@@ -82,7 +82,8 @@ class Components:
             f"--initial-cluster=default={peer}",
             f"--listen-metrics-urls=http://127.0.0.1:{layout.ETCD_METRICS_PORT}",
             "--log-level=warn",
-            # A throwaway cluster on a busy disk: fsync made API writes take seconds.
+            # A throwaway cluster: nothing has to survive a crash, and fsync on a busy disk
+            # slows every API write (docs/operations.md, 'Performance decisions').
             "--unsafe-no-fsync",
         ]
 

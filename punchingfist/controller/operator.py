@@ -86,7 +86,8 @@ class ControllerOptions:
     """Seconds between two checks of each unchanged Workflow: its template is applied again
     when it went missing or stale, and a compile that failed for a reason that went away is
     tried again. None (the default): only on changes and at start-up. Kopf's timers put its
-    finalizer on every Workflow, which made creating 200 of them about 9 s slower."""
+    finalizer on every Workflow, which slows creating them (docs/operations.md, 'Performance
+    decisions')."""
 
 
 class Catalog:
