@@ -219,11 +219,11 @@ class StoreObserver(SilentObserver):
     def finished(self, result: RunResult, report: dict[str, Any]) -> None:
         self._nodes.update(result.nodes)
         self._observe(result.phase, result.message or None, result.finished_at)
-        try:  # the investigation as a terminal shows it, beside the workflow's outputs
+        try:
             with self.sessions.begin() as session:
                 record = WorkflowRun.named(session, self.run.name)
                 if record is not None:
-                    record.outputs = {**(record.outputs or {}), "report": report}
+                    Recorder(session, self.metrics).reported(record, report)
         except SQLAlchemyError as error:
             log.warning("run %s: could not record its report: %s", self.run.name, error)
 

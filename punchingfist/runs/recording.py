@@ -208,6 +208,11 @@ class Recorder:
         run.status, run.error = "error", message
         run.finished_at = run.finished_at or datetime.now(UTC)
 
+    def reported(self, run: WorkflowRun, report: dict[str, Any]) -> None:
+        """A local run's investigation as a terminal shows it (`runs.report`), kept beside the
+        workflow's outputs (`outputs.report`)."""
+        run.outputs = {**(run.outputs or {}), "report": report}
+
     def submitted(self, run: WorkflowRun, executor: str) -> None:
         run.status, run.executor = "submitted", executor
 
