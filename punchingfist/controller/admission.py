@@ -13,9 +13,9 @@ from typing import Any, cast
 
 from punchingfist.api import Sink, Workflow, parse_resource
 from punchingfist.compiler import compile_workflow
-from punchingfist.controller.kube import Body
 from punchingfist.controller.reconciling import as_resource, sink_names
 from punchingfist.errors import CompileError, PunchingFistError
+from punchingfist.kube import Body
 from punchingfist.templating import compile_expression, compile_template
 
 _PLACEHOLDER_URL = "https://sink-not-created-yet.invalid/"

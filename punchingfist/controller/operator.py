@@ -26,10 +26,17 @@ from typing import Any, Literal, cast
 
 import kopf
 
-from punchingfist.api import GROUP, VERSION, OperatorConfig, Source, Workflow, parse_resource
+from punchingfist.api import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    OperatorConfig,
+    Source,
+    Workflow,
+    parse_resource,
+)
 from punchingfist.compiler import Defaults
 from punchingfist.controller import admission
-from punchingfist.controller.kube import Body, Connection, Kube, KubeError
 from punchingfist.controller.reconciling import (
     Inputs,
     Outcome,
@@ -39,6 +46,7 @@ from punchingfist.controller.reconciling import (
     validate_resource,
 )
 from punchingfist.errors import PunchingFistError
+from punchingfist.kube import Body, Connection, Kube, KubeError
 
 log = logging.getLogger("punchingfist.controller")
 
@@ -179,7 +187,7 @@ class Controller:
             with self._guard:
                 self.outcomes[result] += 1
             if outcome.status is not None:
-                self.kube.patch_status("workflows", namespace, key[1], outcome.status)
+                self.kube.patch_status(API_VERSION, "workflows", namespace, key[1], outcome.status)
             _post(body, outcome)
             self.catalog.put(key, outcome.workflow if _ready(outcome, body) else None, "Workflow")
             return outcome
@@ -528,7 +536,11 @@ def _write_plain(controller: Controller, plural: str, body: Body) -> None:
     try:
         if outcome.status is not None:
             controller.kube.patch_status(
-                plural, meta.get("namespace", "default"), meta.get("name", ""), outcome.status
+                API_VERSION,
+                plural,
+                meta.get("namespace", "default"),
+                meta.get("name", ""),
+                outcome.status,
             )
     except KubeError as error:
         if error.temporary:

@@ -20,8 +20,8 @@ from punchingfist.api import API_VERSION, OperatorConfig, Sink, Workflow, parse_
 from punchingfist.api.sources import WebhookSource
 from punchingfist.compiler import Defaults, compile_workflow
 from punchingfist.controller import status as st
-from punchingfist.controller.kube import Body, Kube, KubeError
 from punchingfist.errors import CompileError, InvalidResource, PunchingFistError
+from punchingfist.kube import Body, Kube, KubeConflict, KubeError
 
 ANNOTATION_INPUTS = "punchingfist.io/inputs-sha256"
 """On a compiled WorkflowTemplate: the hash of everything it was compiled from."""
@@ -279,10 +279,9 @@ def _check_secret_owner(kube: Kube, namespace: str, name: str, owner: dict[str, 
     owners = kube.get_secret_owners(namespace, name)
     if owners is None or any(o.get("uid") == owner["uid"] for o in owners):
         return
-    raise KubeError(
+    raise KubeConflict(
         f"Secret {name} exists and is not owned by Workflow/{owner['name']}; the compiler puts "
         "clear-text credentials there: delete or rename that Secret, or reference the "
         "credential with a …Secret field instead",
         status=409,
-        temporary=False,
     )
