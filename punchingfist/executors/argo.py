@@ -1,44 +1,67 @@
-"""The Argo executor: create a Workflow from the compiled WorkflowTemplate (workflowTemplateRef)."""
+"""The Argo executor: create a Workflow from the compiled WorkflowTemplate (workflowTemplateRef).
+
+The Workflow is built with Hera; every API call goes through `punchingfist.kube.Kube`, whose
+`KubeError` says what is temporary: the executor's `SubmitError`s carry that answer on."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
+
+from hera.workflows import Parameter, Workflow
+from hera.workflows.models import WorkflowTemplateRef
 
 from punchingfist.compiler.naming import (
     ANNOTATION_STOPPED,
     LABEL_FINGERPRINT,
+    LABEL_MANAGED_BY,
     LABEL_SOURCE,
     LABEL_WORKFLOW,
 )
+from punchingfist.kube import (
+    ARGO_API_VERSION,
+    Connection,
+    Kube,
+    KubeConflict,
+    KubeError,
+)
+from punchingfist.kube import kube_api_client as kube_api_client  # the CLI imports it from here
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
-
-FIELD_MANAGER = "punchingfist"
 
 
 def workflow_manifest(run: RunSubmission) -> dict[str, Any]:
+    """The Workflow of one run: the WorkflowTemplate `run.workflow` with the run's parameters."""
     parameters = run.parameters
-    labels = {LABEL_WORKFLOW: run.workflow, "app.kubernetes.io/managed-by": "punchingfist"}
+    labels = {LABEL_WORKFLOW: run.workflow, LABEL_MANAGED_BY: "punchingfist"}
     for label, key in ((LABEL_SOURCE, "source"), (LABEL_FINGERPRINT, "fingerprint")):
         value = str(parameters.get(key, ""))[:63]
         if value:
             labels[label] = value
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"name": run.name, "namespace": run.namespace, "labels": labels},
-        "spec": {
-            "workflowTemplateRef": {"name": run.workflow},
-            "arguments": {
-                "parameters": [
-                    {"name": "event", "value": json.dumps(parameters.get("event", {}))},
-                    {"name": "source", "value": str(parameters.get("source", "manual"))},
-                    {"name": "fingerprint", "value": str(parameters.get("fingerprint", ""))},
-                ]
-            },
-        },
-    }
+    workflow = Workflow(
+        name=run.name,
+        namespace=run.namespace,
+        labels=labels,
+        workflow_template_ref=WorkflowTemplateRef(name=run.workflow),
+        arguments=[
+            Parameter(name="event", value=json.dumps(parameters.get("event", {}))),
+            Parameter(name="source", value=str(parameters.get("source", "manual"))),
+            Parameter(name="fingerprint", value=str(parameters.get("fingerprint", ""))),
+        ],
+    )
+    manifest: dict[str, Any] = workflow.to_dict()
+    return manifest
+
+
+@contextmanager
+def _submitting() -> Iterator[None]:
+    """A KubeError becomes a SubmitError, temporary when the KubeError is."""
+    try:
+        yield
+    except KubeError as error:
+        raise SubmitError(str(error), temporary=error.temporary) from error
 
 
 class ArgoExecutor:
@@ -46,28 +69,21 @@ class ArgoExecutor:
 
     name = "argo"
 
-    def __init__(self, kubeconfig: str | None = None) -> None:
-        from kubernetes import client
-
-        self.api_client = kube_api_client(kubeconfig)
-        self._api = client.CustomObjectsApi(self.api_client)
-        self._errors = client.exceptions.ApiException
+    def __init__(self, kubeconfig: str | None = None, *, kube: Kube | None = None) -> None:
+        self.kube = kube if kube is not None else Kube(Connection.load(kubeconfig))
+        self.api_client = self.kube.api_client
+        """The kubernetes library's ApiClient (the watches of kubernetes Sources use it)."""
 
     def submit(self, run: RunSubmission) -> None:
         try:
-            self._api.create_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", run.namespace, "workflows", workflow_manifest(run)
-            )
-        except self._errors as error:
-            if error.status == 409:
+            manifest = workflow_manifest(run)
+        except ValueError as error:  # Hera's checks, e.g. a name longer than 63 characters
+            raise SubmitError(f"run {run.name}: {error}", temporary=False) from error
+        with _submitting():
+            try:
+                self.kube.create(ARGO_API_VERSION, "workflows", run.namespace, manifest)
+            except KubeConflict:
                 return  # already submitted: an earlier attempt got through
-            reason = _reason(error)
-            temporary = error.status is None or error.status >= 500 or error.status == 429
-            raise SubmitError(
-                f"Argo refused run {run.name}: {reason}", temporary=temporary
-            ) from error
-        except Exception as error:  # connection errors of urllib3
-            raise SubmitError(f"cannot reach the Kubernetes API: {error}") from error
 
     def resume(
         self,
@@ -112,12 +128,8 @@ class ArgoExecutor:
                 }
             }
         }
-        try:
-            self._api.patch_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", namespace, "workflows", name, patch
-            )
-        except self._errors as error:
-            raise SubmitError(f"cannot resume run {name}: {_reason(error)}") from error
+        with _submitting():
+            self.kube.patch(ARGO_API_VERSION, "workflows", namespace, name, patch)
 
     def waiting_gates(self, name: str, namespace: str) -> list[str]:
         """Approval gates (suspend nodes `<step>-approval`) the run is waiting at."""
@@ -135,17 +147,8 @@ class ArgoExecutor:
 
     def get(self, name: str, namespace: str) -> dict[str, Any]:
         """The Argo Workflow (run) `name`, as the API server returns it."""
-        try:
-            return cast(
-                dict[str, Any],
-                self._api.get_namespaced_custom_object(
-                    "argoproj.io", "v1alpha1", namespace, "workflows", name
-                ),
-            )
-        except self._errors as error:
-            raise SubmitError(
-                f"cannot read run {name}: {_reason(error)}", temporary=error.status != 404
-            ) from error
+        with _submitting():
+            return self.kube.get(ARGO_API_VERSION, "workflows", namespace, name)
 
     def stop(self, name: str, namespace: str, *, strategy: str, reason: str) -> None:
         """Shut a run down (`Stop`: its exit handler still runs; `Terminate`: it does not),
@@ -154,92 +157,27 @@ class ArgoExecutor:
             "metadata": {"annotations": {ANNOTATION_STOPPED: reason[:1000]}},
             "spec": {"shutdown": strategy},
         }
-        try:
-            self._api.patch_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", namespace, "workflows", name, patch
-            )
-        except self._errors as error:
-            raise SubmitError(
-                f"cannot stop run {name}: {_reason(error)}", temporary=error.status != 404
-            ) from error
+        with _submitting():
+            self.kube.patch(ARGO_API_VERSION, "workflows", namespace, name, patch)
 
     def template_exists(self, name: str, namespace: str) -> bool:
         """Whether the WorkflowTemplate `name` is in `namespace`."""
-        try:
-            self._api.get_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", namespace, "workflowtemplates", name
+        with _submitting():
+            return (
+                self.kube.find(ARGO_API_VERSION, "workflowtemplates", namespace, name) is not None
             )
-        except self._errors as error:
-            if error.status == 404:
-                return False
-            raise SubmitError(f"cannot read WorkflowTemplate {name}: {_reason(error)}") from error
-        return True
 
     def apply(self, manifest: dict[str, Any], plural: str) -> None:
         """Server-side apply an argoproj.io object (e.g. a CronWorkflow); we own its fields."""
-        metadata = manifest["metadata"]
-        try:
-            self._api.patch_namespaced_custom_object(
-                "argoproj.io",
-                "v1alpha1",
-                metadata["namespace"],
-                plural,
-                metadata["name"],
-                manifest,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type="application/apply-patch+yaml",
-            )
-        except self._errors as error:
-            raise SubmitError(
-                f"cannot apply {manifest['kind']} {metadata['name']}: {_reason(error)}",
-                temporary=error.status is None or error.status >= 500 or error.status == 429,
-            ) from error
+        with _submitting():
+            self.kube.apply(manifest, plural)
 
     def delete(self, plural: str, namespace: str, name: str) -> bool:
         """Delete an argoproj.io object; False when it was not there."""
-        try:
-            self._api.delete_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", namespace, plural, name
-            )
-        except self._errors as error:
-            if error.status == 404:
-                return False
-            raise SubmitError(f"cannot delete {plural}/{name}: {_reason(error)}") from error
-        return True
+        with _submitting():
+            return self.kube.delete(ARGO_API_VERSION, plural, namespace, name)
 
     def whoami(self) -> str:
         """The user name the API server knows our credentials by (SelfSubjectReview)."""
-        from kubernetes import client
-
-        body = client.V1SelfSubjectReview(
-            api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
-        )
-        try:
-            review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(body)
-        except self._errors as error:
-            raise SubmitError(f"cannot tell who we are: {_reason(error)}") from error
-        user = review.status.user_info if review.status is not None else None
-        if user is None or not user.username:
-            raise SubmitError("the API server did not say who we are", temporary=False)
-        return str(user.username)
-
-
-def kube_api_client(kubeconfig: str | None = None) -> Any:
-    """A Kubernetes ApiClient: the kubeconfig given, else in-cluster, else ~/.kube/config."""
-    from kubernetes import client, config
-
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
-
-
-def _reason(error: Any) -> str:
-    try:
-        return str(json.loads(error.body).get("message", error.reason))
-    except (TypeError, ValueError):
-        return f"{error.status} {error.reason}"
+        with _submitting():
+            return self.kube.whoami()

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from punchingfist.api import load_resources
-from punchingfist.executors.argo import kube_api_client
+from punchingfist.kube import kube_api_client
 from punchingfist.server import ServerState, create_app
 from punchingfist.server.access import KubernetesAccess
 from punchingfist.store import WorkflowRun, upgrade

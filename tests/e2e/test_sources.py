@@ -21,7 +21,8 @@ from punchingfist.api import Source, load_resources
 from punchingfist.controller import sources as source_handlers
 from punchingfist.controller import tracking
 from punchingfist.controller.sources import KubernetesWatch, reconcile_schedule
-from punchingfist.executors.argo import ArgoExecutor, kube_api_client
+from punchingfist.executors.argo import ArgoExecutor
+from punchingfist.kube import kube_api_client
 from punchingfist.runs.dispatching import dispatch_pending
 from punchingfist.runs.metrics import Metrics
 from punchingfist.store import OutboxEntry, WorkflowRun

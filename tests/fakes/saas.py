@@ -76,6 +76,12 @@ class FakeService(ABC):
             def do_PUT(self) -> None:
                 self._serve("PUT")
 
+            def do_PATCH(self) -> None:
+                self._serve("PATCH")
+
+            def do_DELETE(self) -> None:
+                self._serve("DELETE")
+
             def _serve(self, method: str) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
