@@ -35,7 +35,7 @@ from punchingfist.compiler.naming import LABEL_MANAGED_BY, LABEL_SOURCE, LABEL_W
 from punchingfist.errors import InvalidResource, PunchingFistError
 from punchingfist.executors.argo import ArgoExecutor
 from punchingfist.runs.metrics import Metrics
-from punchingfist.server.runs import queue_run
+from punchingfist.runs.queueing import queue_run
 
 log = logging.getLogger("punchingfist.sources")
 

@@ -28,9 +28,9 @@ from fastapi.responses import JSONResponse
 from punchingfist.api import Source
 from punchingfist.api.sources import ChatSource
 from punchingfist.errors import NotSupportedYet
+from punchingfist.runs.queueing import queue_run
 from punchingfist.server.approvals import signed_slack_body
 from punchingfist.server.requests import problem
-from punchingfist.server.runs import queue_run
 from punchingfist.server.state import ServerState
 
 log = logging.getLogger("punchingfist.chat")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -10,19 +9,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
-from punchingfist.api import Source
 from punchingfist.api.resources import format_validation_error
 from punchingfist.api.sources import ApiConfig, ApiSource
+from punchingfist.runs.queueing import queue_run
 from punchingfist.runs.recording import Recorder
 from punchingfist.server import auth
 from punchingfist.server.access import Caller, Permission
 from punchingfist.server.requests import admit, problem, read_json
 from punchingfist.server.state import ServerState
-from punchingfist.store import OutboxEntry, WorkflowRun
+from punchingfist.store import WorkflowRun
 
 MAX_TOKENS_PER_STEP = 10_000_000
 MAX_COST_PER_STEP = 10_000.0
@@ -243,46 +239,3 @@ def _unknown(state: ServerState, workflow_name: str, kind: str, name: str) -> JS
             422, f"{name!r} is not one of the {kind} of workflow {workflow_name!r} ({listed})"
         )
     return None
-
-
-def trigger_run_name(source: Source, key: str) -> str:
-    """Deterministic (D7): the same Source and idempotency key always name the same run."""
-    digest = hashlib.sha256(f"{source.name}\x00{key}".encode()).hexdigest()[:10]
-    return f"{source.spec.trigger_workflow[:52]}-{digest}"
-
-
-def queue_run(
-    sessions: sessionmaker[Session],
-    source: Source,
-    event: dict[str, Any],
-    key: str,
-    *,
-    namespace: str,
-    fingerprint: str = "",
-) -> tuple[str, bool]:
-    """Queue a run of the Source's workflow (run row + outbox entry, one transaction), the path
-    every trigger takes (api, chat, kubernetes). Returns (run name, whether it is new): a key
-    seen before maps to the run it started, which is not queued again."""
-    name = trigger_run_name(source, key)
-    workflow = source.spec.trigger_workflow
-    try:
-        with sessions.begin() as session:
-            if session.scalars(select(OutboxEntry).where(OutboxEntry.run_name == name)).first():
-                return name, False
-            parameters = {"event": event, "source": source.name, "fingerprint": fingerprint}
-            session.add(
-                WorkflowRun(
-                    name=name,
-                    namespace=namespace,
-                    workflow_name=workflow,
-                    source_name=source.name,
-                    fingerprint=fingerprint or None,
-                    parameters=parameters,
-                )
-            )
-            session.add(
-                OutboxEntry(run_name=name, payload={"workflow": workflow, "namespace": namespace})
-            )
-    except IntegrityError:  # the same key, queued concurrently: that run stands
-        return name, False
-    return name, True
