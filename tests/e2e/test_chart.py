@@ -15,7 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from punchingfist.cli import _parser, _serve
+from punchingfist.cli.parser import build_parser
+from punchingfist.cli.serve import _serve
 from tests.e2e.controlplane import ROOT, ControlPlane, free_port
 
 CHART = ROOT / "charts" / "punchingfist"
@@ -67,7 +68,7 @@ def test_the_chart_installs_and_runs_serve_in_cluster(
     (container,) = pod["containers"]
     assert pod["serviceAccountName"] == "punchingfist"
     assert container["command"] == ["punchingfist"]
-    args = _parser().parse_args(container["args"])
+    args = build_parser().parse_args(container["args"])
     assert args.handler is _serve and args.in_cluster and args.namespace == namespace
     assert args.admission_port is None and args.intake_writers == 1
     assert args.resync_interval == 0
@@ -178,7 +179,7 @@ def test_the_admission_webhook_its_service_and_its_certificate_agree(
     certificate = one(objects, "Certificate")
     deployment = one(objects, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    args = _parser().parse_args(pod["containers"][0]["args"])
+    args = build_parser().parse_args(pod["containers"][0]["args"])
     assert args.admission_port == 9443
     ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
     name = service["metadata"]["name"]

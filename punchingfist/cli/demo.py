@@ -8,13 +8,13 @@ back through the server's own API.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
 import socket
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from contextlib import ExitStack
@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from punchingfist.api import OperatorConfig, Resource, load_resources
-from punchingfist.compiler import compile_resources
-from punchingfist.embedded.live import LiveObserver
-from punchingfist.runs.report import render
+from punchingfist.cli.assembly import ApiAuth, LocalRuns, ServerOptions, assemble
+from punchingfist.cli.live import LiveObserver
 from punchingfist.errors import PunchingFistError
+from punchingfist.runs.report import render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ALERT = "alerts/pod-crashlooping.json"
@@ -34,6 +34,29 @@ FINISHED = ("succeeded", "failed", "error")
 RUN_TIMEOUT = 300.0
 SINK_BUDGET_SECONDS = "3"
 """Sinks with nothing to reach (no Slack, no Alertmanager here) give up after this long."""
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="the whole loop on this machine: an alert in, an investigation run, a report out",
+        description=(
+            "Start the embedded server on the examples (SQLite in a temporary directory, the "
+            "local engine as executor), fire the sample crash-loop alert at its webhook, let the "
+            "design document's triage workflow run, and show the stored alert, incident, run "
+            "and report. Offline: with no model configured it replays a recorded scenario."
+        ),
+    )
+    demo.add_argument(
+        "--examples",
+        default=None,
+        metavar="DIR",
+        help="the examples folder (default: the one beside this package)",
+    )
+    demo.add_argument("--keep", metavar="DIR", help="keep the database and run files in DIR")
+    demo.add_argument("--llm-endpoint", metavar="URL", help="use this model instead of a replay")
+    demo.add_argument("--llm-model", metavar="NAME", help="the model at --llm-endpoint")
+    demo.set_defaults(handler=run_demo)
 
 
 def _resources(examples: Path) -> list[Resource[Any]]:
@@ -75,14 +98,7 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def run_demo(args: Any) -> int:
-    import uvicorn
-
-    from punchingfist.executors.local import LocalExecutor
-    from punchingfist.server import ServerState, create_app
-    from punchingfist.server.access import TokenAccess
-    from punchingfist.store import upgrade
-
+def run_demo(args: argparse.Namespace) -> int:
     examples = Path(args.examples) if args.examples else EXAMPLES
     if not (examples / ALERT).is_file():
         raise PunchingFistError(
@@ -97,39 +113,27 @@ def run_demo(args: Any) -> int:
         )
         base.mkdir(parents=True, exist_ok=True)
         database = f"sqlite:///{base / 'punchingfist.db'}"
-        resources = _resources(examples)
-        upgrade(database)
         token = secrets.token_urlsafe(32)
-        state = ServerState.from_resources(
-            resources, database, dispatch_interval=0.2, access=TokenAccess(token, where="demo")
-        )
         environ = dict(os.environ) | {"PF_SINK_BUDGET_SECONDS": SINK_BUDGET_SECONDS}
-        state.executor = LocalExecutor(
-            {c.workflow.name: c for c in compile_resources(resources)},
-            state.sessions,
+        local = LocalRuns(
             base / "runs",
-            environ=environ,
+            environ,
             endpoint=args.llm_endpoint,
             model=args.llm_model,
             replay_fallback=True,
-            metrics=state.metrics,
             observer=LiveObserver(sys.stdout),
             parallel_runs=1,
         )
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning")
+        options = ServerOptions(
+            _resources(examples),
+            database,
+            auth=ApiAuth("token", token=token),
+            executor=local,
+            dispatch_interval=0.2,
         )
-        thread = threading.Thread(target=server.run, daemon=True, name="demo-server")
-        thread.start()
-        stack.callback(thread.join, 10)
-        stack.callback(setattr, server, "should_exit", True)
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise PunchingFistError("the embedded server did not start")
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
+        assembly = assemble(options)
+        state = assembly.state
+        url = assembly.start(stack, "127.0.0.1", _free_port())
         api = _Server(url, token)
         _say(
             f"① embedded server on {url}: {len(state.sources)} Sources, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -11,14 +12,85 @@ from pathlib import Path
 from typing import Any
 
 from punchingfist.api import OperatorConfig, Resource, Source, Workflow
+from punchingfist.cli.exit_codes import EXIT_FAILED, EXIT_OK
+from punchingfist.cli.inputs import read_resources
+from punchingfist.cli.live import LiveObserver
 from punchingfist.compiler import CompiledWorkflow, compile_resources
-from punchingfist.embedded.live import LiveObserver
-from punchingfist.embedded.report import investigation, render
-from punchingfist.embedded.setup import choose_model, event_parameters, gather_secrets
 from punchingfist.engine import Approver, AutoApprover, PromptApprover, SilentObserver, run_workflow
 from punchingfist.errors import PunchingFistError
+from punchingfist.executors.setup import choose_model, event_parameters, gather_secrets
+from punchingfist.runs.report import investigation, render
 
-EXIT_OK, EXIT_FAILED = 0, 1
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run one Workflow here, on the local engine (no cluster needed)",
+        description=(
+            "Compile a Workflow and run it on this machine: every step as a local process, the "
+            "step tree and the agent's tool calls shown live, approval gates asked on the "
+            "terminal (or answered by --approve/--deny), then the investigation printed. "
+            "The model: --replay, --llm-endpoint, the Workflow's own provider when it answers, "
+            "Ollama on localhost:11434, else a recorded scenario about the same alert, "
+            "labelled 'replayed model'."
+        ),
+    )
+    run.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="YAML file or directory of Workflows, Sinks, Sources, OperatorConfig (repeatable)",
+    )
+    run.add_argument(
+        "--event",
+        required=True,
+        metavar="FILE",
+        help="Alertmanager webhook payload (or a run event) as JSON; '-' = stdin",
+    )
+    run.add_argument(
+        "--alert",
+        type=int,
+        default=0,
+        metavar="N",
+        help="which alert of the payload (default: the first)",
+    )
+    run.add_argument("--workflow", metavar="NAME", help="which Workflow (when several are given)")
+    answer = run.add_mutually_exclusive_group()
+    answer.add_argument("--approve", action="store_true", help="approve every approval gate")
+    answer.add_argument("--deny", action="store_true", help="deny every approval gate")
+    run.add_argument("--approver", help="who answers with --approve/--deny (default: $USER)")
+    run.add_argument("--comment", help="the comment recorded with --approve/--deny")
+    run.add_argument(
+        "--replay",
+        metavar="SCENARIO_DIR",
+        help="replay the recorded model turns of a scenario folder (several: separated by ':')",
+    )
+    run.add_argument(
+        "--llm-endpoint",
+        metavar="URL",
+        help="an OpenAI-compatible API for every agent step (default: $PUNCHINGFIST_LLM_ENDPOINT)",
+    )
+    run.add_argument("--llm-model", metavar="NAME", help="the model at --llm-endpoint")
+    run.add_argument(
+        "--secrets-dir",
+        metavar="DIR",
+        help="Secrets as files DIR/NAME/KEY (else from env variables of the same "
+        "name as the step's, e.g. SLACK_BOT_TOKEN)",
+    )
+    run.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="where each step's files go (default: a new temporary directory)",
+    )
+    run.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    run.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
+    run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_command(args, list(read_resources(args.filename)))
 
 
 def pick_workflow(resources: Sequence[Resource[Any]], name: str | None) -> Workflow:

@@ -1,0 +1,174 @@
+"""`punchingfist approve`: answer a run's approval gate, on the cluster or through the server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from punchingfist.cli.exit_codes import EXIT_OK
+from punchingfist.cli.kubeconfig import context_namespace
+from punchingfist.errors import PunchingFistError
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    approve = commands.add_parser(
+        "approve",
+        help="answer a run's approval gate (approve, or deny with --deny)",
+        description=(
+            "Answer the approval gate of a run. With --server, through the server's REST API "
+            "(recorded there). Otherwise directly against the cluster: the suspend node is "
+            "resumed as `argo node set` + `argo resume` do, with the approver being the "
+            "Kubernetes user of the credentials (checked against an OperatorConfig's "
+            "spec.approvals.approvers in the namespace, when one lists approvers); the run "
+            "tracker records the answer from the node."
+        ),
+    )
+    approve.add_argument("run", metavar="RUN", help="the run (Argo Workflow) name")
+    approve.add_argument(
+        "--step", metavar="NAME", help="the gated step (default: the one gate the run waits at)"
+    )
+    approve.add_argument("--deny", action="store_true", help="deny instead of approving")
+    approve.add_argument("--comment", default="", help="a note kept with the decision")
+    where = approve.add_mutually_exclusive_group()
+    where.add_argument(
+        "--server", metavar="URL", help="the Punching Fist server, e.g. http://punchingfist:8080"
+    )
+    where.add_argument("--kubeconfig", help="default: in-cluster, else ~/.kube/config")
+    approve.add_argument(
+        "--approver",
+        help="who decides, with --server and the embedded API token (otherwise the server "
+        "knows who the token is and this must match it)",
+    )
+    approve.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="with --server: the bearer token to send (default: $PUNCHINGFIST_TOKEN, else "
+        "$PUNCHINGFIST_APPROVER_TOKEN)",
+    )
+    approve.add_argument(
+        "-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)"
+    )
+    approve.set_defaults(handler=_approve)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    if args.server:
+        return _approve_by_server(args)
+    from punchingfist.executors.argo import ArgoExecutor
+    from punchingfist.runs.dispatching import SubmitError
+
+    namespace = args.namespace or context_namespace(args.kubeconfig)
+    argo = ArgoExecutor(args.kubeconfig)
+    try:
+        gate = _gate(args.run, args.step, argo.waiting_gates(args.run, namespace))
+        approver = argo.whoami()
+        allowed = _approvers(argo, namespace)
+        if allowed and approver not in allowed:
+            raise PunchingFistError(
+                f"{approver!r} may not answer approval gates: the OperatorConfig of namespace "
+                f"{namespace!r} lists spec.approvals.approvers"
+            )
+        argo.resume(
+            args.run,
+            namespace,
+            gate,
+            approved=not args.deny,
+            approver=approver,
+            comment=args.comment,
+        )
+    except SubmitError as error:
+        raise PunchingFistError(str(error)) from error
+    print(f"{'denied' if args.deny else 'approved'}: {args.run} / {gate} (as {approver})")
+    return EXIT_OK
+
+
+def _gate(run: str, step: str | None, waiting: list[str]) -> str:
+    """The gate to answer: `<step>-approval`, or the only one the run waits at."""
+    if step:
+        gate = f"{step}-approval"
+        if gate not in waiting:
+            at = ", ".join(waiting) or "no gate"
+            raise PunchingFistError(f"run {run} is not waiting at {gate!r} (it waits at {at})")
+        return gate
+    if len(waiting) != 1:
+        at = ", ".join(w.removesuffix("-approval") for w in waiting)
+        raise PunchingFistError(
+            f"run {run} waits at no approval gate"
+            if not waiting
+            else f"run {run} waits at several gates; pick one with --step ({at})"
+        )
+    return waiting[0]
+
+
+def _approvers(argo: Any, namespace: str) -> set[str]:
+    """Approvers listed by the OperatorConfigs of the namespace (empty: RBAC decides)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        listing: dict[str, Any] = client.CustomObjectsApi(  # type: ignore[assignment]
+            argo.api_client
+        ).list_namespaced_custom_object("punchingfist.io", "v1alpha1", namespace, "operatorconfigs")
+    except ApiException as error:
+        if error.status in (403, 404):  # no CRD, or no right to read it: RBAC decides
+            return set()
+        raise PunchingFistError(f"cannot read OperatorConfigs: {error.reason}") from error
+    names: set[str] = set()
+    for item in listing.get("items") or []:
+        approvals = (item.get("spec") or {}).get("approvals") or {}
+        names |= {str(n) for n in approvals.get("approvers") or []}
+    return names
+
+
+def _approve_by_server(args: argparse.Namespace) -> int:
+    import httpx
+
+    token = (os.environ.get("PUNCHINGFIST_TOKEN") or "").strip()
+    if args.token_file:
+        try:
+            token = Path(args.token_file).expanduser().read_text().strip()
+        except OSError as error:
+            raise PunchingFistError(f"--token-file: {error}") from error
+    token = token or (os.environ.get("PUNCHINGFIST_APPROVER_TOKEN") or "").strip()
+    if not token:
+        raise PunchingFistError(
+            "the server needs credentials: give --token-file PATH (the server's api-token file "
+            "in embedded mode) or set $PUNCHINGFIST_TOKEN (a Kubernetes token in the cluster, "
+            "e.g. `kubectl create token NAME`) or $PUNCHINGFIST_APPROVER_TOKEN"
+        )
+    approver = args.approver
+    base = args.server.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(base_url=base, timeout=30, headers=headers) as http:
+            gate = f"{args.step}-approval" if args.step else None
+            if gate is None:
+                found = http.get(f"/api/v1/runs/{args.run}")
+                _check(found, args.run)
+                waiting = [
+                    a["gate"]
+                    for a in found.json().get("approvals", [])
+                    if a.get("decision") == "pending"
+                ]
+                gate = _gate(args.run, None, waiting)
+            body = {"decision": "deny" if args.deny else "approve", "comment": args.comment}
+            if approver:
+                body["approver"] = approver
+            answer = http.post(f"/api/v1/runs/{args.run}/approvals/{gate}", json=body)
+            _check(answer, args.run)
+    except httpx.HTTPError as error:
+        raise PunchingFistError(f"cannot reach the server at {base}: {error}") from error
+    record = answer.json()
+    print(f"{record['decision']}: {args.run} / {gate} (as {record['approver']})")
+    return EXIT_OK
+
+
+def _check(response: Any, run: str) -> None:
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error") or response.text
+        except ValueError:
+            message = response.text
+        raise PunchingFistError(f"the server refused ({response.status_code}): {message}")
