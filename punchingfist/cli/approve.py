@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from punchingfist.cli.exit_codes import EXIT_OK
 from punchingfist.cli.kubeconfig import context_namespace
 from punchingfist.errors import PunchingFistError
+
+if TYPE_CHECKING:
+    from punchingfist.executors.argo import ArgoExecutor
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,21 +105,17 @@ def _gate(run: str, step: str | None, waiting: list[str]) -> str:
     return waiting[0]
 
 
-def _approvers(argo: Any, namespace: str) -> set[str]:
+def _approvers(argo: ArgoExecutor, namespace: str) -> set[str]:
     """Approvers listed by the OperatorConfigs of the namespace (empty: RBAC decides)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+    from punchingfist.api import API_VERSION
+    from punchingfist.kube import KubeForbidden, KubeNotFound
 
     try:
-        listing: dict[str, Any] = client.CustomObjectsApi(  # type: ignore[assignment]
-            argo.api_client
-        ).list_namespaced_custom_object("punchingfist.io", "v1alpha1", namespace, "operatorconfigs")
-    except ApiException as error:
-        if error.status in (403, 404):  # no CRD, or no right to read it: RBAC decides
-            return set()
-        raise PunchingFistError(f"cannot read OperatorConfigs: {error.reason}") from error
+        items = argo.kube.list_objects(API_VERSION, "operatorconfigs", namespace)
+    except (KubeForbidden, KubeNotFound):  # no CRD, or no right to read it: RBAC decides
+        return set()
     names: set[str] = set()
-    for item in listing.get("items") or []:
+    for item in items:
         approvals = (item.get("spec") or {}).get("approvals") or {}
         names |= {str(n) for n in approvals.get("approvers") or []}
     return names

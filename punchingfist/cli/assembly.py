@@ -205,7 +205,7 @@ def _access(options: ServerOptions) -> Access:
         )
         return OpenAccess()
     if auth.mode == "kubernetes":
-        from punchingfist.executors.argo import kube_api_client
+        from punchingfist.kube import kube_api_client
 
         cluster = KubernetesAccess(kube_api_client(options.kubeconfig), options.namespace)
         print(f"punchingfist: /api/v1 callers: {cluster.description}", file=sys.stderr)
