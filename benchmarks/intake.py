@@ -40,7 +40,7 @@ from sqlalchemy import func, select
 
 from punchingfist.api import load_resources
 from punchingfist.api.alerts import AlertmanagerPayload
-from punchingfist.server.intake import ingest_batch
+from punchingfist.runs.intake import ingest_batch
 from punchingfist.store import Alert, WorkflowRun, make_engine, session_factory, upgrade
 from tests.e2e.controlplane import free_port
 from tests.integration.servers import postgres

@@ -4,4 +4,8 @@ Modules (imported directly, e.g. `from punchingfist.runs.dispatching import Exec
 
 - `metrics`: the Prometheus metrics runs and intake count into.
 - `dispatching`: the `Executor` protocol and the outbox that submits queued runs to one.
+- `queueing`: run names, and the run row and outbox entry that queue a run (`queue_run`).
+- `rules`: intake's rules as pure functions (matching, dedup, correlation, severity, limits).
+- `intake`: Alertmanager notifications stored in batches: alerts, incidents, queued runs.
+- `batching`: the intake writer: group commit of the notifications that arrive together.
 """

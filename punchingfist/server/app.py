@@ -23,11 +23,11 @@ from punchingfist import __version__
 from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.api.resources import format_validation_error
 from punchingfist.runs.dispatching import dispatch_pending
+from punchingfist.runs.intake import IntakeRefused
 from punchingfist.server import auth
 from punchingfist.server.access import Permission, Resource, Verb
 from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.chat import router as chat_router
-from punchingfist.server.intake import IntakeRefused
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, too_large
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.runs import trigger_routes

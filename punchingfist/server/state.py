@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Resource, Source, Workflow
 from punchingfist.api.sources import WebhookSource
+from punchingfist.runs.batching import IntakeWriter
 from punchingfist.runs.dispatching import Executor
 from punchingfist.runs.metrics import Metrics
 from punchingfist.server.access import Access, TokenAccess
-from punchingfist.server.batching import IntakeWriter
 from punchingfist.store import make_engine, session_factory
 
 MAX_BODY_BYTES = 1024 * 1024

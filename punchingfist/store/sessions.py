@@ -12,6 +12,11 @@ from punchingfist.errors import PunchingFistError
 
 DEFAULT_URL = "sqlite:///punchingfist.db"
 ENV = "PUNCHINGFIST_DATABASE_URL"
+FAST_PATH_ENV = "PUNCHINGFIST_STORE_FAST_PATH"
+"""`off` turns the PostgreSQL fast path of batches off (`store.batches`) for the engines made
+from then on."""
+FAST_PATH_OPTION = "punchingfist_fast_path"
+"""The engine's execution option that holds whether its batches take the fast path."""
 
 
 class DatabaseError(PunchingFistError):
@@ -48,7 +53,14 @@ def make_engine(url: str | None = None) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(resolved, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    fast = os.environ.get(FAST_PATH_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
+    return create_engine(
+        resolved,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        execution_options={FAST_PATH_OPTION: fast},
+    )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -86,7 +86,41 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each store test runs on SQLite and on a fresh PostgreSQL database."""
-    if request.param == "sqlite":
+    return _database(request, tmp_path, request.param)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-plain"])
+def intake_database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Each intake test runs on SQLite, and twice on a fresh PostgreSQL database: through the
+    store's fast path, and through its plain SQLAlchemy path (`postgresql-plain`: the fast
+    path turned off for the engines the test makes, as `PUNCHINGFIST_STORE_FAST_PATH=off`
+    does; a call of the fast path then fails the test)."""
+    if request.param != "postgresql-plain":
+        yield _database(request, tmp_path, request.param)
+        return
+    from punchingfist.store import _bulk
+    from punchingfist.store.sessions import FAST_PATH_ENV
+
+    called: list[str] = []
+
+    def refused(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            called.append(name)
+            raise AssertionError(f"the plain path called the fast path's {name}")
+
+        return call
+
+    monkeypatch.setenv(FAST_PATH_ENV, "off")
+    for name in ("read_many", "write_many"):
+        monkeypatch.setattr(_bulk, name, refused(name))
+    yield _database(request, tmp_path, "postgresql")
+    assert not called, f"the plain path called the fast path: {called}"
+
+
+def _database(request: pytest.FixtureRequest, tmp_path: Path, store: str) -> str:
+    if store == "sqlite":
         return f"sqlite:///{tmp_path / 'punchingfist.db'}"
     server: str = request.getfixturevalue("postgres_url")
     import psycopg

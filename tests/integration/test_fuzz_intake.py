@@ -154,9 +154,9 @@ BODIES = {"any-json": json_values, "notifications": notifications(), "mangled-by
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("kind", list(BODIES))
 def test_generated_bodies_get_no_5xx_and_leave_no_partial_rows(
-    database_url: str, kind: str
+    intake_database_url: str, kind: str
 ) -> None:
-    with webhook(database_url, LIMITS) as (http, state):
+    with webhook(intake_database_url, LIMITS) as (http, state):
         seen: dict[int, int] = {}
 
         @settings(

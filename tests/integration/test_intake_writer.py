@@ -12,10 +12,10 @@ from sqlalchemy import func, select, text
 
 from punchingfist.api import load_resources
 from punchingfist.api.alerts import AlertmanagerPayload
-from punchingfist.server import batching
-from punchingfist.server.batching import IntakeWriter, _Job
-from punchingfist.server.intake import ingest_batch
-from punchingfist.store import Alert, WorkflowRun, bulk, make_engine, session_factory, upgrade
+from punchingfist.runs import batching
+from punchingfist.runs.batching import IntakeWriter, _Job
+from punchingfist.runs.intake import ingest_batch
+from punchingfist.store import Alert, WorkflowRun, _bulk, make_engine, session_factory, upgrade
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "alerts" / "pod-crashlooping.json"
 SOURCE = """
@@ -32,10 +32,14 @@ def notification(fingerprint: str) -> AlertmanagerPayload:
     return AlertmanagerPayload.model_validate(data)
 
 
+POSTGRESQL = ["postgresql", "postgresql-plain"]
+"""Both paths of the store on PostgreSQL (see `intake_database_url`)."""
+
+
 @pytest.fixture
-def writer(database_url: str) -> Any:
-    upgrade(database_url)
-    engine = make_engine(database_url)
+def writer(intake_database_url: str) -> Any:
+    upgrade(intake_database_url)
+    engine = make_engine(intake_database_url)
     writer = IntakeWriter(session_factory(engine))
     yield writer
     writer.stop()
@@ -101,9 +105,9 @@ def test_a_bad_notification_fails_alone(writer: IntakeWriter) -> None:
     assert stored(writer, Alert) == 2 and stored(writer, WorkflowRun) == 2
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("intake_database_url", POSTGRESQL, indirect=True)
 def test_a_write_the_database_refuses_leaves_nothing_of_its_batch(
-    writer: IntakeWriter, database_url: str
+    writer: IntakeWriter, intake_database_url: str
 ) -> None:
     """The writer begins a batch's transaction with its lookups and commits it with its writes
     (no round trip of their own). A write PostgreSQL refuses, after the batch's other rows went
@@ -111,7 +115,7 @@ def test_a_write_the_database_refuses_leaves_nothing_of_its_batch(
     import psycopg
 
     with psycopg.connect(
-        database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True
+        intake_database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True
     ) as admin:
         admin.execute(
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
@@ -145,9 +149,9 @@ def test_a_write_the_database_refuses_leaves_nothing_of_its_batch(
     assert idle == 0
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("intake_database_url", POSTGRESQL, indirect=True)
 def test_a_dropped_database_connection_fails_no_request(
-    writer: IntakeWriter, database_url: str
+    writer: IntakeWriter, intake_database_url: str
 ) -> None:
     """The writer keeps its connection between batches. When PostgreSQL drops it (a restart,
     a failover), the next batch is written again on a new one instead of answering 503."""
@@ -157,7 +161,7 @@ def test_a_dropped_database_connection_fails_no_request(
     assert writer.put(sources, notification("before")).result(timeout=30).new == 1
     connections = [lane.connection for lane in writer._lanes if lane.connection is not None]
     assert connections
-    plain = database_url.replace("postgresql+psycopg", "postgresql")
+    plain = intake_database_url.replace("postgresql+psycopg", "postgresql")
     with psycopg.connect(plain, autocommit=True) as admin:
         for connection in connections:
             raw = connection.connection.driver_connection
@@ -167,15 +171,15 @@ def test_a_dropped_database_connection_fails_no_request(
     assert stored(writer, Alert) == 2
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("intake_database_url", ["postgresql"], indirect=True)
 def test_the_writes_are_prepared_once_and_a_lost_statement_fails_no_request(
     writer: IntakeWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each connection prepares the batch's insert and update statements the first time it
     sends them and executes them by name after that. A database that loses them (a pooler in
     transaction mode; here DEALLOCATE ALL behind the writer's back) still stores the next
-    batch, on a new connection, and preparing is off from then on."""
-    monkeypatch.setattr(bulk._Prepared, "enabled", True)  # process-wide: put back afterwards
+    batch, on a new connection, and preparing is off from then on. (The fast path's.)"""
+    monkeypatch.setattr(_bulk._Prepared, "enabled", True)  # process-wide: put back afterwards
     sources = load_resources(SOURCE)
 
     def prepared() -> set[str]:
@@ -195,16 +199,19 @@ def test_the_writes_are_prepared_once_and_a_lost_statement_fails_no_request(
     (lane,) = (lane for lane in writer._lanes if lane.connection is not None)
     lane.connection.connection.driver_connection.execute("DEALLOCATE ALL")
     assert writer.put(sources, notification("after")).result(timeout=30).new == 1
-    assert bulk._Prepared.enabled is False
+    assert _bulk._Prepared.enabled is False
     assert writer.put(sources, notification("later")).result(timeout=30).new == 1
     assert prepared() == set()
     assert stored(writer, Alert) == stored(writer, WorkflowRun) == 8
 
 
-def test_repeats_resolve_and_the_lookups_are_planned_per_batch(writer: IntakeWriter) -> None:
-    """Repeats and resolutions go through the update path on both stores. On PostgreSQL the
-    lookups are planned for each batch's values, never prepared: a lookup plan made while the
-    tables were small would go on scanning them whole. The writes are prepared."""
+def test_repeats_resolve_and_the_lookups_are_planned_per_batch(
+    writer: IntakeWriter, request: pytest.FixtureRequest
+) -> None:
+    """Repeats and resolutions go through the update path on every store. On the fast path
+    the lookups are planned for each batch's values, never prepared: a lookup plan made while
+    the tables were small would go on scanning them whole. The writes are prepared; the plain
+    path prepares none of its own."""
 
     sources = load_resources(SOURCE)
     first = notification("kept")
@@ -227,7 +234,37 @@ def test_repeats_resolve_and_the_lookups_are_planned_per_batch(writer: IntakeWri
             statements = list(prepared.scalars())
             assert any("probe" in s for s in statements)  # the probe sees what is prepared
             assert not any("json_agg" in s for s in statements)
-            assert any(s.startswith("PREPARE pf_") and "INSERT INTO" in s for s in statements)
+            made = any(s.startswith("PREPARE pf_") and "INSERT INTO" in s for s in statements)
+            assert made == (_store(request) == "postgresql")
+
+
+def _store(request: pytest.FixtureRequest) -> str:
+    """The test's `intake_database_url`: sqlite, postgresql or postgresql-plain."""
+    return str(request.node.callspec.params["intake_database_url"])
+
+
+def test_each_store_takes_its_own_path(
+    writer: IntakeWriter, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL takes the fast path (one round trip for the lookups, one for the writes)
+    unless it is turned off; SQLite, and PostgreSQL with it off, the plain SQLAlchemy path."""
+    calls: list[str] = []
+
+    def spy(name: str, call: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return call(*args, **kwargs)
+
+        return counted
+
+    for name in ("read_many", "write_many"):
+        monkeypatch.setattr(_bulk, name, spy(name, getattr(_bulk, name)))
+    sources = load_resources(SOURCE)
+    assert writer.put(sources, notification("one")).result(timeout=30).new == 1
+    assert writer.put(sources, notification("one")).result(timeout=30).updated == 1
+    fast = _store(request) == "postgresql"
+    assert calls == (["read_many", "write_many"] * 2 if fast else [])
+    assert stored(writer, Alert) == stored(writer, WorkflowRun) == 1
 
 
 def alert_notification(
@@ -267,10 +304,10 @@ CONCURRENT = {
 }
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("intake_database_url", POSTGRESQL, indirect=True)
 @pytest.mark.parametrize("case", list(CONCURRENT))
 def test_concurrent_batches_that_share_a_key_run_one_after_the_other(
-    database_url: str, case: str
+    intake_database_url: str, case: str
 ) -> None:
     """Two writers (threads here, replicas in a cluster) store what one writer would have:
     a batch that shares a fingerprint, an Alertmanager group or an incident title with one
@@ -280,8 +317,8 @@ def test_concurrent_batches_that_share_a_key_run_one_after_the_other(
     from punchingfist.store import Incident
 
     (fingerprint, group, place, status), waits = CONCURRENT[case]
-    upgrade(database_url)
-    engine = make_engine(database_url)
+    upgrade(intake_database_url)
+    engine = make_engine(intake_database_url)
     sessions = session_factory(engine)
     sources = load_resources(SOURCE)
     with sessions.begin() as session:
@@ -323,14 +360,14 @@ def test_concurrent_batches_that_share_a_key_run_one_after_the_other(
         assert len(incidents) == 3 and alerts["b"].incident_id != alerts["a"].incident_id
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_several_writers_store_what_one_would(database_url: str) -> None:
+@pytest.mark.parametrize("intake_database_url", POSTGRESQL, indirect=True)
+def test_several_writers_store_what_one_would(intake_database_url: str) -> None:
     """Four writer threads on a burst of notifications that share groups, titles and alerts:
     one incident per group, counts that add up, one alert row and one run per alert."""
     from punchingfist.store import Incident
 
-    upgrade(database_url)
-    engine = make_engine(database_url)
+    upgrade(intake_database_url)
+    engine = make_engine(intake_database_url)
     writer = IntakeWriter(session_factory(engine), writers=4)
     sources = load_resources(SOURCE)
     try:

@@ -50,11 +50,13 @@ def payload(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def client(database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
-    upgrade(database_url)
+def client(intake_database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
+    upgrade(intake_database_url)
     resources: list[Resource[Any]] = load_resources(SOURCES)
     state = ServerState.from_resources(
-        resources, database_url, secrets=SecretStore(values={("webhook-secret", "token"): "t0ken"})
+        resources,
+        intake_database_url,
+        secrets=SecretStore(values={("webhook-secret", "token"): "t0ken"}),
     )
     with TestClient(create_app(state), headers=state.access.headers()) as test_client:
         yield test_client, state

@@ -92,7 +92,15 @@ def database(postgres_url: str) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path, database: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def server(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`serve --workers 2`; its store takes the fast path, or with the indirect parameter
+    `plain` the plain SQLAlchemy path (`PUNCHINGFIST_STORE_FAST_PATH=off`)."""
+    if getattr(request, "param", "fast") == "plain":
+        from punchingfist.store.sessions import FAST_PATH_ENV
+
+        monkeypatch.setenv(FAST_PATH_ENV, "off")  # the server inherits it
     (tmp_path / "source.yaml").write_text(SOURCE)
     port = free_port()
     process = subprocess.Popen(
@@ -128,9 +136,12 @@ def server(tmp_path: Path, database: str) -> Iterator[tuple[subprocess.Popen[str
             process.wait(10)
 
 
+@pytest.mark.parametrize("server", ["fast", "plain"], indirect=True)
 def test_workers_store_what_one_would_and_count_together(
-    server: tuple[subprocess.Popen[str], int], database: str
+    server: tuple[subprocess.Popen[str], int], database: str, request: pytest.FixtureRequest
 ) -> None:
+    """On both paths of the store: the workers' batches wait for each other's (advisory
+    locks) whichever path sends them."""
     process, port = server
     workers = children(process.pid)
     assert len(workers) == 2
@@ -166,8 +177,19 @@ def test_workers_store_what_one_would_and_count_together(
             ).fetchone()
             or ()
         )
+        # What the server's connections ran last: the writes of the fast path are prepared
+        # statements of its own (pf_...), the plain path has none.
+        last = [
+            query
+            for (query,) in connection.execute(
+                "SELECT query FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
     assert (alerts, runs, queued) == (41 * 5, 41 * 5, 41 * 5)
     assert incidents == 5  # one per group: the workers' batches joined each other's incidents
+    fast = any(query.lstrip().startswith(("PREPARE pf_", "EXECUTE pf_")) for query in last)
+    assert fast == (request.node.callspec.params["server"] == "fast"), last
 
 
 def test_sigterm_stops_every_worker_and_exits_0(server: tuple[subprocess.Popen[str], int]) -> None:

@@ -34,8 +34,8 @@ NOTHING = {
 
 
 @pytest.fixture
-def client(database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
-    with webhook(database_url) as served:
+def client(intake_database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
+    with webhook(intake_database_url) as served:
         yield served
 
 
@@ -181,7 +181,7 @@ def test_values_the_database_refuses_are_a_logged_422_not_a_503(
         for statement in REFUSE[state.engine.dialect.name]:
             connection.exec_driver_sql(statement)
     body = on_alert(fingerprint="refused", labels={"alertname": "A", "pod": "secret-pod-name"})
-    with caplog.at_level(logging.WARNING, logger="punchingfist.server"):
+    with caplog.at_level(logging.WARNING, logger="punchingfist"):
         response = post(http, body)
     assert response.status_code == 422 and "refused" in response.json()["error"], response.text
     assert counts(state) == NOTHING
@@ -232,8 +232,10 @@ def _unreachable(url: str, sqlite_folder: Path | None) -> Iterator[TestClient]:
         state.engine.dispose()
 
 
-def test_a_notification_over_max_alerts_is_a_413_naming_the_limit(database_url: str) -> None:
-    with webhook(database_url, "maxAlerts: 5") as (http, state):
+def test_a_notification_over_max_alerts_is_a_413_naming_the_limit(
+    intake_database_url: str,
+) -> None:
+    with webhook(intake_database_url, "maxAlerts: 5") as (http, state):
         body = example()
         body["alerts"] = [{**body["alerts"][0], "fingerprint": f"f{n}"} for n in range(6)]
         response = post(http, body)
@@ -264,10 +266,10 @@ def test_the_default_alert_cap_refuses_a_flood(client: tuple[TestClient, ServerS
     assert counts(state) == NOTHING
 
 
-def test_runs_beyond_max_runs_per_notification_are_suppressed(database_url: str) -> None:
+def test_runs_beyond_max_runs_per_notification_are_suppressed(intake_database_url: str) -> None:
     """The first N new firing alerts start runs; the rest are stored and correlated with
     status `suppressed` and no run, and the answer says how many."""
-    with webhook(database_url, "maxRunsPerNotification: 3") as (http, state):
+    with webhook(intake_database_url, "maxRunsPerNotification: 3") as (http, state):
         body = example()
         body["alerts"] = [{**body["alerts"][0], "fingerprint": f"f{n}"} for n in range(8)]
         answer = post(http, body).json()

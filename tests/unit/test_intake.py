@@ -11,7 +11,7 @@ import pytest
 
 from punchingfist.api import Source, load_resources
 from punchingfist.api.alerts import AlertmanagerPayload, event_from_payload
-from punchingfist.server.intake import _Notification
+from punchingfist.runs.intake import _Notification
 from punchingfist.store import Notification, WorkflowRun
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -60,7 +60,7 @@ def test_a_run_without_a_notification_keeps_its_own_parameters() -> None:
 
 
 def test_text_ids_are_distinct_version_4_uuids() -> None:
-    from punchingfist.store.bulk import Ids
+    from punchingfist.store.batches import Ids
 
     new_id = Ids(block=8, text=True)
     made = [new_id() for _ in range(50)]  # crosses several blocks
@@ -76,7 +76,7 @@ def test_a_forked_process_never_draws_its_parents_ids() -> None:
     """Server workers are forked: ids drawn before the fork must not be handed out twice."""
     import os
 
-    from punchingfist.store.bulk import Ids
+    from punchingfist.store.batches import Ids
 
     new_id = Ids(text=True)
     new_id()  # the parent now holds a block of drawn ids
@@ -92,7 +92,7 @@ def test_a_forked_process_never_draws_its_parents_ids() -> None:
 
 
 def test_a_prepared_statement_takes_the_drivers_placeholders_in_order() -> None:
-    from punchingfist.store.bulk import _preparable
+    from punchingfist.store._bulk import _preparable
 
     digest, body, keys = _preparable(
         "UPDATE t SET a = %(x)s, b = %(y)s WHERE c = %(x)s AND d LIKE 'p%%s'"

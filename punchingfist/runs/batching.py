@@ -40,7 +40,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Source
 from punchingfist.api.alerts import AlertmanagerPayload
-from punchingfist.server.intake import IntakeRefused, IntakeResult, admit, ingest_batch
+from punchingfist.runs.intake import IntakeRefused, IntakeResult, admit, ingest_batch
+from punchingfist.store.batches import writer_connection
 
 MAX_BATCH_ALERTS = 500
 LINGER_SECONDS = 0.002
@@ -49,7 +50,7 @@ RECENT_SECONDS = 0.05
 """A kept-alive connection that posted this recently is expected to post again (it is busy)."""
 MAX_WRITERS = 8
 """Each writer keeps a connection; the engine's pool (20) has to serve the API's reads too."""
-log = logging.getLogger("punchingfist.server.intake")
+log = logging.getLogger("punchingfist.runs.intake")
 
 
 @dataclass
@@ -181,10 +182,7 @@ class IntakeWriter:
         if connection is None or connection.closed or connection.invalidated:
             if connection is not None:
                 connection.close()
-            connection = lane.connection = self.engine.connect()
-            if self.engine.dialect.name == "postgresql":  # see bulk.read_many: BEGIN and
-                # COMMIT go with the batch's lookups and writes (reset when it is closed)
-                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection = lane.connection = writer_connection(self.engine)
         with Session(bind=connection, expire_on_commit=False) as session, session.begin():
             yield session
 

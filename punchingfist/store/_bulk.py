@@ -1,15 +1,18 @@
-"""A batch's reads and writes in as few round trips as the store allows.
+"""The store's fast path on PostgreSQL: a batch's reads and writes in two round trips.
+
+Private to `store`: `store.batches` decides when it is taken (PostgreSQL, unless turned off)
+and runs the same statements through SQLAlchemy otherwise.
 
 The webhook writes a few dozen rows per notification into six tables with several indexes,
-after reading what it needs to decide them. On PostgreSQL the reads go out together in one
-round trip (`read_many`), and so do the writes (`write_many`): one statement for every table,
-each table's rows as a single JSON text taken apart by `json_populate_recordset`, then the
+after reading what it needs to decide them. Here the reads go out together in one round trip
+(`read_many`), and so do the writes (`write_many`): one statement for every table, each
+table's rows as a single JSON text taken apart by `json_populate_recordset`, then the
 updates. Each round trip is one query string of the simple query protocol. Round trips and
 the driver's work per statement are what a batch of a few notifications mostly pays for; each
 round trip also hands the GIL back and forth with the request thread. The writes are
 prepared on the server once per connection (`_Prepared`), so that PostgreSQL parses, analyses
 and plans the one insert statement once, not for every batch (docs/operations.md, 'Performance
-decisions'). Other stores run the same statements one by one through SQLAlchemy.
+decisions').
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,66 +32,23 @@ from psycopg import ClientCursor, errors
 from psycopg import Error as PsycopgError
 from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import (
-    ColumnElement,
     DateTime,
     Dialect,
     Executable,
     Select,
     Table,
     Text,
-    any_,
-    bindparam,
     func,
-    insert,
     select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger("punchingfist.store")
 
 
-class Ids:
-    """Random (version 4) UUIDs, drawn from the OS a block at a time: `uuid.uuid4()` makes a
-    system call per id, and the webhook writer makes an id for most rows it writes
-    (docs/operations.md, 'Performance decisions'). With `text=True` they
-    are made as their canonical text, which is all the PostgreSQL path needs (`read_many`
-    reads ids back as text too). One instance can serve several threads (`list.pop` takes
-    each id once), and a forked process starts with none drawn, never with its parent's."""
-
-    def __init__(self, block: int = 64, *, text: bool = False) -> None:
-        self.block = block
-        self.text = text
-        self._ready: list[Any] = []
-        os.register_at_fork(after_in_child=self._ready.clear)
-
-    def __call__(self) -> Any:
-        if not self._ready:
-            data = os.urandom(16 * self.block)
-            if self.text:
-                self._ready.extend(_uuid4_text(h) for h in _chunks(data.hex(), 32))
-            else:
-                self._ready.extend(uuid.UUID(bytes=b, version=4) for b in _chunks(data, 16))
-        return self._ready.pop()
-
-
-def _chunks(data: Any, size: int) -> list[Any]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-def _uuid4_text(digits: str) -> str:
-    """32 random hex digits as a version 4, RFC 4122 variant UUID's text."""
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
-
-
 Rows = Sequence[dict[str, Any]]
 Updates = tuple[Executable, Rows]
-
-
-def is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def read_many(
@@ -101,16 +59,13 @@ def read_many(
 ) -> list[list[dict[str, Any]]]:
     """The rows of each query, as dicts by column name, inside the session's transaction.
 
-    On PostgreSQL this is one round trip (which begins the transaction, when the connection
-    leaves that to us: `_runs_by_hand`): first the transaction's advisory `locks` (key ->
-    taken shared?), in ascending key order, so that any two callers take the keys they share
-    in the same order; then every query as one statement, each one's rows aggregated as JSON
-    (UUIDs come back as text, see `Ids`). Queries share one namespace of parameters. The
-    statement is planned for the values it is given, never prepared: a generic plan cached
-    while the tables were small would go on scanning them whole as they grow. Other stores
-    run the queries one by one and take no locks (SQLite has one writer at a time)."""
-    if not is_postgresql(session):
-        return [[dict(row._mapping) for row in session.execute(q, p)] for q, p in queries]
+    One round trip (which begins the transaction, when the connection leaves that to us:
+    `_runs_by_hand`): first the transaction's advisory `locks` (key -> taken shared?), in
+    ascending key order, so that any two callers take the keys they share in the same order;
+    then every query as one statement, each one's rows aggregated as JSON (UUIDs come back as
+    text, see `batches.Ids`). Queries share one namespace of parameters. The statement is
+    planned for the values it is given, never prepared: a generic plan cached while the tables
+    were small would go on scanning them whole as they grow."""
     parameters: dict[str, Any] = {}
     for _, bound in queries:
         for name, value in bound.items():
@@ -128,10 +83,18 @@ def read_many(
     return [_decoded(rows, dates) for rows, dates in zip(row, combined.dates, strict=True)]
 
 
-_LOCKS = """SELECT CASE WHEN shared THEN pg_advisory_xact_lock_shared(key)
-ELSE pg_advisory_xact_lock(key) END
-FROM unnest(%(pf_lock_keys)s::bigint[], %(pf_lock_shared)s::boolean[]) AS lock(key, shared)"""
-"""Takes the locks in the arrays' order, one row (one call) at a time."""
+def locks_query(keys: str, shared: str) -> str:
+    """The statement that takes advisory locks, given the placeholders of its two arrays (the
+    keys, and whether each is taken shared): in the arrays' order, one row (one call) at a
+    time."""
+    return (
+        "SELECT CASE WHEN shared THEN pg_advisory_xact_lock_shared(key) "
+        "ELSE pg_advisory_xact_lock(key) END "
+        f"FROM unnest(CAST({keys} AS bigint[]), CAST({shared} AS boolean[])) AS lock(key, shared)"
+    )
+
+
+_LOCKS = locks_query("%(pf_lock_keys)s", "%(pf_lock_shared)s")
 
 
 def _runs_by_hand(session: Session, status: Any) -> bool:
@@ -304,29 +267,14 @@ def _decoded(text: bytes | None, dates: tuple[str, ...]) -> list[dict[str, Any]]
 def write_many(
     session: Session,
     tables: Sequence[tuple[type[Any], Rows]],
-    updates: Sequence[Updates] = (),
-    *,
-    commit: bool = False,
+    updates: Sequence[Updates],
+    commit: bool,
 ) -> None:
-    """Insert rows (dicts keyed by column name, all with the same keys; columns left out get
-    their default) into several tables inside the session's transaction, in the order given
-    (parents before the rows that refer to them), then run each update statement once per
-    parameter set. On PostgreSQL one statement inserts into every table (`INSERT ... SELECT
-    FROM json_populate_recordset` each) and the updates follow in the same query string: one
-    round trip for the lot, each statement prepared on the connection the first time it is
-    sent (`_Prepared`). Elsewhere an executemany per statement. `commit`: the caller has
-    nothing more to do in the transaction, so a transaction `read_many` began by hand ends in
-    the same round trip (other sessions commit as usual)."""
-    tables = [(model, rows) for model, rows in tables if rows]
-    updates = [(statement, rows) for statement, rows in updates if rows]
-    if not tables and not updates:
-        return
-    if not is_postgresql(session):
-        for model, rows in tables:
-            session.execute(insert(model), list(rows))
-        for update, changes in updates:
-            session.connection().execute(update, list(changes))
-        return
+    """`batches.write_many` on the fast path (its tables and updates all have rows): one
+    statement inserts into every table (`INSERT ... SELECT FROM json_populate_recordset`
+    each) and the updates follow in the same query string, one round trip for the lot, each
+    statement prepared on the connection the first time it is sent (`_Prepared`). `commit`:
+    a transaction `read_many` began by hand ends in the same round trip."""
     dialect = session.get_bind().dialect
     inserts = [_json_rows(model, rows) for model, rows in tables]
     statement = _insert_statement(tuple((table, names) for table, names, _ in inserts))
@@ -341,17 +289,6 @@ def write_many(
             texts.append("COMMIT")
         _simple_query(session, ";\n".join(texts))
         prepared.succeeded()
-
-
-def within(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
-    """`column IN :name`, for a list bound at execution. On PostgreSQL as `= ANY(array)`: one
-    parameter however many values, so the statement's text and prepared plan stay the same
-    from batch to batch."""
-    if dialect == "postgresql":
-        condition = column == any_(bindparam(name, type_=ARRAY(column.type)))
-    else:
-        condition = column.in_(bindparam(name, expanding=True))
-    return cast("ColumnElement[bool]", condition)
 
 
 def _driver_connection(session: Session) -> Any:

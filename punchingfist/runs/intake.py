@@ -3,17 +3,20 @@
 One transaction per notification: the alert rows, their incident, relationships, the run and
 its outbox entry are committed together or not at all, so a crash between commit and
 submission loses nothing (the outbox is read again) and a retried post creates nothing twice.
+
+What the rows become is decided by the rules of `runs.rules` (pure functions); this module
+reads what they need from the store and writes what they decided, a batch of notifications
+at a time, through `store.batches` (which takes the PostgreSQL fast path where it can).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, Update, bindparam, case, func, or_, select, update
@@ -27,8 +30,10 @@ from punchingfist.api.alerts import (
     event_group,
     group_identities,
 )
-from punchingfist.api.sources import WebhookSource
 from punchingfist.errors import PunchingFistError
+from punchingfist.runs import rules
+from punchingfist.runs.queueing import alert_run_name, queued_rows, run_parameters
+from punchingfist.runs.rules import SEVERITIES, aware
 from punchingfist.store import (
     Alert,
     AlertRelationship,
@@ -37,20 +42,10 @@ from punchingfist.store import (
     OutboxEntry,
     WorkflowRun,
 )
-from punchingfist.store.bulk import (
-    Ids,
-    is_postgresql,
-    read_many,
-    within,
-    write_many,
-)
+from punchingfist.store.batches import read_many, row_ids, within, write_many
 from punchingfist.store.models import SourceRecord
 
-CORRELATION_WINDOW = timedelta(hours=1)
-_TEXT_IDS, _UUID_IDS = Ids(text=True), Ids()
-"""Row ids for every batch (drawn a block at a time; see `Ids`)."""
-SEVERITIES = ("critical", "warning", "info")
-log = logging.getLogger("punchingfist.server.intake")
+log = logging.getLogger("punchingfist.runs.intake")
 
 
 class IntakeRefused(PunchingFistError):
@@ -67,12 +62,10 @@ class IntakeRefused(PunchingFistError):
 def admit(sources: list[Source], payload: AlertmanagerPayload) -> None:
     """Refuse a notification with more alerts than a Source it was sent to takes (its
     `maxAlerts`), before anything is queued or stored."""
-    limits = [
-        (s.spec.config.max_alerts, s.name) for s in sources if isinstance(s.spec, WebhookSource)
-    ]
-    if not limits or len(payload.alerts) <= min(limits)[0]:
+    over = rules.over_alert_limit(sources, len(payload.alerts))
+    if over is None:
         return
-    limit, name = min(limits)
+    limit, name = over
     log.warning(
         "refused a notification of %d alerts: Source %r takes at most %d (maxAlerts)",
         len(payload.alerts),
@@ -121,19 +114,6 @@ class IntakeResult:
         return {**counts, "runs": self.runs} | ({"note": self.note} if self.note else {})
 
 
-def matches(source: Source, labels: dict[str, str]) -> bool:
-    """An alert matches a webhook Source when every filtered label has an accepted value."""
-    assert isinstance(source.spec, WebhookSource)
-    return all(labels.get(name) in values for name, values in source.spec.config.filters.items())
-
-
-def run_name(workflow: str, source: str, fingerprint: str, starts_at: datetime) -> str:
-    """Deterministic (D7): an Alertmanager retry maps to the same run, never a second one."""
-    key = f"{source}\x00{fingerprint}\x00{starts_at.isoformat()}".encode()
-    digest = hashlib.sha256(key).hexdigest()[:10]
-    return f"{workflow[: 63 - 11]}-{digest}"
-
-
 def ingest(
     session: Session,
     sources: list[Source],
@@ -156,16 +136,16 @@ def ingest_batch(
 ) -> list[IntakeResult]:
     """Store several notifications in one transaction, with a fixed number of statements per
     batch rather than per alert: the lookups of known alerts, sources, open incidents and taken
-    run names (one round trip on PostgreSQL), then one multi-row insert per table and the
-    updates (one more). Deliveries are applied in order, so a retry inside the same batch
-    updates the row its first copy created."""
+    run names (one round trip on the store's fast path), then one multi-row insert per table
+    and the updates (one more). Deliveries are applied in order, so a retry inside the same
+    batch updates the row its first copy created."""
     batch = _Batch(session, namespace, now or datetime.now(UTC), source_ids)
     results = [IntakeResult(received=len(payload.alerts)) for _, payload in deliveries]
     kept: list[_Kept] = []
     for result, (sources, payload) in zip(results, deliveries, strict=True):
         notification = _Notification(payload)
         for index, incoming in enumerate(payload.alerts):
-            matched = [s for s in sources if matches(s, incoming.labels)]
+            matched = [s for s in sources if rules.matches(s, incoming.labels)]
             if matched:
                 kept.append(_Kept(result, notification, index, incoming, matched))
             else:
@@ -206,7 +186,7 @@ class _Notification:
         is the notification's)."""
         view = self.views[index]
         event = {"alert": view, "context": dict(source.spec.context)}
-        return {"event": event, "source": source.name, "fingerprint": view["fingerprint"]}
+        return run_parameters(source, event, view["fingerprint"])
 
 
 @dataclass
@@ -219,16 +199,14 @@ class _Kept:
     run_names: list[str] = field(default_factory=list)
     """Per matched Source, the run a new firing alert gets (D7); empty for a resolved one."""
     title: str = ""
-    """The incident title it correlates on (`_title`), which is also one of its lock keys."""
+    """The incident title it correlates on (`rules.incident_title`), which is also one of its
+    lock keys."""
 
     def __post_init__(self) -> None:
-        self.title = _title(self.incoming.labels)
+        self.title = rules.incident_title(self.incoming.labels)
         if self.incoming.status != "resolved":
-            starts_at = _aware(self.incoming.starts_at)
-            self.run_names = [
-                run_name(s.spec.trigger_workflow, s.name, self.incoming.fingerprint, starts_at)
-                for s in self.matched
-            ]
+            fingerprint, starts_at = self.incoming.fingerprint, aware(self.incoming.starts_at)
+            self.run_names = [alert_run_name(s, fingerprint, starts_at) for s in self.matched]
 
     @property
     def payload(self) -> AlertmanagerPayload:
@@ -238,7 +216,7 @@ class _Kept:
 class _Batch:
     """The rows one batch reads and writes, all plain dicts: what `load` read (known alerts,
     open incidents), what `apply` decided, and what `write` sends, one multi-row insert per
-    table and one executemany per update (`write_many`: one round trip on PostgreSQL)."""
+    table and one executemany per update (`write_many`: one round trip on the fast path)."""
 
     def __init__(
         self,
@@ -266,13 +244,12 @@ class _Batch:
         self.relationships: list[dict[str, Any]] = []
         self.runs: list[tuple[_Kept, dict[str, Any]]] = []
         self.touched_incidents: set[Any] = set()
-        self.postgresql = is_postgresql(session)
-        self.new_id = _TEXT_IDS if self.postgresql else _UUID_IDS
+        self.new_id = row_ids(session)
 
     def load(self, kept: list[_Kept]) -> None:
-        """Everything the batch needs to know, in one round trip on PostgreSQL."""
+        """Everything the batch needs to know, in one round trip on the fast path."""
         group_keys = sorted({item.payload.group_key for item in kept})
-        window_start = self.now - CORRELATION_WINDOW
+        window_start = self.now - rules.CORRELATION_WINDOW
         sources = {item.matched[0].name: item.matched[0] for item in kept}
         unknown = sorted(n for n in sources if (self.namespace, n) not in self.known_sources)
         reads = self.statements
@@ -283,11 +260,10 @@ class _Batch:
         ]
         if unknown:  # only the first batches of a Source (the rows are kept: `known_sources`)
             queries.append((reads.sources, {"namespace": self.namespace, "source_names": unknown}))
-        locks = _locks(kept) if self.postgresql else None  # SQLite has one writer anyway
-        alerts, incidents, taken, *found = read_many(self.session, queries, locks=locks)
-        for alert in sorted(alerts, key=lambda row: _aware(row["received_at"])):
+        alerts, incidents, taken, *found = read_many(self.session, queries, locks=_locks(kept))
+        for alert in sorted(alerts, key=lambda row: aware(row["received_at"])):
             if alert["starts_at"] is not None and alert["fingerprint"] is not None:
-                self.by_key[(alert["fingerprint"], _aware(alert["starts_at"]))] = alert
+                self.by_key[rules.dedup_key(alert["fingerprint"], alert["starts_at"])] = alert
                 self.known_alerts.append(alert)
                 self.earlier.setdefault(alert["fingerprint"], alert["id"])
         for incident in incidents:
@@ -295,7 +271,7 @@ class _Batch:
             self.first_alert[incident["id"]] = incident["first_alert_id"]
             if incident["group_key"] in group_keys:
                 self.by_group.setdefault(incident["group_key"], incident)
-            if _aware(incident["created_at"]) >= window_start:
+            if rules.in_window(incident["created_at"], self.now):
                 self.by_title.setdefault(incident["title"], incident)
         self.taken = {row["run_name"] for row in taken}
         for row in found[0] if found else []:
@@ -316,13 +292,13 @@ class _Batch:
                     spec=source.spec.dump(),
                 )
                 self.session.add(record)
-                self.known_sources[key] = str(record.id) if self.postgresql else record.id
+                self.known_sources[key] = self.new_id.of(record.id)
             ids[name] = self.known_sources[key]
         return ids
 
     def apply(self, item: _Kept) -> None:
         incoming, result, source = item.incoming, item.result, item.matched[0]
-        key = (incoming.fingerprint, _aware(incoming.starts_at))
+        key = rules.dedup_key(incoming.fingerprint, incoming.starts_at)
         row = self.by_key.get(key)
         if row is None:
             row = self._new_alert(incoming, self.source_ids[source.name])
@@ -335,16 +311,16 @@ class _Batch:
             return
         row["labels"] = dict(incoming.labels)
         row["annotations"] = dict(incoming.annotations)
-        if incoming.status == "resolved" and row["status"] != "resolved":
+        outcome = rules.repeat_outcome(row["status"], incoming.status)
+        if outcome == "resolved":
             result.resolved += 1
-            result.count(source.name, "resolved")
         else:
             result.updated += 1
-            result.count(source.name, "updated")
+        result.count(source.name, outcome)
         if incoming.status == "resolved":
             if row["resolved_at"] is None:
                 row["resolved_at"] = self.now
-                received = _aware(row["received_at"])
+                received = aware(row["received_at"])
                 result.resolution_seconds.append((self.now - received).total_seconds())
             row["status"] = "resolved"
             row["ends_at"] = incoming.ends_at
@@ -353,7 +329,6 @@ class _Batch:
 
     def _new_alert(self, incoming: PayloadAlert, source_id: Any) -> dict[str, Any]:
         labels, annotations = dict(incoming.labels), dict(incoming.annotations)
-        severity = labels.get("severity", "warning")
         firing = incoming.status == "firing"
         row: dict[str, Any] = {
             "id": self.new_id(),
@@ -361,7 +336,7 @@ class _Batch:
             "starts_at": incoming.starts_at,
             "ends_at": None if firing else incoming.ends_at,
             "status": "received" if firing else "resolved",
-            "severity": severity if severity in SEVERITIES else "warning",
+            "severity": rules.severity(labels),
             "alert_name": labels.get("alertname", "unnamed"),
             "summary": annotations.get("summary"),
             "description": annotations.get("description"),
@@ -378,12 +353,11 @@ class _Batch:
         return row
 
     def _correlate(self, row: dict[str, Any], payload: AlertmanagerPayload, title: str) -> None:
-        """Attach a new alert to an incident: the notification's Alertmanager group, else the
-        same alertname and namespace/service inside the window; relate it to the incident's
-        first alert, and to an earlier firing of the same fingerprint as a duplicate."""
-        incident, confidence = self.by_group.get(payload.group_key), 0.9
-        if incident is None:
-            incident, confidence = self.by_title.get(title), 0.6
+        """Attach a new alert to an incident (`rules.correlate`) and relate it to other alerts
+        (`rules.relations`)."""
+        incident, confidence = rules.correlate(
+            self.by_group.get(payload.group_key), self.by_title.get(title)
+        )
         if incident is None:
             incident = {
                 "id": self.new_id(),
@@ -403,37 +377,26 @@ class _Batch:
         incident_id = incident["id"]
         before = self.earlier.get(row["fingerprint"])
         parent = self.first_alert.get(incident_id)
-        if parent is not None and parent != before:
+        for related, kind, sure in rules.relations(parent, before, confidence):
             self.relationships.append(
                 {
                     "id": self.new_id(),
-                    "parent_alert_id": parent,
+                    "parent_alert_id": related,
                     "child_alert_id": row["id"],
-                    "relationship_type": "related",
-                    "confidence": confidence,
+                    "relationship_type": kind,
+                    "confidence": sure,
                 }
             )
         if parent is None:
             self.first_alert[incident_id] = row["id"]
             incident["first_alert_id"] = row["id"]
         if before is not None:
-            self.relationships.append(
-                {
-                    "id": self.new_id(),
-                    "parent_alert_id": before,
-                    "child_alert_id": row["id"],
-                    "relationship_type": "duplicate",
-                    "confidence": 1.0,
-                }
-            )
             row["parent_alert_id"] = before
         else:
             self.earlier[row["fingerprint"]] = row["id"]
         row["incident_id"] = incident_id
         incident["alerts_count"] = (incident["alerts_count"] or 0) + 1
-        worst = incident["severity"] if incident["severity"] in SEVERITIES else "info"
-        if SEVERITIES.index(row["severity"]) < SEVERITIES.index(worst):
-            incident["severity"] = row["severity"]
+        incident["severity"] = rules.worse(incident["severity"], row["severity"])
 
     def write(self) -> None:
         session = self.session
@@ -500,49 +463,33 @@ class _Batch:
         notifications: list[dict[str, Any]] = []
         runs: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
-        started: dict[tuple[int, str], int] = {}
-        """(notification, Source) -> runs queued: at most the Source's maxRunsPerNotification."""
-        for item, row in self.runs:
-            over = 0
-            for name, source in zip(item.run_names, item.matched, strict=True):
-                if name in self.taken:
-                    continue
-                key = (id(item.notification), source.name)
-                if started.get(key, 0) >= _run_limit(source):
-                    over += 1
-                    continue
-                started[key] = started.get(key, 0) + 1
-                self.taken.add(name)
+        plans = rules.plan_runs(
+            (
+                (id(item.notification), list(zip(item.run_names, item.matched, strict=True)))
+                for item, _ in self.runs
+            ),
+            self.taken,
+        )
+        for (item, row), plan in zip(self.runs, plans, strict=True):
+            for name, source in plan.start:
                 notification = item.notification.row
                 if notification is None:
                     notification = item.notification.record(self.new_id(), self.now)
                     notifications.append(notification)
-                workflow = source.spec.trigger_workflow
                 parameters = item.notification.parameters(item.index, source)
-                runs.append(
-                    {
-                        "id": self.new_id(),
-                        "name": name,
-                        "namespace": self.namespace,
-                        "workflow_name": workflow,
-                        "alert_id": row["id"],
-                        "incident_id": row["incident_id"],
-                        "source_name": source.name,
-                        "fingerprint": row["fingerprint"],
-                        "parameters": parameters,
-                        "notification_id": notification["id"],
-                        "status": "pending",
-                        "executor": "argo",
-                    }
+                run, entry = queued_rows(
+                    name, source, self.namespace, parameters, row["fingerprint"]
                 )
-                # The parameters live on the run row; the outbox only says what to submit.
-                submit = {"workflow": workflow, "namespace": self.namespace}
-                outbox.append({"id": self.new_id(), "run_name": name, "payload": submit})
+                run["id"], entry["id"] = self.new_id(), self.new_id()
+                run["alert_id"], run["incident_id"] = row["id"], row["incident_id"]
+                run["notification_id"] = notification["id"]
+                runs.append(run)
+                outbox.append(entry)
                 item.result.runs.append(name)
-            if over and over == len(item.matched):  # no Source started its run
+            if plan.suppressed:  # no Source started its run
                 row["status"] = "suppressed"
                 item.result.suppressed += 1
-                item.result.note = _suppressed_note(item.result.suppressed, item.matched)
+                item.result.note = rules.suppressed_note(item.result.suppressed, item.matched)
         return notifications, runs, outbox
 
 
@@ -570,8 +517,8 @@ _INCIDENT_COLUMNS = (
 @dataclass(frozen=True)
 class _Statements:
     """What every batch runs, built once per kind of store: the same statement objects each
-    time, so they compile once (on PostgreSQL the inserts and updates are then prepared on each
-    connection; the lookups go out as one statement, planned every time: `read_many`)."""
+    time, so they compile once (on the fast path the inserts and updates are then prepared on
+    each connection; the lookups go out as one statement, planned every time: `read_many`)."""
 
     alerts: Select[Any]
     incidents: Select[Any]
@@ -634,20 +581,6 @@ def _statements(dialect: str) -> _Statements:
     )
 
 
-def _run_limit(source: Source) -> int:
-    spec = source.spec
-    return spec.config.max_runs_per_notification if isinstance(spec, WebhookSource) else 1 << 62
-
-
-def _suppressed_note(count: int, sources: list[Source]) -> str:
-    limits = ", ".join(f"{s.name!r} at most {_run_limit(s)}" for s in sources)
-    return (
-        f"{count} new alerts were stored without starting a run (status suppressed): a "
-        f"Source starts a limited number of runs per notification ({limits}; "
-        "spec.config.maxRunsPerNotification)"
-    )
-
-
 def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) -> None:
     incident_ids = {i if isinstance(i, uuid.UUID) else uuid.UUID(i) for i in incident_ids}
     still_open = set(
@@ -661,18 +594,11 @@ def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) 
         if incident.id not in still_open and incident.status != "resolved":
             incident.status = "resolved"
             incident.resolved_at = now
-            incident.mttr_seconds = int((now - _aware(incident.created_at)).total_seconds())
+            incident.mttr_seconds = int((now - aware(incident.created_at)).total_seconds())
 
 
-def _title(labels: dict[str, str]) -> str:
-    """The title of the incident a new alert opens, which later alerts correlate on."""
-    alert_name = labels.get("alertname", "unnamed")
-    place = labels.get("namespace") or labels.get("service") or ""
-    return (f"{alert_name} in {place}" if place else alert_name)[:255]
-
-
-def _locks(kept: list[_Kept]) -> dict[int, bool]:
-    """The advisory locks a batch takes before it reads anything (key -> shared?), so that
+def _locks(kept: list[_Kept]) -> dict[str, bool]:
+    """The advisory locks a batch takes before it reads anything (name -> shared?), so that
     writers running side by side (threads of one server, or replicas) give the result of
     running one after the other.
 
@@ -687,18 +613,7 @@ def _locks(kept: list[_Kept]) -> dict[int, bool]:
     names = {f"fingerprint\x00{item.incoming.fingerprint}" for item in kept}
     names |= {f"group\x00{item.payload.group_key}" for item in kept}
     names |= {f"title\x00{item.title}" for item in kept}
-    locks = dict.fromkeys((_lock_key(name) for name in names), False)
+    locks = dict.fromkeys(names, False)
     resolving = any(item.incoming.status == "resolved" for item in kept)
-    locks[_lock_key("incidents")] = not resolving
+    locks["incidents"] = not resolving
     return locks
-
-
-def _lock_key(name: str) -> int:
-    """A PostgreSQL advisory lock key (a signed 64-bit integer) for `name`. Two names that
-    hash alike only make their batches wait for each other."""
-    digest = hashlib.blake2b(name.encode(), digest_size=8, person=b"pf-intake").digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
