@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from punchingfist.cli.exit_codes import EXIT_OK
-from punchingfist.cli.kubeconfig import context_namespace
 from punchingfist.errors import PunchingFistError
+from punchingfist.kube import context_namespace
 
 if TYPE_CHECKING:
     from punchingfist.executors.argo import ArgoExecutor

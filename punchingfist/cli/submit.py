@@ -10,8 +10,8 @@ from typing import Any
 
 from punchingfist.cli.exit_codes import EXIT_OK
 from punchingfist.cli.inputs import alert_event
-from punchingfist.cli.kubeconfig import context_namespace
 from punchingfist.errors import PunchingFistError
+from punchingfist.kube import context_namespace
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -34,6 +34,7 @@ from punchingfist.api.sources import KubernetesSource, ScheduleSource
 from punchingfist.compiler.naming import LABEL_MANAGED_BY, LABEL_SOURCE, LABEL_WORKFLOW
 from punchingfist.errors import InvalidResource, PunchingFistError
 from punchingfist.executors.argo import ArgoExecutor
+from punchingfist.kube import KubeGone, KubeNotFound, ResourceWatch
 from punchingfist.runs.metrics import Metrics
 from punchingfist.runs.queueing import queue_run
 
@@ -243,53 +244,29 @@ class KubernetesWatch:
     def run(self, keep_going: Callable[[], bool]) -> None:
         """Watch until `keep_going()` is false. Objects that exist when the watch starts are
         not changes: the watch starts at the listing's resourceVersion."""
-        from kubernetes.client.exceptions import ApiException
-        from kubernetes.dynamic import DynamicClient
-
-        client: Any = DynamicClient(self.api_client)  # type: ignore[no-untyped-call]
-        resource = self._resource(client)
+        try:
+            watch = ResourceWatch(self.api_client, self.group, self.plural)
+        except KubeNotFound as error:
+            raise SourceError(
+                f"{self.source.ref}: spec.config.resource: {error}; write the plural name, "
+                "with the group for non-core resources (e.g. pods, events, deployments.apps)"
+            ) from error
         scope = {"label_selector": self.config.label_selector}
         if self.config.namespace:
             scope["namespace"] = self.config.namespace
         version = None
         while keep_going():
             if version is None:
-                version = resource.get(**scope).metadata.resourceVersion
+                version = watch.version(**scope)
                 self.listening.set()
             try:
-                for event in client.watch(
-                    resource, resource_version=version, timeout=self.watch_seconds, **scope
-                ):
-                    raw = event.get("raw_object") or {}
-                    if event.get("type") == "ERROR":
-                        version = None  # expired (410): list again
-                        break
+                for change, raw in watch.events(version, self.watch_seconds, **scope):
                     version = (raw.get("metadata") or {}).get("resourceVersion") or version
-                    self.handle(str(event.get("type")), raw)
+                    self.handle(change, raw)
                     if not keep_going():
                         return
-            except ApiException as error:
-                if error.status != 410:
-                    raise
-                version = None
-
-    def _resource(self, client: Any) -> Any:
-        from kubernetes.dynamic.exceptions import ResourceNotFoundError
-
-        try:
-            if self.group:
-                found = client.resources.search(group=self.group, name=self.plural)
-                preferred = [r for r in found if getattr(r, "preferred", False)]
-                if not (preferred or found):
-                    raise ResourceNotFoundError(self.config.resource)
-                return (preferred or found)[0]
-            return client.resources.get(api_version="v1", name=self.plural)
-        except ResourceNotFoundError as error:
-            raise SourceError(
-                f"{self.source.ref}: spec.config.resource: the API server serves no "
-                f"{self.config.resource!r}; write the plural name, with the group for "
-                "non-core resources (e.g. pods, events, deployments.apps)"
-            ) from error
+            except KubeGone:
+                version = None  # expired: list again
 
 
 def register(

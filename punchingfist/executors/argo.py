@@ -28,7 +28,6 @@ from punchingfist.kube import (
     KubeConflict,
     KubeError,
 )
-from punchingfist.kube import kube_api_client as kube_api_client  # the CLI imports it from here
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
 
 

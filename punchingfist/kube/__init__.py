@@ -1,7 +1,8 @@
 """The one Kubernetes client of Punching Fist and its one error type.
 
 `Connection` finds the API server, `Kube` makes the calls (custom objects, Secrets,
-SelfSubjectReview) and raises `KubeError`, whose `temporary` says whether to try again
+SelfSubjectReview), `Reviews` asks TokenReview and SubjectAccessReview, `ResourceWatch` watches
+any served resource; all raise `KubeError`, whose `temporary` says whether to try again
 (errors.py draws the tree). Nothing here knows Punching Fist's resources: callers name the
 `apiVersion` and plural of what they read or write.
 """
@@ -13,12 +14,14 @@ from punchingfist.kube.client import (
     Connection,
     Kube,
     ObjectMeta,
+    context_namespace,
     kube_api_client,
 )
 from punchingfist.kube.errors import (
     KubeConflict,
     KubeError,
     KubeForbidden,
+    KubeGone,
     KubeInvalid,
     KubeNotFound,
     KubeServerError,
@@ -27,6 +30,8 @@ from punchingfist.kube.errors import (
     KubeUnreachable,
     error_class,
 )
+from punchingfist.kube.reviews import Reviewed, Reviews
+from punchingfist.kube.watching import ResourceWatch
 
 __all__ = [
     "ARGO_API_VERSION",
@@ -37,6 +42,7 @@ __all__ = [
     "KubeConflict",
     "KubeError",
     "KubeForbidden",
+    "KubeGone",
     "KubeInvalid",
     "KubeNotFound",
     "KubeServerError",
@@ -44,6 +50,10 @@ __all__ = [
     "KubeUnauthorized",
     "KubeUnreachable",
     "ObjectMeta",
+    "ResourceWatch",
+    "Reviewed",
+    "Reviews",
+    "context_namespace",
     "error_class",
     "kube_api_client",
 ]

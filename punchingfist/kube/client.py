@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from kubernetes import client, config
@@ -74,6 +75,18 @@ class Connection:
         if not header:
             return None
         return str(header).split(" ", 1)[-1]
+
+
+def context_namespace(kubeconfig: str | None) -> str:
+    """The namespace of the kubeconfig's current context (in a pod: its own), else default."""
+    mounted = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if not kubeconfig and mounted.is_file():
+        return mounted.read_text().strip() or "default"
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    except (config.ConfigException, OSError):
+        return "default"
+    return str((active or {}).get("context", {}).get("namespace") or "default")
 
 
 def _has_service_account() -> bool:

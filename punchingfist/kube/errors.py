@@ -8,6 +8,7 @@
     ├── KubeForbidden         403 (RBAC forbids it)                               permanent
     ├── KubeNotFound          404                                                 permanent
     ├── KubeConflict          409 (exists already, or changed meanwhile)          permanent
+    ├── KubeGone              410 (a watch's resourceVersion expired: list again)  permanent
     └── KubeInvalid           422 (the object fails the API server's validation)  permanent
 
 `error_class(status)` is the one place that decides which is which; callers test `temporary`
@@ -70,6 +71,10 @@ class KubeConflict(KubeError):
     """The object exists already, or changed since it was read (409)."""
 
 
+class KubeGone(KubeError):
+    """410: a watch's resourceVersion is too old; list again and watch from the listing."""
+
+
 class KubeInvalid(KubeError):
     """The API server's validation refuses the object (422)."""
 
@@ -79,6 +84,7 @@ _BY_STATUS: dict[int, type[KubeError]] = {
     403: KubeForbidden,
     404: KubeNotFound,
     409: KubeConflict,
+    410: KubeGone,
     422: KubeInvalid,
     429: KubeTooManyRequests,
 }

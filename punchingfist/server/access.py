@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from punchingfist.kube import KubeError, Reviewed, Reviews
+
 log = logging.getLogger("punchingfist.server.access")
 
 GROUP = "punchingfist.io"
@@ -179,10 +181,7 @@ class KubernetesAccess:
     `tokenreviews` and `subjectaccessreviews`: the chart binds `system:auth-delegator`)."""
 
     def __init__(self, api_client: Any, namespace: str) -> None:
-        from kubernetes import client
-
-        self._authentication = client.AuthenticationV1Api(api_client)
-        self._authorization = client.AuthorizationV1Api(api_client)
+        self._reviews = Reviews(api_client)
         self.namespace = namespace
         self.description = (
             f"Kubernetes bearer tokens (TokenReview), RBAC on {GROUP} resources in namespace "
@@ -204,27 +203,15 @@ class KubernetesAccess:
         return caller
 
     def _review(self, token: str) -> tuple[Caller | None, float]:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        review = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
         try:
-            answer = self._authentication.create_token_review(review)
-        except (ApiException, HTTPError, OSError) as error:
+            owner = self._reviews.token(token)
+        except KubeError as error:
             # Not cached: the next request asks again. Refusing is the safe answer meanwhile.
-            log.warning(
-                "TokenReview failed (%s): the caller is refused",
-                getattr(error, "status", None) or type(error).__name__,
-            )
+            log.warning("TokenReview failed (%s): the caller is refused", error)
             return None, 0.0
-        status = answer.status
-        if status is None or not status.authenticated or status.user is None:
+        if owner is None:
             return None, NEGATIVE_TTL
-        user = status.user
-        extra = {k: tuple(v or ()) for k, v in (user.extra or {}).items()}
-        caller = Caller(str(user.username), tuple(user.groups or ()), str(user.uid or ""), extra)
-        return caller, AUTHENTICATION_TTL
+        return Caller(owner.username, owner.groups, owner.uid, owner.extra), AUTHENTICATION_TTL
 
     def authorize(self, caller: Caller, permission: Permission) -> bool:
         key = (caller.username, caller.groups, caller.uid, str(permission))
@@ -236,35 +223,19 @@ class KubernetesAccess:
         return allowed
 
     def _review_access(self, caller: Caller, permission: Permission) -> tuple[bool, float]:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        spec = client.V1SubjectAccessReviewSpec(
-            user=caller.username,
-            groups=list(caller.groups),
-            uid=caller.uid or None,
-            extra={k: list(v) for k, v in caller.extra.items()} or None,
-            resource_attributes=client.V1ResourceAttributes(
+        who = Reviewed(caller.username, caller.groups, caller.uid, dict(caller.extra))
+        try:
+            allowed = self._reviews.allowed(
+                who,
                 group=GROUP,
                 resource=permission.resource,
                 verb=permission.verb,
                 namespace=self.namespace,
                 name=permission.name,
-            ),
-        )
-        try:
-            answer = self._authorization.create_subject_access_review(
-                client.V1SubjectAccessReview(spec=spec)
             )
-        except (ApiException, HTTPError, OSError) as error:
-            log.warning(
-                "SubjectAccessReview failed (%s): %s is refused",
-                getattr(error, "status", None) or type(error).__name__,
-                permission,
-            )
+        except KubeError as error:
+            log.warning("SubjectAccessReview failed (%s): %s is refused", error, permission)
             return False, 0.0
-        allowed = bool(answer.status and answer.status.allowed)
         return allowed, AUTHORIZATION_TTL if allowed else NEGATIVE_TTL
 
 

@@ -12,9 +12,14 @@ import yaml
 
 from punchingfist.api.runspec import LLMSettings
 from punchingfist.cli.run import compile_one, pick_workflow
-from punchingfist.embedded import choose_model, event_parameters, gather_secrets
 from punchingfist.errors import PunchingFistError
-from punchingfist.executors.setup import SCENARIOS, matching_scenarios
+from punchingfist.executors.setup import (
+    SCENARIOS,
+    choose_model,
+    event_parameters,
+    gather_secrets,
+    matching_scenarios,
+)
 from punchingfist.runtime.agent.decisions import decision_model
 from punchingfist.runtime.agent.llm import LLMError, with_overrides
 from punchingfist.runtime.agent.replay import LABEL, REPLAY_ENV, ReplayClient

@@ -14,6 +14,7 @@ from punchingfist.kube import (
     KubeConflict,
     KubeError,
     KubeForbidden,
+    KubeGone,
     KubeInvalid,
     KubeNotFound,
     KubeServerError,
@@ -47,7 +48,8 @@ def refusal(code: int, message: str = "refused") -> ApiException:
         (403, KubeForbidden, False),
         (404, KubeNotFound, False),
         (409, KubeConflict, False),
-        (410, KubeError, False),
+        (410, KubeGone, False),
+        (418, KubeError, False),
         (422, KubeInvalid, False),
     ],
 )
