@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -170,6 +172,46 @@ class TaskSpec(_Contract):
     def decode(cls, value: str) -> TaskSpec:
         """Parse a PF_SPEC value."""
         return cls.model_validate_json(base64.b64decode(value.encode(), validate=True))
+
+
+@dataclass(frozen=True)
+class RunParameters:
+    """The parameters of every run of a compiled template (`compiler.naming.PARAMETERS`): the
+    event (the alert, the trigger's body, the changed object), the Source that started it and
+    the alert's fingerprint. Stored with the run as they are; passed to Argo and the local
+    engine as text (`arguments`)."""
+
+    event: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    fingerprint: str = ""
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> RunParameters:
+        """From a run's stored parameters or a Workflow's arguments (the event as JSON text or
+        as a mapping; an event that is not a JSON object is an empty one)."""
+        event = values.get("event")
+        if isinstance(event, str):
+            try:
+                event = json.loads(event)
+            except ValueError:
+                event = None
+        return cls(
+            event=dict(event) if isinstance(event, Mapping) else {},
+            source=str(values.get("source") or ""),
+            fingerprint=str(values.get("fingerprint") or ""),
+        )
+
+    def stored(self) -> dict[str, Any]:
+        """As the run's row keeps them (`workflow_runs.parameters`)."""
+        return {"event": self.event, "source": self.source, "fingerprint": self.fingerprint}
+
+    def arguments(self) -> dict[str, str]:
+        """As the compiled template takes them: every value text, the event JSON."""
+        return {
+            "event": json.dumps(self.event, ensure_ascii=False),
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+        }
 
 
 class Usage(_Contract):

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from punchingfist.api.runspec import RunParameters
 from punchingfist.cli.exit_codes import EXIT_OK
 from punchingfist.cli.inputs import alert_event
 from punchingfist.errors import PunchingFistError
@@ -76,7 +77,7 @@ def _submit(args: argparse.Namespace) -> int:
                 "kubectl apply -f -)"
             )
         name = f"{args.workflow[:57]}-{_suffix()}"
-        parameters = {"event": event, "source": args.source, "fingerprint": fingerprint}
+        parameters = RunParameters(event, args.source, fingerprint).stored()
         argo.submit(RunSubmission(name, namespace, args.workflow, parameters))
     except SubmitError as error:
         raise PunchingFistError(str(error)) from error

@@ -9,13 +9,13 @@ the operator calls it while it builds its registry.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, TypedDict
 
 import kopf
 from sqlalchemy.orm import Session, sessionmaker
 
+from punchingfist.api.runspec import RunParameters
 from punchingfist.compiler.naming import (
     ANNOTATION_STOPPED,
     LABEL_FINGERPRINT,
@@ -76,11 +76,8 @@ def observation_of(workflow: ArgoWorkflow | dict[str, Any]) -> RunObservation | 
     status: dict[str, Any] = dict(workflow.get("status") or {})
     annotations = metadata.get("annotations") or {}
     arguments = (workflow.get("spec") or {}).get("arguments") or {}
-    parameters: dict[str, Any] = {
-        p["name"]: p.get("value") for p in arguments.get("parameters") or [] if "name" in p
-    }
-    if isinstance(parameters.get("event"), str):
-        parameters["event"] = _json_object(parameters["event"]) or {}
+    given = {p["name"]: p.get("value") for p in arguments.get("parameters") or [] if "name" in p}
+    parameters = RunParameters.of(given).stored()
     nodes = []
     for node in (status.get("nodes") or {}).values():
         name = _task_name(node)
@@ -164,13 +161,3 @@ def _parameters(node: dict[str, Any]) -> dict[str, str]:
         for p in (node.get("outputs") or {}).get("parameters") or []
         if p.get("name") and p.get("value") is not None
     }
-
-
-def _json_object(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

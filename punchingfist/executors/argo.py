@@ -5,7 +5,6 @@ The Workflow is built with Hera; every API call goes through `punchingfist.kube.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from typing import Any
 from hera.workflows import Parameter, Workflow
 from hera.workflows.models import WorkflowTemplateRef
 
+from punchingfist.api.runspec import RunParameters
 from punchingfist.compiler.naming import (
     ANNOTATION_STOPPED,
     LABEL_FINGERPRINT,
@@ -33,22 +33,17 @@ from punchingfist.runs.dispatching import RunSubmission, SubmitError
 
 def workflow_manifest(run: RunSubmission) -> dict[str, Any]:
     """The Workflow of one run: the WorkflowTemplate `run.workflow` with the run's parameters."""
-    parameters = run.parameters
+    parameters = RunParameters.of(run.parameters)
     labels = {LABEL_WORKFLOW: run.workflow, LABEL_MANAGED_BY: "punchingfist"}
-    for label, key in ((LABEL_SOURCE, "source"), (LABEL_FINGERPRINT, "fingerprint")):
-        value = str(parameters.get(key, ""))[:63]
-        if value:
-            labels[label] = value
+    named = {LABEL_SOURCE: parameters.source, LABEL_FINGERPRINT: parameters.fingerprint}
+    labels |= {label: value[:63] for label, value in named.items() if value}
+    arguments = parameters.arguments() | {"source": parameters.source or "manual"}
     workflow = Workflow(
         name=run.name,
         namespace=run.namespace,
         labels=labels,
         workflow_template_ref=WorkflowTemplateRef(name=run.workflow),
-        arguments=[
-            Parameter(name="event", value=json.dumps(parameters.get("event", {}))),
-            Parameter(name="source", value=str(parameters.get("source", "manual"))),
-            Parameter(name="fingerprint", value=str(parameters.get("fingerprint", ""))),
-        ],
+        arguments=[Parameter(name=k, value=v) for k, v in arguments.items()],
     )
     manifest: dict[str, Any] = workflow.to_dict()
     return manifest

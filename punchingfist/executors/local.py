@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from punchingfist.api.runspec import RunParameters
 from punchingfist.compiler import CompiledWorkflow
 from punchingfist.compiler.naming import RESULT_PARAM
 from punchingfist.engine import (
@@ -120,16 +121,12 @@ class LocalExecutor:
             self._execute_now(run, compiled)
 
     def _execute_now(self, run: RunSubmission, compiled: CompiledWorkflow) -> None:
-        event = run.parameters.get("event") or {}
-        parameters = {
-            "event": event if isinstance(event, str) else json.dumps(event, ensure_ascii=False),
-            "source": str(run.parameters.get("source") or ""),
-            "fingerprint": str(run.parameters.get("fingerprint") or ""),
-        }
+        given = RunParameters.of(run.parameters)
+        parameters = given.arguments()
         observer = StoreObserver(self.sessions, run, self.metrics)
         watchers = Observers(observer, self.observer) if self.observer else observer
         try:
-            event_data = event if isinstance(event, dict) else json.loads(event)
+            event_data = given.event
             choice = choose_model(
                 compiled.manifest,
                 event_data,
@@ -179,6 +176,7 @@ class StoreObserver(SilentObserver):
         self, phase: str, message: str | None = None, finished: datetime | None = None
     ) -> None:
         nodes = [_observed(node) for node in self._nodes.values()]
+        given = RunParameters.of(self.run.parameters)
         observation = RunObservation(
             name=self.run.name,
             namespace=self.run.namespace,
@@ -189,9 +187,9 @@ class StoreObserver(SilentObserver):
             started_at=self._started,
             finished_at=finished,
             nodes=[node for node in nodes if node is not None],
-            source=str(self.run.parameters.get("source") or "") or None,
-            fingerprint=str(self.run.parameters.get("fingerprint") or "") or None,
-            parameters=self.run.parameters,
+            source=given.source or None,
+            fingerprint=given.fingerprint or None,
+            parameters=given.stored(),
         )
         try:
             observe(self.sessions, observation, self.metrics)

@@ -28,7 +28,7 @@ import yaml
 
 from punchingfist.api import Source
 from punchingfist.api.alerts import AlertmanagerPayload, event_from_payload
-from punchingfist.api.runspec import SPEC_ENV, LLMSettings, TaskSpec
+from punchingfist.api.runspec import SPEC_ENV, LLMSettings, RunParameters, TaskSpec
 from punchingfist.engine import secrets_from_documents
 from punchingfist.errors import PunchingFistError
 from punchingfist.runtime.agent.llm import (
@@ -78,11 +78,8 @@ def event_parameters(
             "(`punchingfist event` output)"
         )
     fingerprint = str((event.get("alert") or {}).get("fingerprint") or "")
-    return {
-        "event": json.dumps(event, ensure_ascii=False),
-        "source": source.name if source is not None else "punchingfist-run",
-        "fingerprint": fingerprint,
-    }
+    source_name = source.name if source is not None else "punchingfist-run"
+    return RunParameters(event, source_name, fingerprint).arguments()
 
 
 def secret_references(manifest: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

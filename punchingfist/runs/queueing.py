@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api import Source
+from punchingfist.api.runspec import RunParameters
 from punchingfist.store import OutboxEntry, WorkflowRun
 
 
@@ -43,7 +44,7 @@ def trigger_run_name(source: Source, key: str) -> str:
 
 def run_parameters(source: Source, event: dict[str, Any], fingerprint: str) -> dict[str, Any]:
     """A run's parameters as its row keeps them: its event, Source and fingerprint."""
-    return {"event": event, "source": source.name, "fingerprint": fingerprint}
+    return RunParameters(event, source.name, fingerprint).stored()
 
 
 def queued_rows(

@@ -52,10 +52,19 @@ VALID_STEP = st.fixed_dictionaries(
     },
     optional={"error": st.text(max_size=20), "result": st.dictionaries(TEXT, JSON, max_size=4)},
 )
-"""Bodies that are stored, so that every run of the fuzzer stores some (not by luck of the seed)."""
+"""Bodies that are stored (as VALID_DELIVERY), so that every run of the fuzzer stores some, not
+by luck of its seed."""
 STEP = VALID_STEP | st.fixed_dictionaries({}, optional=STEP_FIELDS) | JSON
+VALID_DELIVERY = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["slack", "pagerduty", "jira"]),
+        "outcome": st.sampled_from(["delivered", "skipped", "failed"]),
+    },
+    optional={"attempts": st.integers(min_value=1, max_value=5), "detail": JSON},
+)
 DELIVERY = (
-    st.fixed_dictionaries(
+    VALID_DELIVERY
+    | st.fixed_dictionaries(
         {},
         optional={
             "type": st.sampled_from(["slack", "pagerduty", "Slack!", ""]) | JSON,
