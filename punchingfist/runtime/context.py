@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from punchingfist.api.runspec import TaskSpec, result_env
+from punchingfist.api.runspec import StepResult, TaskSpec, result_env
 from punchingfist.errors import PunchingFistError
 
 
@@ -20,14 +20,8 @@ class BadTaskInput(PunchingFistError):
 
 
 def not_run(step: str, why: str = "the step did not run") -> dict[str, Any]:
-    return {
-        "step": step,
-        "kind": "none",
-        "success": False,
-        "phase": "NotRun",
-        "result": None,
-        "error": why,
-    }
+    result = StepResult(step=step, kind="none", success=False, phase="NotRun", error=why)
+    return result.model_dump(mode="json")
 
 
 def step_result(step: str, raw: str | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from punchingfist.api.runspec import (
     RESULT_FILE,
     SPEC_ENV,
     SPEC_VERSION,
+    StepResult,
     TaskSpec,
 )
 from punchingfist.errors import NotSupportedYet, PunchingFistError, TemplateError
@@ -155,19 +156,19 @@ def _cli(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
         problem = f"timed out after {spec.timeout_seconds} s"
     elif not success:
         problem = f"exited with code {completed.exit_code}"
-    result = {
-        "step": spec.step,
-        "kind": "cli",
-        "success": success,
-        "phase": "Succeeded" if success else "Failed",
-        "exit_code": completed.exit_code,
-        "seconds": completed.seconds,
-        "stdout": completed.stdout,
-        "stderr": completed.stderr,
-        "result": _parsed(completed.stdout),
-        "error": problem,
-    }
-    files.write_json(RESULT_FILE, result)
+    result = StepResult(
+        step=str(spec.step),
+        kind="cli",
+        success=success,
+        phase="Succeeded" if success else "Failed",
+        exit_code=completed.exit_code,
+        seconds=completed.seconds,
+        stdout=completed.stdout,
+        stderr=completed.stderr,
+        result=_parsed(completed.stdout),
+        error=problem,
+    )
+    files.write_json(RESULT_FILE, result.model_dump(mode="json"))
     print(f"step {spec.step} {'succeeded' if success else 'failed: ' + str(problem)}")
     return EXIT_OK if success else EXIT_FAILED
 
@@ -176,9 +177,9 @@ def _agent(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
     assert spec.agent is not None and spec.step is not None
     from punchingfist.runtime.agent.runner import run_agent_step
 
-    result = run_agent_step(spec, environ)
-    files.write_json(RESULT_FILE, result)
-    return EXIT_OK if result["success"] else EXIT_FAILED
+    result = StepResult.model_validate(run_agent_step(spec, environ))
+    files.write_json(RESULT_FILE, result.model_dump(mode="json"))
+    return EXIT_OK if result.success else EXIT_FAILED
 
 
 def _sink(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
@@ -211,14 +212,8 @@ def _delivered(name: str, kind: str, deliver: Callable[[], Delivery], files: _Fi
 
 
 def _failed(step: str, kind: str, error: str) -> dict[str, Any]:
-    return {
-        "step": step,
-        "kind": kind,
-        "success": False,
-        "phase": "Failed",
-        "result": None,
-        "error": error,
-    }
+    failed = StepResult(step=step, kind=kind, success=False, phase="Failed", error=error)
+    return failed.model_dump(mode="json")
 
 
 def _parsed(stdout: str) -> Any:

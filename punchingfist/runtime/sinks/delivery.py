@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import httpx
 
+from punchingfist.api.runspec import StepResult
 from punchingfist.errors import PunchingFistError
 from punchingfist.runtime.context import BadTaskInput
 from punchingfist.runtime.redaction import redact
@@ -194,15 +195,17 @@ class Delivery:
     def as_result(self) -> dict[str, Any]:
         record = asdict(self)
         phase = {"delivered": "Succeeded", "skipped": "Skipped", "failed": "Failed"}[self.outcome]
-        return {
-            "step": self.sink,
-            "kind": "sink",
-            "success": self.outcome != "failed",
-            "phase": phase,
-            "result": {k: v for k, v in record.items() if k != "extra"} | self.extra,
-            "error": self.error,
-            **{k: v for k, v in record.items() if k not in ("extra", "error")},
-        }
+        result = StepResult(
+            step=self.sink,
+            kind="sink",
+            success=self.outcome != "failed",
+            phase=phase,
+            result={k: v for k, v in record.items() if k != "extra"} | self.extra,
+            error=self.error,
+            **{k: v for k, v in record.items() if k not in ("extra", "error", "seconds")},
+            seconds=self.seconds,
+        )
+        return result.model_dump(mode="json")
 
     def line(self) -> str:
         icon = {"delivered": "📬", "skipped": "⏭️", "failed": "❌"}[self.outcome]
