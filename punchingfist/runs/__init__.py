@@ -8,4 +8,7 @@ Modules (imported directly, e.g. `from punchingfist.runs.dispatching import Exec
 - `rules`: intake's rules as pure functions (matching, dedup, correlation, severity, limits).
 - `intake`: Alertmanager notifications stored in batches: alerts, incidents, queued runs.
 - `batching`: the intake writer: group commit of the notifications that arrive together.
+- `recording`: the one writer of what runs did (runs, steps, deliveries, approvals, the
+  alert's lifecycle), from a `RunObservation` whatever the executor.
+- `report`: a finished local run's investigation as data and as text for a terminal.
 """
