@@ -141,6 +141,27 @@ class LiveCluster:
         except urllib.error.HTTPError as error:
             return {"status": error.code, "body": error.read().decode(errors="replace")}
 
+    def notify(self, path: str, payload: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+        """POST an Alertmanager notification to the operator's webhook Source at `path`, as
+        Alertmanager does (through the Service), once the operator serves that Source."""
+
+        def posted() -> dict[str, Any] | None:
+            request = urllib.request.Request(
+                f"{self.operator_url()}{path}",
+                data=json.dumps(payload).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer: dict[str, Any] = json.load(response)
+            except urllib.error.HTTPError as error:
+                if error.code == 404:  # the Source is not served yet
+                    return None
+                raise
+            return answer
+
+        return self.wait(posted, f"the operator to serve {path}", timeout)
+
     def run_record(
         self, name: str, done: Callable[[dict[str, Any]], bool], timeout: float = 60
     ) -> dict[str, Any]:

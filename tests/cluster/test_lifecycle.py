@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,22 +132,7 @@ def test_an_argo_run_and_an_embedded_run_leave_the_alert_in_the_same_state(
         cluster.apply(document)
     ready_template(cluster, name)
 
-    def posted() -> dict[str, Any] | None:
-        request = urllib.request.Request(
-            f"{cluster.operator_url()}{path}",
-            data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                answer: dict[str, Any] = json.load(response)
-        except urllib.error.HTTPError as error:
-            if error.code == 404:  # the Source is not served yet
-                return None
-            raise
-        return answer if answer.get("runs") else None
-
-    (argo_run,) = _wait("the operator to serve the Source", posted, 60)["runs"]
+    (argo_run,) = cluster.notify(path, payload)["runs"]
     record = cluster.run_record(argo_run, lambda r: r["finished_at"] is not None, timeout=240)
     argo_alert = cluster.operator_get(f"/api/v1/alerts/{record['alert_id']}")
 
