@@ -19,7 +19,8 @@ from tests.fakes.saas import send_json
 
 
 class FakeOpenAI:
-    def __init__(self, turns: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, turns: Sequence[dict[str, Any]], host: str = "127.0.0.1") -> None:
+        """`host`: the address to listen on (a cluster's pod bridge, for step pods)."""
         self.turns = list(turns)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -53,8 +54,8 @@ class FakeOpenAI:
             ) -> None:
                 send_json(self, status, payload, headers or {})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeOpenAI:
