@@ -34,7 +34,7 @@ def test_the_agent_in_a_pod_reads_a_crash_looping_pod_through_real_kubectl(
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": pod, "namespace": NAMESPACE},
+            "metadata": {"name": pod, "namespace": NAMESPACE, "labels": {"app": pod}},
             "spec": {
                 "restartPolicy": "Always",
                 "containers": [

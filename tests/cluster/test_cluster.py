@@ -13,17 +13,16 @@ from hack.cluster.lifecycle import Cluster
 from tests.cluster.support import NAMESPACE, LiveCluster, unique
 
 
+def _app(labels: dict[str, str]) -> str | None:
+    return labels.get("app") or labels.get("app.kubernetes.io/name") or labels.get("k8s-app")
+
+
 def test_argo_and_the_operator_run_from_the_images_built_here(cluster: LiveCluster) -> None:
     pods = cluster.get("pods", "-A")["items"]
     running = {
-        (
-            p["metadata"]["namespace"],
-            p["metadata"]["labels"].get("app")
-            or p["metadata"]["labels"].get("app.kubernetes.io/name")
-            or p["metadata"]["labels"].get("k8s-app"),
-        ): p
+        (p["metadata"]["namespace"], _app(p["metadata"].get("labels") or {})): p
         for p in pods
-        if p["status"].get("phase") == "Running"
+        if p["status"].get("phase") == "Running"  # pods of other tests may have no labels
     }
     for key, image in (
         ((layout.ARGO_NAMESPACE, "workflow-controller"), "WORKFLOW_CONTROLLER"),
