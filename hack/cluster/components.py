@@ -243,6 +243,10 @@ state = "{root / "state"}"
             # A loopback node IP is refused; the bridge's is reachable from pods too.
             f"--node-ip={layout.NODE_IP}",
             f"--hostname-override={layout.NODE_NAME}",
+            # Two dead instances per container, not one: while a crash-looping container
+            # backs off, this kubelet reports the instance that just exited as its state and
+            # the one before as its last state, which `kubectl logs --previous` reads.
+            "--maximum-dead-containers-per-container=2",
             "--v=1",
         ]
 

@@ -6,6 +6,7 @@ examples (kubectl apply).
 from __future__ import annotations
 
 import os
+import secrets
 import string
 import tempfile
 import time
@@ -148,7 +149,41 @@ CHART_VALUES = {
     "admission.enabled": "false",
     # The tests stop a run whose image cannot be pulled; a user's cluster waits 180 s.
     "stepStartTimeout": "30",
+    # Approved fixes may change workloads in these namespaces (they exist before the chart).
+    "steps.remediator.namespaces": f"{{{layout.OPERATOR_NAMESPACE},{layout.WORKLOAD_NAMESPACE}}}",
 }
+
+
+OPERATOR_SECRETS = {
+    # The example Source `webhook-bearer` (and Alertmanager's `authorization` credentials).
+    "webhook-secret": "token",
+    # OperatorConfig `spec.chat.slack.signingSecret` of the example punchingfist-config.
+    "slack-signing-secret": "signing-secret",
+}
+"""Secrets the operator reads as files (the chart's `secrets` value): made once with random
+values, as a user makes them before installing; the tests read them back with kubectl."""
+
+
+def create_operator_secrets(kubectl: Kubectl) -> None:
+    """The namespaces the chart binds roles in, and the operator's Secrets (once)."""
+    namespaces = (layout.OPERATOR_NAMESPACE, layout.WORKLOAD_NAMESPACE)
+    kubectl.apply(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces]
+    )
+    found = kubectl.json("secrets", "-n", layout.OPERATOR_NAMESPACE)
+    have = {item["metadata"]["name"] for item in found.get("items", [])}
+    for name, key in OPERATOR_SECRETS.items():
+        if name not in have:
+            value = secrets.token_hex(24)
+            kubectl(
+                "create",
+                "secret",
+                "generic",
+                name,
+                "-n",
+                layout.OPERATOR_NAMESPACE,
+                f"--from-literal={key}={value}",
+            )
 
 
 def install_chart(
@@ -160,7 +195,9 @@ def install_chart(
     chart = layout.ROOT / "charts" / "punchingfist"
     kubectl("apply", "--server-side", "--force-conflicts", "-f", os.fspath(chart / "crds"))
     repository, tag = runtime_image.rsplit(":", 1)
+    create_operator_secrets(kubectl)
     values = {**CHART_VALUES, "image.repository": repository, "image.tag": tag}
+    values["secrets"] = "{" + ",".join(OPERATOR_SECRETS) + "}"
     command = [helm, "upgrade", "--install", RELEASE, os.fspath(chart)]
     command += ["--kubeconfig", os.fspath(kubeconfig), "--namespace", layout.OPERATOR_NAMESPACE]
     # No `--wait`: the caller waits for the Deployment, and says what its pod waits for.

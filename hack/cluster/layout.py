@@ -35,6 +35,9 @@ PROXY_METRICS_PORT, PROXY_HEALTHZ_PORT = 10249, 10256
 OPERATOR_NAMESPACE = "punchingfist"
 """Where the chart is installed (and the examples applied)."""
 ARGO_NAMESPACE = "argo"
+WORKLOAD_NAMESPACE = "shop"
+"""Where the tests (and the README's walk) deploy broken workloads: the chart lets the
+remediator change workloads here and in OPERATOR_NAMESPACE (`steps.remediator.namespaces`)."""
 
 
 def read_env(path: Path) -> dict[str, str]:

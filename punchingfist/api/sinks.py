@@ -103,8 +103,9 @@ class WorkflowSinkConfig(_SinkConfig):
     """Expression without braces, e.g. `severity == 'critical'`."""
     source: ObjectName | None = None
     """The `api` Source whose trigger API starts `workflowName` (default: `workflowName`)."""
-    endpoint: str = "http://punchingfist-operator:8080"
-    """Base URL of the Punching Fist server."""
+    endpoint: str = "http://punchingfist:8080"
+    """Base URL of the Punching Fist server (default: the chart's Service, from a step pod in
+    the release's namespace)."""
     auth_secret: SecretKeyRef | None = None
     """Secret holding the credential that Source's `authentication` expects."""
     auth_header: str | None = None

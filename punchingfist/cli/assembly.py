@@ -151,9 +151,6 @@ def assemble(options: ServerOptions) -> Assembly:
             f"spec.approvals.tokensSecret {config.approvals.tokens_secret!r}: no tokens found "
             f"(give --secrets-dir DIR with DIR/{config.approvals.tokens_secret}/APPROVER files)"
         )
-    signing = (
-        config.chat.slack.signing_secret if config and config.chat and config.chat.slack else None
-    )
     interval = options.dispatch_interval
     tuning = {} if interval is None else {"dispatch_interval": interval}
     state = ServerState.from_resources(
@@ -164,7 +161,7 @@ def assemble(options: ServerOptions) -> Assembly:
         secrets=secrets,
         approvers=approvers or frozenset(),
         approver_tokens=tokens,
-        slack_signing_secret=secrets.get(signing.secret_ref, signing.key) if signing else None,
+        slack_signing_secret=slack_signing_secret(config, secrets),
         intake_writers=options.intake_writers,
         access=_access(options),
         **tuning,
@@ -176,6 +173,17 @@ def assemble(options: ServerOptions) -> Assembly:
         _start_controller(options, options.controller, state, app) if options.controller else None
     )
     return Assembly(state, app, revision, operator)
+
+
+def slack_signing_secret(config: Any, secrets: Any) -> str | None:
+    """The Slack signing secret OperatorConfig `spec.chat.slack.signingSecret` names (read from
+    the mounted Secret), None when there is none: `/slack/interactions` then answers 404."""
+    chat = config.chat if config is not None else None
+    signing = chat.slack.signing_secret if chat is not None and chat.slack is not None else None
+    if signing is None:
+        return None
+    value: str | None = secrets.get(signing.secret_ref, signing.key)
+    return value
 
 
 def approver_tokens(approvals: Any, secrets: Any) -> dict[str, str] | None:
@@ -289,6 +297,9 @@ def _start_controller(
         approvals = found.spec.approvals if found else None
         state.approvers = frozenset(approvals.approvers) if approvals else frozenset()
         state.approver_tokens = approver_tokens(approvals, state.secrets)
+        state.slack_signing_secret = slack_signing_secret(
+            found.spec if found else None, state.secrets
+        )
         if state.approver_tokens == {}:
             logging.getLogger("punchingfist.server").error(
                 "spec.approvals.tokensSecret %r holds no tokens: approvers without a "

@@ -101,7 +101,12 @@ class ArgoExecutor:
             and node.get("phase") == "Running"
         ]
         if not waiting:
-            raise SubmitError(f"run {name} is not waiting at gate {gate!r}", temporary=False)
+            opening = not any(node.get("displayName") == gate for node in nodes.values())
+            soon = " yet (its approval request is being sent): try again in a few seconds"
+            raise SubmitError(
+                f"run {name} is not waiting at gate {gate!r}{soon if opening else ''}",
+                temporary=False,
+            )
         finished = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         values = {
             "approved": "true" if approved else "false",

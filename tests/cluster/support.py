@@ -39,6 +39,8 @@ class LiveCluster:
     images: dict[str, str]
     created: list[tuple[str, str]] = field(default_factory=list)
     """(kind, name) of objects the tests made in NAMESPACE, deleted at the end."""
+    created_elsewhere: list[tuple[str, str, str]] = field(default_factory=list)
+    """(kind, name, namespace) of objects made in other namespaces, deleted at the end."""
     _tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -91,18 +93,20 @@ class LiveCluster:
         self.created.append((plural, document["metadata"]["name"]))
 
     def cleanup(self) -> None:
-        for kind, name in reversed(self.created):
+        made = [(kind, name, NAMESPACE) for kind, name in self.created] + self.created_elsewhere
+        for kind, name, namespace in reversed(made):
             self.kubectl(
                 "delete",
                 kind,
                 name,
                 "-n",
-                NAMESPACE,
+                namespace,
                 "--ignore-not-found",
                 "--wait=false",
                 check=False,
             )
         self.created.clear()
+        self.created_elsewhere.clear()
 
     # -- the operator -------------------------------------------------------------------------
 

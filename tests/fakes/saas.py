@@ -57,7 +57,8 @@ def send_json(
 class FakeService(ABC):
     """A threaded HTTP server that records requests and answers with `handle`."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        """`host`: the address to listen on (a cluster's pod bridge, for step pods)."""
         self.requests: list[Request] = []
         self._failures: list[tuple[int, dict[str, str]]] = []
         self._lock = threading.Lock()
@@ -100,8 +101,8 @@ class FakeService(ABC):
                         status, payload = fake.handle(request)
                 send_json(self, status, payload, extra)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @abstractmethod
@@ -126,8 +127,8 @@ class FakeSlack(FakeService):
     Slack answers HTTP 200 with `{"ok": false, "error": ...}` for API errors; blocks are
     checked against Block Kit's published limits."""
 
-    def __init__(self, token: str, channels: dict[str, str]) -> None:
-        super().__init__()
+    def __init__(self, token: str, channels: dict[str, str], host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.token = token
         self.channels = channels  # id -> name
         self.messages: list[dict[str, Any]] = []

@@ -117,9 +117,38 @@ def daemon(argv: list[str], url: str, log_path: Path, what: str) -> Iterator[str
         log.close()
 
 
+def webhook_config(url: str, token_file: Path, group_by: list[str]) -> dict[str, Any]:
+    """Alertmanager's configuration: every alert to one webhook receiver at `url`, with the
+    bearer token in `token_file`, grouped by `group_by`, sent at once and resolved too."""
+    return {
+        "route": {
+            "receiver": "punchingfist",
+            "group_by": group_by,
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {
+                "name": "punchingfist",
+                "webhook_configs": [
+                    {
+                        "url": url,
+                        "send_resolved": True,
+                        "http_config": {
+                            "authorization": {"type": "Bearer", "credentials_file": str(token_file)}
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
 @contextmanager
-def alertmanager(config: dict[str, Any], directory: Path) -> Iterator[str]:
-    """A real Alertmanager (package prometheus-alertmanager) on loopback; yields its URL."""
+def alertmanager(config: dict[str, Any], directory: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """A real Alertmanager (package prometheus-alertmanager) on `host` (loopback, or a
+    cluster's pod bridge for step pods); yields its URL."""
     binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if binary is None:
         raise Unavailable("Alertmanager is not installed (package prometheus-alertmanager)")
@@ -129,11 +158,11 @@ def alertmanager(config: dict[str, Any], directory: Path) -> Iterator[str]:
         binary,
         f"--config.file={directory / 'am.yml'}",
         f"--storage.path={directory / 'am'}",
-        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.listen-address={host}:{port}",
         "--cluster.listen-address=",
         "--log.level=warn",
     ]
-    with daemon(argv, f"http://127.0.0.1:{port}", directory / "am.log", "alertmanager") as url:
+    with daemon(argv, f"http://{host}:{port}", directory / "am.log", "alertmanager") as url:
         yield url
 
 

@@ -95,32 +95,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, ServerState, WebhookPosts]]:
 @pytest.fixture
 def alertmanager(server: tuple[str, ServerState, WebhookPosts], tmp_path: Path) -> Iterator[str]:
     (tmp_path / "token").write_text("s3")
-    config = {
-        "route": {
-            "receiver": "punchingfist",
-            "group_by": ["alertname"],
-            "group_wait": "1s",
-            "group_interval": "1s",
-            "repeat_interval": "1h",
-        },
-        "receivers": [
-            {
-                "name": "punchingfist",
-                "webhook_configs": [
-                    {
-                        "url": f"{server[0]}{WEBHOOK}",
-                        "send_resolved": True,
-                        "http_config": {
-                            "authorization": {
-                                "type": "Bearer",
-                                "credentials_file": str(tmp_path / "token"),
-                            }
-                        },
-                    }
-                ],
-            }
-        ],
-    }
+    config = servers.webhook_config(f"{server[0]}{WEBHOOK}", tmp_path / "token", ["alertname"])
     try:
         with servers.alertmanager(config, tmp_path) as url:
             yield url

@@ -42,7 +42,7 @@ def deliver(run: SinkRun) -> Sent:
         if not expression.is_true(trigger_context(run)):
             raise Skip(f"triggerCondition {condition.strip()} does not hold")
     source = str(run.config.get("source") or target)
-    endpoint = str(run.config.get("endpoint") or "http://punchingfist-operator:8080").rstrip("/")
+    endpoint = str(run.config.get("endpoint") or "http://punchingfist:8080").rstrip("/")
     headers = {"Idempotency-Key": f"{run.findings.run}/{run.task.name}"}
     if run.task.secret_env:
         token = run.secret("set `authSecret` on the Sink")
