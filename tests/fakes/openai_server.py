@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,8 @@ class FakeOpenAI:
         self.turns = list(turns)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.received: list[float] = []
+        """When each of `requests` arrived (`time.monotonic()`, as it began to be read)."""
         self._lock = threading.Lock()
         fake = self
 
@@ -32,6 +35,7 @@ class FakeOpenAI:
                 """Keep the test output quiet."""
 
             def do_POST(self) -> None:
+                arrived = time.monotonic()
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
                 if self.path.rstrip("/") != "/v1/chat/completions":
@@ -40,6 +44,7 @@ class FakeOpenAI:
                 with fake._lock:
                     fake.requests.append(body)
                     fake.headers.append(dict(self.headers.items()))
+                    fake.received.append(arrived)
                     turn = fake.turns.pop(0) if fake.turns else None
                 if turn is None:
                     self._send(500, {"error": {"message": "the scenario has no more turns"}})
