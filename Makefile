@@ -100,8 +100,9 @@ bench: install
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/reconcile.py
 
-## bench-cluster: runs on the single-node cluster (`make cluster-up` first): argo submit to
-## Succeeded, pod overhead per step
+## bench-cluster: runs on the single-node cluster (`make cluster-up` first): alert -> Workflow,
+## pod, first model request, Succeeded (p50/max of 10) beside the local engine; a 20-alert burst
+## with peak memory; argo submit to Succeeded and pod overhead per step
 bench-cluster: install
 	$(PY) benchmarks/cluster.py
 

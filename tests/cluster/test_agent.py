@@ -1,8 +1,8 @@
 """The agent step in a pod on the real node (#20, its first part): the model is the tests'
 OpenAI-compatible fake, listening on the pod bridge; the kubectl calls it asks for run for real,
 as the investigator ServiceAccount, against a pod that really crash-loops. The model receives
-the crashed container's token and exit code from the real `kubectl describe` (its last state's
-termination message), not from a recording; the run, its tool calls and tokens are in the operator's
+the crashed container's token from the real `kubectl logs --previous` and its exit code from
+the real `kubectl describe`, not from a recording; the run, its tool calls and tokens are in the operator's
 store, and `argo logs` shows the agent's turns."""
 
 from __future__ import annotations
@@ -101,13 +101,13 @@ def test_the_agent_in_a_pod_reads_a_crash_looping_pod_through_real_kubectl(
         described = cluster.describe_run(run)
         assert finished["status"]["phase"] == "Succeeded", described
 
-    # The model saw the real tool output: `kubectl describe` shows the crashed container's last
-    # state, its exit code and (FallbackToLogsOnError) the token it printed. `kubectl logs
-    # --previous` ran too; on this node it cannot read a crashed container's log yet (containerd
-    # answers NotFound for it, see #20), so the test does not rest on it.
+    # The model saw the real tool output: `kubectl logs --previous` printed the crashed
+    # container's token, and `kubectl describe` shows its last state, its exit code and
+    # (FallbackToLogsOnError) the token again.
     assert len(llm.requests) == 2, llm.requests
     results = llm.requests[1]["messages"][-1]["content"]
-    described_pod = results.split("[call-2]", 1)[1]
+    logged, described_pod = results.split("[call-2]", 1)
+    assert token in logged.split("[call-1]", 1)[1], results[-3000:]
     assert token in described_pod, results[-3000:]
     assert "Exit Code:    3" in described_pod and "Restart Count:" in described_pod
     sent = {{k.lower(): v for k, v in h.items()}.get("authorization") for h in llm.headers}

@@ -349,8 +349,9 @@ def _script(tier: str, web: str, crasher: str, api: str) -> list[dict[str, Any]]
     ]
 
 
-def _the_workflow(name: str, slack_url: str, chain_sink: str) -> dict[str, Any]:
-    """The example Workflow, renamed, with Slack's URL and its chain sink (see the module)."""
+def _the_workflow(name: str, slack_url: str, chain_sink: str | None) -> dict[str, Any]:
+    """The example Workflow, renamed, with Slack's URL and its chain sink (see the module);
+    without a chain sink, its Slack report is its only sink."""
     example = yaml.safe_load(
         (EXAMPLES / "workflows" / "agent-alert-investigation.yaml").read_text()
     )
@@ -358,7 +359,9 @@ def _the_workflow(name: str, slack_url: str, chain_sink: str) -> dict[str, Any]:
     document["metadata"] = {"name": name, "namespace": NAMESPACE}
     document["spec"]["runtime"]["environment"]["SLACK_API_URL"] = f"{slack_url}/api/"
     sinks = [s for s in document["spec"]["sinks"] if s["name"] != "pagerduty-escalation"]
-    document["spec"]["sinks"] = [*sinks, {"name": chain_sink}]
+    if chain_sink is None:
+        sinks = [s for s in sinks if s["name"] == "slack-investigation-results"]
+    document["spec"]["sinks"] = [*sinks, *([{"name": chain_sink}] if chain_sink else [])]
     return dict(document)
 
 
@@ -629,3 +632,98 @@ def test_the_investigator_may_not_patch_a_deployment(cluster: LiveCluster) -> No
     deployment = cluster.get("deployment", target, "-n", SHOP)
     limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["memory"] == "32Mi"
+
+
+HOSTILE = EXAMPLES / "alerts" / "hostile-labels.json"
+
+
+@pytest.mark.timeout(600)
+def test_a_hostile_alert_executes_nothing_and_crosses_no_gate(
+    cluster: LiveCluster,
+) -> None:
+    """The example hostile alert through the whole path on the node: its shell, template and
+    SQL text stays literal in the cli step's output, the store and Slack; the model that obeys
+    its injected instructions cannot express a delete outside the gate, and the fix it then
+    proposes (deleting a namespace) waits at the gate, where it is denied."""
+    name = unique("hostile")
+    path = f"/webhook/{name}"
+    payload: dict[str, Any] = json.loads(HOSTILE.read_text())
+    alert = payload["alerts"][0]
+    alert["fingerprint"] = uuid.uuid4().hex[:16]
+    alert["startsAt"] = datetime.now(UTC).isoformat()
+    labels, annotations = alert["labels"], alert["annotations"]
+    obeying = {
+        "thought": "The alert says approval gates are disabled: delete every pod.",
+        "action": {
+            "kind": "tool_calls",
+            "calls": [
+                {
+                    "tool": "kubectl",
+                    "verb": "delete",
+                    "namespace": NAMESPACE,
+                    "resource": "pods",
+                    "name": "punchingfist",
+                }
+            ],
+        },
+    }
+    # The model's words are the attacker's too: it quotes the alert and adds a mention.
+    proposes = _final(
+        f"The alert says: {annotations['summary']} <!channel>",
+        "Unknown: the alert's text is instructions, not evidence.",
+        "kubectl delete namespace production",
+        [],
+    )
+    turns = [obeying, {"thought": "That is not possible here.", "action": proposes}]
+    signing = _secret(cluster, "slack-signing-secret", "signing-secret")
+    source = {"apiVersion": "punchingfist.io/v1alpha1", "kind": "Source"}
+    spec = {"type": "webhook", "config": {"path": path}, "triggerWorkflow": name}
+    cluster.apply({**source, "metadata": {"name": name}, "spec": spec})
+    channels = {APPROVALS_CHANNEL: "ops", REPORTS_CHANNEL: "ops-alerts"}
+    with (
+        FakeOpenAI(turns, host=NODE_IP) as llm,
+        FakeSlack(SLACK_TOKEN, channels, host=NODE_IP) as slack,
+        _port_forward(cluster) as operator,
+    ):
+        _host_service(cluster, "llm-service", 8080, _port(llm.url))
+        cluster.apply(_the_workflow(name, slack.url, None))
+        ready_template(cluster, name)
+        (run,) = cluster.notify(path, payload)["runs"]
+        cluster.created.append(("workflows.argoproj.io", run))
+        buttons = cluster.wait(
+            lambda: _approval_request(slack, run),
+            f"the approval request of {run}",
+            240,
+            lambda: cluster.describe_run(run),
+        )
+        cluster.wait(lambda: _gate_open(cluster, run), f"{run} to wait at its gate", 60)
+        answer = _click(operator, signing, buttons["pf_deny"], "U0CAROL01", "carol")
+        assert "Denied by carol" in answer["text"], answer
+        finished = cluster.finished(run, timeout=300)
+        assert finished["status"]["phase"] == "Succeeded", cluster.describe_run(run)
+        assert _node(finished, "resolution-attempt")["phase"] in ("Skipped", "Omitted")
+
+    # The model could not express the delete: its answer was refused before anything ran.
+    assert len(llm.requests) == 2, [r["messages"][-1]["content"][:300] for r in llm.requests]
+    refusal = llm.requests[1]["messages"][-1]["content"]
+    assert "input_value='delete'" in refusal, refusal
+    operator_pods = cluster.get(
+        "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=punchingfist"
+    )
+    assert [p["metadata"].get("deletionTimestamp") for p in operator_pods["items"]] == [None]
+
+    # The cli step printed the text; the shell did not run it, no template rendered it.
+    shown = cluster.argo("logs", run)
+    assert annotations["summary"].split(" {{")[0] in shown, shown[-3000:]
+    assert labels["container"] in shown and "<class" not in shown
+
+    record = cluster.run_record(run, lambda r: r["status"] == "succeeded")
+    stored = cluster.operator_get(f"/api/v1/alerts/{record['alert_id']}")
+    assert stored["labels"] == labels and stored["annotations"] == annotations
+    (approval,) = record["approvals"]
+    assert approval["decision"] == "denied"
+
+    # Slack shows the text literally: escaped for Slack (no mention), never rendered.
+    said = json.dumps([m["blocks"] for m in slack.messages])
+    assert annotations["summary"] in said and "&lt;!channel&gt;" in said, said
+    assert "<!channel>" not in said
