@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build the e2e control plane from the Go module proxy into the cache, once per version
 # (hack/versions.env): kube-apiserver (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3),
-# workflow-controller and argo (github.com/argoproj/argo-workflows/v4), and helm
-# (helm.sh/helm/v3), which renders and installs the chart. Does nothing for a binary that is
-# already there. Records the paths in $cache/control-plane.env.
+# workflow-controller and argo (github.com/argoproj/argo-workflows/v4; argo with Argo's web app
+# in it, built with Node.js and yarn), and helm (helm.sh/helm/v3), which renders and installs the
+# chart. Does nothing for a binary that is already there. Records the paths in
+# $cache/control-plane.env.
 set -euo pipefail
 component=control-plane
 # shellcheck source=../lib.sh
@@ -27,9 +28,9 @@ timed etcd "$etcd" build_etcd "$etcd"
 
 # Argo ---------------------------------------------------------------------------------------
 controller=$bin/argo-$ARGO_VERSION/workflow-controller
-argo=$bin/argo-$ARGO_VERSION/argo
+argo=$bin/argo-$ARGO_VERSION/ui-${argo_ui##*-}/argo  # rebuilt when its web app is
 timed workflow-controller "$controller" build_argo_cmd workflow-controller "$controller"
-timed argo "$argo" build_argo_cmd argo "$argo"
+timed argo "$argo" build_argo "$argo"
 
 # helm ---------------------------------------------------------------------------------------
 helm=$bin/helm-$HELM_VERSION/helm
