@@ -2,8 +2,8 @@
 OpenAI-compatible fake, listening on the pod bridge; the kubectl calls it asks for run for real,
 as the investigator ServiceAccount, against a pod that really crash-loops. The model receives
 the crashed container's token from the real `kubectl logs --previous` and its exit code from
-the real `kubectl describe`, not from a recording; the run, its tool calls and tokens are in the operator's
-store, and `argo logs` shows the agent's turns."""
+the real `kubectl describe`, not from a recording; the run, its tool calls and tokens are in the
+operator's store, and `argo logs` shows the agent's turns."""
 
 from __future__ import annotations
 
