@@ -19,7 +19,7 @@ from punchingfist.runs.metrics import Metrics
 from punchingfist.server import ServerState, create_app
 from punchingfist.store import WorkflowRun, upgrade
 from tests.e2e.controlplane import ROOT, ControlPlane
-from tests.e2e.test_approvals import gated_run, suspended, wait
+from tests.e2e.gates import gated_run, suspended, wait
 from tests.integration.servers import uvicorn_app
 
 pytestmark = pytest.mark.timeout(300)
