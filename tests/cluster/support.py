@@ -4,10 +4,13 @@ what they saw when they give up."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -305,3 +308,55 @@ def ready_template(cluster: LiveCluster, name: str, timeout: float = 60) -> dict
     )
     template: dict[str, Any] = cluster.get("workflowtemplates.argoproj.io", name, "-n", NAMESPACE)
     return template
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def host_service(cluster: LiveCluster, name: str, port: int, target: int) -> None:
+    """Service `name:port` in the operator's namespace whose endpoint is `NODE_IP:target` (a
+    server the test runs on the pod bridge): what the example resources'
+    `http://llm-service:8080` and `http://alertmanager:9093` reach from step pods."""
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"ports": [{"name": "http", "port": port, "targetPort": target}]},
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [layout.NODE_IP]}],
+            "ports": [{"name": "http", "port": target, "protocol": "TCP"}],
+        }
+    )
+
+
+def slack_click(operator: str, secret: str, value: str, user: str, name: str) -> dict[str, Any]:
+    """A Slack block action on a button, signed with the app's signing secret."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": name},
+        "actions": [{"action_id": "pf", "type": "button", "value": value}],
+    }
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    stamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), b"v0:" + stamp.encode() + b":" + body, hashlib.sha256)
+    request = urllib.request.Request(
+        f"{operator}/slack/interactions",
+        data=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": f"v0={digest.hexdigest()}",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.load(response)
+    return answer

@@ -20,12 +20,9 @@ from __future__ import annotations
 import base64
 import copy
 import functools
-import hashlib
-import hmac
 import json
 import re
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -39,7 +36,16 @@ import pytest
 import yaml
 
 from hack.cluster.layout import NODE_IP, WORKLOAD_NAMESPACE
-from tests.cluster.support import NAMESPACE, LiveCluster, ready_template, unique, workflow
+from tests.cluster.support import (
+    NAMESPACE,
+    LiveCluster,
+    host_service,
+    port_of,
+    ready_template,
+    slack_click,
+    unique,
+    workflow,
+)
 from tests.conftest import EXAMPLES, unavailable
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.saas import FakeSlack
@@ -126,29 +132,6 @@ def _ready(cluster: LiveCluster, app: str) -> bool:
 # -- things on the host, reached from pods through Services -------------------------------
 
 
-def _host_service(cluster: LiveCluster, name: str, port: int, target: int) -> None:
-    """Service `name:port` in the operator's namespace whose endpoint is `NODE_IP:target`: what
-    the example resources' `http://llm-service:8080` and `http://alertmanager:9093` reach."""
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name},
-            "spec": {"ports": [{"name": "http", "port": port, "targetPort": target}]},
-        }
-    )
-    cluster.apply(
-        {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [NODE_IP]}],
-            "ports": [{"name": "http", "port": target, "protocol": "TCP"}],
-        }
-    )
-
-
 @contextmanager
 def _port_forward(cluster: LiveCluster) -> Iterator[str]:
     """`kubectl port-forward svc/punchingfist :8080`: the operator at a loopback URL."""
@@ -164,10 +147,6 @@ def _port_forward(cluster: LiveCluster) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
 
 
 def _secret(cluster: LiveCluster, name: str, key: str) -> str:
@@ -226,30 +205,6 @@ def _gate_open(cluster: LiveCluster, run: str) -> bool:
     the gate opens is answered "try again")."""
     nodes = (cluster.argo_workflow(run).get("status") or {}).get("nodes") or {}
     return any(n.get("type") == "Suspend" and n.get("phase") == "Running" for n in nodes.values())
-
-
-def _click(operator: str, secret: str, value: str, user: str, name: str) -> dict[str, Any]:
-    """A Slack block action on a button, signed with the app's signing secret."""
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "username": name},
-        "actions": [{"action_id": "pf", "type": "button", "value": value}],
-    }
-    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
-    stamp = str(int(time.time()))
-    digest = hmac.new(secret.encode(), b"v0:" + stamp.encode() + b":" + body, hashlib.sha256)
-    request = urllib.request.Request(
-        f"{operator}/slack/interactions",
-        data=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": f"v0={digest.hexdigest()}",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer: dict[str, Any] = json.load(response)
-    return answer
 
 
 # -- the model's script ------------------------------------------------------------------------
@@ -458,8 +413,8 @@ def test_an_alert_is_investigated_and_an_approved_fix_heals_the_deployment(
             alertmanager = stack.enter_context(servers.alertmanager(config, tmp_path, NODE_IP))
         except servers.Unavailable as error:
             unavailable(str(error), "cluster")
-        _host_service(cluster, "llm-service", 8080, _port(llm.url))
-        _host_service(cluster, "alertmanager", 9093, _port(alertmanager))
+        host_service(cluster, "llm-service", 8080, port_of(llm.url))
+        host_service(cluster, "alertmanager", 9093, port_of(alertmanager))
         cluster.apply(_the_workflow(name, slack.url, chained))
         ready_template(cluster, name)
         ready_template(cluster, chained)
@@ -521,7 +476,7 @@ def _approved_run(
     assert "BackOff" in results.split("[call-3]", 1)[1] or "OOM" in results.split("[call-3]", 1)[1]
 
     cluster.wait(lambda: _gate_open(cluster, run), f"{run} to wait at its gate", 60)
-    answer = _click(operator, signing, buttons["pf_approve"], "U0ALICE01", "alice")
+    answer = slack_click(operator, signing, buttons["pf_approve"], "U0ALICE01", "alice")
     assert answer.get("replace_original") is True and "Approved by alice" in answer["text"], answer
 
     finished = cluster.finished(run, timeout=300)
@@ -596,7 +551,7 @@ def _denied_run(
         lambda: cluster.describe_run(run),
     )
     cluster.wait(lambda: _gate_open(cluster, run), f"{run} to wait at its gate", 60)
-    answer = _click(operator, signing, buttons["pf_deny"], "U0BOB0001", "bob")
+    answer = slack_click(operator, signing, buttons["pf_deny"], "U0BOB0001", "bob")
     assert "Denied by bob" in answer["text"], answer
     finished = cluster.finished(run, timeout=300)
     assert _node(finished, "resolution-attempt")["phase"] in ("Skipped", "Omitted"), (
@@ -685,7 +640,7 @@ def test_a_hostile_alert_executes_nothing_and_crosses_no_gate(
         FakeSlack(SLACK_TOKEN, channels, host=NODE_IP) as slack,
         _port_forward(cluster) as operator,
     ):
-        _host_service(cluster, "llm-service", 8080, _port(llm.url))
+        host_service(cluster, "llm-service", 8080, port_of(llm.url))
         cluster.apply(_the_workflow(name, slack.url, None))
         ready_template(cluster, name)
         (run,) = cluster.notify(path, payload)["runs"]
@@ -697,7 +652,7 @@ def test_a_hostile_alert_executes_nothing_and_crosses_no_gate(
             lambda: cluster.describe_run(run),
         )
         cluster.wait(lambda: _gate_open(cluster, run), f"{run} to wait at its gate", 60)
-        answer = _click(operator, signing, buttons["pf_deny"], "U0CAROL01", "carol")
+        answer = slack_click(operator, signing, buttons["pf_deny"], "U0CAROL01", "carol")
         assert "Denied by carol" in answer["text"], answer
         finished = cluster.finished(run, timeout=300)
         assert finished["status"]["phase"] == "Succeeded", cluster.describe_run(run)

@@ -30,8 +30,14 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.support import NAMESPACE, LiveCluster, ready_template, unique, workflow
-from tests.cluster.test_main_job import _click
+from tests.cluster.support import (
+    NAMESPACE,
+    LiveCluster,
+    ready_template,
+    slack_click,
+    unique,
+    workflow,
+)
 from tests.conftest import EXAMPLES
 
 NOWHERE = {"SLACK_API_URL": f"http://punchingfist.{NAMESPACE}.svc:8080/not-slack/"}
@@ -244,7 +250,7 @@ def test_gates_answered_with_argo_and_through_the_operators_api(cluster: LiveClu
     operator = cluster.operator_url()
     click = json.dumps({"run": by_api, "gate": "fix-approval", "decision": "approve"})
     with pytest.raises(urllib.error.HTTPError) as forged:
-        _click(operator, "not-the-signing-secret", click, "U0MALLORY", "mallory")
+        slack_click(operator, "not-the-signing-secret", click, "U0MALLORY", "mallory")
     assert forged.value.code == 401
     assert _nodes(cluster, by_api)["fix-approval"]["phase"] == "Running"
     status, answer = _approve_by_rest(cluster, by_api, {"decision": "approve", "comment": "ok"})

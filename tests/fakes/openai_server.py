@@ -20,9 +20,16 @@ from tests.fakes.saas import send_json
 
 
 class FakeOpenAI:
-    def __init__(self, turns: Sequence[dict[str, Any]], host: str = "127.0.0.1") -> None:
-        """`host`: the address to listen on (a cluster's pod bridge, for step pods)."""
+    def __init__(
+        self,
+        turns: Sequence[dict[str, Any]],
+        host: str = "127.0.0.1",
+        default: dict[str, Any] | None = None,
+    ) -> None:
+        """`host`: the address to listen on (a cluster's pod bridge, for step pods);
+        `default`: the turn every request gets once `turns` are used up (runs in parallel)."""
         self.turns = list(turns)
+        self.default = default
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.received: list[float] = []
@@ -45,7 +52,7 @@ class FakeOpenAI:
                     fake.requests.append(body)
                     fake.headers.append(dict(self.headers.items()))
                     fake.received.append(arrived)
-                    turn = fake.turns.pop(0) if fake.turns else None
+                    turn = fake.turns.pop(0) if fake.turns else fake.default
                 if turn is None:
                     self._send(500, {"error": {"message": "the scenario has no more turns"}})
                 elif "http_status" in turn:

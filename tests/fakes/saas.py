@@ -219,8 +219,8 @@ def blocks_valid(blocks: list[dict[str, Any]]) -> bool:
 class FakePagerDuty(FakeService):
     """`POST /v2/enqueue` of the Events API v2."""
 
-    def __init__(self, routing_key: str) -> None:
-        super().__init__()
+    def __init__(self, routing_key: str, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.routing_key = routing_key
         self.events: list[dict[str, Any]] = []
 
@@ -260,8 +260,10 @@ class FakeJira(FakeService):
 
     `cloud=False` serves only the classic `/search` (Jira Server / Data Center)."""
 
-    def __init__(self, user: str, token: str, *, cloud: bool = True) -> None:
-        super().__init__()
+    def __init__(
+        self, user: str, token: str, *, cloud: bool = True, host: str = "127.0.0.1"
+    ) -> None:
+        super().__init__(host)
         self.auth = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
         self.cloud = cloud
         self.issues: list[dict[str, Any]] = []

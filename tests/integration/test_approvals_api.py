@@ -1,5 +1,5 @@
 """Approval endpoints and Slack interactivity (signature verified), on SQLite and PostgreSQL.
-Resuming a real Argo run is tested in tests/e2e/test_approvals.py."""
+Resuming a real Argo run: tests/cluster/test_tracking_real.py and test_main_job.py."""
 
 from __future__ import annotations
 
