@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from punchingfist.api.base import Duration, ObjectName, SpecModel
+from punchingfist.api.base import Duration, ObjectName, SpecModel, duration_seconds
 
 
 class Authentication(SpecModel):
@@ -20,6 +20,43 @@ class Authentication(SpecModel):
     """Key inside the Secret's data."""
     header: str | None = None
     """Header carrying the credential (defaults: Authorization for bearer, X-API-Key for apikey)."""
+
+
+MAX_WINDOW_SECONDS = 300
+MAX_COOLDOWN_SECONDS = 7 * 86400
+
+
+class Investigation(SpecModel):
+    """How many investigations an alert stream starts (docs/operations.md, "Alert storms")."""
+
+    scope: Literal["perGroup", "perIncident", "perAlert"] = "perAlert"
+    """`perAlert`: every new firing alert starts its own run. `perGroup`: one run per
+    Alertmanager group (`groupKey`) and its open incident; later alerts of the group join it.
+    `perIncident`: one run per correlated incident (alerts of other groups with the same
+    alertname and namespace join it). An alert that joins a run is stored with status
+    `suppressed` and `covered_by_run` naming the run."""
+    window: Duration = "0s"
+    """How long a new run waits before it starts, so that the rest of its group or incident
+    (sent by Alertmanager in later notifications) joins it rather than starting runs of
+    their own; at most 5m."""
+    cooldown: Duration = "0s"
+    """After a run, how long the same fingerprint (`perAlert`), group (`perGroup`) or
+    incident title (`perIncident`) starts no other run: a re-fire within it is stored as
+    `suppressed`, covered by that run; at most 7d."""
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if duration_seconds(value) > MAX_WINDOW_SECONDS:
+            raise ValueError(f"{value!r} is longer than 5m: runs would wait too long to start")
+        return value
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: str) -> str:
+        if duration_seconds(value) > MAX_COOLDOWN_SECONDS:
+            raise ValueError(f"{value!r} is longer than 7d: use at most 7d")
+        return value
 
 
 class WebhookConfig(SpecModel):
@@ -38,6 +75,9 @@ class WebhookConfig(SpecModel):
     max_runs_per_notification: int = Field(default=50, ge=1, le=100_000)
     """Most runs one notification starts; the alerts beyond are stored with status
     `suppressed` and no run (the answer's `suppressed` counts them)."""
+    investigation: Investigation = Field(default_factory=Investigation)
+    """How many investigations the alerts start: one per alert, group or incident, after a
+    coalescing window, with a cooldown."""
 
     @field_validator("path")
     @classmethod

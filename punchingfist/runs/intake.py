@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, Update, bindparam, case, func, or_, select, update
@@ -32,7 +32,7 @@ from punchingfist.api.alerts import (
 )
 from punchingfist.errors import PunchingFistError
 from punchingfist.runs import rules
-from punchingfist.runs.queueing import alert_run_name, queued_rows, run_parameters
+from punchingfist.runs.queueing import alert_run_name, queued_rows, run_name, run_parameters
 from punchingfist.runs.rules import SEVERITIES, aware
 from punchingfist.store import (
     Alert,
@@ -91,6 +91,10 @@ class IntakeResult:
     suppressed: int = 0
     """New firing alerts stored without their run: their Source's `maxRunsPerNotification`
     was reached (status `suppressed`)."""
+    covered: int = 0
+    """New firing alerts stored without a run of their own because another run covers them:
+    their group's or incident's (the Source's `investigation.scope`), or one within its
+    `investigation.cooldown` (status `suppressed`, `covered_by_run` naming it)."""
     note: str = ""
     """Why alerts were suppressed, when some were."""
     runs: list[str] = field(default_factory=list)
@@ -110,6 +114,7 @@ class IntakeResult:
             "resolved": self.resolved,
             "filtered": self.filtered,
             "suppressed": self.suppressed,
+            "covered": self.covered,
         }
         return {**counts, "runs": self.runs} | ({"note": self.note} if self.note else {})
 
@@ -239,6 +244,8 @@ class _Batch:
         """Incidents read from the store: id -> (row as read, row as this batch leaves it)."""
         self.first_alert: dict[Any, Any] = {}
         self.taken: set[str] = set()
+        self.recent: list[dict[str, Any]] = []
+        """Runs of Sources with a cooldown created within it (`_read_scoped`)."""
         self.new_alerts: list[dict[str, Any]] = []
         self.new_incidents: list[dict[str, Any]] = []
         self.relationships: list[dict[str, Any]] = []
@@ -348,6 +355,7 @@ class _Batch:
             "auto_resolved": False,
             "incident_id": None,
             "parent_alert_id": None,
+            "covered_by_run": None,
         }
         self.new_alerts.append(row)
         return row
@@ -463,14 +471,25 @@ class _Batch:
         notifications: list[dict[str, Any]] = []
         runs: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
+        named = [
+            list(zip(self._run_names(item, row), item.matched, strict=True))
+            for item, row in self.runs
+        ]
+        self._read_scoped(named)
         plans = rules.plan_runs(
             (
-                (id(item.notification), list(zip(item.run_names, item.matched, strict=True)))
-                for item, _ in self.runs
+                (id(item.notification), names)
+                for (item, _), names in zip(self.runs, named, strict=True)
             ),
             self.taken,
         )
         for (item, row), plan in zip(self.runs, plans, strict=True):
+            covered = [c for c in (self._cooled(item, row, s) for _, s in plan.start) if c]
+            if covered and len(covered) == len(plan.start):  # every run it would start cools down
+                plan = rules.RunPlan([], False, [*plan.joined, *covered])
+            if plan.joined and not plan.start:
+                row["status"], row["covered_by_run"] = "suppressed", plan.joined[0]
+                item.result.covered += 1
             for name, source in plan.start:
                 notification = item.notification.row
                 if notification is None:
@@ -480,6 +499,9 @@ class _Batch:
                 run, entry = queued_rows(
                     name, source, self.namespace, parameters, row["fingerprint"]
                 )
+                window = rules.window_seconds(source)
+                if window:  # the rest of its group or incident joins it meanwhile
+                    entry["next_attempt_at"] = self.now + timedelta(seconds=window)
                 run["id"], entry["id"] = self.new_id(), self.new_id()
                 run["alert_id"], run["incident_id"] = row["id"], row["incident_id"]
                 run["notification_id"] = notification["id"]
@@ -491,6 +513,70 @@ class _Batch:
                 item.result.suppressed += 1
                 item.result.note = rules.suppressed_note(item.result.suppressed, item.matched)
         return notifications, runs, outbox
+
+    def _run_names(self, item: _Kept, row: dict[str, Any]) -> list[str]:
+        """Per matched Source, the run this new firing alert starts or joins under the
+        Source's scope (perAlert names were known before the lookups: `_Kept.run_names`)."""
+        names = []
+        for index, source in enumerate(item.matched):
+            if rules.investigation(source).scope == "perAlert":
+                names.append(item.run_names[index])
+                continue
+            key = rules.run_key(
+                source,
+                row["fingerprint"],
+                row["starts_at"],
+                item.payload.group_key,
+                str(row["incident_id"]),
+            )
+            names.append(run_name(source.spec.trigger_workflow, source.name, *key))
+        return names
+
+    def _read_scoped(self, named: list[list[tuple[str, Source]]]) -> None:
+        """The runs of groups and incidents queued before this batch (`taken`), and the recent
+        runs a cooldown counts (`recent`): one more lookup, only for Sources that need it."""
+        scoped = sorted(
+            {
+                n
+                for names in named
+                for n, s in names
+                if n not in self.taken and rules.investigation(s).scope != "perAlert"
+            }
+        )
+        cooling = sorted({s.name for names in named for _, s in names if rules.cooldown_seconds(s)})
+        if not scoped and not cooling:
+            return
+        queries: list[tuple[Select[Any], dict[str, Any]]] = [
+            (self.statements.taken, {"run_names": scoped})
+        ]
+        if cooling:
+            longest = max(rules.cooldown_seconds(s) for names in named for _, s in names)
+            since = self.now - timedelta(seconds=longest)
+            queries.append((self.statements.recent, {"source_names": cooling, "since": since}))
+        taken, *recent = read_many(self.session, queries)
+        self.taken |= {row["run_name"] for row in taken}
+        for row in recent[0] if recent else []:
+            self.recent.append(dict(row))
+
+    def _cooled(self, item: _Kept, row: dict[str, Any], source: Source) -> str | None:
+        """The run that covers this alert's Source within its cooldown, if one does."""
+        seconds = rules.cooldown_seconds(source)
+        if not seconds:
+            return None
+        since = self.now - timedelta(seconds=seconds)
+        key = rules.cooldown_key(source, row["fingerprint"], item.payload.group_key, item.title)
+        for earlier in sorted(self.recent, key=lambda r: aware(r["created_at"]), reverse=True):
+            if earlier["source_name"] != source.name or aware(earlier["created_at"]) < since:
+                continue
+            found = rules.cooldown_key(
+                source,
+                earlier["fingerprint"] or "",
+                earlier["group_key"] or "",
+                earlier["title"] or "",
+            )
+            if found == key:
+                return str(earlier["name"])
+        return None
 
 
 _ALERT_COLUMNS = (
@@ -523,6 +609,7 @@ class _Statements:
     alerts: Select[Any]
     incidents: Select[Any]
     taken: Select[Any]
+    recent: Select[Any]
     sources: Select[Any]
     alert_update: Update
     incident_update: Update
@@ -534,6 +621,8 @@ def _statements(dialect: str) -> _Statements:
     incidents = cast(Table, Incident.__table__)
     outbox = cast(Table, OutboxEntry.__table__)
     sources = cast(Table, SourceRecord.__table__)
+    runs = cast(Table, WorkflowRun.__table__)
+    notifications = cast(Table, Notification.__table__)
     window_start = bindparam("window_start", type_=incidents.c.created_at.type)
     severity = bindparam("b_severity", type_=incidents.c.severity.type)
     return _Statements(
@@ -548,6 +637,23 @@ def _statements(dialect: str) -> _Statements:
         )
         .order_by(incidents.c.created_at),
         taken=select(outbox.c.run_name).where(within(outbox.c.run_name, "run_names", dialect)),
+        recent=select(
+            runs.c.name,
+            runs.c.source_name,
+            runs.c.fingerprint,
+            runs.c.created_at,
+            notifications.c.group_key,
+            incidents.c.title,
+        )
+        .select_from(
+            runs.outerjoin(notifications, notifications.c.id == runs.c.notification_id).outerjoin(
+                incidents, incidents.c.id == runs.c.incident_id
+            )
+        )
+        .where(
+            within(runs.c.source_name, "source_names", dialect),
+            runs.c.created_at >= bindparam("since", type_=runs.c.created_at.type),
+        ),
         sources=select(sources.c.name, sources.c.id).where(
             sources.c.namespace == bindparam("namespace"),
             within(sources.c.name, "source_names", dialect),

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from punchingfist.api import Source
-from punchingfist.api.sources import WebhookSource
+from punchingfist.api.base import duration_seconds
+from punchingfist.api.sources import Investigation, WebhookSource
 
 CORRELATION_WINDOW = timedelta(hours=1)
 """How long an incident takes new alerts of its title (alertname and namespace/service)."""
@@ -119,6 +120,40 @@ def run_limit(source: Source) -> int:
     return spec.config.max_runs_per_notification if isinstance(spec, WebhookSource) else 1 << 62
 
 
+def investigation(source: Source) -> Investigation:
+    """A Source's `investigation` settings (those of a webhook Source; the defaults else)."""
+    spec = source.spec
+    return spec.config.investigation if isinstance(spec, WebhookSource) else Investigation()
+
+
+def run_key(
+    source: Source, fingerprint: str, starts_at: datetime, group_key: str, incident: str
+) -> tuple[str, ...]:
+    """What names the run a new firing alert starts under its Source's scope: alerts with the
+    same key are one investigation (a retry of a notification maps to the same run)."""
+    scope = investigation(source).scope
+    if scope == "perGroup":
+        return ("group", group_key, incident)
+    if scope == "perIncident":
+        return ("incident", incident)
+    return (fingerprint, aware(starts_at).isoformat())
+
+
+def cooldown_key(source: Source, fingerprint: str, group_key: str, title: str) -> str:
+    """What a cooldown is counted on: the fingerprint (`perAlert`), the Alertmanager group
+    (`perGroup`) or the incident's title (`perIncident`)."""
+    scope = investigation(source).scope
+    return {"perGroup": group_key, "perIncident": title}.get(scope, fingerprint)
+
+
+def cooldown_seconds(source: Source) -> float:
+    return duration_seconds(investigation(source).cooldown)
+
+
+def window_seconds(source: Source) -> float:
+    return duration_seconds(investigation(source).window)
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """What one new firing alert starts."""
@@ -128,6 +163,9 @@ class RunPlan:
     suppressed: bool
     """Every Source it matched had started as many runs for its notification as it may: the
     alert is stored without a run."""
+    joined: list[str]
+    """The runs of its group or incident (queued before, or earlier in the same call) that it
+    joined instead of starting its own."""
 
 
 def plan_runs(
@@ -141,9 +179,11 @@ def plan_runs(
     queued: set[str] = set()
     plans = []
     for notification, named in alerts:
-        start, over = [], 0
+        start: list[tuple[str, Source]] = []
+        over, joined = 0, []
         for name, source in named:
             if name in taken or name in queued:
+                joined.append(name)
                 continue
             key = (notification, source.name)
             if started.get(key, 0) >= run_limit(source):
@@ -152,7 +192,7 @@ def plan_runs(
             started[key] = started.get(key, 0) + 1
             queued.add(name)
             start.append((name, source))
-        plans.append(RunPlan(start, bool(over) and over == len(named)))
+        plans.append(RunPlan(start, bool(over) and over == len(named), joined))
     return plans
 
 

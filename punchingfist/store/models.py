@@ -145,6 +145,9 @@ class Alert(Base):
     resolution_notes: Mapped[str | None] = mapped_column(Text)
     incident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("incidents.id"))
     parent_alert_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("alerts.id"))
+    covered_by_run: Mapped[str | None] = mapped_column(String(253))
+    """The run that investigates this alert when it started none of its own (status
+    `suppressed`: it joined its group's or incident's run, or fired within a cooldown)."""
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
