@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from punchingfist.api.operatorconfigs import OperatorConfigSpec
 from punchingfist.api.runspec import TaskSpec
 from punchingfist.compiler import compile_workflow
 from punchingfist.runtime.agent.toolbox import Toolbox
@@ -15,10 +16,16 @@ from punchingfist.runtime.tools.base import ToolResult
 from tests.builders import make_workflow
 
 
-def agent_spec(step: dict[str, Any], llm: dict[str, Any], name: str = "investigate") -> TaskSpec:
-    """The TaskSpec the compiler gives an agent step (decoded from PF_SPEC)."""
+def agent_spec(
+    step: dict[str, Any],
+    llm: dict[str, Any],
+    name: str = "investigate",
+    config: OperatorConfigSpec | None = None,
+) -> TaskSpec:
+    """The TaskSpec the compiler gives an agent step (decoded from PF_SPEC), compiled with the
+    OperatorConfig `config` when given."""
     workflow = make_workflow([{"name": name, "type": "agent", **step}], runtime={"llmConfig": llm})
-    manifest = compile_workflow(workflow).manifest
+    manifest = compile_workflow(workflow, config=config).manifest
     template = next(t for t in manifest["spec"]["templates"] if t["name"] == name)
     value = next(e["value"] for e in template["container"]["env"] if e["name"] == "PF_SPEC")
     return TaskSpec.decode(value)

@@ -68,13 +68,39 @@ class LLMProvider(SpecModel):
     """How answers are structured (default: chosen from the provider type)."""
 
 
+class ModelPrice(SpecModel):
+    """What a model's tokens cost, in USD per million tokens."""
+
+    input_per_million: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    """USD per million input (prompt) tokens."""
+    output_per_million: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    """USD per million output (completion) tokens."""
+
+
 class LLMConfig(SpecModel):
-    """Model providers available to agent steps."""
+    """Model providers available to agent steps, what their tokens cost, and the budgets."""
 
     default_provider: str = "local"
     """Provider used when a Workflow does not name one."""
     providers: dict[str, LLMProvider] = Field(default_factory=dict)
     """Providers by name, e.g. `local`, `claude`."""
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Prices by model name or glob pattern (`gpt-4.1*`), over the built-in list prices of
+    common OpenAI and Anthropic models (2025; check your provider). Self-hosted providers
+    (`local`, `ollama`, `openai-compatible`) cost nothing unless their model is listed here."""
+    step_budget_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Most USD one agent step may spend on its model (a step's `rigConfig.safety.costBudgetUsd`
+    overrides it). When spent, the agent stops and answers with what it has, marked partial."""
+    daily_budget_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Most USD all runs may spend on models per day (UTC). Once today's recorded spend reaches
+    it, queued runs are refused until 00:00 UTC."""
+
+    def price_table(self) -> dict[str, tuple[float, float]]:
+        """`prices` as the runtime takes them: name -> (input, output) USD per million."""
+        return {
+            name: (price.input_per_million, price.output_per_million)
+            for name, price in self.prices.items()
+        }
 
     @model_validator(mode="after")
     def _default_exists(self) -> LLMConfig:

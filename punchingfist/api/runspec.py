@@ -89,6 +89,9 @@ class LLMSettings(_Contract):
     max_tokens: int | None = None
     mode: str | None = None
     """instructor mode: `tools` or `json_schema` (default: chosen by provider)."""
+    prices: dict[str, tuple[float, float]] | None = None
+    """OperatorConfig `spec.llm.prices`: model name or glob -> (input, output) USD per million
+    tokens, over the built-in table (`punchingfist.api.pricing`)."""
 
 
 class AgentTask(_Contract):
@@ -98,6 +101,8 @@ class AgentTask(_Contract):
     max_iterations: int
     llm: LLMSettings
     token_budget: int | None = None
+    cost_budget_usd: float | None = None
+    """Most USD the step may spend on its model; then it answers with what it has (partial)."""
     require_approval: list[str] = Field(default_factory=list)
     allowed_namespaces: list[str] | None = None
 
@@ -245,6 +250,9 @@ class StepResult(_Contract):
     """agent: every tool call, with the argv that ran."""
     replayed: bool = False
     """agent: the answer came from recorded turns, not a live model."""
+    partial: bool = False
+    """agent: the step's LLM budget was spent and the answer is what the agent had by then
+    (`result.partial_reason` says how far it got)."""
 
 
 def not_run_result(step: str) -> str:

@@ -279,6 +279,10 @@ class Safety(SpecModel):
     words `rollout`, `set` and `patch` are understood too."""
     token_budget: Annotated[int, Field(gt=0)] | None = None
     """Most LLM tokens one run of this step may spend."""
+    cost_budget_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Most USD one run of this step may spend on its model (default: OperatorConfig
+    `spec.llm.stepBudgetUsd`). When spent, the agent stops and answers with what it has,
+    marked partial."""
     allowed_namespaces: list[DNSLabel] | None = None
     """Namespaces the kubectl tool (and scripts' `namespace` parameters) may touch. Default:
     any the ServiceAccount can; every call names its namespace either way."""

@@ -318,6 +318,7 @@ class Builder:
             max_iterations=agent.max_iterations,
             llm=self._llm(),
             token_budget=safety.token_budget if safety else None,
+            cost_budget_usd=self._cost_budget(safety.cost_budget_usd if safety else None),
             require_approval=list(safety.require_approval) if safety else [],
             allowed_namespaces=list(safety.allowed_namespaces)
             if safety and safety.allowed_namespaces
@@ -347,7 +348,13 @@ class Builder:
             temperature=pick("temperature"),
             max_tokens=pick("max_tokens"),
             mode=pick("mode"),
+            prices=llm_config.price_table() if llm_config and llm_config.prices else None,
         )
+
+    def _cost_budget(self, own: float | None) -> float | None:
+        """The step's own LLM budget (USD), else the OperatorConfig's `spec.llm.stepBudgetUsd`."""
+        llm_config = self.config.llm if self.config else None
+        return own if own is not None else (llm_config.step_budget_usd if llm_config else None)
 
     # -- exit handler -------------------------------------------------------------------
 

@@ -116,6 +116,8 @@ def test_a_spent_token_budget_forces_the_answer() -> None:
     result, requests = run([calls(KUBECTL), final()], **step)
     assert result["success"] and result["iterations"] == 2
     assert "token budget" in requests[1]["messages"][-1]["content"]
+    assert result["partial"] is True
+    assert result["result"]["partial_reason"].endswith("tokens used) was spent after 1 turn")
     assert "tool_calls" not in offered(requests[1])
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+from punchingfist.api.pricing import DEFAULT_PRICES, Price, cost_usd, lookup
 from punchingfist.api.runspec import LLMSettings
 from punchingfist.errors import PunchingFistError
 from punchingfist.runtime.redaction import RedactingFilter, redact
@@ -21,17 +22,6 @@ HOSTED = {
     "together": "https://api.together.xyz/v1",
 }
 LOCAL_DEFAULT = "http://localhost:11434/v1"
-# USD per million (prompt, completion) tokens, for the cost estimate in results.
-PRICES = {
-    "gpt-4o": (2.5, 10.0),
-    "gpt-4o-mini": (0.15, 0.6),
-    "gpt-4.1": (2.0, 8.0),
-    "gpt-4.1-mini": (0.4, 1.6),
-    "claude-3-sonnet-20240229": (3.0, 15.0),
-    "claude-3-5-sonnet-latest": (3.0, 15.0),
-    "claude-sonnet-4-0": (3.0, 15.0),
-    "claude-3-5-haiku-latest": (0.8, 4.0),
-}
 SELF_HOSTED = ("local", "ollama", "openai-compatible")
 _LOG_FILTER = RedactingFilter([])
 """instructor logs each failed attempt with the endpoint's error text, which may quote the key:
@@ -55,14 +45,14 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def add(self, prompt: int, completion: int, price: tuple[float, float] | None) -> None:
+    def add(self, prompt: int, completion: int, price: Price | None) -> None:
         self.prompt_tokens += prompt
         self.completion_tokens += completion
         self.calls += 1
         if price is None:
             self.cost_usd = None
         elif self.cost_usd is not None:
-            self.cost_usd += (prompt * price[0] + completion * price[1]) / 1_000_000
+            self.cost_usd += cost_usd(price, prompt, completion)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -117,10 +107,17 @@ def mode_name(settings: LLMSettings) -> str:
     return "TOOLS"
 
 
-def price(settings: LLMSettings) -> tuple[float, float] | None:
+def price(settings: LLMSettings) -> Price | None:
+    """The model's price: OperatorConfig `spec.llm.prices` first, then nothing for a
+    self-hosted provider, then the built-in list prices; None when unknown (no cost is
+    counted, and a cost budget cannot stop the step)."""
+    model = settings.model or ""
+    own = lookup(model, settings.prices) if settings.prices else None
+    if own is not None:
+        return own
     if settings.type in SELF_HOSTED:
         return (0.0, 0.0)
-    return PRICES.get(settings.model or "")
+    return lookup(model, DEFAULT_PRICES)
 
 
 class Model(Protocol):

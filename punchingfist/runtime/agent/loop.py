@@ -1,9 +1,11 @@
 """The agent's tool loop (D8): think, call tools, read results, answer with a FinalAnswer.
 
 Rules: at most `max_iterations` model turns and the last one may only answer; a deadline; a
-token budget (when it runs out the next turn may only answer); an identical repeated call is
-refused; tool output is capped with a visible marker; independent calls of one turn run
-concurrently. Everything the model sees as context is data, and says so.
+token budget and a cost budget (USD): when the next turn would overrun one (judged by what the
+last turn took) or it is spent, that turn may only answer, and its answer is partial (it says
+after how many turns); an identical repeated call is refused; tool output is capped with a
+visible marker; independent calls of one turn run concurrently. Everything the model sees as
+context is data, and says so.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from punchingfist.api.runspec import ToolSpec
 from punchingfist.runtime.agent.decisions import MAX_PARALLEL_CALLS, FinalAnswer, decision_model
-from punchingfist.runtime.agent.llm import LLMError, Model
+from punchingfist.runtime.agent.llm import LLMError, Model, Usage
 from punchingfist.runtime.agent.toolbox import Toolbox
 from punchingfist.runtime.tools.base import cap
 
@@ -80,6 +82,45 @@ class AgentOutcome:
     iterations: int
     thoughts: list[str] = field(default_factory=list)
     error: str | None = None
+    partial: str | None = None
+    """Why the answer is partial (a budget was spent), when it is."""
+
+
+@dataclass
+class Budget:
+    """The step's token and cost (USD) budgets against what its model has used."""
+
+    usage: Usage
+    tokens: int | None = None
+    cost_usd: float | None = None
+    _last: tuple[int, float] = field(default=(0, 0.0), init=False)
+    _before: tuple[int, float] = field(default=(0, 0.0), init=False)
+
+    def turn_done(self) -> None:
+        """Note what the turn just ended took (the estimate of the next one)."""
+        now = (self.usage.total_tokens, self.usage.cost_usd or 0.0)
+        self._last = (now[0] - self._before[0], now[1] - self._before[1])
+        self._before = now
+
+    def exhausted(self) -> str | None:
+        """Which budget the next turn would overrun (or is spent), as the model is told; None
+        while both last."""
+        used, last = self.usage.total_tokens, self._last
+        if self.tokens is not None and used + last[0] > self.tokens:
+            return f"the token budget ({used} of {self.tokens} tokens used)"
+        cost = self.usage.cost_usd
+        if self.cost_usd is not None and cost is not None and cost + last[1] > self.cost_usd:
+            return f"the LLM budget (${cost:.4f} of ${self.cost_usd:g} spent)"
+        return None
+
+    def unenforceable(self, model: str) -> str | None:
+        """Why the cost budget cannot stop this step (the model's price is unknown)."""
+        if self.cost_usd is None or self.usage.cost_usd is not None:
+            return None
+        return (
+            f"the cost budget of ${self.cost_usd:g} is not enforced: no price for model "
+            f"{model!r} (add it to OperatorConfig spec.llm.prices)"
+        )
 
 
 def system_prompt(
@@ -138,6 +179,7 @@ def run_loop(
     approved: bool,
     deadline: float | None = None,
     token_budget: int | None = None,
+    cost_budget_usd: float | None = None,
     namespaces: Sequence[str] | None = None,
 ) -> AgentOutcome:
     messages = [
@@ -145,11 +187,17 @@ def run_loop(
         {"role": "user", "content": first_message(goal, context)},
     ]
     thoughts: list[str] = []
+    budget = Budget(client.usage, token_budget, cost_budget_usd)
+    warning = budget.unenforceable(client.model)
+    if warning:
+        print(f"⚠️  {warning}", flush=True)
     for iteration in range(1, max_iterations + 1):
-        over_budget = token_budget is not None and client.usage.total_tokens >= token_budget
-        final_only = iteration == max_iterations or over_budget
+        spent = budget.exhausted() if iteration > 1 else None
+        turns = f"{iteration - 1} turn" + ("s" if iteration > 2 else "")
+        partial = f"{spent} was spent after {turns}" if spent else None
+        final_only = iteration == max_iterations or spent is not None
         if final_only and iteration > 1:
-            why = "the token budget is spent" if over_budget else "this is your last turn"
+            why = f"{spent} is spent" if spent else "this is your last turn"
             messages.append({"role": "user", "content": f"{why}: give your final answer now."})
         if deadline is not None and time.monotonic() >= deadline:
             return AgentOutcome(None, iteration - 1, thoughts, "the step's time ran out")
@@ -162,12 +210,13 @@ def run_loop(
             decision = client.decide(model, messages)
         except LLMError as error:
             return AgentOutcome(None, iteration, thoughts, str(error))
+        budget.turn_done()
         thoughts.append(decision.thought)
         print(f"  💭 {decision.thought}", flush=True)
         messages.append({"role": "assistant", "content": decision.model_dump_json()})
         action = decision.action
         if isinstance(action, FinalAnswer):
-            return AgentOutcome(action, iteration, thoughts)
+            return AgentOutcome(action, iteration, thoughts, partial=partial)
         results = toolbox.run_all(action.calls)
         messages.append({"role": "user", "content": results_message(results)})
     return AgentOutcome(None, max_iterations, thoughts, "no final answer within the turn limit")

@@ -116,12 +116,17 @@ def run_agent_step(
         approved=approved,
         deadline=started + timeout,
         token_budget=agent.token_budget,
+        cost_budget_usd=agent.cost_budget_usd,
         namespaces=agent.allowed_namespaces,
     )
+    answer = outcome.final.model_dump(exclude={"kind"}) if outcome.final else None
+    if answer is not None and outcome.partial:
+        answer |= {"partial": True, "partial_reason": outcome.partial}
     result = base | {
         "success": outcome.final is not None,
         "phase": "Succeeded" if outcome.final is not None else "Failed",
-        "result": outcome.final.model_dump(exclude={"kind"}) if outcome.final else None,
+        "result": answer,
+        "partial": bool(answer and outcome.partial),
         "error": outcome.error,
         "iterations": outcome.iterations,
         "thoughts": outcome.thoughts,
@@ -152,6 +157,8 @@ def _print_summary(result: Mapping[str, Any]) -> None:
     if result["success"]:
         final = result["result"]
         print(f"✅{replayed} {final['summary']}")
+        if final.get("partial"):
+            print(f"   ⚠️  partial answer: {final['partial_reason']}")
         print(f"   root cause: {final['root_cause']}")
         print(
             f"   confidence {final['confidence']:.2f} | can auto-fix: {final['can_auto_fix']}"
