@@ -162,6 +162,7 @@ def assemble(options: ServerOptions) -> Assembly:
         approvers=approvers or frozenset(),
         approver_tokens=tokens,
         slack_signing_secret=slack_signing_secret(config, secrets),
+        daily_llm_budget_usd=daily_llm_budget(config),
         intake_writers=options.intake_writers,
         access=_access(options),
         **tuning,
@@ -184,6 +185,12 @@ def slack_signing_secret(config: Any, secrets: Any) -> str | None:
         return None
     value: str | None = secrets.get(signing.secret_ref, signing.key)
     return value
+
+
+def daily_llm_budget(config: Any) -> float | None:
+    """OperatorConfig `spec.llm.dailyBudgetUsd`, None when there is none."""
+    llm = config.llm if config is not None else None
+    return llm.daily_budget_usd if llm is not None else None
 
 
 def approver_tokens(approvals: Any, secrets: Any) -> dict[str, str] | None:
@@ -300,6 +307,7 @@ def _start_controller(
         state.slack_signing_secret = slack_signing_secret(
             found.spec if found else None, state.secrets
         )
+        state.daily_llm_budget_usd = daily_llm_budget(found.spec if found else None)
         if state.approver_tokens == {}:
             logging.getLogger("punchingfist.server").error(
                 "spec.approvals.tokensSecret %r holds no tokens: approvers without a "

@@ -1,7 +1,12 @@
 """Dispatching: the `Executor` protocol and the outbox that submits queued runs to one.
 
 `dispatch_pending` submits what the outbox holds; it runs after the intake transaction,
-never inside a request."""
+never inside a request. With a daily LLM budget (OperatorConfig `spec.llm.dailyBudgetUsd`) it
+first adds up what today's runs cost (the runs queued since 00:00 UTC, as the recorder stored
+their steps' costs): once that reaches the budget, due runs are refused instead of started,
+each recorded as failed with the reason, until the day turns. Runs already running finish (each
+agent step within its own budget), so the day's spend can pass the budget by what they take.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.errors import PunchingFistError
+from punchingfist.runs.metrics import Metrics
 from punchingfist.runs.recording import Recorder
 from punchingfist.store import OutboxEntry, WorkflowRun
 
@@ -60,13 +66,50 @@ log = logging.getLogger("punchingfist.outbox")
 MAX_ATTEMPTS = 8
 
 
+DAILY_BUDGET_REASON = "daily_llm_budget"
+"""`punchingfist_runs_refused_total{reason}` of a run refused for the daily LLM budget."""
+
+
+def spent_today(session: Session, now: datetime) -> float:
+    """What the runs queued since 00:00 UTC cost their models so far (USD, as recorded)."""
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    total = session.scalar(
+        select(func.coalesce(func.sum(WorkflowRun.cost_usd), 0.0)).where(
+            WorkflowRun.created_at >= midnight
+        )
+    )
+    return float(total or 0.0)
+
+
+def budget_refusal(budget_usd: float, spent_usd: float) -> str:
+    """Why a run is not started while the daily LLM budget is spent."""
+    return (
+        f"refused: the daily LLM budget of ${budget_usd:g} is spent (${spent_usd:.2f} today); "
+        "raise OperatorConfig spec.llm.dailyBudgetUsd or wait until 00:00 UTC"
+    )
+
+
 def dispatch_pending(
-    sessions: sessionmaker[Session], executor: Executor, *, limit: int = 50
+    sessions: sessionmaker[Session],
+    executor: Executor,
+    *,
+    limit: int = 50,
+    daily_budget_usd: float | None = None,
+    metrics: Metrics | None = None,
 ) -> int:
-    """Submit due outbox entries; return how many were submitted."""
+    """Submit due outbox entries; return how many were submitted. With `daily_budget_usd`,
+    refuse them instead once today's runs have spent it."""
     now = datetime.now(UTC)
     submitted = 0
     with sessions.begin() as session:
+        refusal, remaining = None, float("inf")
+        if daily_budget_usd is not None:
+            spent = spent_today(session, now)
+            remaining = max(0.0, daily_budget_usd - spent)
+            if spent >= daily_budget_usd:
+                refusal = budget_refusal(daily_budget_usd, spent)
+        if metrics is not None:
+            metrics.llm_budget_remaining_usd.set(remaining)
         query = (
             select(OutboxEntry)
             .where(OutboxEntry.status == "pending")
@@ -79,6 +122,11 @@ def dispatch_pending(
         for entry in session.scalars(query):
             payload = entry.payload
             record = WorkflowRun.named(session, entry.run_name)
+            if refusal is not None:
+                entry.status, entry.last_error = "failed", refusal
+                Recorder(session, metrics).refused(record, refusal, DAILY_BUDGET_REASON)
+                log.warning("run %s not started: %s", entry.run_name, refusal)
+                continue
             run = RunSubmission(
                 name=entry.run_name,
                 namespace=payload["namespace"],

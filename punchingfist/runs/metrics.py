@@ -76,8 +76,30 @@ class Metrics:
         )
         self.llm_tokens = Counter(
             "punchingfist_llm_tokens",
-            "LLM tokens spent by agent steps, by workflow.",
-            ["workflow"],
+            "LLM tokens spent by agent steps, by workflow, model and direction (input: the "
+            "prompts, output: the completions).",
+            ["workflow", "model", "direction"],
+            registry=registry,
+        )
+        self.llm_cost_usd = Counter(
+            "punchingfist_llm_cost_usd",
+            "What agent steps' model calls cost in USD (OperatorConfig spec.llm.prices over the "
+            "built-in list prices), by workflow and model.",
+            ["workflow", "model"],
+            registry=registry,
+        )
+        self.llm_budget_remaining_usd = Gauge(
+            "punchingfist_llm_budget_remaining_usd",
+            "USD left today (UTC) of the daily LLM budget (OperatorConfig "
+            "spec.llm.dailyBudgetUsd); runs are refused at 0. +Inf without a budget.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.llm_budget_remaining_usd.set(float("inf"))
+        self.runs_refused = Counter(
+            "punchingfist_runs_refused",
+            "Queued runs the dispatcher refused to start, by reason (daily_llm_budget).",
+            ["reason"],
             registry=registry,
         )
         self.sink_deliveries = Counter(

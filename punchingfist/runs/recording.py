@@ -60,6 +60,8 @@ STUCK_REASONS = (
     "Unschedulable",
 )
 """The waiting reasons Argo copies into a Pending node's message that need someone to act."""
+MODEL_LABEL_LENGTH = 100
+"""Longest model name in metric labels (a step's report names its model)."""
 
 
 def stuck_reason(message: str) -> str | None:
@@ -219,6 +221,14 @@ class Recorder:
     def not_submitted(self, run: WorkflowRun, error: str) -> None:
         run.status, run.error = "error", error
 
+    def refused(self, run: WorkflowRun | None, message: str, reason: str) -> None:
+        """The dispatcher would not start the run (`reason`: the daily LLM budget is spent): it
+        failed, `message` says why; counted in `punchingfist_runs_refused_total{reason}`."""
+        if run is not None:
+            run.status, run.error = "failed", message
+            run.finished_at = run.finished_at or datetime.now(UTC)
+        self.metrics.runs_refused.labels(reason).inc()
+
     # -- reports from step pods -----------------------------------------------------------
 
     def report_step(
@@ -358,17 +368,26 @@ class Recorder:
         if result is not None and result.error:
             record.error = result.error[:4000]
         usage = result.usage if result is not None else None
-        previous = record.prompt_tokens + record.completion_tokens
+        before = (record.prompt_tokens, record.completion_tokens)
         record.prompt_tokens = usage.prompt_tokens if usage else 0
         record.completion_tokens = usage.completion_tokens if usage else 0
-        delta = record.prompt_tokens + record.completion_tokens - previous
-        run.tokens_total = (run.tokens_total or 0) + delta
-        if delta > 0:
-            self.metrics.llm_tokens.labels(run.workflow_name).inc(delta)
+        run.tokens_total = (run.tokens_total or 0) + sum(
+            (record.prompt_tokens - before[0], record.completion_tokens - before[1])
+        )
+        model = str(data.get("model") or "default")[:MODEL_LABEL_LENGTH]
+        for direction, was, now in (
+            ("input", before[0], record.prompt_tokens),
+            ("output", before[1], record.completion_tokens),
+        ):
+            if now > was:
+                self.metrics.llm_tokens.labels(run.workflow_name, model, direction).inc(now - was)
         old_cost = float(record.cost_usd) if record.cost_usd is not None else 0.0
         record.cost_usd = usage.cost_usd if usage else None
         if record.cost_usd is not None or old_cost:
             run.cost_usd = (run.cost_usd or 0.0) - old_cost + (record.cost_usd or 0.0)
+        if (record.cost_usd or 0.0) > old_cost:
+            cost = self.metrics.llm_cost_usd.labels(run.workflow_name, model)
+            cost.inc((record.cost_usd or 0.0) - old_cost)
 
     def _delivery(
         self, run: WorkflowRun, sink: str, data: dict[str, Any], at: datetime | None

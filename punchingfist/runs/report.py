@@ -150,6 +150,8 @@ def render(report: Mapping[str, Any]) -> str:
 def _answer(answer: Mapping[str, Any], *, replayed: bool) -> list[str]:
     tag = " [replayed model]" if replayed else ""
     lines = [f"     summary{tag}: {answer.get('summary', '')}"]
+    if answer.get("partial") is True:
+        lines.append(f"     ⚠️  partial answer: {answer.get('partial_reason') or 'budget spent'}")
     for key, label in (("root_cause", "root cause"), ("problem_summary", "problem")):
         if answer.get(key):
             lines.append(f"     {label}: {answer[key]}")

@@ -44,7 +44,12 @@ def _dispatcher(state: ServerState, stop: threading.Event) -> None:
     assert state.executor is not None
     while not stop.is_set():
         try:
-            dispatch_pending(state.sessions, state.executor)
+            dispatch_pending(
+                state.sessions,
+                state.executor,
+                daily_budget_usd=state.daily_llm_budget_usd,
+                metrics=state.metrics,
+            )
         except SQLAlchemyError as error:
             log.warning("outbox dispatch failed, retrying: %s", error)
         state.wake.wait(state.dispatch_interval)

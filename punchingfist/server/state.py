@@ -66,6 +66,9 @@ class ServerState:
     executor: Executor | None = None
     """Starts queued runs; None keeps them in the outbox (embedded mode without an engine)."""
     dispatch_interval: float = 1.0
+    daily_llm_budget_usd: float | None = None
+    """OperatorConfig spec.llm.dailyBudgetUsd: the dispatcher refuses runs once today's spend
+    reaches it; None: no daily budget."""
     approvers: frozenset[str] = frozenset()
     """Who may answer approval gates (OperatorConfig spec.approvals.approvers); empty: anyone."""
     approver_tokens: dict[str, str] | None = None

@@ -309,10 +309,10 @@ def test_a_finished_run_seen_again_and_then_an_older_event_of_it_change_nothing(
             "2026-03-01T10:00:50",
         ]
     metrics = setup.metrics
-    assert (
-        sample(metrics, "punchingfist_llm_tokens_total", workflow="agent-alert-investigation")
-        == 1500
-    )
+    tokens = {"workflow": "agent-alert-investigation", "model": "default"}
+    assert sample(metrics, "punchingfist_llm_tokens_total", **tokens, direction="input") == 1200
+    assert sample(metrics, "punchingfist_llm_tokens_total", **tokens, direction="output") == 300
+    assert sample(metrics, "punchingfist_llm_cost_usd_total", **tokens) == pytest.approx(0.01)
     assert sample(metrics, "punchingfist_alert_triage_seconds_count") == 1
     assert (
         sample(metrics, "punchingfist_task_duration_seconds_count", kind="agent", phase="Succeeded")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from punchingfist.api import Resource, load_resources
@@ -426,7 +427,17 @@ def test_step_reports_record_results_tokens_and_triage(
     assert alert["ai_confidence"] == 0.8 and alert["triage_completed_at"]
     assert alert["ai_analysis"]["summary"] == "OOM"
     metrics = http.get("/metrics").text
-    assert 'punchingfist_llm_tokens_total{workflow="agent-alert-investigation"} 1500.0' in metrics
+    spent = {
+        (sample.name, sample.labels.get("direction")): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.labels.get("workflow") == "agent-alert-investigation"
+        and sample.labels.get("model") == "default"
+    }
+    assert spent[("punchingfist_llm_tokens_total", "input")] == 1200
+    assert spent[("punchingfist_llm_tokens_total", "output")] == 300
+    assert spent[("punchingfist_llm_cost_usd_total", None)] == pytest.approx(0.01)
+    assert "punchingfist_llm_budget_remaining_usd +Inf" in metrics  # no daily budget
     assert "punchingfist_alert_triage_seconds_count 1.0" in metrics
     bad = http.post(url, json={"kind": "agent"}, headers=token)
     assert bad.status_code == 422 and "body.phase" in bad.text

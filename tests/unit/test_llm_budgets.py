@@ -10,9 +10,11 @@ import pytest
 from punchingfist.api.operatorconfigs import OperatorConfigSpec
 from punchingfist.api.pricing import DEFAULT_PRICES, lookup
 from punchingfist.api.runspec import LLMSettings, StepResult
+from punchingfist.runs.report import render
 from punchingfist.runtime.agent.llm import Usage, price
 from punchingfist.runtime.agent.loop import Budget
 from punchingfist.runtime.agent.runner import run_agent_step
+from punchingfist.runtime.sinks.findings import PARTIAL_MARK, gather
 from tests.agent_support import agent_spec
 from tests.fakes.openai_server import fake_openai
 from tests.unit.test_agent_loop import EVENT, KUBECTL, calls, echo_toolbox, final, offered
@@ -154,3 +156,44 @@ def test_within_the_budget_the_answer_is_whole_and_costed() -> None:
     usage = result["usage"]
     expected = (usage["prompt_tokens"] + usage["completion_tokens"]) / 1_000_000
     assert usage["cost_usd"] == pytest.approx(expected)
+
+
+PARTIAL = {
+    "kind": "agent",
+    "success": True,
+    "phase": "Succeeded",
+    "partial": True,
+    "result": {
+        "summary": "web is OOM-killed",
+        "confidence": 0.4,
+        "partial": True,
+        "partial_reason": "the LLM budget ($0.2600 of $0.25 spent) was spent after 3 turns",
+    },
+}
+
+
+def test_sinks_and_the_report_mark_a_partial_answer() -> None:
+    context = {
+        "source": {"data": {"alert": {"alertname": "PodOOM"}}},
+        "workflow": {"name": "wf", "run": "wf-1"},
+        "steps": {"investigate": PARTIAL},
+    }
+    findings = gather(context, {})
+    assert findings.marked(findings.summary) == f"[{PARTIAL_MARK}] web is OOM-killed"
+    assert findings.details()["partial"] is True
+    assert findings.details()["partial_reason"].endswith("after 3 turns")
+    whole_step = {**PARTIAL, "result": {"summary": "x"}}
+    whole = gather(context | {"steps": {"investigate": whole_step}}, {})
+    assert whole.marked("x") == "x" and whole.details()["partial"] is False
+    text = render(
+        {
+            "run": "wf-1",
+            "workflow": "wf",
+            "phase": "Succeeded",
+            "steps": [{"step": "investigate", **PARTIAL}],
+            "approvals": [],
+            "sinks": [],
+            "workdir": "/tmp/x",
+        }
+    )
+    assert "⚠️  partial answer: the LLM budget ($0.2600 of $0.25 spent) was spent after 3" in text

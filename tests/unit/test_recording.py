@@ -145,7 +145,10 @@ def test_a_report_and_the_executor_seeing_the_same_step_count_it_once(
         (step,) = session.scalars(select(RunStep)).all()
         assert (step.kind, step.phase, step.prompt_tokens) == ("agent", "Succeeded", 90)
         assert len(session.scalars(select(SinkDelivery)).all()) == 1
-    tokens = metrics.llm_tokens.collect()[0].samples[0].value
+    labels = {"workflow": "wf", "model": "default"}
+    tokens = metrics.registry.get_sample_value(
+        "punchingfist_llm_tokens_total", labels | {"direction": "input"}
+    )
     assert tokens == 90
 
 

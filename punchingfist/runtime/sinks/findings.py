@@ -16,6 +16,7 @@ from typing import Any
 from punchingfist.templating import truthy
 
 REPLAY_MARK = "🔁 replayed answer — no model ran"
+PARTIAL_MARK = "⚠️ partial answer — the LLM budget was spent"
 ARGO_UI_ENV = "ARGO_UI_URL"
 """Base URL of the Argo UI; when set (e.g. in `runtime.environment`), messages link the run."""
 
@@ -44,6 +45,8 @@ class Findings:
     alert_link: str | None = None
     replayed: bool = False
     """An agent step's answer was replayed from recorded turns: no model ran."""
+    partial: str | None = None
+    """Why the answer is partial (its step's LLM budget was spent), when it is."""
 
     @property
     def incident_key(self) -> str:
@@ -51,7 +54,9 @@ class Findings:
         return self.fingerprint or self.group_key or self.run
 
     def marked(self, text: str) -> str:
-        """`text`, preceded by the replay mark when the answer was replayed."""
+        """`text`, preceded by the replay mark when the answer was replayed, and by the partial
+        mark when a budget cut the investigation short."""
+        text = f"[{PARTIAL_MARK}] {text}" if self.partial else text
         return f"[{REPLAY_MARK}] {text}" if self.replayed else text
 
     def details(self) -> dict[str, Any]:
@@ -71,6 +76,8 @@ class Findings:
             "run_link": self.run_link,
             "alert_link": self.alert_link,
             "replayed": self.replayed,
+            "partial": self.partial is not None,
+            "partial_reason": self.partial,
         }
 
 
@@ -117,6 +124,9 @@ def gather(context: Mapping[str, Any], environ: Mapping[str, str]) -> Findings:
         run_link=_run_link(environ, str(workflow.get("namespace", "")), str(workflow.get("run"))),
         alert_link=_first_text(alert.get("generatorURL"), _alertmanager_link(event)) or None,
         replayed=any(isinstance(r, Mapping) and r.get("replayed") is True for r in steps.values()),
+        partial=str(answer.get("partial_reason") or "LLM budget spent")
+        if answer.get("partial") is True
+        else None,
     )
 
 
