@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from punchingfist.api.base import Duration, SecretKeyRef, SpecModel
+from punchingfist.api.limits import ConcurrencyConfig
 
 
 class DatabaseConfig(SpecModel):
@@ -205,6 +206,8 @@ class OperatorConfigSpec(SpecModel):
     jiraToken; each becomes an environment variable of step pods."""
     secret_rotation: SecretRotationConfig | None = None
     approvals: ApprovalsConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
+    """Limits on runs at once (unset: none); see docs/operations.md, "Concurrency"."""
 
     @field_validator("database", "runbooks", "secret_manager")
     @classmethod

@@ -65,6 +65,7 @@ from punchingfist.api.workflows import (
     Tool,
 )
 from punchingfist.compiler import naming
+from punchingfist.compiler.concurrency import synchronization
 from punchingfist.compiler.credentials import Credentials, SecretEnvVar
 from punchingfist.compiler.validating import KNOWN_PROVIDER_TYPES, Checked
 from punchingfist.errors import CompileError
@@ -135,6 +136,7 @@ class Builder:
             entrypoint=naming.ENTRYPOINT,
             on_exit=naming.EXIT_HANDLER if exit_handler is not None else None,
             service_account_name=self.spec.runtime.service_account or self.investigator,
+            synchronization=synchronization(self.config.concurrency if self.config else None, name),
             arguments=[
                 Parameter(name="event", value="{}", description="The event (alert) as JSON."),
                 Parameter(name="source", value="manual", description="The Source that fired."),

@@ -9,6 +9,7 @@ from typing import Any
 from hera.workflows import WorkflowTemplate as HeraWorkflowTemplate
 
 from punchingfist.api import OperatorConfig, Resource, Sink, Workflow
+from punchingfist.api.limits import ConcurrencyConfig
 from punchingfist.api.operatorconfigs import OperatorConfigSpec
 from punchingfist.api.workflows import (
     DEFAULT_IMAGE,
@@ -18,6 +19,7 @@ from punchingfist.api.workflows import (
 )
 from punchingfist.compiler import naming
 from punchingfist.compiler.building import Builder
+from punchingfist.compiler.concurrency import configmap
 from punchingfist.compiler.validating import check_workflow
 from punchingfist.compiler.verifying import verify
 from punchingfist.errors import CompileError
@@ -48,6 +50,8 @@ class CompiledWorkflow:
     objects: list[dict[str, Any]] = field(default_factory=list)
     """Other objects the template needs (a Secret for clear-text credentials)."""
     warnings: list[str] = field(default_factory=list)
+    concurrency: ConcurrencyConfig | None = None
+    """The limits the template's semaphores stand for (None: no limits)."""
 
     @property
     def documents(self) -> list[dict[str, Any]]:
@@ -102,6 +106,7 @@ def compile_workflow(
         manifest=manifest,
         objects=objects,
         warnings=list(dict.fromkeys(builder.credentials.warnings)),
+        concurrency=config.concurrency if config else None,
     )
 
 
@@ -121,6 +126,15 @@ def compile_resources(
                 raise CompileError("defined twice in the input", resource=resource.ref)
             seen.add(resource.name)
             compiled.append(compile_workflow(resource, sinks, config, defaults))
+    if config is not None and config.concurrency is not None:
+        # One ConfigMap per namespace sizes its templates' semaphores: it goes first, with the
+        # objects of the namespace's first Workflow, holding the keys of all of them.
+        by_namespace: dict[str | None, list[CompiledWorkflow]] = {}
+        for item in compiled:
+            by_namespace.setdefault(item.workflow.metadata.namespace, []).append(item)
+        for namespace, group in by_namespace.items():
+            names = [member.workflow.name for member in group]
+            group[0].objects.insert(0, configmap(config.concurrency, names, namespace))
     return compiled
 
 

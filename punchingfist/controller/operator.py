@@ -37,6 +37,7 @@ from punchingfist.api import (
 )
 from punchingfist.compiler import Defaults
 from punchingfist.controller import admission
+from punchingfist.controller.concurrency import LimitsConfigMaps
 from punchingfist.controller.reconciling import (
     Inputs,
     Outcome,
@@ -161,6 +162,11 @@ class Controller:
     _guard: threading.Lock = field(default_factory=threading.Lock)
     outcomes: Counter[str] = field(default_factory=Counter)
     """Reconciliations by result: applied, unchanged, failed (for tests and the benchmark)."""
+    limits: LimitsConfigMaps = field(init=False)
+    """The ConfigMaps sizing the templates' semaphores (OperatorConfig spec.concurrency)."""
+
+    def __post_init__(self) -> None:
+        self.limits = LimitsConfigMaps(self.kube)
 
     def lock(self, key: Key) -> threading.Lock:
         with self._guard:
@@ -175,6 +181,12 @@ class Controller:
                 sinks=indexes.sinks_of(namespace),
                 config=indexes.config(namespace, self.options.operator_config),
                 defaults=self.options.defaults,
+            )
+            # Before the template: Argo fails a run whose semaphore's ConfigMap key is missing.
+            self.limits.ensure(
+                namespace,
+                inputs.config,
+                lambda: [key[1], *(k[1] for k in indexes.in_namespace(namespace))],
             )
             outcome = reconcile_workflow(self.kube, inputs, force=force)
             result = (

@@ -29,6 +29,7 @@ _SPEC = {
     "activeDeadlineSeconds",
     "parallelism",
     "serviceAccountName",
+    "synchronization",
 }
 _TEMPLATE = {
     "name",
@@ -128,6 +129,17 @@ class Plan:
     labels: Mapping[str, str] = field(default_factory=dict)
     labels_from: Mapping[str, Node] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    semaphores: tuple[Semaphore, ...] = ()
+    """Workflow-level semaphores a run holds while it runs (`spec.synchronization`): the
+    engine runs one run, so whoever starts several (the local executor) honours them."""
+
+
+@dataclass(frozen=True)
+class Semaphore:
+    """A semaphore sized by a ConfigMap key (Argo's `configMapKeyRef`)."""
+
+    configmap: str
+    key: str
 
 
 def parse_duration(value: Any, *, where: str) -> float:
@@ -192,7 +204,28 @@ def read_manifest(manifest: Mapping[str, Any]) -> Plan:
         labels={str(k): str(v) for k, v in _mapping(metadata.get("labels", {}), "labels").items()},
         labels_from=labels_from,
         warnings=tuple(warnings),
+        semaphores=_semaphores(spec.get("synchronization")),
     )
+
+
+def _semaphores(raw: Any) -> tuple[Semaphore, ...]:
+    if raw is None:
+        return ()
+    where = "spec.synchronization"
+    _known(_mapping(raw, where), {"semaphores"}, where)
+    found = []
+    for index, item in enumerate(_list(raw.get("semaphores", []), f"{where}.semaphores")):
+        at = f"{where}.semaphores[{index}]"
+        _known(_mapping(item, at), {"configMapKeyRef"}, at)
+        ref = _mapping(item.get("configMapKeyRef"), f"{at}.configMapKeyRef")
+        _known(ref, {"name", "key"}, f"{at}.configMapKeyRef")
+        found.append(
+            Semaphore(
+                configmap=_string(ref.get("name"), f"{at}.configMapKeyRef.name"),
+                key=_string(ref.get("key"), f"{at}.configMapKeyRef.key"),
+            )
+        )
+    return tuple(found)
 
 
 def _template(raw: Mapping[str, Any], where: str, warnings: list[str]) -> Template:

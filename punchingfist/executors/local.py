@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from punchingfist.api.limits import CONFIGMAP
 from punchingfist.api.runspec import RunParameters
 from punchingfist.compiler import CompiledWorkflow
 from punchingfist.compiler.naming import RESULT_PARAM
@@ -35,8 +36,11 @@ from punchingfist.engine import (
     RunObserver,
     RunResult,
     SilentObserver,
+    read_manifest,
     run_workflow,
 )
+from punchingfist.engine.synchronization import Semaphores, Ticket, UnknownSemaphore
+from punchingfist.errors import PunchingFistError
 from punchingfist.executors.setup import choose_model, gather_secrets
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
 from punchingfist.runs.recording import NodeObservation, Recorder, RunObservation, observe
@@ -44,6 +48,9 @@ from punchingfist.runs.report import investigation, result_file
 from punchingfist.store import WorkflowRun
 
 log = logging.getLogger("punchingfist.local")
+
+_EXECUTOR_KEY = ":parallel-runs"
+"""The executor's own semaphore (`parallel_runs`); no ConfigMap key has a colon."""
 
 
 @dataclass
@@ -65,15 +72,24 @@ class LocalExecutor:
     observer: RunObserver | None = None
     """Also told about every run (e.g. live progress on a terminal), after the store."""
     parallel_runs: int = 4
-    """Runs executed at once; the others wait their turn (each step is a process)."""
+    """Runs executed at once; the others wait their turn (each step is a process). The
+    OperatorConfig's `spec.concurrency` limits (the templates' semaphores) apply as well."""
     name: str = "local"
     approver: PollingApprover = field(default_factory=PollingApprover)
-    _slots: threading.Semaphore = field(init=False)
+    _slots: Semaphores = field(init=False)
     _submitted: set[str] = field(default_factory=set, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
-        self._slots = threading.Semaphore(max(1, self.parallel_runs))
+        sizes = {_EXECUTOR_KEY: max(1, self.parallel_runs)}
+        for workflow, compiled in self.compiled.items():
+            if compiled.concurrency is not None:
+                sizes |= {
+                    f"{CONFIGMAP}/{key}": int(size)
+                    for key, size in compiled.concurrency.sizes([workflow]).items()
+                }
+        waiting = getattr(self.metrics, "runs_waiting", None)
+        self._slots = Semaphores(sizes, on_waiting=waiting.set if waiting is not None else None)
 
     def submit(self, run: RunSubmission) -> None:
         compiled = self.compiled.get(run.workflow)
@@ -83,9 +99,26 @@ class LocalExecutor:
             if run.name in self._submitted:
                 return  # submitted already: same name, same run
             self._submitted.add(run.name)
+        try:  # the run's turn is now, in the order runs are submitted
+            ticket = self._slots.enqueue(run.name, self._keys(compiled))
+        except UnknownSemaphore as error:
+            with self._lock:
+                self._submitted.discard(run.name)
+            raise SubmitError(str(error), temporary=False) from error
         threading.Thread(
-            target=self._execute, args=(run, compiled), daemon=True, name=f"run-{run.name}"
+            target=self._execute,
+            args=(run, compiled, ticket),
+            daemon=True,
+            name=f"run-{run.name}",
         ).start()
+
+    def _keys(self, compiled: CompiledWorkflow) -> list[str]:
+        """The semaphores a run of this template holds: the executor's and the template's."""
+        try:
+            semaphores = read_manifest(compiled.manifest).semaphores
+        except PunchingFistError:  # the run fails on the engine, saying why
+            semaphores = ()
+        return [_EXECUTOR_KEY, *(f"{s.configmap}/{s.key}" for s in semaphores)]
 
     def resume(
         self,
@@ -115,10 +148,13 @@ class LocalExecutor:
                     return
             time.sleep(0.05)
 
-    def _execute(self, run: RunSubmission, compiled: CompiledWorkflow) -> None:
+    def _execute(self, run: RunSubmission, compiled: CompiledWorkflow, ticket: Ticket) -> None:
         self._dispatched(run.name)
-        with self._slots:
+        self._slots.acquire(ticket)
+        try:
             self._execute_now(run, compiled)
+        finally:
+            self._slots.release(ticket)
 
     def _execute_now(self, run: RunSubmission, compiled: CompiledWorkflow) -> None:
         given = RunParameters.of(run.parameters)

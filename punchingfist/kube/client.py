@@ -119,13 +119,18 @@ class Kube:
 
     def apply(self, document: dict[str, Any], plural: str | None = None) -> dict[str, Any]:
         """Server-side apply one object (field manager `punchingfist`, conflicts forced): a
-        core Secret, or a custom object (`plural` defaults to the kind in lower case + s)."""
+        core Secret or ConfigMap, or a custom object (`plural` defaults to the kind in lower
+        case + s)."""
         kind, name = document["kind"], document["metadata"]["name"]
         namespace = document["metadata"]["namespace"]
         api_version = str(document.get("apiVersion", ""))
         with api_errors(f"apply {kind} {namespace}/{name}"):
-            if kind == "Secret" and api_version == "v1":
-                secret = self._core.patch_namespaced_secret(
+            core = {
+                "Secret": self._core.patch_namespaced_secret,
+                "ConfigMap": self._core.patch_namespaced_config_map,
+            }
+            if kind in core and api_version == "v1":
+                applied = core[kind](
                     name,
                     namespace,
                     document,
@@ -133,7 +138,7 @@ class Kube:
                     force=True,
                     _content_type=_APPLY,
                 )
-                return cast(dict[str, Any], self.api_client.sanitize_for_serialization(secret))
+                return cast(dict[str, Any], self.api_client.sanitize_for_serialization(applied))
             if "/" not in api_version:
                 raise KubeError(f"Punching Fist does not apply {api_version} {kind} objects")
             result = self._custom.patch_namespaced_custom_object(

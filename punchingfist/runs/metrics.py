@@ -121,6 +121,13 @@ class Metrics:
             registry=registry,
             multiprocess_mode="mostrecent",
         )
+        self.runs_waiting = Gauge(
+            "punchingfist_runs_waiting",
+            "Runs the local executor holds until a slot frees (its parallel runs and "
+            "OperatorConfig spec.concurrency); Argo keeps its own such runs Pending.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
 
     def exposition(self) -> bytes:
         """The text format of every metric: this process's, or all workers' added up."""

@@ -26,7 +26,7 @@ from punchingfist.kube import (
 )
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
 from tests.e2e.controlplane import free_port
-from tests.fakes.kubeapi import FakeKubeAPI, content_type
+from tests.fakes.kubeapi import APPLY, FakeKubeAPI, content_type
 
 WORKFLOWS = "/apis/argoproj.io/v1alpha1/namespaces/team/workflows"
 
@@ -248,13 +248,18 @@ def test_a_failing_api_server_is_a_temporary_kube_error(api: FakeKubeAPI, kube: 
     assert str(forbidden.value) == "cannot write the status of sources/am: scripted HTTP 403"
 
 
-def test_only_secrets_and_custom_objects_are_applied(api: FakeKubeAPI, kube: Kube) -> None:
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "c", "namespace": "t"},
-    }
-    with pytest.raises(KubeError, match="does not apply v1 ConfigMap") as raised:
-        kube.apply(config_map)
+def test_only_secrets_configmaps_and_custom_objects_are_applied(
+    api: FakeKubeAPI, kube: Kube
+) -> None:
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "c", "namespace": "t"}}
+    with pytest.raises(KubeError, match="does not apply v1 Service") as raised:
+        kube.apply(service)
     assert not raised.value.temporary
     assert api.requests == []
+    config_map = {**service, "kind": "ConfigMap", "data": {"global": "3"}}
+    with pytest.raises(KubeError):  # the fake serves no core ConfigMaps: the request is the point
+        kube.apply(config_map)
+    (request,) = api.requests
+    assert (request.method, request.path) == ("PATCH", "/api/v1/namespaces/t/configmaps/c")
+    assert content_type(request) == APPLY and request.query["fieldManager"] == "punchingfist"
+    assert request.json()["data"] == {"global": "3"}
