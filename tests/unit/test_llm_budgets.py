@@ -197,3 +197,21 @@ def test_sinks_and_the_report_mark_a_partial_answer() -> None:
         }
     )
     assert "⚠️  partial answer: the LLM budget ($0.2600 of $0.25 spent) was spent after 3" in text
+
+
+def test_a_cost_budget_without_a_price_is_said_to_be_unenforced(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with fake_openai([calls(KUBECTL), final()]) as server:
+        config = OperatorConfigSpec.model_validate({"llm": {"stepBudgetUsd": 0.000001}})
+        spec = agent_spec(
+            {"goal": "g", "tools": ["kubectl"]},
+            {"provider": "openai", "endpoint": server.url, "model": "brand-new-model"},
+            config=config,
+        )
+        result = run_agent_step(spec, EVENT | {"LLM_API_KEY": "k"}, toolbox=echo_toolbox())
+    assert result["success"] and result["partial"] is False and result["iterations"] == 2
+    assert result["usage"]["cost_usd"] is None
+    out = capsys.readouterr().out
+    assert out.count("the cost budget of $1e-06 is not enforced: no price for model") == 1
+    assert "'brand-new-model' (add it to OperatorConfig spec.llm.prices)" in out

@@ -188,9 +188,7 @@ def run_loop(
     ]
     thoughts: list[str] = []
     budget = Budget(client.usage, token_budget, cost_budget_usd)
-    warning = budget.unenforceable(client.model)
-    if warning:
-        print(f"⚠️  {warning}", flush=True)
+    warned = False
     for iteration in range(1, max_iterations + 1):
         spent = budget.exhausted() if iteration > 1 else None
         turns = f"{iteration - 1} turn" + ("s" if iteration > 2 else "")
@@ -211,6 +209,10 @@ def run_loop(
         except LLMError as error:
             return AgentOutcome(None, iteration, thoughts, str(error))
         budget.turn_done()
+        warning = None if warned else budget.unenforceable(client.model)
+        if warning:
+            print(f"⚠️  {warning}", flush=True)
+            warned = True
         thoughts.append(decision.thought)
         print(f"  💭 {decision.thought}", flush=True)
         messages.append({"role": "assistant", "content": decision.model_dump_json()})
