@@ -100,6 +100,9 @@ def _workflow(name: str, suffix: str, slack: str) -> dict[str, Any]:
 
 def _alert(alertname: str) -> dict[str, Any]:
     payload: dict[str, Any] = json.loads(ALERT.read_text())
+    # Its own Alertmanager group: the incident it opens is its own (other tests' alerts of the
+    # example's group would otherwise join it and keep it open).
+    payload["groupKey"] = f'{{}}:{{alertname="{alertname}", test="{uuid.uuid4().hex[:8]}"}}'
     for alert in payload["alerts"]:
         alert["labels"]["alertname"] = alertname
         alert["fingerprint"] = uuid.uuid4().hex[:16]

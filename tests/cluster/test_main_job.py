@@ -603,6 +603,7 @@ def test_a_hostile_alert_executes_nothing_and_crosses_no_gate(
     name = unique("hostile")
     path = f"/webhook/{name}"
     payload: dict[str, Any] = json.loads(HOSTILE.read_text())
+    payload["groupKey"] += f':{{test="{name}"}}'  # its own group, so its own incident
     alert = payload["alerts"][0]
     alert["fingerprint"] = uuid.uuid4().hex[:16]
     alert["startsAt"] = datetime.now(UTC).isoformat()

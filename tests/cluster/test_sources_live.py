@@ -59,6 +59,7 @@ def test_alertmanager_repeats_start_one_run_and_the_resolved_one_resolves(
     path = f"/webhook/{name}"
     cluster.apply(_source(name, {"type": "webhook", "config": {"path": path}}))
     firing: dict[str, Any] = json.loads((EXAMPLES / "alerts" / "pod-crashlooping.json").read_text())
+    firing["groupKey"] = f'{{}}:{{alertname="{name}"}}'  # its own group, so its own incident
     alert = firing["alerts"][0]
     alert["labels"] = {**alert["labels"], "alertname": name}
     alert["fingerprint"] = uuid.uuid4().hex[:16]
