@@ -3,6 +3,7 @@ servers that speak the real protocols (slack-sdk and httpx run for real)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -23,6 +24,8 @@ from tests.sink_support import RUN, agent_result, crashloop_event, run, sink_env
 TOKEN = "xoxb-test-token-never-printed"
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 FINGERPRINT = "37ccf244a17807e8"
+GROUP_KEY = crashloop_event()["groupKey"]
+"""The incident of the example alert: its Alertmanager group."""
 INVESTIGATION = {
     "investigation_summary": "my-app is OOM-killed since the rollout.",
     "root_cause": "The 512Mi limit is too low.",
@@ -81,7 +84,7 @@ def test_slack_thread_keeps_one_thread_per_incident(
     assert parent["thread_ts"] is None
     assert parent["metadata"] == {
         "event_type": "punchingfist_incident",
-        "event_payload": {"incident": FINGERPRINT, "run": RUN},
+        "event_payload": {"incident": GROUP_KEY, "run": RUN},
     }
     text = json.dumps(parent["blocks"])
     assert parent["blocks"][0]["type"] == "header" and "PodCrashLooping" in text
@@ -354,9 +357,9 @@ def test_pagerduty_trigger_carries_the_investigation(
     code, record = run("sink", env, tmp_path)
     assert code == 0, record
     assert record["http_status"] == 202 and record["attempts"] == 2
-    assert record["external_id"] == FINGERPRINT
+    assert record["external_id"] == GROUP_KEY
     (event,) = pagerduty.events
-    assert event["event_action"] == "trigger" and event["dedup_key"] == FINGERPRINT
+    assert event["event_action"] == "trigger" and event["dedup_key"] == GROUP_KEY
     payload = event["payload"]
     assert payload["severity"] == "critical" and payload["source"] == "my-app"
     assert payload["summary"].startswith("PodCrashLooping: my-app is OOM-killed")
@@ -367,6 +370,25 @@ def test_pagerduty_trigger_carries_the_investigation(
         "text": "Investigation run (Argo)",
     }
     assert ROUTING_KEY not in (tmp_path / "result.json").read_text()
+
+
+def test_pagerduty_pages_once_per_alertmanager_group(
+    pagerduty_env: Callable[..., dict[str, str]], pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    """Runs about two alerts of one group (a `perAlert` Source, or a re-fire) act on one page;
+    an event without a group keys on the alert's fingerprint; an overlong group key is hashed
+    to what PagerDuty accepts."""
+    first, sibling = crashloop_event(), crashloop_event()
+    sibling["alert"] = sibling["alert"] | {"fingerprint": "0f0f0f0f0f0f0f0f"}
+    sibling["alert"]["labels"] = sibling["alert"]["labels"] | {"pod": "my-app-2"}
+    lone = crashloop_event() | {"groupKey": ""}
+    huge = crashloop_event() | {"groupKey": "{}:{" + 'pod="x",' * 60 + "}"}
+    for index, event in enumerate((first, sibling, lone, huge)):
+        code, record = run("sink", pagerduty_env(event=event), tmp_path / str(index))
+        assert code == 0, record
+    keys = [event["dedup_key"] for event in pagerduty.events]
+    hashed = "pf-incident-" + hashlib.sha256(huge["groupKey"].encode()).hexdigest()[:20]
+    assert keys == [GROUP_KEY, GROUP_KEY, FINGERPRINT, hashed]
 
 
 def test_pagerduty_skipped_when_the_workflow_condition_does_not_hold(
@@ -388,7 +410,7 @@ def test_pagerduty_resolve_and_a_refused_key(pagerduty: FakePagerDuty, tmp_path:
     code, _ = run("sink", env, tmp_path / "ok")
     assert code == 0
     assert pagerduty.events == [
-        {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": FINGERPRINT}
+        {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": GROUP_KEY}
     ]
     env["PAGERDUTY_ROUTING_KEY"] = "wrong-key-0123456789"
     code, record = run("sink", env, tmp_path / "bad")
@@ -435,7 +457,8 @@ def test_jira_creates_once_then_comments(
         assert code == 0, first
         assert first["external_id"] == "OPS-1" and first["link"] == f"{jira.url}/browse/OPS-1"
         (issue,) = jira.issues
-        assert issue["labels"] == ["punchingfist", f"pf-fp-{FINGERPRINT}", "sre"]
+        label = "pf-incident-" + hashlib.sha256(GROUP_KEY.encode()).hexdigest()[:20]
+        assert issue["labels"] == ["punchingfist", label, "sre"]
         fields = issue["fields"]
         assert fields["issuetype"] == {"name": "Incident"}
         assert fields["summary"].startswith("[critical] PodCrashLooping: my-app is OOM-killed")

@@ -9,6 +9,7 @@ every sink marks what it sends with `REPLAY_MARK` (or `replayed: true` in struct
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +51,15 @@ class Findings:
 
     @property
     def incident_key(self) -> str:
-        """What identifies the incident: the alert fingerprint, else the group, else the run."""
-        return self.fingerprint or self.group_key or self.run
+        """What identifies the incident, so that it pages once, has one Jira issue and one
+        Slack thread: the Alertmanager group (`groupKey`, the unit intake investigates once
+        under the default `perGroup` scope), else the alert fingerprint, else the run."""
+        return self.group_key or self.fingerprint or self.run
+
+    @property
+    def incident_hash(self) -> str:
+        """`incident_key` as 20 hex digits (stable; group keys hold `{}:="` and can be long)."""
+        return hashlib.sha256(self.incident_key.encode()).hexdigest()[:20]
 
     def marked(self, text: str) -> str:
         """`text`, preceded by the replay mark when the answer was replayed, and by the partial

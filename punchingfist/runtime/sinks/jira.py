@@ -1,7 +1,8 @@
-"""Jira: one issue per alert; later runs about the same alert comment on it (REST API v2).
+"""Jira: one issue per incident; later runs about the same incident comment on it (REST API v2).
 
-New issues carry the labels `punchingfist` and `pf-fp-<fingerprint>`. Before creating one the
-sink searches for an open issue (status category not Done) of the project with that label:
+New issues carry the labels `punchingfist` and `pf-incident-<hash>`, the hash of the incident
+(`Findings.incident_key`: the Alertmanager group, else the alert fingerprint). Before creating
+one the sink searches for an open issue (status category not Done) of the project with that label:
 `GET /rest/api/2/search/jql` (Jira Cloud), `GET /rest/api/2/search` where that does not exist
 (Jira Server / Data Center). Credentials: `user:api-token` (basic auth, Jira Cloud) or a
 personal access token without a colon (bearer, Data Center). A replayed answer's summary,
@@ -10,7 +11,6 @@ description and comments start with the replay mark.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import httpx
@@ -23,11 +23,11 @@ CREDENTIALS_FIX = (
     "set `credentialsSecret` (`user:api-token`) on the Sink or "
     "`spec.secrets.jiraToken` in the OperatorConfig"
 )
-_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def fingerprint_label(findings: Findings) -> str:
-    return "pf-fp-" + _LABEL_UNSAFE.sub("-", findings.incident_key)[:200]
+def incident_label(findings: Findings) -> str:
+    """The label of the incident's issue (a hash: group keys hold characters labels cannot)."""
+    return "pf-incident-" + findings.incident_hash
 
 
 def deliver(run: SinkRun) -> Sent:
@@ -40,7 +40,7 @@ def deliver(run: SinkRun) -> Sent:
     base = str(run.config["endpoint"]).rstrip("/") + "/rest/api/2"
     project = str(run.config["project"])
     findings = run.findings
-    label = fingerprint_label(findings)
+    label = incident_label(findings)
     description = run.template() or _description(findings)
     if findings.replayed:
         description = f"*{REPLAY_MARK}*\n\n{description}"

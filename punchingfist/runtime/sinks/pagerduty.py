@@ -1,9 +1,11 @@
 """PagerDuty: trigger, acknowledge or resolve an alert with the Events API v2.
 
-`POST {endpoint}/v2/enqueue`; the `dedup_key` is the alert fingerprint, so every run about the
-same alert acts on the same PagerDuty alert. A trigger carries the investigation in
-`payload.custom_details` and links to the run and the alert; a replayed answer's summary starts
-with the replay mark and `custom_details.replayed` is true.
+`POST {endpoint}/v2/enqueue`; the `dedup_key` is the incident (`Findings.incident_key`: the
+Alertmanager group, else the alert fingerprint), so every run about the same incident acts on the
+same PagerDuty alert: it pages once. When intake resolves the incident, the server resolves that
+alert (`punchingfist.server.pages`, with `resolve_event` and `enqueue`). A trigger carries the
+investigation in `payload.custom_details` and links to the run and the alert; a replayed answer's
+summary starts with the replay mark and `custom_details.replayed` is true.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from punchingfist import __version__
+from punchingfist.runtime.sinks.delivery import Http
+from punchingfist.runtime.sinks.findings import Findings
 from punchingfist.runtime.sinks.running import Sent, SinkRun
 
 SEVERITIES = ("critical", "error", "warning", "info")
 KEY_FIX = "set `routingKeySecret` on the Sink or `spec.secrets.pagerdutyRoutingKey`"
+DEFAULT_ENDPOINT = "https://events.pagerduty.com"
+MAX_DEDUP_KEY = 255
+"""PagerDuty's limit on `dedup_key`; a longer group key is sent as its hash."""
 
 
 def severity(value: str) -> str:
@@ -31,13 +38,19 @@ def severity(value: str) -> str:
     }.get(value, "error")
 
 
+def dedup_key(findings: Findings) -> str:
+    """The incident's key, or its hash when it is longer than PagerDuty allows."""
+    key = findings.incident_key
+    return key if len(key) <= MAX_DEDUP_KEY else f"pf-incident-{findings.incident_hash}"
+
+
 def event(run: SinkRun, routing_key: str) -> dict[str, Any]:
     findings = run.findings
     action = str(run.config.get("action") or "trigger")
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": action,
-        "dedup_key": findings.incident_key,
+        "dedup_key": dedup_key(findings),
     }
     if action != "trigger":
         return body
@@ -72,11 +85,15 @@ def event(run: SinkRun, routing_key: str) -> dict[str, Any]:
     return body
 
 
-def deliver(run: SinkRun) -> Sent:
-    key = run.secret(KEY_FIX)
-    endpoint = str(run.config.get("endpoint") or "https://events.pagerduty.com").rstrip("/")
-    body = event(run, key)
-    reply = run.http("PagerDuty").request("POST", f"{endpoint}/v2/enqueue", json=body)
+def resolve_event(routing_key: str, dedup_key: str) -> dict[str, Any]:
+    """The event that resolves the PagerDuty alert of `dedup_key`."""
+    return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key}
+
+
+def enqueue(http: Http, endpoint: str | None, body: dict[str, Any]) -> Sent:
+    """Send one event to `{endpoint}/v2/enqueue`; what PagerDuty answered."""
+    base = str(endpoint or DEFAULT_ENDPOINT).rstrip("/")
+    reply = http.request("POST", f"{base}/v2/enqueue", json=body)
     answer = reply.json() if isinstance(reply.json(), dict) else {}
     dedup = str(answer.get("dedup_key") or body["dedup_key"])
     return Sent(
@@ -84,3 +101,9 @@ def deliver(run: SinkRun) -> Sent:
         detail=f"{body['event_action']}: {answer.get('message', '')}",
         extra={"event_action": body["event_action"]},
     )
+
+
+def deliver(run: SinkRun) -> Sent:
+    key = run.secret(KEY_FIX)
+    body = event(run, key)
+    return enqueue(run.http("PagerDuty"), run.config.get("endpoint"), body)

@@ -2,7 +2,8 @@
 
 `messageType: thread` keeps one thread per incident without any state of our own: the first
 message of an incident carries Slack message metadata (`event_type: punchingfist_incident`,
-`event_payload.incident`: the alert fingerprint), and later runs find that message with
+`event_payload.incident`: `Findings.incident_key`, the Alertmanager group, else the alert
+fingerprint), and later runs find that message with
 `conversations.history` (last 30 days) and answer in its thread. Scopes: `chat:write`,
 `channels:history` (and `groups:history` for private channels), `channels:read` when the
 channel is given by name.
