@@ -28,6 +28,7 @@ from punchingfist.server import auth
 from punchingfist.server.access import Permission, Resource, Verb
 from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.chat import router as chat_router
+from punchingfist.server.pages import resolve_later
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, too_large
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.runs import trigger_routes
@@ -165,6 +166,9 @@ def create_app(state: ServerState) -> FastAPI:
         state.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
         if result.runs:
             state.wake.set()
+        resolve_later(
+            state.sessions, result.resolved_incidents, state.sinks, state.secrets.get, state.metrics
+        )
         return JSONResponse(result.as_dict())
 
     app.include_router(runs_router(state))

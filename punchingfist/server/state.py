@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from punchingfist.api import Resource, Source, Workflow
+from punchingfist.api import Resource, Sink, Source, Workflow
 from punchingfist.api.sources import WebhookSource
 from punchingfist.runs.batching import IntakeWriter
 from punchingfist.runs.dispatching import Executor
@@ -59,6 +59,8 @@ class ServerState:
     engine: Engine
     sources: list[Source] = field(default_factory=list)
     workflows: dict[str, Workflow] = field(default_factory=dict)
+    sinks: dict[str, Sink] = field(default_factory=dict)
+    """The Sinks by name: the server resolves PagerDuty pages with them (`server.pages`)."""
     secrets: SecretStore = field(default_factory=SecretStore)
     namespace: str = "default"
     max_body_bytes: int = MAX_BODY_BYTES
@@ -102,6 +104,7 @@ class ServerState:
             engine=make_engine(database_url),
             sources=[r for r in items if isinstance(r, Source)],
             workflows={r.name: r for r in items if isinstance(r, Workflow)},
+            sinks={r.name: r for r in items if isinstance(r, Sink)},
             **kwargs,
         )
 
