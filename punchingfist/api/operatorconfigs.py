@@ -92,6 +92,11 @@ class LLMConfig(SpecModel):
     step_budget_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     """Most USD one agent step may spend on its model (a step's `rigConfig.safety.costBudgetUsd`
     overrides it). When spent, the agent stops and answers with what it has, marked partial."""
+    run_budget_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Most USD one run may spend on models, shared by its agent steps in order (a Workflow's
+    `spec.safety.costBudgetUsd` overrides it): each agent step may spend what the agent steps
+    before it left, and at most its step budget. A step that starts with nothing left answers
+    at once, without calling its model, marked partial."""
     daily_budget_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     """Most USD all runs may spend on models per day (UTC). Once today's recorded spend reaches
     it, queued runs are refused until 00:00 UTC."""

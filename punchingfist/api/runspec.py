@@ -11,7 +11,8 @@ base64 contains no ``{{``). Everything else a task needs arrives as environment 
     PF_RUN_NAME           {{workflow.name}}                 the Argo Workflow (run) name
     PF_RUN_UID            {{workflow.uid}}
     PF_NAMESPACE          {{workflow.namespace}}
-    PF_RESULT_<STEP>      earlier step results (JSON), one variable per step the task reads;
+    PF_RESULT_<STEP>      earlier step results (JSON), one variable per step the task reads
+                          (and, in an agent step under a run budget, per earlier agent step);
                           <STEP> is the step name upper-cased with '-' as '_'
     PF_APPROVED, PF_APPROVER, PF_APPROVAL_COMMENT
                           the gate's answer, in a step behind an approval gate
@@ -103,6 +104,13 @@ class AgentTask(_Contract):
     token_budget: int | None = None
     cost_budget_usd: float | None = None
     """Most USD the step may spend on its model; then it answers with what it has (partial)."""
+    run_budget_usd: float | None = None
+    """Most USD the whole run may spend on models: the step may spend what the agent steps of
+    `run_budget_steps` left of it; with nothing left it answers at once, partial."""
+    run_budget_steps: list[str] | None = None
+    """The run's earlier agent steps, whose results (`usage.cost_usd`) count against
+    `run_budget_usd`. Their results arrive as PF_RESULT_<STEP> but are not in the context (the
+    model and templates see only `TaskSpec.inputs`)."""
     require_approval: list[str] = Field(default_factory=list)
     allowed_namespaces: list[str] | None = None
 

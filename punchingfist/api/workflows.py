@@ -299,6 +299,16 @@ class Safety(SpecModel):
         return value
 
 
+class WorkflowSafety(SpecModel):
+    """Guard rails of a whole run of the Workflow."""
+
+    cost_budget_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Most USD one run of this Workflow may spend on models, shared by its agent steps in
+    order (default: OperatorConfig `spec.llm.runBudgetUsd`): each agent step may spend what the
+    agent steps before it left (and at most its own budget). A step that starts with nothing
+    left answers at once, without calling its model, marked partial."""
+
+
 class StepPolicy(SpecModel):
     """Retry and safety settings of a step (the design document calls this `rigConfig`)."""
 
@@ -470,6 +480,8 @@ class WorkflowSpec(SpecModel):
         default_factory=list, max_length=20
     )
     """Sinks that receive the result: names or objects with a condition."""
+    safety: WorkflowSafety | None = None
+    """Guard rails of a whole run: its LLM cost budget."""
 
     @field_validator("sinks", mode="before")
     @classmethod
@@ -520,5 +532,6 @@ __all__ = [
     "StepPolicy",
     "Tool",
     "ToolParameter",
+    "WorkflowSafety",
     "WorkflowSpec",
 ]

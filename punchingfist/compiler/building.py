@@ -209,6 +209,8 @@ class Builder:
             depends = naming.approval_task(step.name)
             when.append(_is_true(f"tasks.{depends}.outputs.parameters.approved"))
         kind = "agent" if isinstance(action, (AgentStep, AgentAction)) else "cli"
+        spent_by = self._run_budget_steps(step_index) if kind == "agent" else None
+        wired = reads + [name for name in spent_by or [] if name not in reads]
         spec = self._task_spec(
             kind,
             step.name,
@@ -218,7 +220,7 @@ class Builder:
             cli=CliTask(command=action.command)
             if isinstance(action, (CliStep, CliAction))
             else None,
-            agent=self._agent(action, step.policy)
+            agent=self._agent(action, step.policy, spent_by)
             if isinstance(action, (AgentStep, AgentAction))
             else None,
         )
@@ -226,7 +228,7 @@ class Builder:
         self._container(
             step.name,
             spec,
-            reads=reads,
+            reads=wired,
             step=step.name,
             extra_inputs=gate_inputs,
             secrets=self.credentials.agent() if kind == "agent" else [],
@@ -242,7 +244,7 @@ class Builder:
             name: f"{{{{tasks.{naming.approval_task(step.name)}.outputs.parameters.{name}}}}}"
             for name in gate_inputs
         }
-        tasks.append(self._task(step.name, depends, reads, when=when, extra=gate_args))
+        tasks.append(self._task(step.name, depends, wired, when=when, extra=gate_args))
         return tasks
 
     def _gate(
@@ -311,7 +313,9 @@ class Builder:
             Task(name=gate, template=gate, depends=done, when=" && ".join(when) or None),
         ]
 
-    def _agent(self, agent: AgentStep | AgentAction, policy: StepPolicy | None) -> AgentTask:
+    def _agent(
+        self, agent: AgentStep | AgentAction, policy: StepPolicy | None, spent_by: list[str] | None
+    ) -> AgentTask:
         safety = policy.safety if policy else None
         return AgentTask(
             goal=agent.goal,
@@ -321,6 +325,8 @@ class Builder:
             llm=self._llm(),
             token_budget=safety.token_budget if safety else None,
             cost_budget_usd=self._cost_budget(safety.cost_budget_usd if safety else None),
+            run_budget_usd=self._run_budget(),
+            run_budget_steps=spent_by,
             require_approval=list(safety.require_approval) if safety else [],
             allowed_namespaces=list(safety.allowed_namespaces)
             if safety and safety.allowed_namespaces
@@ -357,6 +363,25 @@ class Builder:
         """The step's own LLM budget (USD), else the OperatorConfig's `spec.llm.stepBudgetUsd`."""
         llm_config = self.config.llm if self.config else None
         return own if own is not None else (llm_config.step_budget_usd if llm_config else None)
+
+    def _run_budget(self) -> float | None:
+        """The run's LLM budget (USD): the Workflow's `spec.safety.costBudgetUsd`, else the
+        OperatorConfig's `spec.llm.runBudgetUsd`."""
+        own = self.spec.safety.cost_budget_usd if self.spec.safety else None
+        llm_config = self.config.llm if self.config else None
+        return own if own is not None else (llm_config.run_budget_usd if llm_config else None)
+
+    def _run_budget_steps(self, index: int) -> list[str] | None:
+        """With a run budget, the agent steps before step `index`: what they spent counts
+        against it (their results are wired into the step, not shown to its model)."""
+        if self._run_budget() is None:
+            return None
+        return [
+            step.name
+            for step in self.spec.steps[:index]
+            if isinstance(step, AgentStep)
+            or (isinstance(step, ConditionalStep) and isinstance(step.action, AgentAction))
+        ]
 
     # -- exit handler -------------------------------------------------------------------
 

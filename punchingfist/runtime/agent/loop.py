@@ -1,9 +1,11 @@
 """The agent's tool loop (D8): think, call tools, read results, answer with a FinalAnswer.
 
 Rules: at most `max_iterations` model turns and the last one may only answer; a deadline; a
-token budget and a cost budget (USD): when the next turn would overrun one (judged by what the
-last turn took) or it is spent, that turn may only answer, and its answer is partial (it says
-after how many turns); an identical repeated call is refused; tool output is capped with a
+token budget and a cost budget (USD), and the run's cost budget less what its earlier agent
+steps spent: when the next turn would overrun one (judged by what the last turn took) or it is
+spent, that turn may only answer, and its answer is partial (it says after how many turns); a
+step that starts with the run's budget spent answers at once, partial, without a model call; an
+identical repeated call is refused; tool output is capped with a
 visible marker; independent calls of one turn run concurrently. Everything the model sees as
 context is data, and says so.
 """
@@ -20,6 +22,7 @@ from typing import Any
 from punchingfist.api.runspec import ToolSpec
 from punchingfist.runtime.agent.decisions import MAX_PARALLEL_CALLS, FinalAnswer, decision_model
 from punchingfist.runtime.agent.llm import LLMError, Model, Usage
+from punchingfist.runtime.agent.runbudget import RunBudget
 from punchingfist.runtime.agent.toolbox import Toolbox
 from punchingfist.runtime.tools.base import cap
 
@@ -88,11 +91,13 @@ class AgentOutcome:
 
 @dataclass
 class Budget:
-    """The step's token and cost (USD) budgets against what its model has used."""
+    """The step's token and cost (USD) budgets, and the run's, against what its model has
+    used."""
 
     usage: Usage
     tokens: int | None = None
     cost_usd: float | None = None
+    run: RunBudget | None = None
     _last: tuple[int, float] = field(default=(0, 0.0), init=False)
     _before: tuple[int, float] = field(default=(0, 0.0), init=False)
 
@@ -111,15 +116,23 @@ class Budget:
         cost = self.usage.cost_usd
         if self.cost_usd is not None and cost is not None and cost + last[1] > self.cost_usd:
             return f"the LLM budget (${cost:.4f} of ${self.cost_usd:g} spent)"
+        if self.run is not None and cost is not None:
+            return self.run.over(cost, last[1])
         return None
 
     def unenforceable(self, model: str) -> str | None:
-        """Why the cost budget cannot stop this step (the model's price is unknown)."""
-        if self.cost_usd is None or self.usage.cost_usd is not None:
+        """Why the cost budgets cannot stop this step (the model's price is unknown)."""
+        if self.usage.cost_usd is not None:
+            return None
+        if self.cost_usd is not None:
+            which = f"the cost budget of ${self.cost_usd:g}"
+        elif self.run is not None:
+            which = f"the run's cost budget of ${self.run.usd:g}"
+        else:
             return None
         return (
-            f"the cost budget of ${self.cost_usd:g} is not enforced: no price for model "
-            f"{model!r} (add it to OperatorConfig spec.llm.prices)"
+            f"{which} is not enforced: no price for model {model!r} (add it to OperatorConfig "
+            "spec.llm.prices)"
         )
 
 
@@ -180,14 +193,19 @@ def run_loop(
     deadline: float | None = None,
     token_budget: int | None = None,
     cost_budget_usd: float | None = None,
+    run_budget: RunBudget | None = None,
     namespaces: Sequence[str] | None = None,
 ) -> AgentOutcome:
+    spent_before = run_budget.spent_before() if run_budget else None
+    if run_budget is not None and spent_before is not None:
+        print(f"⚠️  {spent_before}", flush=True)
+        return AgentOutcome(run_budget.answer(), 0, partial=spent_before)
     messages = [
         {"role": "system", "content": system_prompt(tools, approved, namespaces)},
         {"role": "user", "content": first_message(goal, context)},
     ]
     thoughts: list[str] = []
-    budget = Budget(client.usage, token_budget, cost_budget_usd)
+    budget = Budget(client.usage, token_budget, cost_budget_usd, run_budget)
     warned = False
     for iteration in range(1, max_iterations + 1):
         spent = budget.exhausted() if iteration > 1 else None

@@ -12,6 +12,7 @@ from punchingfist.errors import TemplateError
 from punchingfist.runtime.agent.llm import LLMError, Model, ModelClient, with_overrides
 from punchingfist.runtime.agent.loop import run_loop
 from punchingfist.runtime.agent.replay import LABEL, ReplayClient, replay_path
+from punchingfist.runtime.agent.runbudget import RunBudget
 from punchingfist.runtime.agent.toolbox import Toolbox, build_toolbox
 from punchingfist.runtime.context import build_context
 from punchingfist.templating import compile_template
@@ -117,6 +118,7 @@ def run_agent_step(
         deadline=started + timeout,
         token_budget=agent.token_budget,
         cost_budget_usd=agent.cost_budget_usd,
+        run_budget=RunBudget.read(agent, environ),
         namespaces=agent.allowed_namespaces,
     )
     answer = outcome.final.model_dump(exclude={"kind"}) if outcome.final else None
