@@ -151,6 +151,19 @@ def test_the_run_budget_reaches_each_agent_step_with_the_earlier_agent_steps_wir
     assert task["arguments"]["parameters"] == [
         {"name": "result-first", "value": "{{tasks.first.outputs.parameters.result}}"}
     ]
+    # A conditional step's agent counts as an agent step (its cli a cli step does not).
+    fix = {"name": "fix", "type": "conditional", "condition": "{{ true }}"}
+    later = make_workflow(
+        [
+            {"name": "look", "type": "agent", "goal": "g", "tools": []},
+            fix | {"agent": {"goal": "fix it", "tools": []}},
+            fix | {"name": "cli-fix", "cli": {"command": "true"}},
+            {"name": "last", "type": "agent", "goal": "g", "tools": []},
+        ],
+        safety={"costBudgetUsd": 1},
+    )
+    last = spec_of(compile_workflow(later).manifest, "last").agent
+    assert last is not None and last.run_budget_steps == ["look", "fix"]
     # The Workflow's own run budget wins over the OperatorConfig's.
     own = two_steps({"llm": {"runBudgetUsd": 0.5}}, safety={"costBudgetUsd": 0.2})
     assert spec_of(own, "second").agent.run_budget_usd == 0.2  # type: ignore[union-attr]
