@@ -97,6 +97,7 @@ bench: install
 	$(PY) benchmarks/compile.py
 	$(PY) benchmarks/agent_loop.py
 	$(PY) benchmarks/intake.py
+	$(PY) benchmarks/storm.py
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/reconcile.py
 
