@@ -26,6 +26,7 @@ from punchingfist.runs.dispatching import dispatch_pending
 from punchingfist.runs.intake import IntakeRefused
 from punchingfist.server import auth
 from punchingfist.server.access import Permission, Resource, Verb
+from punchingfist.server.also_firing import reply_later
 from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.chat import router as chat_router
 from punchingfist.server.pages import resolve_later
@@ -160,6 +161,8 @@ def create_app(state: ServerState) -> FastAPI:
         for seconds in result.resolution_seconds:
             state.metrics.resolution_seconds.observe(seconds)
         state.metrics.batch_notifications.observe(result.batch_size)
+        if result.joined:  # told in the runs' Slack threads, off the request path
+            reply_later(state.sessions, result.joined, state.sinks, state.secrets.get)
         for name in result.runs:
             workflow = name.rsplit("-", 1)[0]
             state.metrics.runs_queued.labels(workflow).inc()

@@ -8,6 +8,10 @@ fingerprint), and later runs find that message with
 `channels:history` (and `groups:history` for private channels), `channels:read` when the
 channel is given by name.
 
+The message lists the other alerts of the run's group or incident (`Also firing (N): …`, from
+the run's `event.alerts`: those of the notification that started it and those that joined it
+before it started; `also_firing_list` names the first `ALSO_FIRING_NAMED`).
+
 Everything from an alert or a model is escaped (`mrkdwn.escape`): it shows as text and
 cannot mention anyone or disguise a link; links are built only from URLs `mrkdwn.safe_url`
 accepts. A template's own markup stays: its values are escaped before it is rendered.
@@ -27,6 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
 
+from punchingfist.runtime.agent.runner import also_firing
 from punchingfist.runtime.redaction import redact
 from punchingfist.runtime.sinks.delivery import (
     MAX_ATTEMPTS,
@@ -47,6 +52,12 @@ HISTORY_PAGES = 5
 _SECTION_LIMIT = 2900
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _SEVERITY_ICON = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
+ALSO_FIRING_NAMED = 10
+"""How many other alerts a message names; the rest are counted ("and 12 more")."""
+ALERT_SUBJECT_LABELS = ("pod", "instance", "service", "deployment", "job")
+"""The first of these labels an alert has says which one it is, beside its name."""
+_ALERT_NAME_LIMIT = 120
+TIMES = "\N{MULTIPLICATION SIGN}"
 TOKEN_FIX = "set `botTokenSecret` on the Sink or `spec.secrets.slackToken` in the OperatorConfig"
 
 
@@ -205,7 +216,9 @@ def deliver(run: SinkRun) -> Sent:
 
 def _post(run: SinkRun, slack: Slack, channel: str, body: str | None, mentions: str) -> Sent:
     findings = run.findings
-    blocks = result_blocks(findings, body, mentions)
+    data = (run.context.get("source") or {}).get("data") or {}
+    others = also_firing(data) if isinstance(data, Mapping) else []
+    blocks = result_blocks(findings, body, mentions, others)
     arguments: dict[str, Any] = {
         "channel": channel,
         "blocks": blocks,
@@ -255,8 +268,14 @@ def mention_text(users: Sequence[str]) -> str:
     return " ".join(out)
 
 
-def result_blocks(findings: Findings, body: str | None, mentions: str) -> list[dict[str, Any]]:
-    """The Block Kit blocks of an investigation result."""
+def result_blocks(
+    findings: Findings,
+    body: str | None,
+    mentions: str,
+    others: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """The Block Kit blocks of an investigation result; `others`: the other alerts of its group
+    or incident (`runner.also_firing`), listed when some of them fire."""
     icon = _SEVERITY_ICON.get(findings.severity.lower(), "🚨")
     title = f"{icon} {escape(findings.alertname or findings.workflow)}: investigation "
     title += "complete" if findings.status in ("", "Succeeded") else escape(findings.status.lower())
@@ -284,12 +303,41 @@ def result_blocks(findings: Findings, body: str | None, mentions: str) -> list[d
         if findings.recommendations:
             items = "\n".join(f"• {escape(item)}" for item in findings.recommendations)
             blocks.append(_section(f"*Recommendations*\n{items}"))
+    firing = [alert for alert in others if alert.get("status") != "resolved"]
+    if firing:
+        blocks.append(_section(f"*Also firing ({len(firing)})*: {also_firing_list(firing)}"))
     if mentions:
         blocks.append(_section(f"cc {mentions}"))
     links = link_line(findings)
     if links:
         blocks.append({"type": "context", "elements": [_mrkdwn(links)]})
     return blocks
+
+
+def also_firing_list(alerts: Sequence[Mapping[str, Any]], named: int = ALSO_FIRING_NAMED) -> str:
+    """`PodCrashLooping (web-1), HighMemory, and 12 more`: the alerts by name (with the pod or
+    instance it is about when the alert has its labels), a repeated name once with its count
+    (`TIMES` and the count), the first `named` names shown, escaped as Slack text."""
+    counted: dict[str, int] = {}
+    for alert in alerts:
+        name = alert_subject(alert)
+        counted[name] = counted.get(name, 0) + 1
+    shown = list(counted.items())[:named]
+    parts = [escape(name) + (f" {TIMES}{count}" if count > 1 else "") for name, count in shown]
+    rest = len(alerts) - sum(count for _, count in shown)
+    if rest:
+        parts.append(f"and {rest} more")
+    return ", ".join(parts)
+
+
+def alert_subject(alert: Mapping[str, Any]) -> str:
+    """An alert's name, and the first of `ALERT_SUBJECT_LABELS` it has (not yet escaped)."""
+    labels = alert.get("labels")
+    labels = labels if isinstance(labels, Mapping) else {}
+    name = str(alert.get("alertname") or labels.get("alertname") or "alert")
+    subject = next((str(labels[key]) for key in ALERT_SUBJECT_LABELS if labels.get(key)), "")
+    text = f"{name} ({subject})" if subject else name
+    return text if len(text) <= _ALERT_NAME_LIMIT else text[: _ALERT_NAME_LIMIT - 1] + "…"
 
 
 def replay_block() -> dict[str, Any]:
