@@ -29,20 +29,21 @@ MAX_COOLDOWN_SECONDS = 7 * 86400
 class Investigation(SpecModel):
     """How many investigations an alert stream starts (docs/operations.md, "Alert storms")."""
 
-    scope: Literal["perGroup", "perIncident", "perAlert"] = "perAlert"
-    """`perAlert`: every new firing alert starts its own run. `perGroup`: one run per
-    Alertmanager group (`groupKey`) and its open incident; later alerts of the group join it.
+    scope: Literal["perGroup", "perIncident", "perAlert"] = "perGroup"
+    """`perGroup` (the default): one run per Alertmanager group (`groupKey`) and its open
+    incident; later alerts of the group join it. `perAlert`: every new firing alert starts its
+    own run.
     `perIncident`: one run per correlated incident (alerts of other groups with the same
     alertname and namespace join it). An alert that joins a run is stored with status
     `suppressed` and `covered_by_run` naming the run."""
-    window: Duration = "0s"
+    window: Duration = "2s"
     """How long a new run waits before it starts, so that the rest of its group or incident
-    (sent by Alertmanager in later notifications) joins it rather than starting runs of
-    their own; at most 5m."""
-    cooldown: Duration = "0s"
+    (a second Alertmanager replica's copy, a retry, the next notification) joins it rather
+    than starting runs of their own; `0s` starts at once; at most 5m."""
+    cooldown: Duration = "30m"
     """After a run, how long the same fingerprint (`perAlert`), group (`perGroup`) or
     incident title (`perIncident`) starts no other run: a re-fire within it is stored as
-    `suppressed`, covered by that run; at most 7d."""
+    `suppressed`, covered by that run; `0s` for none; at most 7d."""
 
     @field_validator("window")
     @classmethod

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from punchingfist.errors import PunchingFistError
 from punchingfist.runs.metrics import Metrics
 from punchingfist.runs.recording import Recorder
-from punchingfist.store import OutboxEntry, WorkflowRun
+from punchingfist.runs.rules import aware
+from punchingfist.store import Alert, OutboxEntry, WorkflowRun
 
 
 class SubmitError(PunchingFistError):
@@ -89,6 +90,41 @@ def budget_refusal(budget_usd: float, spent_usd: float) -> str:
     )
 
 
+def with_joined(session: Session, record: WorkflowRun) -> dict[str, Any]:
+    """The run's arguments, its event's `alerts` extended by the alerts that joined the run
+    while it waited (`alerts.covered_by_run`: later alerts of its group or incident), so the
+    run sees the group as it stands when it starts."""
+    arguments = record.arguments
+    event = arguments.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("alerts"), list):
+        return arguments
+    joined = session.scalars(
+        select(Alert).where(Alert.covered_by_run == record.name).order_by(Alert.received_at)
+    ).all()
+    if not joined:
+        return arguments
+    alerts = list(event["alerts"])
+    seen = {(a.get("fingerprint"), a.get("startsAt")) for a in alerts if isinstance(a, dict)}
+    for alert in joined:
+        identity = joined_identity(alert)
+        if (identity["fingerprint"], identity["startsAt"]) not in seen:
+            seen.add((identity["fingerprint"], identity["startsAt"]))
+            alerts.append(identity)
+    return {**arguments, "event": {**event, "alerts": alerts}}
+
+
+def joined_identity(alert: Alert) -> dict[str, Any]:
+    """A stored alert as `event.alerts` lists it (`api.alerts.GROUP_KEYS`)."""
+    labels = alert.labels or {}
+    return {
+        "fingerprint": alert.fingerprint,
+        "alertname": labels.get("alertname", alert.alert_name),
+        "severity": labels.get("severity", ""),
+        "status": "resolved" if alert.status == "resolved" else "firing",
+        "startsAt": aware(alert.starts_at).isoformat() if alert.starts_at else None,
+    }
+
+
 def dispatch_pending(
     sessions: sessionmaker[Session],
     executor: Executor,
@@ -131,7 +167,7 @@ def dispatch_pending(
                 name=entry.run_name,
                 namespace=payload["namespace"],
                 workflow=payload["workflow"],
-                parameters=record.arguments if record is not None else {},
+                parameters=with_joined(session, record) if record is not None else {},
             )
             try:
                 executor.submit(run)

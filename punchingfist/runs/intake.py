@@ -98,6 +98,15 @@ class IntakeResult:
     note: str = ""
     """Why alerts were suppressed, when some were."""
     runs: list[str] = field(default_factory=list)
+    suppressed_reasons: dict[str, int] = field(default_factory=dict)
+    """New firing alerts without a run of their own, by why (`rules.SUPPRESSED_REASONS`)."""
+    joined: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(run, alert) of each new firing alert that joined another run: the run covering it and
+    the alert as templates see it (`alert_view`)."""
+    starts_in: float = 0.0
+    """Seconds until the last of its new runs is due (their Sources' `investigation.window`)."""
+    resolved_incidents: list[str] = field(default_factory=list)
+    """The incidents this notification resolved (its last open alert resolved)."""
     by_source: dict[tuple[str, str], int] = field(default_factory=dict)
     resolution_seconds: list[float] = field(default_factory=list)
     batch_size: int = 1
@@ -105,6 +114,9 @@ class IntakeResult:
 
     def count(self, source: str, status: str) -> None:
         self.by_source[(source, status)] = self.by_source.get((source, status), 0) + 1
+
+    def suppress(self, reason: str) -> None:
+        self.suppressed_reasons[reason] = self.suppressed_reasons.get(reason, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         counts = {
@@ -250,7 +262,8 @@ class _Batch:
         self.new_incidents: list[dict[str, Any]] = []
         self.relationships: list[dict[str, Any]] = []
         self.runs: list[tuple[_Kept, dict[str, Any]]] = []
-        self.touched_incidents: set[Any] = set()
+        self.touched_incidents: dict[Any, list[IntakeResult]] = {}
+        """Incidents an alert of the batch resolved in, and the notifications that did."""
         self.new_id = row_ids(session)
 
     def load(self, kept: list[_Kept]) -> None:
@@ -332,7 +345,7 @@ class _Batch:
             row["status"] = "resolved"
             row["ends_at"] = incoming.ends_at
             if row["incident_id"] is not None:
-                self.touched_incidents.add(row["incident_id"])
+                self.touched_incidents.setdefault(row["incident_id"], []).append(result)
 
     def _new_alert(self, incoming: PayloadAlert, source_id: Any) -> dict[str, Any]:
         labels, annotations = dict(incoming.labels), dict(incoming.annotations)
@@ -428,7 +441,10 @@ class _Batch:
             commit=not self.touched_incidents,
         )
         if self.touched_incidents:
-            _resolve_incidents(session, self.touched_incidents, self.now)
+            touched = {_as_uuid(key): results for key, results in self.touched_incidents.items()}
+            for incident in _resolve_incidents(session, set(touched), self.now):
+                for result in touched[incident]:
+                    result.resolved_incidents.append(str(incident))
 
     def _alert_changes(self) -> list[dict[str, Any]]:
         """The alerts that existed and that this batch saw again, as it leaves them. Updates go
@@ -485,11 +501,15 @@ class _Batch:
         )
         for (item, row), plan in zip(self.runs, plans, strict=True):
             covered = [c for c in (self._cooled(item, row, s) for _, s in plan.start) if c]
+            reason = "scope"
             if covered and len(covered) == len(plan.start):  # every run it would start cools down
                 plan = rules.RunPlan([], False, [*plan.joined, *covered])
+                reason = "scope" if plan.joined[0] not in covered else "cooldown"
             if plan.joined and not plan.start:
                 row["status"], row["covered_by_run"] = "suppressed", plan.joined[0]
                 item.result.covered += 1
+                item.result.suppress(reason)
+                item.result.joined.append((plan.joined[0], item.notification.views[item.index]))
             for name, source in plan.start:
                 notification = item.notification.row
                 if notification is None:
@@ -502,6 +522,7 @@ class _Batch:
                 window = rules.window_seconds(source)
                 if window:  # the rest of its group or incident joins it meanwhile
                     entry["next_attempt_at"] = self.now + timedelta(seconds=window)
+                    item.result.starts_in = max(item.result.starts_in, window)
                 run["id"], entry["id"] = self.new_id(), self.new_id()
                 run["alert_id"], run["incident_id"] = row["id"], row["incident_id"]
                 run["notification_id"] = notification["id"]
@@ -511,6 +532,7 @@ class _Batch:
             if plan.suppressed:  # no Source started its run
                 row["status"] = "suppressed"
                 item.result.suppressed += 1
+                item.result.suppress("run_limit")
                 item.result.note = rules.suppressed_note(item.result.suppressed, item.matched)
         return notifications, runs, outbox
 
@@ -687,8 +709,14 @@ def _statements(dialect: str) -> _Statements:
     )
 
 
-def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) -> None:
-    incident_ids = {i if isinstance(i, uuid.UUID) else uuid.UUID(i) for i in incident_ids}
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) -> list[uuid.UUID]:
+    """Resolve those of the incidents that have no open alert left; return which."""
+    incident_ids = {_as_uuid(i) for i in incident_ids}
+    resolved = []
     still_open = set(
         session.scalars(
             select(Alert.incident_id).where(
@@ -701,6 +729,8 @@ def _resolve_incidents(session: Session, incident_ids: set[Any], now: datetime) 
             incident.status = "resolved"
             incident.resolved_at = now
             incident.mttr_seconds = int((now - aware(incident.created_at)).total_seconds())
+            resolved.append(incident.id)
+    return resolved
 
 
 def _locks(kept: list[_Kept]) -> dict[str, bool]:

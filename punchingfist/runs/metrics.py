@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import values as _values
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from punchingfist.runs.rules import SUPPRESSED_REASONS
+
 _multiprocess_dir: str | None = None
 
 
@@ -102,6 +104,16 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.investigations_suppressed = Counter(
+            "punchingfist_investigations_suppressed",
+            "New firing alerts that started no investigation of their own, by reason: scope "
+            "(they joined their group's or incident's run), cooldown (a run covered them within "
+            "the Source's cooldown), run_limit (maxRunsPerNotification was reached).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in SUPPRESSED_REASONS:  # exposed at 0 before the first
+            self.investigations_suppressed.labels(reason)
         self.sink_deliveries = Counter(
             "punchingfist_sink_deliveries",
             "Sink deliveries reported by the exit handler, by sink and outcome.",

@@ -20,6 +20,10 @@ CORRELATION_WINDOW = timedelta(hours=1)
 """How long an incident takes new alerts of its title (alertname and namespace/service)."""
 SEVERITIES = ("critical", "warning", "info")
 """The severities ranked, worst first."""
+SUPPRESSED_REASONS = ("scope", "cooldown", "run_limit")
+"""Why a new firing alert starts no run (`punchingfist_investigations_suppressed_total`): it
+joined its group's or incident's run (`scope`), a run covered it within its Source's cooldown
+(`cooldown`), or its Source had started all the runs it may per notification (`run_limit`)."""
 GROUP_CONFIDENCE, TITLE_CONFIDENCE, DUPLICATE_CONFIDENCE = 0.9, 0.6, 1.0
 
 Incident = TypeVar("Incident")

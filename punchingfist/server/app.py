@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -161,6 +162,8 @@ def create_app(state: ServerState) -> FastAPI:
         for seconds in result.resolution_seconds:
             state.metrics.resolution_seconds.observe(seconds)
         state.metrics.batch_notifications.observe(result.batch_size)
+        for reason, count in result.suppressed_reasons.items():
+            state.metrics.investigations_suppressed.labels(reason).inc(count)
         if result.joined:  # told in the runs' Slack threads, off the request path
             reply_later(state.sessions, result.joined, state.sinks, state.secrets.get)
         for name in result.runs:
@@ -169,6 +172,8 @@ def create_app(state: ServerState) -> FastAPI:
         state.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
         if result.runs:
             state.wake.set()
+        if result.starts_in:  # due after their window: dispatch then, not a poll later
+            asyncio.get_running_loop().call_later(result.starts_in + 0.01, state.wake.set)
         resolve_later(
             state.sessions, result.resolved_incidents, state.sinks, state.secrets.get, state.metrics
         )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     false,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -117,6 +118,13 @@ class Alert(Base):
         Index("idx_alerts_fingerprint", "fingerprint"),
         Index("idx_alerts_received_at", "received_at"),
         Index("idx_alerts_incident_id", "incident_id"),
+        # Only the alerts that joined another run: the dispatcher looks them up by run.
+        Index(
+            "idx_alerts_covered_by_run",
+            "covered_by_run",
+            postgresql_where=text("covered_by_run IS NOT NULL"),
+            sqlite_where=text("covered_by_run IS NOT NULL"),
+        ),
     )
     id: Mapped[uuid.UUID] = _id()
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)

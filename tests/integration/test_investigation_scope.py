@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from punchingfist.api import load_resources
+from punchingfist.cli.inputs import read_resources
 from punchingfist.errors import PunchingFistError
-from punchingfist.store import Alert, OutboxEntry, WorkflowRun
+from punchingfist.runs.dispatching import with_joined
+from punchingfist.server import ServerState, create_app
+from punchingfist.server.state import SecretStore
+from punchingfist.store import Alert, OutboxEntry, WorkflowRun, upgrade
 from tests.integration.intake_support import example, post, source, webhook
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
@@ -53,12 +60,94 @@ def _rows(state: Any) -> tuple[list[WorkflowRun], list[Alert], list[OutboxEntry]
         )
 
 
-def test_per_alert_is_the_default_and_starts_a_run_per_alert(intake_database_url: str) -> None:
+def test_per_group_with_a_window_and_a_cooldown_is_the_default(intake_database_url: str) -> None:
+    group = f"D{uuid.uuid4().hex[:8]}"
     with webhook(intake_database_url) as (client, state):
+        before = datetime.now(UTC)
+        answer = post(client, _notification(group, "a", "b", "c")).json()
+        assert len(answer["runs"]) == 1 and answer["covered"] == 2, answer
+        runs, alerts, (entry,) = _rows(state)
+        assert len(runs) == 1 and {a.covered_by_run for a in alerts} == {None, runs[0].name}
+        due = entry.next_attempt_at
+        assert due is not None  # the 2 s window
+        due = due.replace(tzinfo=due.tzinfo or UTC)
+        assert before + timedelta(seconds=1.5) <= due <= datetime.now(UTC) + timedelta(seconds=3)
+        # The 30 min cooldown: the group resolves and fires again, and starts nothing.
+        post(client, _notification(group, "a", "b", "c", status="resolved"))
+        later = START + timedelta(minutes=5)
+        again = post(client, _notification(group, "a", starts=later)).json()
+        assert again["runs"] == [] and again["covered"] == 1, again
+
+
+def test_per_alert_starts_a_run_per_alert(intake_database_url: str) -> None:
+    config = "investigation: {scope: perAlert}"
+    with webhook(intake_database_url, config) as (client, state):
         answer = post(client, _notification("Storm", "a", "b", "c")).json()
         assert len(answer["runs"]) == 3 and answer["covered"] == 0
         runs, alerts, _ = _rows(state)
         assert len(runs) == 3 and {a.covered_by_run for a in alerts} == {None}
+
+
+def test_why_alerts_start_no_run_is_counted_by_reason(intake_database_url: str) -> None:
+    group = f"M{uuid.uuid4().hex[:8]}"
+    with webhook(intake_database_url) as (client, _):
+        metric = "punchingfist_investigations_suppressed_total"
+        assert f'{metric}{{reason="cooldown"}} 0.0' in client.get("/metrics").text
+        post(client, _notification(group, "a", "b"))
+        post(client, _notification(group, "a", "b", status="resolved"))
+        post(client, _notification(group, "a", starts=START + timedelta(minutes=1)))
+        text = client.get("/metrics").text
+        assert f'{metric}{{reason="scope"}} 1.0' in text
+        assert f'{metric}{{reason="cooldown"}} 1.0' in text
+        assert f'{metric}{{reason="run_limit"}} 0.0' in text
+
+
+def test_alerts_that_join_a_waiting_run_are_in_its_event_when_it_starts(
+    intake_database_url: str,
+) -> None:
+    group = f"J{uuid.uuid4().hex[:8]}"
+    with webhook(intake_database_url, "investigation: {window: 30s}") as (client, state):
+        (run,) = post(client, _notification(group, "a")).json()["runs"]
+        post(client, _notification(group, "a", "b", "c"))
+        with state.sessions() as session:
+            record = WorkflowRun.named(session, run)
+            assert record is not None
+            event = with_joined(session, record)["event"]
+        assert event["alert"]["labels"]["pod"] == "a"
+        assert [a["fingerprint"] for a in event["alerts"]] == [f"{group}-{p}" for p in "abc"]
+        assert {a["status"] for a in event["alerts"]} == {"firing"}
+
+
+@pytest.mark.parametrize(
+    ("path", "workflow"),
+    [
+        ("/webhook/alerts", "agent-alert-investigation"),
+        ("/webhook/triage", "alert-triage"),
+        ("/webhook/triage-workflow", "alert-triage-workflow"),
+    ],
+)
+def test_one_alert_at_an_example_path_starts_one_investigation(
+    intake_database_url: str, path: str, workflow: str
+) -> None:
+    """The example Sources each have a path: a critical PodCrashLooping alert (which every one
+    of them matches) starts one run, of the Workflow of the Source at that path."""
+    upgrade(intake_database_url)
+    state = ServerState.from_resources(
+        list(read_resources([str(EXAMPLES / "sources")])),
+        intake_database_url,
+        secrets=SecretStore(values={("webhook-secret", "token"): "t0ken"}),
+    )
+    payload = _notification("PodCrashLooping", "a", "b")
+    payload["groupKey"] += f':{{run="{uuid.uuid4().hex}"}}'  # a group of its own
+    try:
+        with TestClient(create_app(state), raise_server_exceptions=False) as client:
+            headers = {"Authorization": "Bearer t0ken"}
+            assert client.post(path, json=payload).status_code == 401
+            answer = client.post(path, json=payload, headers=headers).json()
+    finally:
+        state.engine.dispose()
+    (run,) = answer["runs"]
+    assert run.startswith(f"{workflow}-") and answer["covered"] == 1, answer
 
 
 def test_per_group_starts_one_run_that_later_alerts_of_the_group_join(
@@ -121,7 +210,8 @@ def test_a_group_that_fires_again_within_the_cooldown_starts_no_run(
 
 def test_without_a_cooldown_a_refiring_group_starts_a_new_run(intake_database_url: str) -> None:
     group = f"R{uuid.uuid4().hex[:8]}"
-    with webhook(intake_database_url, "investigation: {scope: perGroup}") as (client, _):
+    config = "investigation: {scope: perGroup, cooldown: 0s}"
+    with webhook(intake_database_url, config) as (client, _):
         (run,) = post(client, _notification(group, "a")).json()["runs"]
         post(client, _notification(group, "a", status="resolved"))
         later = START + timedelta(minutes=1)

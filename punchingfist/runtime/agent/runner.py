@@ -20,10 +20,23 @@ from punchingfist.templating import compile_template
 DEFAULT_TIMEOUT = 600.0
 
 
+MAX_ALSO_FIRING = 50
+"""How many of the group's other alerts the model is shown by identity (the count is exact)."""
+
+
+def also_firing(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The other alerts of the run's group or incident: its notification's, and those that
+    joined the run before it started (`event.alerts`), without the run's own alert."""
+    own = (data.get("alert") or {}).get("fingerprint")
+    alerts = data.get("alerts") or []
+    return [a for a in alerts if isinstance(a, dict) and a.get("fingerprint") != own]
+
+
 def model_context(context: Mapping[str, Any], extra: Any) -> dict[str, Any]:
     """What the model is told about the incident. Never `.env` or anything secret."""
     data = context["source"]["data"]
     event = {k: v for k, v in data.items() if k not in ("alert", "alerts", "similar_incidents")}
+    others = also_firing(data)
     shown: dict[str, Any] = {
         "alert": data.get("alert"),
         "source": context["source"]["name"],
@@ -31,6 +44,9 @@ def model_context(context: Mapping[str, Any], extra: Any) -> dict[str, Any]:
         "earlier_steps": context["steps"],
         "similar_past_incidents": data.get("similar_incidents", []),
     }
+    if others:
+        shown["also_firing"] = others[:MAX_ALSO_FIRING]
+        shown["also_firing_count"] = len(others)
     if extra:
         shown["extra_context"] = extra
     return shown
