@@ -71,7 +71,8 @@ class JiraConfig(_SinkConfig):
     credentials_secret: SecretKeyRef | None = None
     """Secret holding `user:api-token` (default: OperatorConfig `spec.secrets.jiraToken`)."""
     labels: list[str] = Field(default_factory=list)
-    """Labels of new issues, besides `punchingfist` and `pf-fp-<fingerprint>`."""
+    """Labels of new issues, besides `punchingfist` and `pf-incident-<hash>` (the incident's
+    key: one issue per incident)."""
 
 
 class PagerDutyConfig(_SinkConfig):

@@ -300,6 +300,7 @@ def _start_controller(
     def refresh(catalog: Catalog) -> None:
         state.sources = catalog.sources(namespace)
         state.workflows = catalog.workflows(namespace)
+        state.sinks = catalog.sinks(namespace)
         found = catalog.config(namespace, cluster.options.operator_config)
         approvals = found.spec.approvals if found else None
         state.approvers = frozenset(approvals.approvers) if approvals else frozenset()

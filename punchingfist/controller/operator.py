@@ -31,6 +31,7 @@ from punchingfist.api import (
     GROUP,
     VERSION,
     OperatorConfig,
+    Sink,
     Source,
     Workflow,
     parse_resource,
@@ -100,12 +101,14 @@ class ControllerOptions:
 
 
 class Catalog:
-    """Valid Sources and Ready Workflows by (namespace, name), for the server; thread-safe."""
+    """Valid Sources, Ready Workflows, valid Sinks and the OperatorConfig by (namespace, name),
+    for the server; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sources: dict[Key, Source] = {}
         self._workflows: dict[Key, Workflow] = {}
+        self._sinks: dict[Key, Sink] = {}
         self._configs: dict[Key, OperatorConfig] = {}
         self._listeners: list[Callable[[Catalog], None]] = []
 
@@ -122,17 +125,24 @@ class Catalog:
                 k[1]: w for k, w in sorted(self._workflows.items()) if namespace in (None, k[0])
             }
 
+    def sinks(self, namespace: str | None = None) -> dict[str, Sink]:
+        with self._lock:
+            return {k[1]: s for k, s in sorted(self._sinks.items()) if namespace in (None, k[0])}
+
     def config(self, namespace: str, name: str) -> OperatorConfig | None:
         with self._lock:
             return self._configs.get((namespace, name))
 
-    def put(self, key: Key, resource: Source | Workflow | OperatorConfig | None, kind: str) -> None:
-        table = cast(
-            dict[Key, Any],
-            {"Source": self._sources, "Workflow": self._workflows, "OperatorConfig": self._configs}[
-                kind
-            ],
-        )
+    def put(
+        self, key: Key, resource: Source | Workflow | Sink | OperatorConfig | None, kind: str
+    ) -> None:
+        tables = {
+            "Source": self._sources,
+            "Workflow": self._workflows,
+            "Sink": self._sinks,
+            "OperatorConfig": self._configs,
+        }
+        table = cast(dict[Key, Any], tables[kind])
         with self._lock:
             before = table.get(key)
             if resource is None:
@@ -381,7 +391,11 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     @on.create(GROUP, VERSION, "sinks", registry=registry)
     @on.update(GROUP, VERSION, "sinks", registry=registry)
     def sink_changed(**kw: Any) -> None:
-        _write_plain(controller, "sinks", _snapshot(kw["body"]))
+        snapshot = _snapshot(kw["body"])
+        _write_plain(controller, "sinks", snapshot)
+        parsed = _parsed(snapshot)  # the server resolves PagerDuty pages with it
+        key = _key(kw["namespace"], kw["name"])
+        controller.catalog.put(key, parsed if isinstance(parsed, Sink) else None, "Sink")
         if kw["reason"] != kopf.Reason.RESUME:  # resuming Workflows check their own inputs
             found, name = _indexes_of(kw), kw["name"]
             users = found.users_of(_key(kw["namespace"], name)[0], name)
@@ -390,6 +404,7 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     @on.event(GROUP, VERSION, "sinks", registry=registry)
     async def sink_event(**kw: Any) -> None:
         if kw["type"] == "DELETED":
+            controller.catalog.put(_key(kw["namespace"], kw["name"]), None, "Sink")
             found, name = _indexes_of(kw), kw["name"]
             users = found.users_of(_key(kw["namespace"], name)[0], name)
             await _in_thread(
