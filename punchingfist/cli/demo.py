@@ -30,6 +30,10 @@ from punchingfist.runs.report import render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ALERT = "alerts/pod-crashlooping.json"
+WEBHOOK = "/webhook/triage"
+"""The example Source `critical-alerts`: the design document's triage workflow, no gate."""
+WEBHOOK_SECRET = ("webhook-secret", "token")
+"""The Secret the example webhook Sources authenticate with (the demo makes a random one)."""
 FINISHED = ("succeeded", "failed", "error")
 RUN_TIMEOUT = 300.0
 SINK_BUDGET_SECONDS = "3"
@@ -87,8 +91,9 @@ class _Server:
     url: str
     token: str
 
-    def call(self, path: str, body: bytes | None = None) -> Any:
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+    def call(self, path: str, body: bytes | None = None, token: str | None = None) -> Any:
+        bearer = token or self.token
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"}
         request = urllib.request.Request(self.url + path, data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
@@ -114,6 +119,10 @@ def run_demo(args: argparse.Namespace) -> int:
         base.mkdir(parents=True, exist_ok=True)
         database = f"sqlite:///{base / 'punchingfist.db'}"
         token = secrets.token_urlsafe(32)
+        webhook_token = secrets.token_urlsafe(32)
+        secret = base / "secrets" / WEBHOOK_SECRET[0] / WEBHOOK_SECRET[1]
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        secret.write_text(webhook_token)
         environ = dict(os.environ) | {"PF_SINK_BUDGET_SECONDS": SINK_BUDGET_SECONDS}
         local = LocalRuns(
             base / "runs",
@@ -128,6 +137,7 @@ def run_demo(args: argparse.Namespace) -> int:
             _resources(examples),
             database,
             auth=ApiAuth("token", token=token),
+            secrets_dir=base / "secrets",
             executor=local,
             dispatch_interval=0.2,
         )
@@ -141,12 +151,12 @@ def run_demo(args: argparse.Namespace) -> int:
             "runs on the local engine"
         )
         payload = (examples / ALERT).read_bytes()
-        answer = api.call("/webhook/alerts", payload)
+        answer = api.call(WEBHOOK, payload, token=webhook_token)
         names = answer["runs"]
         _say(
-            f"② Alertmanager-style POST of {ALERT} to /webhook/alerts → "
-            f"{answer['new']} new alert; {len(names)} Sources match it, so {len(names)} runs: "
-            f"{', '.join(names) or 'none'}"
+            f"② Alertmanager-style POST of {ALERT} to {WEBHOOK} (bearer token of Secret "
+            f"{WEBHOOK_SECRET[0]}) → {answer['new']} new alert, {len(names)} investigation of "
+            f"its Alertmanager group: {', '.join(names) or 'none'}"
         )
         if not names:
             raise PunchingFistError("the alert started no run: check the examples' Sources")

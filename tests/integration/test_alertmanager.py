@@ -36,6 +36,8 @@ spec:
   config:
     path: /webhook/alerts
     authentication: {type: bearer, secretRef: webhook-secret}
+    # Each alert of a group is followed on its own here (perGroup: test_investigation_scope).
+    investigation: {scope: perAlert, window: 0s, cooldown: 0s}
   triggerWorkflow: agent-alert-investigation
 """
 WEBHOOK = "/webhook/alerts"

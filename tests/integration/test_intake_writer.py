@@ -22,7 +22,11 @@ SOURCE = """
 apiVersion: punchingfist.io/v1alpha1
 kind: Source
 metadata: {name: am}
-spec: {type: webhook, config: {path: /webhook/alerts}, triggerWorkflow: investigate-alert}
+spec:
+  type: webhook
+  triggerWorkflow: investigate-alert
+  # The writer's tests count a run per alert.
+  config: {path: /webhook/alerts, investigation: {scope: perAlert, window: 0s, cooldown: 0s}}
 """
 
 

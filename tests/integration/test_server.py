@@ -30,6 +30,8 @@ spec:
   config:
     path: /webhook/alerts
     filters: {severity: [critical, warning]}
+    # These tests count a run per alert (intake's dedup, correlation and outbox).
+    investigation: {scope: perAlert, window: 0s, cooldown: 0s}
   triggerWorkflow: agent-alert-investigation
   context: {runbookRepo: "https://github.com/company/runbooks"}
 ---

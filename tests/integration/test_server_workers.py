@@ -21,7 +21,11 @@ from tests.e2e.controlplane import free_port
 SOURCE = """apiVersion: punchingfist.io/v1alpha1
 kind: Source
 metadata: {name: alerts}
-spec: {type: webhook, config: {path: /webhook/alerts}, triggerWorkflow: investigate-alert}
+spec:
+  type: webhook
+  triggerWorkflow: investigate-alert
+  # Workers store what one would: a run per alert, counted.
+  config: {path: /webhook/alerts, investigation: {scope: perAlert, window: 0s, cooldown: 0s}}
 """
 
 

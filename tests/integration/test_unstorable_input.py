@@ -269,7 +269,11 @@ def test_the_default_alert_cap_refuses_a_flood(client: tuple[TestClient, ServerS
 def test_runs_beyond_max_runs_per_notification_are_suppressed(intake_database_url: str) -> None:
     """The first N new firing alerts start runs; the rest are stored and correlated with
     status `suppressed` and no run, and the answer says how many."""
-    with webhook(intake_database_url, "maxRunsPerNotification: 3") as (http, state):
+    per_alert = "investigation: {scope: perAlert, window: 0s, cooldown: 0s}"
+    with webhook(intake_database_url, f"maxRunsPerNotification: 3\n    {per_alert}") as (
+        http,
+        state,
+    ):
         body = example()
         body["alerts"] = [{**body["alerts"][0], "fingerprint": f"f{n}"} for n in range(8)]
         answer = post(http, body).json()
