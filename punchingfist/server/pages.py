@@ -5,9 +5,10 @@ Every run about an incident pages PagerDuty with the same `dedup_key` (the incid
 incident resolves (`IntakeResult.resolved_incidents`), `resolve_later` sends a `resolve` event
 with that key for each page a run of the incident triggered: the delivered `pagerduty`
 SinkDelivery records of its runs, once per (Sink, key), and not for a key an incident still open
-also paged with. Each resolve is recorded as a SinkDelivery of the last run that paged
-(outcome `delivered` or `failed`, `event_action: resolve`), so it shows in the run's record and
-in `punchingfist_sink_deliveries_total`.
+also paged with. A page reported after its incident resolved is resolved then
+(`server.runs`, when the sink's delivery is reported). Each resolve is recorded as a
+SinkDelivery of the last run that paged (outcome `delivered` or `failed`, `event_action:
+resolve`), so it shows in the run's record and in `punchingfist_sink_deliveries_total`.
 
 The routing key is read as the server reads its other secrets (`ServerState.secrets`,
 `--secrets-dir`, in the chart the Secrets listed in `secrets`): the Sink's `routingKey`, else

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from sqlalchemy.orm import Session
 
 from punchingfist.api.resources import format_validation_error
 from punchingfist.api.sources import ApiConfig, ApiSource
@@ -16,9 +17,10 @@ from punchingfist.runs.queueing import queue_run
 from punchingfist.runs.recording import Recorder
 from punchingfist.server import auth
 from punchingfist.server.access import Caller, Permission
+from punchingfist.server.pages import resolve_later
 from punchingfist.server.requests import admit, problem, read_json
 from punchingfist.server.state import ServerState
-from punchingfist.store import WorkflowRun
+from punchingfist.store import Incident, WorkflowRun
 
 MAX_TOKENS_PER_STEP = 10_000_000
 MAX_COST_PER_STEP = 10_000.0
@@ -184,7 +186,21 @@ async def _record(
             recorder.report_delivery(run, name, data, datetime.now(UTC))
         else:
             recorder.report_step(run, name, data, datetime.now(UTC))
-        return data
+        closed = _closed_incident(session, run, data)
+    if closed is not None:  # a page of an incident that resolved while its run went on
+        resolve_later(state.sessions, [closed], state.sinks, state.secrets.get, state.metrics)
+    return data
+
+
+def _closed_incident(session: Session, run: WorkflowRun, data: dict[str, Any]) -> str | None:
+    """The run's incident, when this report is of a sink and the incident has resolved
+    already: its pages are resolved now (`server.pages` skips those resolved before)."""
+    if run.incident_id is None or not (
+        data.get("type") == "pagerduty" or data.get("kind") == "sink"
+    ):
+        return None
+    incident = session.get(Incident, run.incident_id)
+    return str(incident.id) if incident is not None and incident.status == "resolved" else None
 
 
 async def _validated(request: Request, state: ServerState, model: type[_Report]) -> Any:

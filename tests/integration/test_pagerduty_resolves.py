@@ -191,3 +191,25 @@ def test_without_the_routing_key_the_resolve_fails_and_says_what_to_mount(
     assert "pd-routing/token" in warning and "secrets" in warning
     assert ROUTING_KEY not in warning
     state.engine.dispose()
+
+
+def test_a_page_sent_after_its_incident_resolved_is_resolved_at_once(
+    database_url: str, pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    """The alert resolves while its run still investigates: the page the run's sink sends
+    afterwards is resolved as soon as its delivery is reported, not left open."""
+    sink = pd_sink(pagerduty)
+    state = serve(database_url, sink, {("pd-routing", "token"): ROUTING_KEY})
+    with TestClient(create_app(state), headers=state.access.headers()) as client:
+        client.post("/webhook/alerts", json=notification("firing", ("web-1",)))
+        client.post("/webhook/alerts", json=notification("resolved", ("web-1",)))
+        assert resolves(state, timeout=0.3) == []  # nothing paged yet, nothing to resolve
+        page(client, state, tmp_path)
+        (resolved,) = resolves(state)
+    group = notification("firing", ("web-1",))["groupKey"]
+    assert resolved.outcome == "delivered"
+    assert [(e["event_action"], e["dedup_key"]) for e in pagerduty.events] == [
+        ("trigger", group),
+        ("resolve", group),
+    ]
+    state.engine.dispose()
