@@ -101,6 +101,8 @@ class Incident(Base):
     ai_summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     root_cause_analysis: Mapped[str | None] = mapped_column(Text)
     lessons_learned: Mapped[str | None] = mapped_column(Text)
+    resolution_notes: Mapped[str | None] = mapped_column(Text)
+    """What the human who resolved it wrote."""
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=now, server_default=func.now(), index=True
     )
@@ -286,6 +288,11 @@ class KnowledgeEntry(Base):
     """A resolved incident the agent can recall: what it was, what fixed it, how it went."""
 
     __tablename__ = "knowledge_base"
+    __table_args__ = (
+        UniqueConstraint("run_id", name="uq_knowledge_base_run_id"),
+        Index("idx_knowledge_base_namespace", "namespace"),
+        Index("idx_knowledge_base_service", "service"),
+    )
     id: Mapped[uuid.UUID] = _id()
     incident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("incidents.id"))
     alert_name: Mapped[str] = mapped_column(String(255), index=True)
@@ -293,9 +300,30 @@ class KnowledgeEntry(Base):
     labels: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     root_cause: Mapped[str | None] = mapped_column(Text)
     fix: Mapped[str | None] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(20))  # fixed, not_fixed, escalated
+    """The fix command or change that was applied or proposed (as the run's answer gave it)."""
+    outcome: Mapped[str] = mapped_column(String(20))
+    """fixed, escalated, denied (the fix was refused at its gate) or not_fixed."""
     confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _created()
+    run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="SET NULL")
+    )
+    """The run whose findings these are (one entry per run); None for an entry a human wrote."""
+    summary: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[list[Any] | None] = mapped_column(JSONType)
+    """What the answer cited: tool calls and their results, as short texts."""
+    severity: Mapped[str | None] = mapped_column(String(20))
+    namespace: Mapped[str | None] = mapped_column(String(253))
+    service: Mapped[str | None] = mapped_column(String(253))
+    """The workload: the alert's service, deployment, job or pod label (in that order)."""
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A human confirmed the root cause (`verdict` right, or a confirmed root cause given)."""
+    verdict: Mapped[str | None] = mapped_column(String(10))
+    """right or wrong, as a human judged the findings; a wrong entry is never offered."""
+    confirmed_by: Mapped[str | None] = mapped_column(String(255))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution_notes: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _updated()
 
 
 class OutboxEntry(Base):
