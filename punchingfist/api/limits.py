@@ -5,14 +5,19 @@ the namespace's Workflows and `perWorkflow` over the runs of one Workflow. A run
 free slot waits; waiting runs start oldest first as slots free. On Argo the limits are Argo
 semaphores: every compiled WorkflowTemplate names two keys of the ConfigMap `CONFIGMAP`, which
 the controller writes from this section; the local executor reads the same keys.
+
+With `criticalBypass`, runs about a critical alert (`is_critical`) skip both limits: on Argo
+they run from a second template, `compiler.naming.critical_template(<workflow>)`, which is the
+Workflow's template without the semaphores; the local executor leaves its semaphores out for
+them. They hold no slot either, so they never make other runs wait.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from punchingfist.api.base import SpecModel
 
@@ -21,13 +26,8 @@ CONFIGMAP = "punchingfist-concurrency"
 GLOBAL_KEY = "global"
 """Its key shared by every run of the namespace."""
 
-_CRITICAL_BYPASS = (
-    "not supported yet: Argo cannot take a semaphore of the "
-    "WorkflowTemplate off one run (a Workflow's own spec.synchronization replaces the "
-    "template's only with other locks, and Argo refuses it when templateReferencing is Strict "
-    "or Secure): remove criticalBypass or set it to false, and raise maxRunning/perWorkflow "
-    "if critical alerts must not wait"
-)
+CRITICAL = "critical"
+"""The severity whose runs skip the limits with `criticalBypass`."""
 
 
 def workflow_key(workflow: str) -> str:
@@ -45,14 +45,9 @@ class ConcurrencyConfig(SpecModel):
     per_workflow: Annotated[int, Field(ge=1)] = 3
     """Runs at once of one Workflow."""
     critical_bypass: bool = False
-    """Not supported yet: `true` (runs of critical alerts skip the limits) is refused."""
-
-    @field_validator("critical_bypass")
-    @classmethod
-    def _no_bypass_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(_CRITICAL_BYPASS)
-        return value
+    """Runs about a critical alert (severity `critical`) skip both limits: they start at once
+    and hold no slot. On Argo they run from the template `<workflow>-critical`, the Workflow's
+    template without the semaphores."""
 
     def keys(self, workflow: str) -> list[str]:
         """The semaphore keys a run of `workflow` holds while it runs."""
@@ -63,3 +58,14 @@ class ConcurrencyConfig(SpecModel):
         data = {GLOBAL_KEY: str(self.max_running)}
         data |= {workflow_key(name): str(self.per_workflow) for name in sorted(set(workflows))}
         return data
+
+
+def is_critical(event: Mapping[str, Any]) -> bool:
+    """Whether a run's event is about a critical alert: `alert.severity` or the alert's
+    `severity` label is `critical` (the event of a webhook or Alertmanager run)."""
+    alert = event.get("alert")
+    if not isinstance(alert, Mapping):
+        return False
+    labels = alert.get("labels")
+    label = labels.get("severity") if isinstance(labels, Mapping) else None
+    return CRITICAL in (alert.get("severity"), label)

@@ -19,7 +19,7 @@ from punchingfist.api.workflows import (
 )
 from punchingfist.compiler import naming
 from punchingfist.compiler.building import Builder
-from punchingfist.compiler.concurrency import configmap
+from punchingfist.compiler.concurrency import configmap, critical_template
 from punchingfist.compiler.validating import check_workflow
 from punchingfist.compiler.verifying import verify
 from punchingfist.errors import CompileError
@@ -52,11 +52,19 @@ class CompiledWorkflow:
     warnings: list[str] = field(default_factory=list)
     concurrency: ConcurrencyConfig | None = None
     """The limits the template's semaphores stand for (None: no limits)."""
+    critical: dict[str, Any] | None = None
+    """With `criticalBypass`: the template runs of critical alerts start from (the same
+    without semaphores, named `naming.critical_template(<workflow>)`); else None."""
 
     @property
     def documents(self) -> list[dict[str, Any]]:
         """Everything to apply, dependencies first."""
-        return [*self.objects, self.manifest]
+        return [*self.objects, self.manifest, *([self.critical] if self.critical else [])]
+
+    def manifest_for(self, critical: bool) -> dict[str, Any]:
+        """The template a run starts from: the critical one for a run about a critical alert
+        when there is one (`criticalBypass`), else the Workflow's."""
+        return self.critical if critical and self.critical is not None else self.manifest
 
 
 def compile_workflow(
@@ -100,13 +108,15 @@ def compile_workflow(
                 "stringData": dict(sorted(builder.credentials.generated.items())),
             }
         )
+    concurrency = config.concurrency if config else None
     return CompiledWorkflow(
         workflow=workflow,
         template=template,
         manifest=manifest,
         objects=objects,
         warnings=list(dict.fromkeys(builder.credentials.warnings)),
-        concurrency=config.concurrency if config else None,
+        concurrency=concurrency,
+        critical=critical_template(concurrency, manifest),
     )
 
 
@@ -126,6 +136,7 @@ def compile_resources(
                 raise CompileError("defined twice in the input", resource=resource.ref)
             seen.add(resource.name)
             compiled.append(compile_workflow(resource, sinks, config, defaults))
+    _check_critical_names(compiled)
     if config is not None and config.concurrency is not None:
         # One ConfigMap per namespace sizes its templates' semaphores: it goes first, with the
         # objects of the namespace's first Workflow, holding the keys of all of them.
@@ -136,6 +147,23 @@ def compile_resources(
             names = [member.workflow.name for member in group]
             group[0].objects.insert(0, configmap(config.concurrency, names, namespace))
     return compiled
+
+
+def _check_critical_names(compiled: list[CompiledWorkflow]) -> None:
+    """A critical template (`criticalBypass`) must not take the name of another template."""
+    names = {(c.workflow.metadata.namespace, c.workflow.name) for c in compiled}
+    for item in compiled:
+        if item.critical is None:
+            continue
+        name = item.critical["metadata"]["name"]
+        if (item.workflow.metadata.namespace, name) in names:
+            raise CompileError(
+                f"with spec.concurrency.criticalBypass, runs of critical alerts start from a "
+                f"template named {name!r}, which is Workflow {name}'s own template: rename "
+                "one of the Workflows",
+                resource=item.workflow.ref,
+                field="metadata.name",
+            )
 
 
 def _merge_configs(configs: list[OperatorConfig]) -> OperatorConfigSpec | None:

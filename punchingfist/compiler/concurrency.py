@@ -11,10 +11,16 @@ so Argo keeps a run Pending ("Waiting for … lock") until it holds both, and st
 oldest first. Argo fails a run whose ConfigMap or key is missing, so the ConfigMap
 (`configmap`) must exist before the template: the controller applies it first; `punchingfist
 compile` prints it before the templates.
+
+With `criticalBypass` the compiler also emits `critical_template`: the same template under the
+name `naming.critical_template(<workflow>)`, without the semaphores, labelled as a template of
+the same Workflow (its runs are that Workflow's runs) and annotated with the name of the
+template it copies. The executors start runs about critical alerts from it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -63,3 +69,19 @@ def configmap(
         "metadata": metadata,
         "data": config.sizes(workflows),
     }
+
+
+def critical_template(
+    config: ConcurrencyConfig | None, manifest: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The template runs of critical alerts start from: `manifest` (the Workflow's compiled
+    template) renamed and without its semaphores; None unless `criticalBypass` is set."""
+    if config is None or not config.critical_bypass:
+        return None
+    critical = copy.deepcopy(manifest)
+    metadata = critical["metadata"]
+    workflow = metadata["name"]
+    metadata["name"] = naming.critical_template(workflow)
+    metadata.setdefault("annotations", {})[naming.ANNOTATION_CRITICAL_OF] = workflow
+    critical["spec"].pop("synchronization", None)
+    return critical

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 ENTRYPOINT = "main"
 EXIT_HANDLER = "exit-handler"
 OUTPUTS_TASK = "pf-outputs"
@@ -20,6 +22,9 @@ LABEL_TASK = "punchingfist.io/task"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ANNOTATION_SPEC_HASH = "punchingfist.io/spec-sha256"
 ANNOTATION_COMPILER = "punchingfist.io/compiler-version"
+ANNOTATION_CRITICAL_OF = "punchingfist.io/critical-bypass-of"
+"""On the template runs of critical alerts start from (OperatorConfig concurrency
+`criticalBypass`): the Workflow's own template, which it copies without the semaphores."""
 ANNOTATION_STOPPED = "punchingfist.io/stopped-because"
 """On an Argo Workflow the operator shut down: why (e.g. a step's image cannot be pulled)."""
 
@@ -53,3 +58,18 @@ def result_input(step: str) -> str:
 def secret_name(workflow: str) -> str:
     """The Secret the compiler emits for credentials written in clear text."""
     return f"{workflow}-punchingfist"
+
+
+CRITICAL_SUFFIX = "-critical"
+_NAME_LENGTH = 63  # a label value: `argo submit --from` labels runs with their template's name
+
+
+def critical_template(workflow: str) -> str:
+    """The template critical runs start from (`criticalBypass`): `<workflow>-critical`, or,
+    when that is longer than 63 characters, the Workflow's name cut short with a hash of it."""
+    name = workflow + CRITICAL_SUFFIX
+    if len(name) <= _NAME_LENGTH:
+        return name
+    digest = hashlib.sha256(workflow.encode()).hexdigest()[:8]
+    kept = workflow[: _NAME_LENGTH - len(CRITICAL_SUFFIX) - len(digest) - 1].rstrip("-.")
+    return f"{kept}-{digest}{CRITICAL_SUFFIX}"

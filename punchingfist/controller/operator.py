@@ -37,6 +37,7 @@ from punchingfist.api import (
     parse_resource,
 )
 from punchingfist.compiler import Defaults
+from punchingfist.compiler.naming import critical_template
 from punchingfist.controller import admission
 from punchingfist.controller.concurrency import LimitsConfigMaps
 from punchingfist.controller.reconciling import (
@@ -581,10 +582,11 @@ def _delete_owned(kube: Kube, body: Body) -> None:
     meta = body.get("metadata") or {}
     namespace, name, uid = meta.get("namespace", "default"), meta.get("name", ""), meta.get("uid")
     try:
-        template = kube.get_template(namespace, name)
-        owners = ((template or {}).get("metadata") or {}).get("ownerReferences") or []
-        if any(o.get("uid") == uid for o in owners):
-            kube.delete_template(namespace, name)
+        for template_name in (name, critical_template(name)):  # critical: criticalBypass
+            template = kube.get_template(namespace, template_name)
+            owners = ((template or {}).get("metadata") or {}).get("ownerReferences") or []
+            if any(o.get("uid") == uid for o in owners):
+                kube.delete_template(namespace, template_name)
         secret = f"{name}-punchingfist"
         secret_owners = kube.get_secret_owners(namespace, secret) or []
         if any(o.get("uid") == uid for o in secret_owners):

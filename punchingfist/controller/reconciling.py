@@ -19,6 +19,7 @@ from punchingfist import __version__
 from punchingfist.api import API_VERSION, OperatorConfig, Sink, Workflow, parse_resource
 from punchingfist.api.sources import WebhookSource
 from punchingfist.compiler import Defaults, compile_workflow
+from punchingfist.compiler.naming import ANNOTATION_CRITICAL_OF
 from punchingfist.controller import status as st
 from punchingfist.errors import CompileError, InvalidResource, PunchingFistError
 from punchingfist.kube import Body, Kube, KubeConflict, KubeError
@@ -128,9 +129,9 @@ def reconcile_workflow(kube: Kube, inputs: Inputs, *, force: bool = False) -> Ou
         and previous.get("observedGeneration") == generation
         and st.is_ready(previous)
     ):
-        current = kube.get_template(namespace, name)
-        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
-        if annotations.get(ANNOTATION_INPUTS) == digest:
+        # The critical template (criticalBypass) too: a resync puts back either when deleted.
+        templates = [name, previous.get("criticalTemplateName")]
+        if all(_applied(kube.get_template(namespace, t)) == digest for t in templates if t):
             return Outcome(status=None, workflow=workflow)
     try:
         compiled = compile_workflow(
@@ -155,29 +156,41 @@ def reconcile_workflow(kube: Kube, inputs: Inputs, *, force: bool = False) -> Ou
         metadata.setdefault("annotations", {})[ANNOTATION_INPUTS] = digest
         documents.append(document)
     secret = next((d["metadata"]["name"] for d in documents if d["kind"] == "Secret"), None)
+    critical = compiled.critical["metadata"]["name"] if compiled.critical else None
     try:
         for document in documents:
             if document["kind"] == "Secret":
                 _check_secret_owner(kube, namespace, document["metadata"]["name"], owner)
+            if document is compiled.critical:
+                _check_critical_template(kube, namespace, document["metadata"]["name"], name)
             kube.apply(document)
         stale = previous.get("secretName")
         if stale and stale != secret:  # the credential moved to a Secret reference
             owners = kube.get_secret_owners(namespace, stale) or []
             if any(o.get("uid") == owner["uid"] for o in owners):
                 kube.delete_secret(namespace, stale)
+        stale = previous.get("criticalTemplateName")
+        if stale and stale != critical:  # criticalBypass turned off (or the name changed)
+            owners = ((kube.get_template(namespace, stale) or {}).get("metadata") or {}).get(
+                "ownerReferences"
+            ) or []
+            if any(o.get("uid") == owner["uid"] for o in owners):
+                kube.delete_template(namespace, stale)
     except KubeError as error:
         if error.temporary:
             raise
         return _failed(previous, generation, digest, "ApplyFailed", str(error), compiled=True)
+    also = f" (critical alerts: {critical}, no limits)" if critical else ""
     ready = st.Condition(
         st.READY,
         "True",
         "TemplateApplied",
-        f"WorkflowTemplate {name} is up to date ({len(workflow.spec.steps)} steps)",
+        f"WorkflowTemplate {name} is up to date ({len(workflow.spec.steps)} steps){also}",
     )
     new_status = {
         "observedGeneration": generation,
         "templateName": name,
+        "criticalTemplateName": critical,
         "stepCount": len(workflow.spec.steps),
         "inputHash": digest,
         "secretName": secret,
@@ -273,6 +286,26 @@ def as_resource(body: Body | Mapping[str, Any]) -> dict[str, Any]:
     data["metadata"] = metadata
     data.pop("status", None)
     return data
+
+
+def _applied(template: Mapping[str, Any] | None) -> str | None:
+    """The inputs hash an applied template was compiled from (None: no such template)."""
+    annotations = ((template or {}).get("metadata") or {}).get("annotations") or {}
+    return annotations.get(ANNOTATION_INPUTS)
+
+
+def _check_critical_template(kube: Kube, namespace: str, name: str, workflow: str) -> None:
+    """The critical template's name (criticalBypass) must not be another template's."""
+    current = kube.get_template(namespace, name)
+    annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
+    if current is None or annotations.get(ANNOTATION_CRITICAL_OF) == workflow:
+        return
+    raise KubeConflict(
+        f"WorkflowTemplate {name} exists and is not the template critical runs of Workflow "
+        f"{workflow} start from (spec.concurrency.criticalBypass names it so): rename the "
+        "Workflow, or the other one if that template is its own",
+        status=409,
+    )
 
 
 def _check_secret_owner(kube: Kube, namespace: str, name: str, owner: dict[str, Any]) -> None:

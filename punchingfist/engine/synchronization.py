@@ -5,7 +5,9 @@ Each key has a size and a queue of the runs that want it, in the order they aske
 each of those keys has a free slot; it then holds one slot of each until `release`. Like
 Argo's ConfigMap semaphores, the first run waiting for a key holds up the runs behind it on
 that key even when they want no other key that is full (docs/synchronization.md, "Multiple
-locks"), so runs start strictly in order.
+locks"), so runs start strictly in order. A ticket enqueued `ahead` (a run about a critical
+alert, OperatorConfig concurrency `criticalBypass`) takes its place before every ticket that is
+not, so waiting runs never hold it up on a key it shares with them (the executor's own).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Ticket:
     number: int
     name: str
     keys: tuple[str, ...]
+    ahead: bool = False
 
 
 class Semaphores:
@@ -55,8 +58,9 @@ class Semaphores:
         with self._changed:
             return f"{self._held.get(key, 0)}/{self._sizes.get(key, 0)}"
 
-    def enqueue(self, name: str, keys: Iterable[str]) -> Ticket:
-        """Take a place in the queue of each key (now: this fixes the run's turn)."""
+    def enqueue(self, name: str, keys: Iterable[str], *, ahead: bool = False) -> Ticket:
+        """Take a place in the queue of each key (now: this fixes the run's turn); `ahead`:
+        after the tickets enqueued ahead, before all others."""
         wanted = tuple(dict.fromkeys(keys))
         unknown = [key for key in wanted if key not in self._sizes]
         if unknown:
@@ -66,8 +70,9 @@ class Semaphores:
                 + ")"
             )
         with self._changed:
-            ticket = Ticket(next(self._numbers), name, wanted)
-            self._queue.append(ticket)
+            ticket = Ticket(next(self._numbers), name, wanted, ahead)
+            place = sum(1 for t in self._queue if t.ahead) if ahead else len(self._queue)
+            self._queue.insert(place, ticket)
             self._report()
             return ticket
 

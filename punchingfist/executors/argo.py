@@ -1,5 +1,9 @@
 """The Argo executor: create a Workflow from the compiled WorkflowTemplate (workflowTemplateRef).
 
+A run about a critical alert starts from the Workflow's critical template when the controller
+has applied one (OperatorConfig concurrency `criticalBypass`): the same template without the
+semaphores, so the run skips the concurrency limits.
+
 The Workflow is built with Hera; every API call goes through `punchingfist.kube.Kube`, whose
 `KubeError` says what is temporary: the executor's `SubmitError`s carry that answer on."""
 
@@ -13,13 +17,16 @@ from typing import Any
 from hera.workflows import Parameter, Workflow
 from hera.workflows.models import WorkflowTemplateRef
 
+from punchingfist.api.limits import is_critical
 from punchingfist.api.runspec import RunParameters
 from punchingfist.compiler.naming import (
+    ANNOTATION_CRITICAL_OF,
     ANNOTATION_STOPPED,
     LABEL_FINGERPRINT,
     LABEL_MANAGED_BY,
     LABEL_SOURCE,
     LABEL_WORKFLOW,
+    critical_template,
 )
 from punchingfist.kube import (
     ARGO_API_VERSION,
@@ -31,8 +38,9 @@ from punchingfist.kube import (
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
 
 
-def workflow_manifest(run: RunSubmission) -> dict[str, Any]:
-    """The Workflow of one run: the WorkflowTemplate `run.workflow` with the run's parameters."""
+def workflow_manifest(run: RunSubmission, template: str | None = None) -> dict[str, Any]:
+    """The Workflow of one run: the WorkflowTemplate `template` (default: `run.workflow`'s
+    own) with the run's parameters, labelled as a run of the punchingfist Workflow."""
     parameters = RunParameters.of(run.parameters)
     labels = {LABEL_WORKFLOW: run.workflow, LABEL_MANAGED_BY: "punchingfist"}
     named = {LABEL_SOURCE: parameters.source, LABEL_FINGERPRINT: parameters.fingerprint}
@@ -42,7 +50,7 @@ def workflow_manifest(run: RunSubmission) -> dict[str, Any]:
         name=run.name,
         namespace=run.namespace,
         labels=labels,
-        workflow_template_ref=WorkflowTemplateRef(name=run.workflow),
+        workflow_template_ref=WorkflowTemplateRef(name=template or run.workflow),
         arguments=[Parameter(name=k, value=v) for k, v in arguments.items()],
     )
     manifest: dict[str, Any] = workflow.to_dict()
@@ -69,8 +77,9 @@ class ArgoExecutor:
         """The kubernetes library's ApiClient (the watches of kubernetes Sources use it)."""
 
     def submit(self, run: RunSubmission) -> None:
+        template = self.template_of(run)
         try:
-            manifest = workflow_manifest(run)
+            manifest = workflow_manifest(run, template)
         except ValueError as error:  # Hera's checks, e.g. a name longer than 63 characters
             raise SubmitError(f"run {run.name}: {error}", temporary=False) from error
         with _submitting():
@@ -78,6 +87,19 @@ class ArgoExecutor:
                 self.kube.create(ARGO_API_VERSION, "workflows", run.namespace, manifest)
             except KubeConflict:
                 return  # already submitted: an earlier attempt got through
+
+    def template_of(self, run: RunSubmission) -> str:
+        """The template the run starts from: for a run about a critical alert the Workflow's
+        critical template when it exists (the controller applies it only with
+        `criticalBypass`), else the Workflow's own."""
+        if not is_critical(RunParameters.of(run.parameters).event):
+            return run.workflow
+        critical = critical_template(run.workflow)
+        with _submitting():
+            found = self.kube.find(ARGO_API_VERSION, "workflowtemplates", run.namespace, critical)
+        annotations = ((found or {}).get("metadata") or {}).get("annotations") or {}
+        copies = annotations.get(ANNOTATION_CRITICAL_OF)
+        return critical if copies == run.workflow else run.workflow
 
     def resume(
         self,

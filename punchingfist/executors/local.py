@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from punchingfist.api.limits import CONFIGMAP
+from punchingfist.api.limits import CONFIGMAP, is_critical
 from punchingfist.api.runspec import RunParameters
 from punchingfist.compiler import CompiledWorkflow
 from punchingfist.compiler.naming import RESULT_PARAM
@@ -73,7 +73,10 @@ class LocalExecutor:
     """Also told about every run (e.g. live progress on a terminal), after the store."""
     parallel_runs: int = 4
     """Runs executed at once; the others wait their turn (each step is a process). The
-    OperatorConfig's `spec.concurrency` limits (the templates' semaphores) apply as well."""
+    OperatorConfig's `spec.concurrency` limits (the templates' semaphores) apply as well,
+    except to runs about a critical alert with `criticalBypass`: they run the critical
+    template, which holds no semaphore, and wait for no queued run (only for a free parallel
+    run)."""
     name: str = "local"
     approver: PollingApprover = field(default_factory=PollingApprover)
     _slots: Semaphores = field(init=False)
@@ -99,23 +102,25 @@ class LocalExecutor:
             if run.name in self._submitted:
                 return  # submitted already: same name, same run
             self._submitted.add(run.name)
+        manifest = compiled.manifest_for(is_critical(RunParameters.of(run.parameters).event))
+        bypass = manifest is not compiled.manifest  # its template holds no semaphore
         try:  # the run's turn is now, in the order runs are submitted
-            ticket = self._slots.enqueue(run.name, self._keys(compiled))
+            ticket = self._slots.enqueue(run.name, self._keys(manifest), ahead=bypass)
         except UnknownSemaphore as error:
             with self._lock:
                 self._submitted.discard(run.name)
             raise SubmitError(str(error), temporary=False) from error
         threading.Thread(
             target=self._execute,
-            args=(run, compiled, ticket),
+            args=(run, compiled, manifest, ticket),
             daemon=True,
             name=f"run-{run.name}",
         ).start()
 
-    def _keys(self, compiled: CompiledWorkflow) -> list[str]:
+    def _keys(self, manifest: dict[str, Any]) -> list[str]:
         """The semaphores a run of this template holds: the executor's and the template's."""
         try:
-            semaphores = read_manifest(compiled.manifest).semaphores
+            semaphores = read_manifest(manifest).semaphores
         except PunchingFistError:  # the run fails on the engine, saying why
             semaphores = ()
         return [_EXECUTOR_KEY, *(f"{s.configmap}/{s.key}" for s in semaphores)]
@@ -148,15 +153,23 @@ class LocalExecutor:
                     return
             time.sleep(0.05)
 
-    def _execute(self, run: RunSubmission, compiled: CompiledWorkflow, ticket: Ticket) -> None:
+    def _execute(
+        self,
+        run: RunSubmission,
+        compiled: CompiledWorkflow,
+        manifest: dict[str, Any],
+        ticket: Ticket,
+    ) -> None:
         self._dispatched(run.name)
         self._slots.acquire(ticket)
         try:
-            self._execute_now(run, compiled)
+            self._execute_now(run, compiled, manifest)
         finally:
             self._slots.release(ticket)
 
-    def _execute_now(self, run: RunSubmission, compiled: CompiledWorkflow) -> None:
+    def _execute_now(
+        self, run: RunSubmission, compiled: CompiledWorkflow, manifest: dict[str, Any]
+    ) -> None:
         given = RunParameters.of(run.parameters)
         parameters = given.arguments()
         observer = StoreObserver(self.sessions, run, self.metrics)
@@ -164,7 +177,7 @@ class LocalExecutor:
         try:
             event_data = given.event
             choice = choose_model(
-                compiled.manifest,
+                manifest,
                 event_data,
                 self.environ,
                 replay=self.replay,
@@ -172,13 +185,11 @@ class LocalExecutor:
                 model=self.model,
                 replay_fallback=self.replay_fallback,
             )
-            secrets = gather_secrets(
-                compiled.manifest, compiled.objects, self.environ, self.secrets_dir
-            )
+            secrets = gather_secrets(manifest, compiled.objects, self.environ, self.secrets_dir)
             say = log.warning if choice.replayed else log.info  # no model runs: say so loudly
             say("run %s: %s on the local engine, model: %s", run.name, run.workflow, choice.label)
             result = run_workflow(
-                compiled.manifest,
+                manifest,
                 parameters,
                 workdir=self.workdir,
                 approver=self.approver,

@@ -20,7 +20,7 @@ from punchingfist.engine import RunInfo, RunResult, SilentObserver
 from punchingfist.executors.local import LocalExecutor
 from punchingfist.runs.dispatching import RunSubmission
 from punchingfist.runs.metrics import Metrics
-from punchingfist.store import make_engine, session_factory, upgrade
+from punchingfist.store import WorkflowRun, make_engine, session_factory, upgrade
 
 RESOURCES = """
 apiVersion: punchingfist.io/v1alpha1
@@ -102,4 +102,73 @@ def test_runs_above_the_limits_wait_and_start_in_order(tmp_path: Path) -> None:
     assert timeline.most == {"all": 2, "triage": 1, "escalate": 1}
     assert waiting._value.get() == 0
     time.sleep(0.1)
+    engine.dispose()
+
+
+BYPASS = """
+apiVersion: punchingfist.io/v1alpha1
+kind: OperatorConfig
+metadata: {name: punchingfist-config}
+spec:
+  concurrency: {maxRunning: 1, perWorkflow: 1, criticalBypass: true}
+---
+apiVersion: punchingfist.io/v1alpha1
+kind: Workflow
+metadata: {name: triage}
+spec:
+  steps: [{name: wait, type: cli, command: "sleep 1"}]
+"""
+
+
+class Times(SilentObserver):
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self.done = threading.Semaphore(0)
+
+    def on_run_started(self, run: RunInfo) -> None:
+        self.started[run.name] = time.monotonic()
+
+    def on_run_finished(self, run: RunInfo, result: RunResult) -> None:
+        self.finished[run.name] = time.monotonic()
+        self.done.release()
+
+
+@pytest.mark.timeout(120)
+def test_a_critical_run_starts_while_the_limit_is_full_and_a_warning_run_waits(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'pf.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    times = Times()
+    executor = LocalExecutor(
+        {c.workflow.name: c for c in compile_resources(load_resources(BYPASS))},
+        sessions,
+        tmp_path / "runs",
+        environ={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
+        observer=times,
+        parallel_runs=4,
+    )
+
+    def event(severity: str) -> dict[str, Any]:
+        return {"alert": {"alertname": "Down", "severity": severity, "labels": {}}}
+
+    order = [("warning-1", "warning"), ("warning-2", "warning"), ("critical-1", "critical")]
+    for name, severity in order:
+        executor.submit(RunSubmission(name, "default", "triage", {"event": event(severity)}))
+    for _ in order:
+        assert times.done.acquire(timeout=60), (times.started, times.finished)
+    # warning-1 holds the only slot: warning-2 waits for it, critical-1 (submitted last)
+    # starts at once and runs beside it.
+    assert times.started["critical-1"] < times.finished["warning-1"] - 0.3, times.started
+    assert times.started["warning-2"] >= times.finished["warning-1"] - 0.05, times.started
+    assert times.started["warning-2"] > times.started["critical-1"]
+    time.sleep(0.1)
+    with sessions() as session:
+        records = {name: WorkflowRun.named(session, name) for name, _ in order}
+        # Recorded as runs of the Workflow, the critical one too.
+        assert {r.workflow_name for r in records.values() if r is not None} == {"triage"}
+        assert all(r is not None and r.status == "succeeded" for r in records.values())
     engine.dispose()
