@@ -13,6 +13,7 @@ from punchingfist.cli import (
     db,
     demo,
     event,
+    incidents,
     run,
     serve,
     submit,
@@ -26,6 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"punchingfist {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (compile, crds, event, submit, approve, serve, run, demo, controller, db):
+    for command in (
+        compile,
+        crds,
+        event,
+        submit,
+        approve,
+        incidents,
+        serve,
+        run,
+        demo,
+        controller,
+        db,
+    ):
         command.add_parser(commands)
     return parser

@@ -13,7 +13,8 @@ The one writer of those records. Every executor describes a run the same way, as
 Observing is idempotent: a replayed or repeated observation changes nothing and counts nothing
 twice, and a finished run or step never goes back. The alert's lifecycle follows from the run:
 triage started when the run starts, triaged by the first (live) agent answer, escalated when an
-escalating sink delivered, resolved when the run auto-fixed it.
+escalating sink delivered, resolved when the run auto-fixed it. A finished run's findings are
+remembered (`memory.remember`: one knowledge entry per run, the incident's AI summary).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api.runspec import StepResult
 from punchingfist.compiler.naming import OUTPUTS_PARAM, OUTPUTS_TASK, RESULT_PARAM
+from punchingfist.memory.remember import live_answer, remember
 from punchingfist.runs.metrics import Metrics
 from punchingfist.store import Alert, Approval, RunStep, SinkDelivery, WorkflowRun
 
@@ -203,6 +205,8 @@ class Recorder:
         if not finished_before and run.finished_at is not None and phase != "Succeeded":
             run.error = _why(observation.message, steps)
         self._alert(run, alert, steps, outputs)
+        if run.finished_at is not None and (not finished_before or recorded.steps):
+            remember(self.session, run, steps, alert)
         return recorded
 
     def failed(self, run: WorkflowRun, message: str) -> None:
@@ -247,7 +251,10 @@ class Recorder:
         )
         steps = self._steps(run)
         self._step(run, steps, node)
-        self._alert(run, self._alert_of(run), steps, None)
+        alert = self._alert_of(run)
+        self._alert(run, alert, steps, None)
+        if run.finished_at is not None:  # reported after its run finished: remembered too
+            remember(self.session, run, steps, alert)
         return step_result(data, step)
 
     def report_delivery(
@@ -462,13 +469,13 @@ class Recorder:
         if alert is None:
             return
         answered = sorted(
-            (s for s in steps.values() if _live_answer(s) is not None),
+            (s for s in steps.values() if live_answer(s) is not None),
             key=lambda s: _aware(s.finished_at or datetime.max),
         )
         if answered:
             first = answered[0]
             at = _aware(first.finished_at) if first.finished_at else datetime.now(UTC)
-            seconds = _triage(alert, _live_answer(first) or {}, at)
+            seconds = _triage(alert, live_answer(first) or {}, at)
             if seconds is not None:
                 self.metrics.triage_seconds.observe(max(0.0, seconds))
         if run.finished_at is None or alert.status == "resolved":
@@ -495,16 +502,6 @@ class Recorder:
                 alert.escalated_to = f"{result['type']}:{result.get('sink') or step.name}"[:255]
                 alert.status = "escalated"
                 return
-
-
-def _live_answer(step: RunStep) -> dict[str, Any] | None:
-    """The agent's answer a succeeded agent step holds; None for a replayed model's (recorded
-    turns, no model ran: no triage of this alert)."""
-    result = step.result or {}
-    answer = result.get("result")
-    if step.kind != "agent" or step.phase != "Succeeded" or not isinstance(answer, dict):
-        return None
-    return None if result.get("replayed") is True else answer
 
 
 def _triage(alert: Alert, answer: dict[str, Any], now: datetime) -> float | None:

@@ -30,7 +30,7 @@ from punchingfist.kube import KubeError, Reviewed, Reviews
 log = logging.getLogger("punchingfist.server.access")
 
 GROUP = "punchingfist.io"
-Verb = Literal["get", "list", "approve", "report", "trigger"]
+Verb = Literal["get", "list", "approve", "report", "trigger", "resolve"]
 Resource = Literal["alerts", "incidents", "runs", "approvals", "sources"]
 TOKEN_FILE = "api-token"
 AUTHENTICATION_TTL = 60.0

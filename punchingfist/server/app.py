@@ -30,6 +30,7 @@ from punchingfist.server.access import Permission, Resource, Verb
 from punchingfist.server.also_firing import reply_later
 from punchingfist.server.approvals import router as approvals_router
 from punchingfist.server.chat import router as chat_router
+from punchingfist.server.incidents import router as incidents_router
 from punchingfist.server.pages import resolve_later
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, too_large
 from punchingfist.server.runs import router as runs_router
@@ -183,6 +184,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(approvals_router(state))
     app.include_router(chat_router(state))
 
+    app.include_router(incidents_router(state))
     app.state.pf_receive = receive
     add_source_routes(app)
     app.add_middleware(_WebhookShortcut, state=state, handler=receive)

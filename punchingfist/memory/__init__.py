@@ -1,0 +1,1 @@
+"""What the system remembers of past incidents, and how it finds the ones like a new alert."""
