@@ -121,12 +121,15 @@ def live_answer(step: RunStep) -> dict[str, Any] | None:
 
 
 def evidence(steps: Iterable[RunStep]) -> list[str]:
-    """Short texts of the tool calls the answers cite (every call when none is cited), the
-    latest step's first; cited ids that name no call are kept as the answer wrote them."""
+    """Short texts of the tool calls the live answers cite (every call when none is cited),
+    the latest step's first; cited ids that name no call are kept as the answer wrote them."""
     texts: list[str] = []
     for step in reversed(list(steps)):
+        answer = live_answer(step)
+        if answer is None:
+            continue
         calls = [c for c in step.tool_calls or [] if isinstance(c, dict)]
-        cited = [str(c) for c in (live_answer(step) or {}).get("evidence") or []]
+        cited = [str(c) for c in answer.get("evidence") or []]
         by_id = {str(c.get("id")): c for c in calls}
         chosen: list[str] = (
             [_call_text(by_id[c]) if c in by_id else c for c in cited]

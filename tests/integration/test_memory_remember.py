@@ -6,6 +6,7 @@ the entries, under the API's access rules."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,14 +184,17 @@ def test_a_finished_run_is_remembered_once_with_its_findings(
     assert (again.id, again.root_cause) == (entry.id, "a leak in the cache")
 
 
-def gate(approved: bool) -> NodeObservation:
+def _at() -> dict[str, datetime]:
     now = datetime.now(UTC)
+    return {"started_at": now, "finished_at": now}
+
+
+def gate(approved: bool) -> NodeObservation:
     return NodeObservation(
         name="resolution-attempt-approval",
         type="Suspend",
         phase="Succeeded",
-        started_at=now,
-        finished_at=now,
+        **_at(),
         parameters={"approved": "true" if approved else "false", "approver": "alice"},
     )
 
@@ -215,8 +219,18 @@ def test_outcomes_follow_gates_and_the_run(served: tuple[TestClient, ServerState
     report(http, quiet, "agent-investigation", answer(can_auto_fix=False, fix_command=None))
     finish(state, quiet)
     outcomes[quiet] = "not_fixed"
+    auto = new_run(http, 6)
+    report(http, auto, "agent-investigation", answer())
+    outputs = {"outputs": json.dumps({"auto_fixed": "true"})}
+    finish(
+        state,
+        auto,
+        "Succeeded",
+        NodeObservation("pf-outputs", "Pod", "Succeeded", **_at(), parameters=outputs),
+    )
+    outcomes[auto] = "fixed"
     for nothing in (new_run(http, 4), new_run(http, 5)):  # a replayed answer; no answer
-        if len(outcomes) == 4:
+        if len(outcomes) == 5:
             report(http, nothing, "agent-investigation", answer() | {"replayed": True})
         finish(state, nothing)
         outcomes[nothing] = "-"
