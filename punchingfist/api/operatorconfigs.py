@@ -1,6 +1,6 @@
 """The `OperatorConfig` custom resource: operator-wide settings (chat, LLMs, secrets, approvals).
 
-Fields of the design document that nothing implements yet (`database`, `runbooks`,
+Fields of the design document that nothing implements yet (`database`,
 `secretManager`, `secretRotation` when enabled) keep their schema, so `kubectl explain` shows
 them, but a resource that sets one is refused with "not supported yet" naming the field: the
 compiler (through these models) and admission refuse it instead of ignoring it.
@@ -8,11 +8,13 @@ compiler (through these models) and admission refuse it instead of ignoring it.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from punchingfist.api.base import Duration, SecretKeyRef, SpecModel
+from punchingfist.api.base import Duration, ObjectName, SecretKeyRef, SpecModel
 from punchingfist.api.limits import ConcurrencyConfig
 
 
@@ -118,14 +120,124 @@ class LLMConfig(SpecModel):
         return self
 
 
-class RunbooksConfig(SpecModel):
-    """Not supported yet. A Git repository of runbooks the agent would read."""
+RUNBOOK_TOKEN_ENV = "RUNBOOKS_GIT_TOKEN"
+"""The variable that carries `spec.runbooks.git.credentialsSecret` into agent step pods."""
+_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")
 
-    repository: str
-    """Repository URL."""
-    sync_interval: Duration = "1h"
-    """How often to pull."""
-    branch: str = "main"
+
+def _no_dots(value: str, what: str) -> str:
+    if ".." in value.split("/") or value.startswith("/"):
+        raise ValueError(f"{what} must be relative and may not contain '..'")
+    return value
+
+
+class RunbookGitSource(SpecModel):
+    """A git repository of runbooks, fetched (depth 1) by each agent step that reads them."""
+
+    url: str
+    """`https://host/owner/repo` (no credentials in the URL: use `credentialsSecret`).
+    Other schemes (ssh, file, git) are refused."""
+    ref: str = "main"
+    """Branch, tag or commit to read."""
+    path: str | None = None
+    """Directory of the repository holding the runbooks (default: all of it)."""
+    credentials_secret: SecretKeyRef | None = None
+    """Secret (in the workflows' namespace) holding a token for HTTPS, or `user:token`."""
+
+    @field_validator("url")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not an https:// URL; runbooks are fetched over HTTPS only "
+                "(ssh, file and git URLs are refused)"
+            )
+        if parts.username or parts.password:
+            raise ValueError("the URL may not hold credentials: use credentialsSecret")
+        return value
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        if not _REF.match(value):
+            raise ValueError(f"{value!r} is not a branch, tag or commit name")
+        return _no_dots(value, "ref")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _REF.match(value.strip("/")):
+            raise ValueError(f"{value!r} is not a directory path (A-Z a-z 0-9 ._/-)")
+        return _no_dots(value, "path").strip("/")
+
+
+class RunbookConfigMapSource(SpecModel):
+    """ConfigMaps whose keys ending in `.md` are runbooks."""
+
+    names: list[ObjectName] = Field(default_factory=list, max_length=50)
+    """ConfigMaps by name."""
+    selector: dict[str, str] = Field(default_factory=dict, max_length=10)
+    """Or: every ConfigMap with these labels, e.g. `punchingfist.io/runbook: "true"`."""
+    namespace: ObjectName | None = None
+    """Where they are (default: the namespace the run's steps run in)."""
+
+    @model_validator(mode="after")
+    def _names_or_selector(self) -> RunbookConfigMapSource:
+        if bool(self.names) == bool(self.selector):
+            raise ValueError("give either names or a selector")
+        for key, value in self.selector.items():
+            if not _LABEL.match(key) or (value and not _LABEL_VALUE.match(value)):
+                raise ValueError(f"selector {key}={value!r} is not a label and value")
+        return self
+
+
+_LABEL = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+
+
+class RunbooksConfig(SpecModel):
+    """Runbooks the agent reads with its `runbook` tool: Markdown files whose front matter
+    (`title`, `alertname`, `labels`) says which alerts they are for (docs/runtime.md,
+    "Runbooks"). Every agent step gets the tool when this is set."""
+
+    git: RunbookGitSource | None = None
+    """A git repository of runbooks."""
+    config_maps: RunbookConfigMapSource | None = None
+    """ConfigMaps of runbooks."""
+    repository: str | None = None
+    """The design document's spelling of `git.url` (with `branch` as `git.ref`)."""
+    branch: str | None = None
+    """With `repository`: the branch (default main)."""
+    sync_interval: Duration | None = None
+    """Refused: runbooks are fetched by each agent step that reads them, so there is nothing to
+    sync."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _repository(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "repository" in value and "git" not in value:
+            git = {"url": value["repository"]}
+            if value.get("branch"):
+                git["ref"] = value["branch"]
+            value = {k: v for k, v in value.items() if k not in ("repository", "branch")}
+            value["git"] = git
+        return value
+
+    @model_validator(mode="after")
+    def _some_source(self) -> RunbooksConfig:
+        if self.sync_interval is not None:
+            raise ValueError(
+                "syncInterval: runbooks are fetched by each agent step that reads them; "
+                "remove syncInterval"
+            )
+        if self.repository is not None or self.branch is not None:
+            raise ValueError("give the repository as git.url (and git.ref), not both ways")
+        if self.git is None and self.config_maps is None:
+            raise ValueError("give git, configMaps or both")
+        return self
 
 
 class SecretManagerConfig(SpecModel):
@@ -178,8 +290,6 @@ class ApprovalsConfig(SpecModel):
 _FIXES = {
     "database": "spec.database is not read by anything; the server's database is its "
     "--database-url (the chart's `database` values): remove spec.database",
-    "runbooks": "spec.runbooks (a runbook repository the agent reads): remove it; give the "
-    "agent runbook links through a Source's `context` or the alert's annotations",
     "secret_manager": "spec.secretManager (Vault, AWS Secrets Manager, Azure Key Vault): use "
     "spec.secrets with Kubernetes Secrets, which External Secrets or the Secrets Store CSI "
     "driver can fill from those managers",
@@ -205,6 +315,7 @@ class OperatorConfigSpec(SpecModel):
     chat: ChatConfig | None = None
     llm: LLMConfig | None = None
     runbooks: RunbooksConfig | None = None
+    """Runbooks for the agent's `runbook` tool, from git and ConfigMaps."""
     secret_manager: SecretManagerConfig | None = None
     secrets: dict[str, SecretKeyRef] = Field(default_factory=dict)
     """Kubernetes Secrets by role: llmApiKey, slackToken, prometheusToken, pagerdutyRoutingKey,
@@ -214,7 +325,7 @@ class OperatorConfigSpec(SpecModel):
     concurrency: ConcurrencyConfig | None = None
     """Limits on runs at once (unset: none); see docs/operations.md, "Concurrency"."""
 
-    @field_validator("database", "runbooks", "secret_manager")
+    @field_validator("database", "secret_manager")
     @classmethod
     def _not_supported_yet(cls, value: object, info: ValidationInfo) -> object:
         if value is not None:

@@ -95,6 +95,35 @@ class LLMSettings(_Contract):
     tokens, over the built-in table (`punchingfist.api.pricing`)."""
 
 
+class RunbookGit(_Contract):
+    """A git repository of runbooks (OperatorConfig `spec.runbooks.git`)."""
+
+    url: str
+    """https:// (or file:// in tests: the OperatorConfig refuses it)."""
+    ref: str = "main"
+    """Branch, tag or commit."""
+    path: str = ""
+    """Directory of the repository holding the runbooks ('' = all of it)."""
+    credentials_env: str | None = None
+    """Environment variable holding the token (`user:token` or a token), if any."""
+
+
+class RunbookConfigMaps(_Contract):
+    """ConfigMaps whose `.md` keys are runbooks (OperatorConfig `spec.runbooks.configMaps`)."""
+
+    namespace: str | None = None
+    """Default: the run's namespace (PF_NAMESPACE)."""
+    names: list[str] = Field(default_factory=list)
+    selector: dict[str, str] = Field(default_factory=dict)
+
+
+class RunbooksTask(_Contract):
+    """Where an agent step's `runbook` tool finds runbooks."""
+
+    git: RunbookGit | None = None
+    config_maps: RunbookConfigMaps | None = None
+
+
 class AgentTask(_Contract):
     goal: str
     tools: list[ToolSpec]
@@ -113,6 +142,8 @@ class AgentTask(_Contract):
     model and templates see only `TaskSpec.inputs`)."""
     require_approval: list[str] = Field(default_factory=list)
     allowed_namespaces: list[str] | None = None
+    runbooks: RunbooksTask | None = None
+    """Sources of the `runbook` tool (OperatorConfig `spec.runbooks`), when it is enabled."""
 
 
 class CliTask(_Contract):

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from punchingfist import __version__
 from punchingfist.api import Sink, Workflow
-from punchingfist.api.operatorconfigs import OperatorConfigSpec
+from punchingfist.api.operatorconfigs import RUNBOOK_TOKEN_ENV, OperatorConfigSpec
 from punchingfist.api.runspec import (
     CONDITION_FILE,
     OUTPUTS_FILE,
@@ -47,6 +47,9 @@ from punchingfist.api.runspec import (
     CliTask,
     LLMSettings,
     OutputSpec,
+    RunbookConfigMaps,
+    RunbookGit,
+    RunbooksTask,
     SinkTask,
     TaskSpec,
     ToolSpec,
@@ -317,9 +320,13 @@ class Builder:
         self, agent: AgentStep | AgentAction, policy: StepPolicy | None, spent_by: list[str] | None
     ) -> AgentTask:
         safety = policy.safety if policy else None
+        tools = [_tool(tool) for tool in agent.tools]
+        runbooks = self._runbooks()
+        if runbooks is not None and all(tool.name != "runbook" for tool in tools):
+            tools.append(ToolSpec(name="runbook"))
         return AgentTask(
             goal=agent.goal,
-            tools=[_tool(tool) for tool in agent.tools],
+            tools=tools,
             context=agent.context,
             max_iterations=agent.max_iterations,
             llm=self._llm(),
@@ -330,6 +337,31 @@ class Builder:
             require_approval=list(safety.require_approval) if safety else [],
             allowed_namespaces=list(safety.allowed_namespaces)
             if safety and safety.allowed_namespaces
+            else None,
+            runbooks=runbooks,
+        )
+
+    def _runbooks(self) -> RunbooksTask | None:
+        """The OperatorConfig's `spec.runbooks` as the `runbook` tool reads them (the git
+        token arrives as RUNBOOKS_GIT_TOKEN, see `Credentials.agent`)."""
+        config = self.config.runbooks if self.config else None
+        if config is None:
+            return None
+        git = config.git
+        maps = config.config_maps
+        return RunbooksTask(
+            git=RunbookGit(
+                url=git.url,
+                ref=git.ref,
+                path=git.path or "",
+                credentials_env=RUNBOOK_TOKEN_ENV if git.credentials_secret else None,
+            )
+            if git
+            else None,
+            config_maps=RunbookConfigMaps(
+                namespace=maps.namespace, names=list(maps.names), selector=dict(maps.selector)
+            )
+            if maps
             else None,
         )
 

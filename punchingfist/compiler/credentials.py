@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from punchingfist.api import SecretKeyRef, Sink, Workflow
-from punchingfist.api.operatorconfigs import SECRET_ENV, OperatorConfigSpec
+from punchingfist.api.operatorconfigs import RUNBOOK_TOKEN_ENV, SECRET_ENV, OperatorConfigSpec
 from punchingfist.api.sinks import SINK_SECRET_FIELDS
 from punchingfist.compiler.naming import secret_name
 
@@ -51,7 +51,7 @@ class Credentials:
         return SecretEnvVar(env=SECRET_ENV[role], secret=ref.secret_ref, key=ref.key)
 
     def agent(self) -> list[SecretEnvVar]:
-        """LLM key and Prometheus token for agent tasks."""
+        """LLM key, Prometheus token and the runbook repository's token for agent tasks."""
         found: list[SecretEnvVar] = []
         llm = self._llm_key()
         if llm is not None:
@@ -59,6 +59,9 @@ class Credentials:
         prometheus = self._role("prometheusToken")
         if prometheus is not None:
             found.append(prometheus)
+        runbooks = self.config.runbooks if self.config else None
+        if runbooks and runbooks.git and runbooks.git.credentials_secret:
+            found.append(_ref(RUNBOOK_TOKEN_ENV, runbooks.git.credentials_secret))
         return found
 
     def _llm_key(self) -> SecretEnvVar | None:

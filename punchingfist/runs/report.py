@@ -163,6 +163,8 @@ def _answer(answer: Mapping[str, Any], *, replayed: bool) -> list[str]:
         )
     for item in answer.get("recommendations") or []:
         lines.append(f"     → {item}")
+    if answer.get("runbook"):
+        lines.append(f"     runbook followed: {answer['runbook']}")
     return lines
 
 

@@ -22,7 +22,7 @@ EXAMPLES = ROOT / "examples"
 FIXTURES = ROOT / "tests" / "fixtures" / "not-supported-yet"
 """The design document's OperatorConfigs that use those fields (kept to test the refusal)."""
 REFUSED = {
-    "database-and-runbooks.yaml": ["spec.database", "spec.runbooks"],
+    "database.yaml": ["spec.database"],
     "external-secret-manager.yaml": ["spec.secretManager"],
     "vault.yaml": ["spec.secretManager"],
     "aws-secrets.yaml": ["spec.secretManager"],
@@ -96,5 +96,5 @@ def test_what_works_is_accepted() -> None:
 def test_kubectl_explain_says_not_supported_yet() -> None:
     (crd,) = [yaml.safe_load(t) for n, t in crds.render_crds().items() if "operatorconfigs" in n]
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    for field in ("database", "runbooks", "secretManager", "secretRotation"):
+    for field in ("database", "secretManager", "secretRotation"):
         assert spec["properties"][field]["description"].startswith("Not supported yet"), field

@@ -5,7 +5,7 @@
       action:  ToolCalls | FinalAnswer   discriminated by `kind`
     ToolCalls.calls: 1..4 independent calls, run concurrently; each is one of the enabled tools:
       KubectlCall   a typed kubectl action (runtime/tools/kubectl_calls.py), never an argv
-      PromqlCall, CurlCall
+      PromqlCall, CurlCall, RunbookCall (list, or read one by its listed name)
       a script's call, with the script's declared parameters (runtime/tools/scripts.py)
 
 The model class is built per step from the enabled tools, so a disabled tool cannot even be
@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from punchingfist.runtime.tools.kubectl_calls import KubectlCall, KubectlReadCall
+from punchingfist.runtime.tools.runbook import NAME_PATTERN
 
 MAX_PARALLEL_CALLS = 4
 
@@ -45,6 +46,18 @@ class CurlCall(_Strict):
     method: Literal["GET", "HEAD"] = "GET"
 
 
+class RunbookCall(_Strict):
+    """List the runbooks written for this alert, or read one of them by its listed name."""
+
+    tool: Literal["runbook"]
+    action: Literal["list", "read"]
+    name: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="read: a runbook's name exactly as `list` gave it.",
+    )
+
+
 class FinalAnswer(_Strict):
     """The investigation's result. Later steps and sinks read these fields."""
 
@@ -65,6 +78,9 @@ class FinalAnswer(_Strict):
     evidence: list[str] = Field(
         default_factory=list, description="Ids of the tool calls (e.g. call-2) supporting this."
     )
+    runbook: str | None = Field(
+        default=None, description="The name of the runbook you followed (from `runbook`), if any."
+    )
 
 
 _TOOL_CALLS_KIND: Any = Literal["tool_calls"]
@@ -72,6 +88,7 @@ _BUILTIN: dict[str, type[BaseModel]] = {
     "kubectl": KubectlReadCall,
     "promql": PromqlCall,
     "curl": CurlCall,
+    "runbook": RunbookCall,
 }
 
 

@@ -76,6 +76,8 @@ _DESCRIPTIONS = {
     "kubectl": KUBECTL,
     "promql": "promql: Prometheus query; instant, or range with range_minutes.",
     "curl": "curl: HTTP GET/HEAD to allowed hosts only.",
+    "runbook": "runbook: the team's runbooks for this alert: `list` them, `read` one by its "
+    "name; if you follow one, put its name in the final answer's `runbook`.",
 }
 
 

@@ -115,6 +115,8 @@ def run_agent_step(
         require_approval=agent.require_approval,
         allowed_namespaces=agent.allowed_namespaces,
         render=lambda text: compile_template(text).render(context),
+        runbooks=agent.runbooks,
+        alert=context["source"]["data"].get("alert") or {},
     )
     print(f"goal: {goal.strip()[:500]}")
     print(

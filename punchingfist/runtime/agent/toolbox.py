@@ -18,12 +18,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from punchingfist.api.runspec import ToolSpec
-from punchingfist.runtime.tools import curl, kubectl, promql, scripts
+from punchingfist.api.runspec import RunbooksTask, ToolSpec
+from punchingfist.runtime.tools import curl, kubectl, promql, runbook, scripts
 from punchingfist.runtime.tools.base import ToolResult, cap, refused
 
 Executor = Callable[[BaseModel], ToolResult]
-BUILTIN = ("kubectl", "promql", "curl")
+BUILTIN = ("kubectl", "promql", "curl", "runbook")
 BASE_ENV = (
     "PATH",
     "HOME",
@@ -173,6 +173,9 @@ def build_toolbox(
     render: Callable[[str], str],
     kubectl_binary: str = "kubectl",
     timeout: float = 30.0,
+    runbooks: RunbooksTask | None = None,
+    alert: Mapping[str, Any] | None = None,
+    read_configmaps: runbook.ConfigMapReader | None = None,
 ) -> Toolbox:
     """The executors for a step's declared tools. Secrets reach tools only through `environ`,
     and each tool only the part of it that it needs."""
@@ -197,6 +200,11 @@ def build_toolbox(
         elif tool.name == "curl":
             domains = tuple(tool.allowed_domains or ())
             executors["curl"] = _curl(curl.CurlPolicy(domains, timeout=min(timeout, 10.0)))
+        elif tool.name == "runbook" and runbooks is not None:
+            reader = read_configmaps or runbook.kubectl_reader(kubectl_binary, tool_env, timeout)
+            executors["runbook"] = _runbook(
+                runbook.RunbookTool(runbooks, alert or {}, environ, reader, tool_env)
+            )
         elif tool.command:
             script_calls[tool.name] = scripts.call_model(
                 tool.name, tool.description, tool.parameters
@@ -229,6 +237,13 @@ def _promql(settings: promql.PromqlSettings) -> Executor:
 def _curl(policy: curl.CurlPolicy) -> Executor:
     def execute(call: Any) -> ToolResult:
         return curl.run(call.url, policy, call.method)
+
+    return execute
+
+
+def _runbook(tool: runbook.RunbookTool) -> Executor:
+    def execute(call: Any) -> ToolResult:
+        return tool.run(call.action, call.name)
 
     return execute
 

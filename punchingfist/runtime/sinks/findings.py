@@ -48,6 +48,8 @@ class Findings:
     """An agent step's answer was replayed from recorded turns: no model ran."""
     partial: str | None = None
     """Why the answer is partial (its step's LLM budget was spent), when it is."""
+    runbook: str | None = None
+    """The runbook the agent says it followed (its `runbook` tool's name for it)."""
 
     @property
     def incident_key(self) -> str:
@@ -86,6 +88,7 @@ class Findings:
             "replayed": self.replayed,
             "partial": self.partial is not None,
             "partial_reason": self.partial,
+            "runbook": self.runbook,
         }
 
 
@@ -135,6 +138,7 @@ def gather(context: Mapping[str, Any], environ: Mapping[str, str]) -> Findings:
         partial=str(answer.get("partial_reason") or "LLM budget spent")
         if answer.get("partial") is True
         else None,
+        runbook=_first_text(answer.get("runbook")) or None,
     )
 
 

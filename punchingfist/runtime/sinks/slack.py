@@ -300,6 +300,8 @@ def result_blocks(
         blocks.append(_section(f"*Summary*\n{escape(findings.summary)}"))
         if findings.root_cause:
             blocks.append(_section(f"*Root cause*\n{escape(findings.root_cause)}"))
+        if findings.runbook:
+            blocks.append(_section(f"*Runbook followed*\n{escape(findings.runbook)}"))
         if findings.recommendations:
             items = "\n".join(f"• {escape(item)}" for item in findings.recommendations)
             blocks.append(_section(f"*Recommendations*\n{items}"))
