@@ -321,8 +321,9 @@ class Builder:
     ) -> AgentTask:
         safety = policy.safety if policy else None
         tools = [_tool(tool) for tool in agent.tools]
-        runbooks = self._runbooks()
-        if runbooks is not None and all(tool.name != "runbook" for tool in tools):
+        # A script of the workflow's own named `runbook` wins over the runbook tool.
+        runbooks = self._runbooks() if all(t.name != "runbook" for t in tools) else None
+        if runbooks is not None:
             tools.append(ToolSpec(name="runbook"))
         return AgentTask(
             goal=agent.goal,

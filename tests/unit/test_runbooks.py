@@ -11,11 +11,11 @@ import pytest
 from pydantic import ValidationError
 
 from punchingfist.api.operatorconfigs import OperatorConfigSpec
-from punchingfist.api.runspec import RunbookConfigMaps, RunbookGit, RunbooksTask
+from punchingfist.api.runspec import RunbookConfigMaps, RunbookGit, RunbooksTask, ToolSpec
 from punchingfist.controller.admission import Rejected, review_plain
 from punchingfist.runs.report import _answer
 from punchingfist.runtime.agent.decisions import FinalAnswer, RunbookCall
-from punchingfist.runtime.agent.toolbox import build_toolbox
+from punchingfist.runtime.agent.toolbox import Toolbox, build_toolbox
 from punchingfist.runtime.tools import runbook
 from tests.agent_support import agent_spec
 from tests.unit.test_agent_loop import final
@@ -256,21 +256,24 @@ def test_the_token_reaches_agent_pods_from_its_secret() -> None:
     assert env["RUNBOOKS_GIT_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "rb", "key": "token"}
 
 
-def test_the_tool_is_built_only_with_sources_and_its_name_is_what_the_answer_cites() -> None:
-    from punchingfist.api.runspec import ToolSpec
-
+def toolbox(tools: list[ToolSpec], runbooks: RunbooksTask | None) -> Toolbox:
     read, _ = configmaps()
-    box = build_toolbox(
-        [ToolSpec(name="runbook")],
+    return build_toolbox(
+        tools,
         environ={},
         approved=False,
         require_approval=[],
         allowed_namespaces=None,
         render=str,
-        runbooks=SOURCES,
+        runbooks=runbooks,
         alert=ALERT,
         read_configmaps=read,
     )
+
+
+def test_the_tool_is_built_only_with_sources_and_its_name_is_what_the_answer_cites() -> None:
+    assert toolbox([ToolSpec(name="runbook")], None).builtin == ()
+    box = toolbox([ToolSpec(name="runbook")], SOURCES)
     assert box.builtin == ("runbook",)
     ((_, _, listed),) = box.run_all([RunbookCall(tool="runbook", action="list")])
     assert "configmap/runbooks/crash.md" in listed.output
@@ -297,3 +300,21 @@ def test_the_slack_message_cites_the_runbook_the_agent_followed() -> None:
     assert "*Runbook followed*\\ngit/pods/crash.md" in text
     without = gather(context | {"steps": {}}, {})
     assert without.runbook is None and "Runbook" not in json.dumps(result_blocks(without, None, ""))
+
+
+def test_a_script_of_the_workflow_named_runbook_wins() -> None:
+    spec = OperatorConfigSpec.model_validate(
+        {"runbooks": {"configMaps": {"names": ["team-runbooks"]}}}
+    )
+    script = {"name": "runbook", "command": ["/usr/local/bin/rb.sh"]}
+    task = agent_spec(
+        {"goal": "g", "tools": ["kubectl", script]}, {"provider": "local"}, config=spec
+    )
+    assert task.agent is not None and task.agent.runbooks is None
+    assert [(t.name, t.command) for t in task.agent.tools] == [
+        ("kubectl", None),
+        ("runbook", ["/usr/local/bin/rb.sh"]),
+    ]
+    box = toolbox(task.agent.tools, SOURCES)
+    assert box.builtin == ("kubectl",)
+    assert "runbook" in box.script_calls

@@ -78,7 +78,7 @@ class Toolbox:
 
     @property
     def builtin(self) -> tuple[str, ...]:
-        return tuple(n for n in BUILTIN if n in self.executors)
+        return tuple(n for n in BUILTIN if n in self.executors and n not in self.script_calls)
 
     @property
     def scripts(self) -> tuple[type[BaseModel], ...]:
@@ -200,7 +200,7 @@ def build_toolbox(
         elif tool.name == "curl":
             domains = tuple(tool.allowed_domains or ())
             executors["curl"] = _curl(curl.CurlPolicy(domains, timeout=min(timeout, 10.0)))
-        elif tool.name == "runbook" and runbooks is not None:
+        elif tool.name == "runbook" and runbooks is not None and not tool.command:
             reader = read_configmaps or runbook.kubectl_reader(kubectl_binary, tool_env, timeout)
             executors["runbook"] = _runbook(
                 runbook.RunbookTool(runbooks, alert or {}, environ, reader, tool_env)

@@ -65,8 +65,8 @@ class Runbook:
     labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def matches(self, alert: Mapping[str, Any]) -> bool:
-        labels = alert.get("labels") if isinstance(alert.get("labels"), Mapping) else {}
-        assert isinstance(labels, Mapping)
+        given = alert.get("labels")
+        labels: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
         name = str(alert.get("alertname") or labels.get("alertname") or "")
         if self.alertnames and name not in self.alertnames:
             return False
