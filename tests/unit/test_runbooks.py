@@ -318,3 +318,43 @@ def test_a_script_of_the_workflow_named_runbook_wins() -> None:
     box = toolbox(task.agent.tools, SOURCES)
     assert box.builtin == ("kubectl",)
     assert "runbook" in box.script_calls
+
+
+def fake_kubectl(tmp_path: Path, answer: dict[str, Any], code: int = 0) -> tuple[str, Path]:
+    """A `kubectl` that records its argv and prints `answer` (or fails with `code`)."""
+    log = tmp_path / "argv.json"
+    script = tmp_path / "kubectl"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        f"open({str(log)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+        f"print({json.dumps(json.dumps(answer))})\n"
+        f"sys.stderr.write('Error from server (NotFound): configmaps \"x\" not found\\n')\n"
+        f"sys.exit({code})\n"
+    )
+    script.chmod(0o755)
+    return str(script), log
+
+
+def test_configmaps_are_read_with_kubectl_by_selector_or_by_name(tmp_path: Path) -> None:
+    item = {"kind": "ConfigMap", "metadata": {"name": "team"}, "data": {"crash.md": CRASH}}
+    binary, log = fake_kubectl(tmp_path, {"kind": "List", "items": [item]})
+    read = runbook.kubectl_reader(binary, {}, 10)
+    assert read(RunbookConfigMaps(selector={"team": "sre", "a": "b"}), "ops") == [item]
+    assert json.loads(log.read_text()) == [
+        "get",
+        "configmaps",
+        "--namespace",
+        "ops",
+        "--output",
+        "json",
+        "--selector",
+        "a=b,team=sre",
+        "--",
+    ]
+    binary, log = fake_kubectl(tmp_path, item)  # one name: kubectl prints the object itself
+    assert read(RunbookConfigMaps(names=["team"]), "ops") == [item]
+    assert json.loads(log.read_text())[-2:] == ["--", "team"]
+    binary, _ = fake_kubectl(tmp_path, {}, code=1)
+    with pytest.raises(runbook.RunbookError, match="NotFound"):
+        read(RunbookConfigMaps(names=["x"]), "ops")
