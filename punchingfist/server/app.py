@@ -35,6 +35,7 @@ from punchingfist.server.pages import resolve_later
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, too_large
 from punchingfist.server.runs import router as runs_router
 from punchingfist.server.runs import trigger_routes
+from punchingfist.server.similar import router as similar_router
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
 from punchingfist.store import Alert, Incident, OutboxEntry, WorkflowRun
@@ -239,6 +240,8 @@ def create_app(state: ServerState) -> FastAPI:
                 )
             ]
             return JSONResponse(view)
+
+    app.include_router(similar_router(state), dependencies=[reads("get", "alerts")])
 
     @app.get("/api/v1/incidents", tags=["read"], dependencies=[reads("list", "incidents")])
     def incidents(status: str | None = None, limit: int = 100) -> dict[str, Any]:

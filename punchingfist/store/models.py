@@ -284,6 +284,25 @@ class Approval(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+DOCUMENT_FIELDS = ("alert_name", "summary", "root_cause", "fix", "resolution_notes")
+
+
+def _concatenated(fields: tuple[str, ...]) -> str:
+    """`a || ' ' || b ...` with the parentheses PostgreSQL shows it with (so the migrations'
+    index and the model's compare equal)."""
+    parts = [f"coalesce({fields[0]}, '')"]
+    for field in fields[1:]:
+        parts += ["' '", f"coalesce({field}, '')"]
+    text = parts[0]
+    for part in parts[1:-1]:
+        text = f"({text} || {part})"
+    return f"{text} || {parts[-1]}"
+
+
+DOCUMENT_TEXT = _concatenated(DOCUMENT_FIELDS)
+"""The text a knowledge entry is searched by (migration 0009 indexes it)."""
+
+
 class KnowledgeEntry(Base):
     """A resolved incident the agent can recall: what it was, what fixed it, how it went."""
 
@@ -292,6 +311,13 @@ class KnowledgeEntry(Base):
         UniqueConstraint("run_id", name="uq_knowledge_base_run_id"),
         Index("idx_knowledge_base_namespace", "namespace"),
         Index("idx_knowledge_base_service", "service"),
+        # Full-text search of what the entry says (migration 0009; SQLite: the FTS5 table
+        # knowledge_fts, kept by triggers, which the models do not declare).
+        Index(
+            "idx_knowledge_base_document",
+            text(f"to_tsvector('english', {DOCUMENT_TEXT})"),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
     )
     id: Mapped[uuid.UUID] = _id()
     incident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("incidents.id"))
