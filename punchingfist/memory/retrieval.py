@@ -1,8 +1,11 @@
 """Finding the past incidents most like a new alert, without any model (#22).
 
-Candidates come from the indexes only: the full-text index on what an entry says (PostgreSQL
-`to_tsvector('english', ...)` with GIN, ranked by `ts_rank`; SQLite FTS5, ranked by `bm25`) and
-the indexed columns `alert_name` and `service`. Each candidate is then scored in Python:
+Candidates come from the indexes only, so a lookup stays bounded at 100k entries: the
+full-text index on what an entry says (PostgreSQL `to_tsvector('english', ...)` with GIN, ranked
+by `ts_rank`; SQLite FTS5, ranked by `bm25`), searched for the alert's uncommon words (held by at
+most `COMMON` entries: PostgreSQL's index statistics, SQLite a bounded count), and the indexed
+columns `alert_name` and `service` (confirmed, then recent, first). Each candidate is then
+scored in Python:
 
     structured = 0.50·[same alertname] + 0.20·[same namespace]
                + 0.20·[same service/workload] + 0.10·[same severity]
@@ -300,7 +303,7 @@ def _score(query: _Query, entry: KnowledgeEntry, rank: float) -> Match:
     similarity = (1 - LEXICAL_SHARE) * structured + LEXICAL_SHARE * lexical
     score = (1 - CONFIRMED_BOOST) * similarity + (CONFIRMED_BOOST if entry.confirmed else 0.0)
     if entry.confirmed:
-        reasons.append("confirmed by a human")
+        reasons.append("confirmed by a person")
     return Match(
         entry_id=entry.id,
         incident_id=entry.incident_id,
