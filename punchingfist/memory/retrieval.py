@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
+from punchingfist.memory.remember import SERVICE_LABELS
 from punchingfist.store.models import DOCUMENT_FIELDS, DOCUMENT_TEXT, Alert, KnowledgeEntry
 
 THRESHOLD = 0.4
@@ -44,8 +45,6 @@ SCANNED = 150
 STRUCTURED = {"alertname": 0.50, "namespace": 0.20, "service": 0.20, "severity": 0.10}
 LEXICAL_SHARE = 0.6
 CONFIRMED_BOOST = 0.1
-WORKLOAD_LABELS = ("service", "deployment", "job", "pod")
-"""Where an alert names its workload, in this order (as knowledge entries record it)."""
 _MAX_TERMS = 24
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -111,17 +110,18 @@ class _Query:
 
 
 def workload(labels: Mapping[str, Any]) -> str | None:
-    """The alert's service, deployment, job or pod label (the first present)."""
-    for name in WORKLOAD_LABELS:
+    """The alert's workload as a knowledge entry records it (`remember.SERVICE_LABELS`)."""
+    for name in SERVICE_LABELS:
         if labels.get(name):
-            return str(labels[name])
+            return str(labels[name])[:253]
     return None
 
 
 def alert_of(alert: Alert) -> dict[str, Any]:
     """A stored alert as `similar` takes it."""
+    labels = {"alertname": alert.alert_name, "severity": alert.severity, **(alert.labels or {})}
     return {
-        "labels": alert.labels or {"alertname": alert.alert_name},
+        "labels": labels,
         "annotations": alert.annotations or {},
         "summary": alert.summary,
         "description": alert.description,
@@ -168,7 +168,7 @@ def _query(alert: Mapping[str, Any]) -> _Query:
     texts += [v for k, v in labels.items() if k not in _IGNORED_LABELS]
     return _Query(
         alert_name=labels.get("alertname", ""),
-        namespace=labels.get("namespace"),
+        namespace=labels["namespace"][:253] if labels.get("namespace") else None,
         service=workload(labels),
         severity=labels.get("severity"),
         words=_words(texts, limit=_MAX_TERMS),
