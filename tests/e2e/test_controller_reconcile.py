@@ -227,7 +227,10 @@ def test_examples_become_owned_ready_templates(
             assert set(secret["data"]) == set(document["stringData"])
     assert any(expected[n].objects for n in expected), "no example exercises the Secret path"
     source = _get(control_plane, "sources.punchingfist.io", "alertmanager-critical")
-    assert "at /webhook/triage-workflow triggers Workflow alert-triage-workflow" in _ready(source)["message"]
+    assert (
+        "at /webhook/triage-workflow triggers Workflow alert-triage-workflow"
+        in _ready(source)["message"]
+    )
 
 
 def test_editing_a_sink_recompiles_the_workflows_that_use_it(
