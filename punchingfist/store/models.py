@@ -366,3 +366,10 @@ class OutboxEntry(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+
+def declared(name: str | None, type_: str, parent_names: object) -> bool:
+    """Whether Alembic compares this object with the models (`include_name`): not SQLite's
+    FTS5 table of the knowledge base (migration 0009) and its shadow tables, which no model
+    declares."""
+    return not (type_ == "table" and (name or "").startswith("knowledge_fts"))

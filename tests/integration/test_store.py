@@ -24,6 +24,7 @@ from punchingfist.store import (
     session_factory,
     upgrade,
 )
+from punchingfist.store.models import declared
 
 HOSTILE = {
     "alertname": "PodCrashLooping",
@@ -125,16 +126,10 @@ def test_migrations_match_the_models(database_url: str) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"include_name": _declared})
+        context = MigrationContext.configure(connection, opts={"include_name": declared})
         diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == [], "the models changed without a migration"
-
-
-def _declared(name: str | None, type_: str, parent_names: object) -> bool:
-    """Not SQLite's FTS5 table for the knowledge base (migration 0009) and its shadow tables,
-    which no model declares."""
-    return not (type_ == "table" and (name or "").startswith("knowledge_fts"))
 
 
 def test_upgrade_is_idempotent(database_url: str) -> None:

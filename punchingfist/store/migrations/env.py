@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from punchingfist.store.models import Base
+from punchingfist.store.models import Base, declared
 from punchingfist.store.sessions import make_engine
 
 config = context.config
@@ -15,6 +15,7 @@ with engine.connect() as connection:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=declared,
     )
     with context.begin_transaction():
         context.run_migrations()
