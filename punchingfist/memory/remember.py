@@ -27,7 +27,8 @@ The run's incident gets `ai_summary` (summary, root cause, confidence, run, fini
 
 `resolve` is what a human's resolution does (`POST /api/v1/incidents/{id}/resolve`,
 `punchingfist incidents resolve`): the incident is resolved with the note, lessons and root
-cause, and its entries carry the verdict (see its docstring).
+cause, and its entries carry the verdict (see its docstring). `judge` records a verdict on one
+run's findings without resolving anything (the Slack report's "right"/"wrong" buttons).
 """
 
 from __future__ import annotations
@@ -262,6 +263,19 @@ def resolve(session: Session, incident: Incident, resolution: Resolution) -> lis
         _judged(human, resolution, now)
     session.flush()
     return entries
+
+
+def judge(session: Session, run: WorkflowRun, verdict: Verdict, by: str) -> KnowledgeEntry | None:
+    """A human's verdict on what `run` found, the incident left as it is: the run's entry gets
+    the verdict, is `confirmed` when it is right (no longer when wrong) and records who and
+    when. None when nothing is remembered of the run (no live answer, or not finished)."""
+    entry = session.scalars(select(KnowledgeEntry).where(KnowledgeEntry.run_id == run.id)).first()
+    if entry is None:
+        return None
+    entry.verdict, entry.confirmed = verdict, verdict == "right"
+    _judged(entry, Resolution(by=by), datetime.now(UTC))
+    session.flush()
+    return entry
 
 
 def _human_entry(session: Session, incident: Incident) -> KnowledgeEntry:

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from punchingfist.runs.dispatching import SubmitError
 from punchingfist.runs.recording import Recorder
+from punchingfist.server import feedback
 from punchingfist.server.access import Permission
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, read_json, too_large
 from punchingfist.server.state import ServerState
@@ -190,14 +191,20 @@ def router(state: ServerState) -> APIRouter:
 
     @routes.post("/slack/interactions", tags=["approvals"])
     async def slack(request: Request) -> JSONResponse:
-        """Slack interactivity: Approve / Deny buttons of approval requests. The signature is
-        checked before anything is parsed; the body is read with a limit."""
+        """Slack interactivity: Approve / Deny buttons of approval requests, and the feedback
+        buttons of run reports (`server.feedback`). The signature is checked before anything
+        is parsed; the body is read with a limit."""
         body = await signed_slack_body(state, request)
         if isinstance(body, JSONResponse):
             return body
         try:
             form = urllib.parse.parse_qs(body.decode())
             payload = json.loads(form["payload"][0])
+        except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
+            return problem(400, "not a Slack block action of an approval request")
+        if feedback.ours(payload):  # a run report's buttons, its resolution modal
+            return await feedback.answer(state, payload)
+        try:
             action = payload["actions"][0]
             value = json.loads(action["value"])
             run_name, gate, verdict = value["run"], value["gate"], value["decision"]

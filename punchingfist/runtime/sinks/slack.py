@@ -21,6 +21,7 @@ accepts. A template's own markup stays: its values are escaped before it is rend
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -313,6 +314,8 @@ def result_blocks(
     links = link_line(findings)
     if links:
         blocks.append({"type": "context", "elements": [_mrkdwn(links)]})
+    if findings.run:
+        blocks.append(feedback_block(findings.run, judged=not findings.replayed))
     return blocks
 
 
@@ -358,6 +361,33 @@ def link_line(findings: Findings) -> str:
         link(findings.alert_link, "Alert"),
     ]
     return " | ".join(part for part in parts if part)
+
+
+FEEDBACK_BLOCK = "pf_feedback"
+RIGHT_ACTION, WRONG_ACTION, RESOLVE_ACTION = "pf_right", "pf_wrong", "pf_resolved_by"
+"""The report's feedback buttons (`POST /slack/interactions`, punchingfist/server/feedback.py)."""
+
+
+def feedback_block(run: str, judged: bool = True) -> dict[str, Any]:
+    """The buttons by which a human judges the findings ("✅ right", "❌ wrong"; not for a
+    replayed answer, which nothing remembers) or resolves the incident ("Resolved by…"). Their
+    value names only the run: the server looks up everything else."""
+    value = json.dumps({"run": run}, separators=(",", ":"))
+    buttons = [("✅ right", RIGHT_ACTION), ("❌ wrong", WRONG_ACTION)] if judged else []
+    buttons.append(("Resolved by…", RESOLVE_ACTION))
+    return {
+        "type": "actions",
+        "block_id": FEEDBACK_BLOCK,
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": text, "emoji": True},
+                "action_id": action,
+                "value": value,
+            }
+            for text, action in buttons
+        ],
+    }
 
 
 def markdown_to_mrkdwn(text: str) -> str:
