@@ -6,6 +6,11 @@ first adds up what today's runs cost (the runs queued since 00:00 UTC, as the re
 their steps' costs): once that reaches the budget, due runs are refused instead of started,
 each recorded as failed with the reason, until the day turns. Runs already running finish (each
 agent step within its own budget), so the day's spend can pass the budget by what they take.
+
+A run about a stored alert starts with the past incidents most like it (#22): its event's
+`similar_incidents`, at most `SIMILAR_LIMIT` of them, one per past incident, never its own
+incident, each text cut to `SIMILAR_TEXT` characters (`with_similar`). One retrieval per run,
+in a savepoint: when it fails, that is logged and the run starts without them.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.errors import PunchingFistError
+from punchingfist.memory.retrieval import Match, alert_of, similar
 from punchingfist.runs.metrics import Metrics
 from punchingfist.runs.recording import Recorder
 from punchingfist.runs.rules import aware
-from punchingfist.store import Alert, OutboxEntry, WorkflowRun
+from punchingfist.store import Alert, Incident, OutboxEntry, WorkflowRun
 
 
 class SubmitError(PunchingFistError):
@@ -113,6 +119,78 @@ def with_joined(session: Session, record: WorkflowRun) -> dict[str, Any]:
     return {**arguments, "event": {**event, "alerts": alerts}}
 
 
+SIMILAR_LIMIT = 3
+"""How many similar past incidents a run's event holds."""
+SIMILAR_TEXT = 500
+"""How many characters of a past incident's summary, root cause and fix a run is given."""
+_SIMILAR_SCANNED = 50
+"""How many matches are looked at to find `SIMILAR_LIMIT` other incidents (scoring them all
+costs the same: `similar` scores every candidate)."""
+
+
+def with_similar(
+    session: Session, record: WorkflowRun, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """`arguments` with the event's `similar_incidents`: the past incidents most like the run's
+    alert (`memory.retrieval.similar`, its threshold; entries judged wrong never), best first,
+    one per incident, without the run's own; unchanged when there are none, when the run has
+    no stored alert, and when the retrieval fails (logged: the run starts all the same)."""
+    event = arguments.get("event")
+    if record.alert_id is None or not isinstance(event, dict):
+        return arguments
+    try:
+        with session.begin_nested():  # a failed statement must not end the outbox's transaction
+            alert = session.get(Alert, record.alert_id)
+            if alert is None:
+                return arguments
+            own = record.incident_id or alert.incident_id
+            matches = similar(session, alert_of(alert), limit=_SIMILAR_SCANNED)
+            chosen: dict[str, Match] = {}
+            for match in matches:
+                key = str(match.incident_id or match.entry_id)
+                if (own is None or match.incident_id != own) and key not in chosen:
+                    chosen[key] = match
+                if len(chosen) == SIMILAR_LIMIT:
+                    break
+            ids = [m.incident_id for m in chosen.values() if m.incident_id is not None]
+            titles: dict[Any, str] = {}
+            if ids:
+                query = select(Incident.id, Incident.title).where(Incident.id.in_(ids))
+                titles = {id_: title for id_, title in session.execute(query)}
+    except Exception:  # never a reason not to start the run
+        log.exception("run %s: similar past incidents not found; it starts without", record.name)
+        return arguments
+    if not chosen:
+        return arguments
+    shown = [
+        similar_incident(key, m, titles.get(m.incident_id) if m.incident_id else None)
+        for key, m in chosen.items()
+    ]
+    return {**arguments, "event": {**event, "similar_incidents": shown}}
+
+
+def similar_incident(key: str, match: Match, title: str | None) -> dict[str, Any]:
+    """A past incident as a run's `event.similar_incidents` holds it: `id` is its incident's
+    (the entry's when it has none), which the agent's answer names in `relied_on`."""
+    return {
+        "id": key,
+        "title": _cut(title or match.alert_name),
+        "alertname": match.alert_name,
+        "when": aware(match.when).date().isoformat(),
+        "score": match.score,
+        "confirmed": match.confirmed,
+        "outcome": match.outcome,
+        "summary": _cut(match.summary),
+        "root_cause": _cut(match.root_cause),
+        "fix": _cut(match.fix),
+        "reasons": [_cut(reason) for reason in match.reasons[:8]],
+    }
+
+
+def _cut(text: str | None) -> str | None:
+    return text if text is None or len(text) <= SIMILAR_TEXT else text[: SIMILAR_TEXT - 1] + "…"
+
+
 def joined_identity(alert: Alert) -> dict[str, Any]:
     """A stored alert as `event.alerts` lists it (`api.alerts.GROUP_KEYS`)."""
     labels = alert.labels or {}
@@ -167,7 +245,9 @@ def dispatch_pending(
                 name=entry.run_name,
                 namespace=payload["namespace"],
                 workflow=payload["workflow"],
-                parameters=with_joined(session, record) if record is not None else {},
+                parameters=with_similar(session, record, with_joined(session, record))
+                if record is not None
+                else {},
             )
             try:
                 executor.submit(run)

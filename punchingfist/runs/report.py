@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from punchingfist.api.runspec import RunParameters
 from punchingfist.engine import NodeStatus, RunResult
+from punchingfist.runtime.sinks.findings import past_incident, seen_before_text
 
 STEP_LABEL = "punchingfist.io/step"
 TASK_LABEL = "punchingfist.io/task"
@@ -37,6 +39,10 @@ def investigation(result: RunResult, *, model: str = "", replayed: bool = False)
                     "error": node.message or None,
                 }
             )
+    answers = [s["result"] for s in steps if s.get("kind") == "agent" and s["phase"] == "Succeeded"]
+    relied_on = next((a.get("relied_on") for a in reversed(answers) if isinstance(a, dict)), None)
+    similar = RunParameters.of(result.info.parameters).event.get("similar_incidents")
+    seen = past_incident(similar, relied_on)
     return {
         "run": result.name,
         "workflow": result.info.workflow,
@@ -48,6 +54,7 @@ def investigation(result: RunResult, *, model: str = "", replayed: bool = False)
         "steps": steps,
         "approvals": approvals,
         "sinks": sinks,
+        "seen_before": seen_before_text(seen) if seen else None,
     }
 
 
@@ -130,6 +137,8 @@ def render(report: Mapping[str, Any]) -> str:
             lines += [f"     {line}" for line in text.strip().splitlines()[:8]]
         if step.get("error") and step["phase"] != "Succeeded":
             lines.append(f"     error: {step['error']}")
+    if report.get("seen_before"):
+        lines.append(f"📚 seen before: {report['seen_before']}")
     for gate in report["approvals"]:
         verdict = "approved" if gate["approved"] else "denied"
         who = f" by {gate['approver']}" if gate.get("approver") else ""

@@ -81,6 +81,11 @@ class FinalAnswer(_Strict):
     runbook: str | None = Field(
         default=None, description="The name of the runbook you followed (from `runbook`), if any."
     )
+    relied_on: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The `id` of the similar past incident this answer relies on, if any.",
+    )
 
 
 _TOOL_CALLS_KIND: Any = Literal["tool_calls"]

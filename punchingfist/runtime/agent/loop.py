@@ -43,6 +43,10 @@ Rules you always follow:
   (up to {parallel} independent calls; they run at the same time) or the `final_answer`.
 - In the final answer, cite the ids of the tool calls that support it (call-1, call-2, ...) in
   `evidence`, and let `confidence` reflect how strong that evidence is.
+- `similar_past_incidents` in the context are earlier incidents like this one (when, how sure
+  the match is, whether a human confirmed the finding, what fixed it). Check with tools that
+  this is the same problem before you rely on one; if your answer does, put its `id` in
+  `relied_on`.
 
 Tools you may call:
 {tools}

@@ -5,6 +5,8 @@ Read from the template context (`punchingfist.runtime.context.build_context`): t
 summed over every step, the workflow outputs where they name the same things. An answer of the
 replay model (`replayed: true` in its step's result) is no investigation: `replayed` is set and
 every sink marks what it sends with `REPLAY_MARK` (or `replayed: true` in structured payloads).
+The past incident a report names ("Seen before: …") is one of the event's `similar_incidents`
+(#22): the one the answer says it relied on (`relied_on`), else the best match.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Findings:
     """Why the answer is partial (its step's LLM budget was spent), when it is."""
     runbook: str | None = None
     """The runbook the agent says it followed (its `runbook` tool's name for it)."""
+    seen_before: Mapping[str, Any] | None = None
+    """The similar past incident the report names (`past_incident`), when the run had one."""
 
     @property
     def incident_key(self) -> str:
@@ -89,6 +93,7 @@ class Findings:
             "partial": self.partial is not None,
             "partial_reason": self.partial,
             "runbook": self.runbook,
+            "seen_before": dict(self.seen_before) if self.seen_before else None,
         }
 
 
@@ -139,7 +144,44 @@ def gather(context: Mapping[str, Any], environ: Mapping[str, str]) -> Findings:
         if answer.get("partial") is True
         else None,
         runbook=_first_text(answer.get("runbook")) or None,
+        seen_before=past_incident(event.get("similar_incidents"), answer.get("relied_on")),
     )
+
+
+SEEN_BEFORE_TEXT = 300
+"""How many characters of a past incident's title and of its fix (or root cause) a report shows."""
+
+
+def past_incident(similar: Any, relied_on: Any) -> Mapping[str, Any] | None:
+    """Of a run's `similar_incidents`, the one whose `id` the answer's `relied_on` names (with
+    `relied_on: true`), else the best match; None when there are none."""
+    matches = [m for m in similar if isinstance(m, Mapping)] if isinstance(similar, list) else []
+    wanted = str(relied_on).strip() if relied_on else ""
+    chosen = next((m for m in matches if wanted and str(m.get("id")) == wanted), None)
+    if chosen is not None:
+        return {**chosen, "relied_on": True}
+    return {**matches[0], "relied_on": False} if matches else None
+
+
+def seen_before_text(match: Mapping[str, Any]) -> str:
+    """`PodCrashLooping in production, 2026-11-20, fixed by kubectl … (confirmed)`: a past
+    incident as a report names it (plain text; each part cut to `SEEN_BEFORE_TEXT`)."""
+
+    def short(value: Any) -> str:
+        text = " ".join(str(value).split())
+        return text if len(text) <= SEEN_BEFORE_TEXT else text[: SEEN_BEFORE_TEXT - 1] + "…"
+
+    parts = [short(match.get("title") or match.get("alertname") or "a past incident")]
+    if match.get("when"):
+        parts.append(short(match["when"]))
+    if match.get("fix"):
+        parts.append(f"fixed by {short(match['fix'])}")
+    elif match.get("root_cause"):
+        parts.append(f"root cause: {short(match['root_cause'])}")
+    notes = ["confirmed" if match.get("confirmed") is True else "not confirmed"]
+    if match.get("relied_on") is True:
+        notes.append("the answer relies on it")
+    return f"{', '.join(parts)} ({'; '.join(notes)})"
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -8,6 +8,9 @@ fingerprint), and later runs find that message with
 `channels:history` (and `groups:history` for private channels), `channels:read` when the
 channel is given by name.
 
+The message names the similar past incident the run was given (`Seen before: …`,
+`findings.seen_before_text`: the one the answer relied on, else the best match).
+
 The message lists the other alerts of the run's group or incident (`Also firing (N): …`, from
 the run's `event.alerts`: those of the notification that started it and those that joined it
 before it started; `also_firing_list` names the first `ALSO_FIRING_NAMED`).
@@ -42,7 +45,7 @@ from punchingfist.runtime.sinks.delivery import (
     retry_after,
     say,
 )
-from punchingfist.runtime.sinks.findings import REPLAY_MARK, Findings
+from punchingfist.runtime.sinks.findings import REPLAY_MARK, Findings, seen_before_text
 from punchingfist.runtime.sinks.mrkdwn import escape, escaped, link
 from punchingfist.runtime.sinks.running import Sent, SinkRun
 
@@ -306,6 +309,9 @@ def result_blocks(
         if findings.recommendations:
             items = "\n".join(f"• {escape(item)}" for item in findings.recommendations)
             blocks.append(_section(f"*Recommendations*\n{items}"))
+    if findings.seen_before:
+        seen = escape(seen_before_text(findings.seen_before))
+        blocks.append(_section(f"*Seen before*: {seen}"))
     firing = [alert for alert in others if alert.get("status") != "resolved"]
     if firing:
         blocks.append(_section(f"*Also firing ({len(firing)})*: {also_firing_list(firing)}"))
