@@ -25,6 +25,7 @@ from punchingfist.runs.recording import Recorder
 from punchingfist.server import feedback
 from punchingfist.server.access import Permission
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, read_json, too_large
+from punchingfist.server.slack_replies import respond_later
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
 from punchingfist.store import WorkflowRun
@@ -203,51 +204,57 @@ def router(state: ServerState) -> APIRouter:
         except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
             return problem(400, "not a Slack block action of an approval request")
         if feedback.ours(payload):  # a run report's buttons, its resolution modal
-            return await feedback.answer(state, payload)
-        try:
-            action = payload["actions"][0]
-            value = json.loads(action["value"])
-            run_name, gate, verdict = value["run"], value["gate"], value["decision"]
-            user = payload["user"]
-            user_id = user["id"]
-        except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
-            return problem(400, "not a Slack block action of an approval request")
-        if not all(isinstance(v, str) for v in (run_name, gate, verdict, user_id)) or not (
-            SLACK_USER.match(user_id)
-        ):
-            return problem(400, "not a Slack block action of an approval request")
-        shown = user.get("username") or user.get("name")
-        shown = shown if isinstance(shown, str) and shown.isprintable() else user_id
-        # Slack user ids are fixed; usernames are handles anyone can change (a Slack user
-        # renamed `alice` is not the allow-listed `alice`): the allow-list and the record see
-        # the id; the name is shown beside it.
-        names = frozenset({user_id, f"slack:{user_id}"})
-        if state.approvers and not (names & state.approvers):
-            text = _plain(f"{shown} may not answer approval gates.")
-            return JSONResponse(
-                {"response_type": "ephemeral", "replace_original": False, "text": text}
-            )
-        response = decide(
-            state,
-            run_name,
-            gate,
-            verdict == "approve",
-            f"slack:{user_id}",
-            f"via Slack by {shown}",
-            "slack",
-            identities=names,
-        )
-        if response.status_code != 200:
-            message = json.loads(bytes(response.body))["error"]
-            return JSONResponse(
-                {
-                    "response_type": "ephemeral",
-                    "replace_original": False,
-                    "text": f"Not recorded: {_plain(message)}",
-                }
-            )
-        word = "Approved" if verdict == "approve" else "Denied"
-        text = _plain(f"{word} by {shown} ({user_id}): {run_name} / {gate}")
-        return JSONResponse({"replace_original": True, "text": text})
+            response = await feedback.answer(state, payload)
+        else:
+            response = _approval_click(state, payload)
+        respond_later(payload, response)  # where Slack shows a click's answer
+        return response
 
     return routes
+
+
+def _approval_click(state: ServerState, payload: dict[str, Any]) -> JSONResponse:
+    """The answer to an Approve / Deny click."""
+    try:
+        action = payload["actions"][0]
+        value = json.loads(action["value"])
+        run_name, gate, verdict = value["run"], value["gate"], value["decision"]
+        user = payload["user"]
+        user_id = user["id"]
+    except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
+        return problem(400, "not a Slack block action of an approval request")
+    if not all(isinstance(v, str) for v in (run_name, gate, verdict, user_id)) or not (
+        SLACK_USER.match(user_id)
+    ):
+        return problem(400, "not a Slack block action of an approval request")
+    shown = user.get("username") or user.get("name")
+    shown = shown if isinstance(shown, str) and shown.isprintable() else user_id
+    # Slack user ids are fixed; usernames are handles anyone can change (a Slack user
+    # renamed `alice` is not the allow-listed `alice`): the allow-list and the record see
+    # the id; the name is shown beside it.
+    names = frozenset({user_id, f"slack:{user_id}"})
+    if state.approvers and not (names & state.approvers):
+        text = _plain(f"{shown} may not answer approval gates.")
+        return JSONResponse({"response_type": "ephemeral", "replace_original": False, "text": text})
+    response = decide(
+        state,
+        run_name,
+        gate,
+        verdict == "approve",
+        f"slack:{user_id}",
+        f"via Slack by {shown}",
+        "slack",
+        identities=names,
+    )
+    if response.status_code != 200:
+        message = json.loads(bytes(response.body))["error"]
+        return JSONResponse(
+            {
+                "response_type": "ephemeral",
+                "replace_original": False,
+                "text": f"Not recorded: {_plain(message)}",
+            }
+        )
+    word = "Approved" if verdict == "approve" else "Denied"
+    text = _plain(f"{word} by {shown} ({user_id}): {run_name} / {gate}")
+    return JSONResponse({"replace_original": True, "text": text})

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.server
 import json
+import queue
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -227,6 +230,53 @@ def test_slack_button_with_a_valid_signature(
     ]
     (record,) = http.get("/api/v1/approvals", params={"decision": "denied"}).json()["items"]
     assert (record["approver"], record["comment"]) == ("slack:U123", "via Slack by bob")
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """Slack's response URL: records the JSON posted to it."""
+
+    posted: ClassVar[queue.Queue[tuple[str, dict[str, Any]]]] = queue.Queue()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.posted.put((self.path, json.loads(self.rfile.read(length))))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def test_a_clicks_answer_is_posted_to_its_response_url_on_slacks_host_only(
+    setup: tuple[TestClient, ServerState, ResumingExecutor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack shows the answer to a button click only when it is posted to the click's
+    response_url (it ignores the HTTP answer's body); a URL on another host is never called."""
+    http_client, _, executor = setup
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{hook.server_address[1]}"
+    try:
+        monkeypatch.setenv("SLACK_API_URL", f"{base}/api")  # this test's Slack
+        click = button("U123", "approve") | {"response_url": f"{base}/actions/T1/42/xyz"}
+        body, headers = slack_request(click)
+        assert http_client.post("/slack/interactions", content=body, headers=headers).is_success
+        path, posted = _Hook.posted.get(timeout=10)
+        assert path == "/actions/T1/42/xyz" and posted["replace_original"] is True
+        assert posted["text"].startswith("Approved by bob (U123)")
+        assert executor.resumed[-1][:3] == ("run-1", "resolution-attempt-approval", True)
+
+        monkeypatch.delenv("SLACK_API_URL")  # the same host is no longer Slack's
+        refused = button("U999", "approve") | {"response_url": f"{base}/actions/T1/43/abc"}
+        body, headers = slack_request(refused)
+        answer = http_client.post("/slack/interactions", content=body, headers=headers)
+        assert "may not answer" in answer.json()["text"]
+        with pytest.raises(queue.Empty):
+            _Hook.posted.get(timeout=1)
+    finally:
+        hook.shutdown()
+        hook.server_close()
 
 
 @pytest.mark.parametrize("problem", ["bad-signature", "stale", "wrong-secret", "no-headers"])
