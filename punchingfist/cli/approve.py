@@ -121,16 +121,21 @@ def _approvers(argo: ArgoExecutor, namespace: str) -> set[str]:
     return names
 
 
+def server_token(args: argparse.Namespace) -> str:
+    """The bearer token for the server's API: `--token-file`, else $PUNCHINGFIST_TOKEN; empty
+    when neither is given."""
+    if args.token_file:
+        try:
+            return Path(args.token_file).expanduser().read_text().strip()
+        except OSError as error:
+            raise PunchingFistError(f"--token-file: {error}") from error
+    return (os.environ.get("PUNCHINGFIST_TOKEN") or "").strip()
+
+
 def _approve_by_server(args: argparse.Namespace) -> int:
     import httpx
 
-    token = (os.environ.get("PUNCHINGFIST_TOKEN") or "").strip()
-    if args.token_file:
-        try:
-            token = Path(args.token_file).expanduser().read_text().strip()
-        except OSError as error:
-            raise PunchingFistError(f"--token-file: {error}") from error
-    token = token or (os.environ.get("PUNCHINGFIST_APPROVER_TOKEN") or "").strip()
+    token = server_token(args) or (os.environ.get("PUNCHINGFIST_APPROVER_TOKEN") or "").strip()
     if not token:
         raise PunchingFistError(
             "the server needs credentials: give --token-file PATH (the server's api-token file "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
+from punchingfist.cli.approve import server_token
 from punchingfist.cli.exit_codes import EXIT_OK
 from punchingfist.errors import PunchingFistError
 
@@ -166,12 +166,7 @@ def _call(args: argparse.Namespace, method: str, path: str, **options: Any) -> A
 
     if not args.server:
         raise PunchingFistError(f"give --server URL (or set ${DEFAULT_SERVER_ENV})")
-    token = (os.environ.get("PUNCHINGFIST_TOKEN") or "").strip()
-    if args.token_file:
-        try:
-            token = Path(args.token_file).expanduser().read_text().strip()
-        except OSError as error:
-            raise PunchingFistError(f"--token-file: {error}") from error
+    token = server_token(args)
     if not token:
         raise PunchingFistError(
             "the server needs credentials: give --token-file PATH (the server's api-token file "

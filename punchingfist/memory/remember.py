@@ -184,11 +184,9 @@ def _summarize(
     finished = _aware(run.finished_at or datetime.now(UTC))
     earlier = (incident.ai_summary or {}).get("finished")
     if isinstance(earlier, str) and (incident.ai_summary or {}).get("run") != run.name:
-        try:
-            if _aware(datetime.fromisoformat(earlier)) > finished:
-                return
-        except ValueError:
-            pass
+        when = _parsed_time(earlier)  # an unreadable time counts as older: this run's stands
+        if when is not None and when > finished:
+            return
     incident.ai_summary = {
         "summary": _text(answer.get("summary")),
         "root_cause": _text(answer.get("root_cause")),
@@ -351,3 +349,11 @@ def _aware(value: datetime) -> datetime:
 
 def _true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _parsed_time(value: str) -> datetime | None:
+    """An ISO time as stored in `ai_summary.finished` (UTC when it has no zone), or None."""
+    try:
+        return _aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None

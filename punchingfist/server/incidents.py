@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from punchingfist.api.resources import format_validation_error
 from punchingfist.memory.remember import Resolution, resolve
 from punchingfist.server.access import Permission
-from punchingfist.server.requests import admit, problem, read_json
-from punchingfist.server.runs import unstorable
+from punchingfist.server.requests import admit, problem
+from punchingfist.server.runs import storable_object
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
 from punchingfist.store import Incident, KnowledgeEntry
@@ -50,13 +50,9 @@ def router(state: ServerState) -> APIRouter:
         caller = await admit(state, request, Permission("resolve", "incidents", incident_id))
         if isinstance(caller, JSONResponse):
             return caller
-        data = await read_json(request, state)
+        data = await storable_object(request, state, "the resolution")
         if isinstance(data, JSONResponse):
             return data
-        if not isinstance(data, dict):
-            return problem(422, f"the body must be a JSON object: {ResolveBody.__doc__}")
-        if found := unstorable(data):
-            return problem(422, "the resolution cannot be stored", problems=found)
         try:
             body = ResolveBody.model_validate(data)
         except ValidationError as error:

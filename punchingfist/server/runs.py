@@ -129,13 +129,9 @@ def _trigger_handler(state: ServerState, endpoint: str) -> Any:
             caller = await admit(state, request, Permission("trigger", "sources", source.name))
             if isinstance(caller, JSONResponse):
                 return caller
-        data = await read_json(request, state)
+        data = await storable_object(request, state, "the event")
         if isinstance(data, JSONResponse):
             return data
-        if not isinstance(data, dict):
-            return problem(422, "the body must be a JSON object (the event)")
-        if found := unstorable(data):
-            return problem(422, "the event cannot be stored", problems=found)
         key = headers.get("idempotency-key") or uuid.uuid4().hex
         if len(key) > 200 or not key.isprintable():
             return problem(
@@ -221,6 +217,20 @@ async def _validated(request: Request, state: ServerState, model: type[_Report])
             f"invalid {model.__name__}",
             problems=[{"field": f, "message": m} for f, m in wrong],
         )
+
+
+async def storable_object(
+    request: Request, state: ServerState, what: str
+) -> dict[str, Any] | JSONResponse:
+    """The body as a JSON object the store can hold, or the 4xx answer naming `what`."""
+    data = await read_json(request, state)
+    if isinstance(data, JSONResponse):
+        return data
+    if not isinstance(data, dict):
+        return problem(422, f"the body must be a JSON object ({what})")
+    if found := unstorable(data):
+        return problem(422, f"{what} cannot be stored", problems=found)
+    return data
 
 
 def unstorable(data: Any) -> list[dict[str, str]]:

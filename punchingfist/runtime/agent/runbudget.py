@@ -10,6 +10,7 @@ as nothing (its own step log says its budget cannot be enforced).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -106,10 +107,8 @@ class RunBudget:
             notes = f"{note} The findings are an earlier step's." + (
                 f" {earlier}" if earlier else ""
             )
-            try:
+            with contextlib.suppress(ValidationError):  # carried values that no longer fit
                 return FinalAnswer.model_validate(blank | carried | {"escalation_notes": notes})
-            except ValidationError:
-                pass
         return FinalAnswer.model_validate(blank)
 
 
