@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -103,7 +105,7 @@ def parse_resource(body: Any, *, origin: str = "") -> Resource[Any]:
     try:
         spec = adapter.validate_python(body.get("spec"))
     except ValidationError as error:
-        problems += format_validation_error(error, body.get("spec"), prefix="spec")
+        problems += format_validation_error(error, body.get("spec"), prefix="spec", adapter=adapter)
     unknown = sorted(set(body) - {"apiVersion", "kind", "metadata", "spec", "status"})
     problems += [(key, "unknown top-level field") for key in unknown]
     if problems:
@@ -112,29 +114,99 @@ def parse_resource(body: Any, *, origin: str = "") -> Resource[Any]:
 
 
 def format_validation_error(
-    error: ValidationError, data: Any, *, prefix: str
+    error: ValidationError,
+    data: Any,
+    *,
+    prefix: str,
+    adapter: TypeAdapter[Any] | None = None,
 ) -> list[tuple[str, str]]:
     """Turn pydantic errors into (field path, message) pairs that follow the user's YAML.
 
     pydantic puts union tags and validator names into error locations; a location element
     that is not a key (or index) of the user's data at that depth is dropped, so the path reads
-    like `spec.steps[1].agent.maxIterations`.
+    like `spec.steps[1].agent.maxIterations`. With the `adapter` that validated `data`, an
+    unknown field that an enclosing block accepts (a step's `timeoutMinutes` written inside its
+    `agent:` block) is named with the path where it belongs.
     """
     problems: list[tuple[str, str]] = []
     for item in error.errors(include_url=False):
-        path, node = prefix, data
-        loc = list(item["loc"])
-        for position, part in enumerate(loc):
-            if isinstance(node, dict) and isinstance(part, str) and part in node:
-                path, node = f"{path}.{part}", node[part]
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                path, node = f"{path}[{part}]", node[part]
-            elif item["type"] in ("missing", "extra_forbidden") and position == len(loc) - 1:
-                path = f"{path}.{part}"
+        parts = _data_path(item, data)
+        path = prefix + "".join(_step(part) for part in parts)
         if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
             path = f"{path}.type"
-        problems.append((path, _message(item, node, loc)))
+        if item["type"] == "extra_forbidden" and adapter is not None:
+            found = _belongs_at(adapter, data, parts)
+            if found is not None:
+                home, already = found
+                where = prefix + "".join(_step(part) for part in parts[:-1])
+                belongs = prefix + "".join(_step(part) for part in home)
+                message = f"unknown field {parts[-1]!r} in {where}; it belongs at {belongs}"
+                problems.append((path, message + (", which is set already" if already else "")))
+                continue
+        problems.append((path, _message(item, _node(data, parts), list(item["loc"]))))
     return problems
+
+
+def _data_path(item: Any, data: Any) -> list[str | int]:
+    """The keys and indices of the user's data that an error's location walks through."""
+    parts: list[str | int] = []
+    node = data
+    loc = list(item["loc"])
+    for position, part in enumerate(loc):
+        keyed = isinstance(node, dict) and isinstance(part, str) and part in node
+        indexed = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if keyed or indexed:
+            parts.append(part)
+            node = node[part]
+        elif item["type"] in ("missing", "extra_forbidden") and position == len(loc) - 1:
+            parts.append(str(part))
+    return parts
+
+
+def _node(data: Any, parts: Sequence[str | int]) -> Any:
+    """The value at `parts` (the last existing one, for a missing field)."""
+    node = data
+    for part in parts:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return node
+    return node
+
+
+def _step(part: str | int) -> str:
+    return f"[{part}]" if isinstance(part, int) else f".{part}"
+
+
+def _belongs_at(
+    adapter: TypeAdapter[Any], data: Any, parts: Sequence[str | int]
+) -> tuple[list[str | int], bool] | None:
+    """Where an unknown field would be accepted: the nearest enclosing block that takes it
+    (checked by validating the data with the field moved there), and whether that block sets
+    it already; None when no enclosing block takes it."""
+    field = parts[-1]
+    if not isinstance(field, str):
+        return None
+    for depth in range(len(parts) - 2, -1, -1):
+        home = [*parts[:depth], field]
+        moved = copy.deepcopy(data)
+        target = _node(moved, parts[:depth])
+        inner = _node(moved, parts[:-1])
+        if not isinstance(target, dict) or not isinstance(inner, dict):
+            continue
+        already = field in target
+        value = inner.pop(field)
+        target.setdefault(field, value)
+        try:
+            adapter.validate_python(moved)
+        except ValidationError as error:
+            if any(
+                item["type"] == "extra_forbidden" and _data_path(item, moved) == home
+                for item in error.errors(include_url=False)
+            ):
+                continue
+        return home, already
+    return None
 
 
 def _message(item: Any, node: Any, loc: list[Any]) -> str:
@@ -142,7 +214,8 @@ def _message(item: Any, node: Any, loc: list[Any]) -> str:
     if kind == "extra_forbidden":
         field = str(loc[-1])
         hint = ""
-        close = difflib.get_close_matches(field, _KNOWN_FIELD_NAMES, n=1)
+        names = [name for name in _KNOWN_FIELD_NAMES if name != field]
+        close = difflib.get_close_matches(field, names, n=1)
         if close:
             hint = f"; did you mean {close[0]!r}?"
         return f"unknown field {field!r}{hint}"
