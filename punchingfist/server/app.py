@@ -7,7 +7,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +25,7 @@ from punchingfist.api.resources import format_validation_error
 from punchingfist.runs.dispatching import dispatch_pending
 from punchingfist.runs.intake import IntakeRefused
 from punchingfist.server import auth
+from punchingfist.server import reads as records
 from punchingfist.server.access import Permission, Resource, Verb
 from punchingfist.server.also_firing import reply_later
 from punchingfist.server.approvals import router as approvals_router
@@ -38,10 +38,10 @@ from punchingfist.server.runs import trigger_routes
 from punchingfist.server.similar import router as similar_router
 from punchingfist.server.state import ServerState
 from punchingfist.server.views import row
-from punchingfist.store import Alert, Incident, OutboxEntry, WorkflowRun
-from punchingfist.store.models import AlertRelationship, Approval, RunStep, SinkDelivery
+from punchingfist.server.web import router as web_router
+from punchingfist.store import Alert, OutboxEntry, WorkflowRun
+from punchingfist.store.models import AlertRelationship
 
-MAX_LIMIT = 500
 log = logging.getLogger("punchingfist.server")
 
 
@@ -186,6 +186,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(chat_router(state))
 
     app.include_router(incidents_router(state))
+    app.include_router(web_router(state))  # the web page, /ui/
     app.state.pf_receive = receive
     add_source_routes(app)
     app.add_middleware(_WebhookShortcut, state=state, handler=receive)
@@ -208,7 +209,7 @@ def create_app(state: ServerState) -> FastAPI:
     def alerts(
         status: str | None = None, severity: str | None = None, limit: int = 100
     ) -> dict[str, Any]:
-        query = select(Alert).order_by(Alert.received_at.desc()).limit(_limit(limit))
+        query = select(Alert).order_by(Alert.received_at.desc()).limit(records.limited(limit))
         if status:
             query = query.where(Alert.status == status)
         if severity:
@@ -219,7 +220,7 @@ def create_app(state: ServerState) -> FastAPI:
     @app.get("/api/v1/alerts/{alert_id}", tags=["read"], dependencies=[reads("get", "alerts")])
     def alert(alert_id: str) -> Response:
         with state.sessions() as session:
-            key = _uuid(alert_id)
+            key = records.as_uuid(alert_id)
             found = session.get(Alert, key) if key else None
             if found is None:
                 return problem(404, f"no alert {alert_id}")
@@ -234,7 +235,7 @@ def create_app(state: ServerState) -> FastAPI:
                 )
             ]
             view["runs"] = [
-                _run_view(r)
+                records.run_view(r)
                 for r in session.scalars(
                     select(WorkflowRun).where(WorkflowRun.alert_id == found.id)
                 )
@@ -245,51 +246,31 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/api/v1/incidents", tags=["read"], dependencies=[reads("list", "incidents")])
     def incidents(status: str | None = None, limit: int = 100) -> dict[str, Any]:
-        query = select(Incident).order_by(Incident.created_at.desc()).limit(_limit(limit))
-        if status:
-            query = query.where(Incident.status == status)
         with state.sessions() as session:
-            return {"items": [row(i) for i in session.scalars(query)]}
+            return {"items": records.incidents(session, status, limit)}
 
     @app.get(
         "/api/v1/incidents/{incident_id}", tags=["read"], dependencies=[reads("get", "incidents")]
     )
     def incident(incident_id: str) -> Response:
         with state.sessions() as session:
-            key = _uuid(incident_id)
-            found = session.get(Incident, key) if key else None
-            if found is None:
-                return problem(404, f"no incident {incident_id}")
-            view = row(found)
-            members = select(Alert).where(Alert.incident_id == found.id)
-            view["alerts"] = [row(a) for a in session.scalars(members.order_by(Alert.received_at))]
-            return JSONResponse(view)
+            view = records.incident(session, incident_id)
+        if view is None:
+            return problem(404, f"no incident {incident_id}")
+        return JSONResponse(view)
 
     @app.get("/api/v1/runs", tags=["read"], dependencies=[reads("list", "runs")])
     def runs(status: str | None = None, limit: int = 100) -> dict[str, Any]:
-        query = select(WorkflowRun).order_by(WorkflowRun.created_at.desc()).limit(_limit(limit))
-        if status:
-            query = query.where(WorkflowRun.status == status)
         with state.sessions() as session:
-            return {"items": [row(r, skip=("parameters",)) for r in session.scalars(query)]}
+            return {"items": records.runs(session, status, limit)}
 
     @app.get("/api/v1/runs/{run_id}", tags=["read"], dependencies=[reads("get", "runs")])
     def run(run_id: str) -> Response:
         with state.sessions() as session:
-            key = _uuid(run_id)
-            found = session.get(WorkflowRun, key) if key else WorkflowRun.named(session, run_id)
-            if found is None:
-                return problem(404, f"no run {run_id}")
-            view = _run_view(found)
-            for name, model in (
-                ("steps", RunStep),
-                ("sink_deliveries", SinkDelivery),
-                ("approvals", Approval),
-            ):
-                view[name] = [
-                    row(r) for r in session.scalars(select(model).where(model.run_id == found.id))
-                ]
-            return JSONResponse(view)
+            view = records.run(session, run_id)
+        if view is None:
+            return problem(404, f"no run {run_id}")
+        return JSONResponse(view)
 
     return app
 
@@ -375,19 +356,3 @@ def _invalid_payload(error: ValidationError, body: bytes) -> Response:
     found = format_validation_error(error, data, prefix="body")
     problems = [{"field": f, "message": m} for f, m in found]
     return problem(422, "invalid Alertmanager webhook payload (version 4)", problems=problems)
-
-
-def _run_view(run: WorkflowRun) -> dict[str, Any]:
-    """A run with its whole parameters (the event's shared part is its notification's)."""
-    return row(run) | {"parameters": run.arguments}
-
-
-def _limit(limit: int) -> int:
-    return max(1, min(limit, MAX_LIMIT))
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

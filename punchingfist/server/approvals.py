@@ -23,7 +23,8 @@ from sqlalchemy import select
 from punchingfist.runs.dispatching import SubmitError
 from punchingfist.runs.recording import Recorder
 from punchingfist.server import feedback
-from punchingfist.server.access import Permission
+from punchingfist.server import reads as records
+from punchingfist.server.access import Caller, Permission
 from punchingfist.server.requests import TooLarge, admit, problem, read_body, read_json, too_large
 from punchingfist.server.slack_replies import respond_later
 from punchingfist.server.state import ServerState
@@ -84,6 +85,43 @@ def decide(
     return JSONResponse(view)
 
 
+SPEAKS_FOR_OTHERS = ("punchingfist:api-token", "anonymous")
+"""Callers that are no person (the embedded API token, an open API): the answer names who."""
+
+
+def answer_as(
+    state: ServerState, caller: Caller, run_name: str, gate: str, data: Any, channel: str
+) -> JSONResponse:
+    """`caller`'s answer `data` (`{"decision", "comment"?, "approver"?}`) to a gate, already
+    allowed `approve` on the run: the REST endpoint's and the web page's. The approver is who
+    the credentials say; only a caller that is no person (`SPEAKS_FOR_OTHERS`) names one."""
+    if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
+        return problem(422, "body.decision must be `approve` or `deny`")
+    named = data.get("approver")
+    if named is not None and (
+        not isinstance(named, str)
+        or not named.strip()
+        or len(named) > 200
+        or not named.isprintable()
+    ):
+        return problem(422, "body.approver must be a printable name (200 characters at most)")
+    comment = data.get("comment") or ""
+    if not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment:
+        return problem(422, "body.comment must be text of 2000 characters at most")
+    if caller.username in SPEAKS_FOR_OTHERS:
+        if named is None:
+            return problem(422, "body.approver is required: who decides")
+        approver = named.strip()
+    else:
+        approver = caller.username
+        if named is not None and named.strip() != approver:
+            return problem(
+                403,
+                f"these credentials are {approver!r}'s: they cannot answer as {named.strip()!r}",
+            )
+    return decide(state, run_name, gate, data["decision"] == "approve", approver, comment, channel)
+
+
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 _SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
 
@@ -140,13 +178,8 @@ def router(state: ServerState) -> APIRouter:
         caller = await admit(state, request, Permission("list", "approvals"))
         if isinstance(caller, JSONResponse):
             return caller
-        query = select(Approval, WorkflowRun.name).join(
-            WorkflowRun, WorkflowRun.id == Approval.run_id
-        )
-        if decision:
-            query = query.where(Approval.decision == decision)
         with state.sessions() as session:
-            return {"items": [row(a) | {"run": name} for a, name in session.execute(query)]}
+            return {"items": records.approvals(session, decision)}
 
     @routes.post("/api/v1/runs/{run_name}/approvals/{gate}", tags=["approvals"])
     async def answer(run_name: str, gate: str, request: Request) -> JSONResponse:
@@ -160,35 +193,7 @@ def router(state: ServerState) -> APIRouter:
         data = await read_json(request, state)
         if isinstance(data, JSONResponse):
             return data
-        if not isinstance(data, dict) or data.get("decision") not in ("approve", "deny"):
-            return problem(422, "body.decision must be `approve` or `deny`")
-        named = data.get("approver")
-        if named is not None and (
-            not isinstance(named, str)
-            or not named.strip()
-            or len(named) > 200
-            or not named.isprintable()
-        ):
-            return problem(422, "body.approver must be a printable name (200 characters at most)")
-        comment = data.get("comment") or ""
-        if not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment:
-            return problem(422, "body.comment must be text of 2000 characters at most")
-        speaks_for_others = caller.username in ("punchingfist:api-token", "anonymous")
-        if speaks_for_others:
-            if named is None:
-                return problem(422, "body.approver is required: who decides")
-            approver = named.strip()
-        else:
-            approver = caller.username
-            if named is not None and named.strip() != approver:
-                return problem(
-                    403,
-                    f"these credentials are {approver!r}'s: they cannot answer "
-                    f"as {named.strip()!r}",
-                )
-        return decide(
-            state, run_name, gate, data["decision"] == "approve", approver, comment, "api"
-        )
+        return answer_as(state, caller, run_name, gate, data, "api")
 
     @routes.post("/slack/interactions", tags=["approvals"])
     async def slack(request: Request) -> JSONResponse:
