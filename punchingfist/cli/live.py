@@ -10,7 +10,7 @@ from typing import TextIO
 
 from punchingfist.engine import NodeStatus, PrintingObserver, RunInfo
 
-SHOWN = ("🤖", "💭", "🔧", "✅", "❌", "⚠️", "$ ", "📬", "⏭️", "condition ")
+SHOWN = ("🤖", "💭", "🔧", "✅", "❌", "⚠️", "$ ", "📬", "⏭️", "condition ", "│")
 """Lines of a step's log worth showing live; the rest stays in its stdout.log."""
 
 

@@ -111,6 +111,7 @@ def _delivery(node: NodeStatus, sink: str) -> dict[str, Any]:
         "link": data.get("link"),
         "external_id": data.get("external_id"),
         "error": data.get("error"),
+        "detail": data.get("detail") or None,
     }
 
 
@@ -147,8 +148,9 @@ def render(report: Mapping[str, Any]) -> str:
     for sink in report["sinks"]:
         mark = _OUTCOME_MARKS.get(sink["outcome"], "•")
         where = f" {sink['link']}" if sink.get("link") else ""
+        why = f": {sink['detail']}" if sink["outcome"] == "skipped" and sink.get("detail") else ""
         lines.append(
-            f"{mark} sink {sink['sink']} ({sink.get('type') or '-'}): {sink['outcome']}{where}"
+            f"{mark} sink {sink['sink']} ({sink.get('type') or '-'}): {sink['outcome']}{why}{where}"
         )
         if sink.get("error"):
             lines.append(f"     {sink['error']}")

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from punchingfist.runtime.sinks import Delivery
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_SUPPORTED = 0, 1, 2, 3
+WOULD_SEND_FILE = "would-send.json"
+"""Beside a sink's result: the request a sink that is not configured would have sent."""
 KINDS = ("cli", "agent", "condition", "approval-request", "outputs", "sink")
 
 
@@ -206,6 +208,11 @@ def _delivered(name: str, kind: str, deliver: Callable[[], Delivery], files: _Fi
     except PunchingFistError as error:
         files.write_json(RESULT_FILE, Delivery(name, kind, "failed", error=str(error)).as_result())
         raise
+    if record.preview is not None:
+        declared = str(Path(RESULT_FILE).with_name(WOULD_SEND_FILE))
+        files.write_json(declared, record.preview)
+        record.extra["would_send"] = str(files.path(declared))
+        record.detail += f" | what it would have sent: {files.path(declared)}"
     files.write_json(RESULT_FILE, record.as_result())
     print(record.line())
     return EXIT_FAILED if record.outcome == "failed" else EXIT_OK

@@ -142,18 +142,6 @@ def test_slack_permanent_error_is_reported_once(
     assert len(slack.requests) == 1
 
 
-def test_slack_without_a_token_says_how_to_give_one(
-    example_config: OperatorConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    sink = make_sink("chat", "slack", {"channel": "#ops"})
-    env = sink_env(sink)
-    code, record = run("sink", env, tmp_path)
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert "SLACK_BOT_TOKEN is not set" in err and "botTokenSecret" in err
-    assert record["outcome"] == "failed" and "SLACK_BOT_TOKEN" in record["error"]
-
-
 HOSTILE_NAME = "<!channel> <https://evil.example|Approve the fix here> & @here"
 HOSTILE_URL = "http://prometheus:9090/graph?g0.expr=up|<https://evil.example|Approve>"
 

@@ -8,6 +8,10 @@
   `silenceDuration`, with a comment naming the run (the template, when given).
 - `resolve` re-posts the alert with `endsAt` = now.
 
+A Sink that leaves `endpoint` at its default (`http://alertmanager:9093`) leaves it to the
+environment: `ALERTMANAGER_URL` when set, else the default when its host resolves; when it does
+not, the sink is skipped as not configured.
+
 When the answer was replayed (no model ran), annotations include `ai_replayed: "true"` and the
 default `ai_summary` and a silence's comment start with the replay mark.
 """
@@ -20,10 +24,14 @@ from typing import Any
 import yaml
 
 from punchingfist.api.base import duration_seconds
+from punchingfist.api.sinks import AlertmanagerConfig
 from punchingfist.runtime.context import BadTaskInput
 from punchingfist.runtime.sinks.running import Sent, SinkRun
 
 CREATED_BY = "punchingfist"
+DEFAULT_ENDPOINT = AlertmanagerConfig.model_fields["endpoint"].default
+ENDPOINT_ENV = "ALERTMANAGER_URL"
+"""Where a Sink that leaves `endpoint` at its default finds Alertmanager (set by the demo)."""
 
 
 def deliver(run: SinkRun) -> Sent:
@@ -34,7 +42,7 @@ def deliver(run: SinkRun) -> Sent:
             f"{run.resource}: the run's event has no alert labels (`.source.data.alert.labels`); "
             "Alertmanager sinks act on the alert that started the run"
         )
-    endpoint = str(run.config.get("endpoint") or "http://alertmanager:9093").rstrip("/")
+    endpoint = run.endpoint(DEFAULT_ENDPOINT, ENDPOINT_ENV, "Alertmanager")
     action = run.config.get("action", "annotate")
     http = run.http("Alertmanager")
     if action == "silence":

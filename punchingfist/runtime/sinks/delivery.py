@@ -191,9 +191,12 @@ class Delivery:
     detail: str = ""
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    preview: dict[str, Any] | None = None
+    """What a sink that is not configured would have sent (kept beside the record)."""
 
     def as_result(self) -> dict[str, Any]:
         record = asdict(self)
+        record.pop("preview")
         phase = {"delivered": "Succeeded", "skipped": "Skipped", "failed": "Failed"}[self.outcome]
         result = StepResult(
             step=self.sink,
@@ -209,7 +212,10 @@ class Delivery:
 
     def line(self) -> str:
         icon = {"delivered": "📬", "skipped": "⏭️", "failed": "❌"}[self.outcome]
+        skipped = self.outcome == "skipped" and self.detail
         parts = [f"{icon} sink {self.sink} ({self.type}): {self.outcome}"]
+        if skipped:  # the reason on the first line: it is the one a live view shows
+            parts[0] += f": {self.detail}"
         if self.http_status is not None:
             parts.append(f"HTTP {self.http_status}")
         if self.external_id:
@@ -219,7 +225,7 @@ class Delivery:
         if self.attempts:
             parts.append(f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}")
         text = " | ".join(parts)
-        if self.detail:
+        if self.detail and not skipped:
             text += f"\n   {self.detail}"
         if self.error:
             text += f"\n   error: {self.error}"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from punchingfist.api.runspec import SinkTask, TaskSpec
 from punchingfist.api.sinks import SINK_SECRET_FIELDS
@@ -77,13 +79,38 @@ class SinkRun:
         text = self.config.get("template")
         return self.render(text, context=context) if isinstance(text, str) else None
 
-    def secret(self, fix: str) -> str:
-        """The sink's credential (from the variable the compiler named); never printed."""
+    def secret(self, fix: str, preview: Mapping[str, Any] | None = None, text: str = "") -> str:
+        """The sink's credential (from the variable the compiler named); never printed. When
+        none arrived, the sink is not configured here: `NotConfigured`, with what it would
+        have sent (`preview`, `text`)."""
         fields = SINK_SECRET_FIELDS.get(self.task.type)
         variable = self.task.secret_env or (fields[2] if fields else None)
+        if not self.environ.get(variable or "", "").strip():
+            raise NotConfigured(f"{variable or 'its credential'} is not set: {fix}", preview, text)
         value = secret(self.environ, variable, f"{self.resource}: {fix}")
         self.secrets.append(value)
         return value
+
+    def endpoint(self, default: str, variable: str, service: str) -> str:
+        """The service's base URL. A Sink that leaves `spec.config.endpoint` at `default`
+        leaves it to the environment: `variable` when set, else `default` when its host
+        resolves here (a Service of that name in the step's namespace); `NotConfigured`
+        when it does not."""
+        configured = str(self.config.get("endpoint") or default).rstrip("/")
+        if configured != default.rstrip("/"):
+            return configured
+        chosen = self.environ.get(variable, "").strip().rstrip("/")
+        if chosen:
+            return chosen
+        host = urlsplit(configured).hostname or ""
+        try:
+            socket.getaddrinfo(host, None)
+        except (OSError, UnicodeError):
+            raise NotConfigured(
+                f"no {service}: the Sink leaves `spec.config.endpoint` at {default}, whose host "
+                f"{host!r} does not resolve here; set `spec.config.endpoint` or {variable}"
+            ) from None
+        return configured
 
     def http(self, service: str) -> Http:
         client = Http(service=service, budget=self.budget, secrets=self.secrets)
@@ -129,6 +156,17 @@ def run_sink(spec: TaskSpec, environ: Mapping[str, str], kinds: Mapping[str, Del
     say(f"delivering sink {sink.name} ({sink.type})")
     try:
         sent = deliver(run)
+    except NotConfigured as missing:
+        if missing.text:
+            say("\n".join(f"{PREVIEW_MARK} {line}" for line in missing.text.splitlines()))
+        return Delivery(
+            sink.name,
+            sink.type,
+            "skipped",
+            detail=f"not configured: {missing}",
+            attempts=run.attempts,
+            preview=missing.preview,
+        )
     except Skip as skip:
         return Delivery(sink.name, sink.type, "skipped", detail=str(skip), attempts=run.attempts)
     except DeliveryFailed as failed:
@@ -161,6 +199,24 @@ def run_sink(spec: TaskSpec, environ: Mapping[str, str], kinds: Mapping[str, Del
 
 class Skip(PunchingFistError):
     """The sink decided not to deliver (e.g. its trigger condition does not hold)."""
+
+
+PREVIEW_MARK = "│"
+"""Starts each line of what a sink that is not configured would have sent, in its log."""
+
+
+class NotConfigured(Skip):
+    """The sink has nothing to deliver to here (no credential, no service): not a failure.
+
+    `preview` is the request it would have sent (written beside its record), `text` the same
+    for a reader (printed in its log)."""
+
+    def __init__(
+        self, reason: str, preview: Mapping[str, Any] | None = None, text: str = ""
+    ) -> None:
+        super().__init__(reason)
+        self.preview = dict(preview) if preview is not None else None
+        self.text = text
 
 
 def _since(started: float) -> float:

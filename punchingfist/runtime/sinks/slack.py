@@ -202,7 +202,6 @@ class Slack:
 
 
 def deliver(run: SinkRun) -> Sent:
-    token = run.secret(TOKEN_FIX)
     channel = run.config.get("channel")
     if not channel:
         raise DeliveryFailed(
@@ -211,26 +210,31 @@ def deliver(run: SinkRun) -> Sent:
         )
     body = run.template(escaped(run.context))
     mentions = mention_text(run.config.get("mentionUsers") or [])
-    slack = Slack(token, run.budget, run.environ)
-    try:
-        return _post(run, slack, str(channel), body, mentions)
-    finally:
-        run.other_attempts += slack.retry.attempts
-
-
-def _post(run: SinkRun, slack: Slack, channel: str, body: str | None, mentions: str) -> Sent:
     findings = run.findings
     data = (run.context.get("source") or {}).get("data") or {}
     others = also_firing(data) if isinstance(data, Mapping) else []
     blocks = result_blocks(findings, body, mentions, others)
-    arguments: dict[str, Any] = {
-        "channel": channel,
+    message: dict[str, Any] = {
+        "channel": str(channel),
         "blocks": blocks,
         # Handles such as `@oncall` are linked by Slack only with `link_names`.
         "link_names": "@" in mentions,
         "text": _fallback(findings),
         "unfurl_links": False,
     }
+    text = f"would post to {channel}:\n{blocks_text(blocks)}"
+    token = run.secret(TOKEN_FIX, preview=message, text=text)
+    slack = Slack(token, run.budget, run.environ)
+    try:
+        return _post(run, slack, message)
+    finally:
+        run.other_attempts += slack.retry.attempts
+
+
+def _post(run: SinkRun, slack: Slack, message: dict[str, Any]) -> Sent:
+    findings = run.findings
+    arguments = dict(message)
+    channel = str(arguments["channel"])
     thread_ts = None
     if run.config.get("messageType") == "thread":
         channel_id = slack.channel_id(channel)
@@ -252,6 +256,25 @@ def _post(run: SinkRun, slack: Slack, channel: str, body: str | None, mentions: 
         http_status=slack.last_status,
         extra={"channel": posted_in, "ts": ts, "thread_ts": thread_ts},
     )
+
+
+def blocks_text(blocks: Sequence[Mapping[str, Any]]) -> str:
+    """A Block Kit message as plain text for a terminal: headers, sections, fields, context
+    and the labels of its buttons, one block after another."""
+    lines: list[str] = []
+    for block in blocks:
+        text = (block.get("text") or {}).get("text")
+        if text:
+            lines += str(text).splitlines()
+        for item in block.get("fields") or []:
+            lines += str(item.get("text", "")).replace("\n", ": ", 1).splitlines()
+        elements = block.get("elements") or []
+        if block.get("type") == "actions":
+            labels = [str((e.get("text") or {}).get("text", "")) for e in elements]
+            lines.append("[" + "] [".join(labels) + "]")
+        else:
+            lines += [str(e.get("text", "")) for e in elements if e.get("text")]
+    return "\n".join(lines)
 
 
 def mention_text(users: Sequence[str]) -> str:

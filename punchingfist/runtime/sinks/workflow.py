@@ -5,6 +5,9 @@
 `.source.data.alert` still reads the alert) plus `outputs` and `escalatedFrom`. The
 `Idempotency-Key` is this run and sink, so a retried sink task never starts a second run.
 `escalatedFrom.replayed` says whether this run's answer was replayed (no model ran).
+A Sink that leaves `endpoint` at its default (`http://punchingfist:8080`, the chart's Service)
+leaves it to the environment: `PUNCHINGFIST_URL` when set, else the default when its host
+resolves; when it does not, the sink is skipped as not configured.
 `triggerCondition` is an expression over `.outputs`, `.steps`, `.source`, ... and the alert's
 `alert`, `alertname`, `severity`, `labels` and `status`.
 """
@@ -13,11 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from punchingfist.api.sinks import WorkflowSinkConfig
 from punchingfist.runtime.context import BadTaskInput
 from punchingfist.runtime.sinks.delivery import DeliveryFailed
 from punchingfist.runtime.sinks.running import Sent, SinkRun, Skip
 from punchingfist.runtime.tools.kubectl import SERVICE_ACCOUNT_TOKEN
 from punchingfist.templating import compile_expression
+
+DEFAULT_ENDPOINT = WorkflowSinkConfig.model_fields["endpoint"].default
+ENDPOINT_ENV = "PUNCHINGFIST_URL"
+"""Where a Sink that leaves `endpoint` at its default finds the server (set by the demo)."""
 
 
 def trigger_context(run: SinkRun) -> dict[str, Any]:
@@ -42,7 +50,7 @@ def deliver(run: SinkRun) -> Sent:
         if not expression.is_true(trigger_context(run)):
             raise Skip(f"triggerCondition {condition.strip()} does not hold")
     source = str(run.config.get("source") or target)
-    endpoint = str(run.config.get("endpoint") or "http://punchingfist:8080").rstrip("/")
+    endpoint = run.endpoint(DEFAULT_ENDPOINT, ENDPOINT_ENV, "Punching Fist server")
     headers = {"Idempotency-Key": f"{run.findings.run}/{run.task.name}"}
     if run.task.secret_env:
         token = run.secret("set `authSecret` on the Sink")
