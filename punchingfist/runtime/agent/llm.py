@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -170,6 +170,21 @@ class ModelClient:
     @property
     def model(self) -> str:
         return self.settings.model or "default"
+
+    def on_answer(self, handler: Callable[[str], None]) -> None:
+        """Call `handler` with each raw answer of the model (its tool call's arguments, or its
+        content), before validation: what it asked for even when that was refused."""
+
+        def raw(completion: Any) -> None:
+            for choice in getattr(completion, "choices", None) or []:
+                message = getattr(choice, "message", None)
+                calls = getattr(message, "tool_calls", None) or []
+                texts = [getattr(c.function, "arguments", "") for c in calls]
+                texts += [message.content] if message is not None and message.content else []
+                for text in texts:
+                    handler(text)
+
+        self._client.on("completion:response", raw)
 
     def decide(self, response_model: Any, messages: Sequence[dict[str, str]]) -> Any:
         from instructor.core import InstructorRetryException
