@@ -7,7 +7,8 @@
 `escalatedFrom.replayed` says whether this run's answer was replayed (no model ran).
 A Sink that leaves `endpoint` at its default (`http://punchingfist:8080`, the chart's Service)
 leaves it to the environment: `PUNCHINGFIST_URL` when set, else the default when its host
-resolves; when it does not, the sink is skipped as not configured.
+resolves; when it does not, the sink is skipped as not configured. Without `authSecret` the
+call carries the step pod's service-account token in the cluster, else `PUNCHINGFIST_TOKEN`.
 `triggerCondition` is an expression over `.outputs`, `.steps`, `.source`, ... and the alert's
 `alert`, `alertname`, `severity`, `labels` and `status`.
 """
@@ -25,6 +26,8 @@ from punchingfist.templating import compile_expression
 
 DEFAULT_ENDPOINT = WorkflowSinkConfig.model_fields["endpoint"].default
 ENDPOINT_ENV = "PUNCHINGFIST_URL"
+TOKEN_ENV = "PUNCHINGFIST_TOKEN"
+"""The server's API token, for a Sink without `authSecret` outside the cluster."""
 """Where a Sink that leaves `endpoint` at its default finds the server (set by the demo)."""
 
 
@@ -60,6 +63,12 @@ def deliver(run: SinkRun) -> Sent:
         # In the cluster the server checks the pod's own token (TokenReview) and RBAC: the step
         # accounts may `trigger` sources (the chart's punchingfist-step-reporter role).
         headers["Authorization"] = f"Bearer {SERVICE_ACCOUNT_TOKEN.read_text().strip()}"
+    elif run.environ.get(TOKEN_ENV, "").strip():
+        # Outside the cluster (the demo, `punchingfist run`): the server's API token, as the
+        # CLI takes it.
+        token = run.environ[TOKEN_ENV].strip()
+        run.secrets.append(token)
+        headers["Authorization"] = f"Bearer {token}"
     event = {k: v for k, v in run.context["source"]["data"].items() if k != "context"}
     event |= {
         "outputs": run.context["outputs"],
