@@ -240,6 +240,7 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{len(state.workflows)} Workflows, SQLite at {base / 'punchingfist.db'}, "
             "runs on the local engine"
         )
+        _web_page(url, token, base)  # (#24 part 3: the web page)
         if alertmanager:
             _say(f"   Alertmanager {alertmanager} (prometheus-alertmanager on loopback)")
         else:
@@ -287,8 +288,31 @@ def run_demo(args: argparse.Namespace) -> int:
             if not failed
             else f"   not Succeeded: {', '.join(failed)}"
         )
+        _stay_up(url)  # (#24 part 3: the web page)
         return 0 if not failed else 1
     return 1
+
+
+def _web_page(url: str, token: str, base: Path) -> None:
+    """Where the web page is and how to sign in: the demo's API token, in a 0600 file (not on
+    the terminal)."""
+    path = base / "api-token"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    _say(f"   web page: {url}/ui/ (sign in with the API token in {path})")
+
+
+def _stay_up(url: str) -> None:
+    """At a terminal, keep the server (and its web page) up until Enter or Ctrl-C; elsewhere
+    (make demo in CI, tests) end now."""
+    if not sys.stdin.isatty():
+        return
+    _say(f"   the web page stays up at {url}/ui/: press Enter (or Ctrl-C) to stop")
+    try:
+        input()
+    except (EOFError, KeyboardInterrupt):
+        _say()
 
 
 def _wait(api: _Server, name: str) -> dict[str, Any]:

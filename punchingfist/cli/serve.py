@@ -32,8 +32,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the server: on resources from YAML files, or with the controller in a cluster",
         description=(
             "Serve the Alertmanager webhook of every webhook Source, the read API (/api/v1/...), "
-            "/metrics, /healthz and /readyz. With -f, on resources loaded from YAML files (no "
-            "Kubernetes needed; runs wait in the outbox unless --executor argo). With "
+            "the web page (/ui/: incidents and their alerts, runs with the agent's report and "
+            "sink deliveries, pending approvals with Approve / Deny; sign in with the API's "
+            "token), /metrics, /healthz and /readyz. With -f, on resources loaded from YAML "
+            "files (no Kubernetes needed; runs wait in the outbox unless --executor argo). With "
             "--in-cluster, the controller runs in the same process: it compiles Workflow CRs "
             "into WorkflowTemplates and the server serves the Sources and Workflows of "
             "--namespace as they change; runs go to Argo."
@@ -235,7 +237,7 @@ def _announce(args: argparse.Namespace, assembly: Assembly) -> None:
     mode = f"controller on namespace {args.namespace}; " if assembly.operator else ""
     print(
         f"punchingfist {__version__}: {mode}{counts}; database at revision {assembly.revision}; "
-        f"webhooks: {paths}",
+        f"webhooks: {paths}; web page: http://{args.host}:{args.port}/ui/",
         file=sys.stderr,
     )
 
