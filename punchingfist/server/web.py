@@ -227,9 +227,11 @@ def router(state: ServerState) -> APIRouter:
         who = await caller(request, Permission("get", "incidents"))
         if isinstance(who, Response):
             return who
+        shows_runs = isinstance(await credentials(request, Permission("list", "runs")), Caller)
         with state.sessions() as session:
             view = records.incident(session, incident_id)
-            runs = records.runs(session, None, 100, incident_id=incident_id) if view else []
+            listed = view is not None and shows_runs
+            runs = records.runs(session, None, 100, incident_id=incident_id) if listed else []
         if view is None:
             return refused(request, 404, f"no incident {incident_id}")
         return page(request, "incident.html", incident=view, runs=runs)

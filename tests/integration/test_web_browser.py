@@ -186,6 +186,9 @@ def test_approve_in_the_browser_and_the_gated_step_runs(
         type_into(chromium, "input[name=comment]", "go ahead")
         click(chromium, "button.approve")
         loaded(chromium, f"/ui/runs/{run}")
+        mark(chromium)  # from here on, the same document: only the page's script changes it
+        shown = chromium.evaluate("document.querySelector('#run-status').textContent")
+        assert shown == "running", f"the run page was loaded on a run that is {shown}"
 
         def finished() -> bool:
             with state.sessions() as session:
@@ -203,12 +206,19 @@ def test_approve_in_the_browser_and_the_gated_step_runs(
             )
             phases = {s.name: s.phase for s in session.scalars(select(RunStep))}
         assert phases[GATE] == "Succeeded" and phases["resolution-attempt"] == "Succeeded", phases
-        # The page followed the run to its end by itself (the script), then shows it all.
+        with state.sessions() as session:
+            final = WorkflowRun.named(session, run)
+            assert final is not None
+        # The page followed the run to its end by itself (its script; never reloaded).
         wait(
-            "the page to show the finished run",
-            lambda: "by carol via web" in chromium.evaluate("document.body.innerText"),
+            "the page to follow the run to its end",
+            lambda: chromium.evaluate(
+                "window.pfStale === true && !document.body.dataset.live"
+                f" && document.querySelector('#run-status').textContent === {final.status!r}"
+            ),
             30,
         )
+        assert "by carol via web" in chromium.evaluate("document.body.innerText")
         visit(chromium, f"{url}/ui/runs/{run}")
         text = chromium.evaluate("document.body.innerText")
         for shown in ("Report", "Root cause", "Confidence", "Tool calls", "resolution-attempt"):
