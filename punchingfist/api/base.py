@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "punchingfist.io"
@@ -63,6 +63,24 @@ DNSLabel = Annotated[str, AfterValidator(_dns_label)]
 ObjectName = Annotated[str, AfterValidator(_dns_subdomain)]
 """A Kubernetes object name (DNS-1123 subdomain)."""
 
+_REFERENCE = re.compile(r"^(vault|aws|azure|k8s|env)://\S+$")
+
+
+def _secret_name(value: str) -> str:
+    if "://" in value:
+        if not _REFERENCE.match(value):
+            raise ValueError(
+                f"{value!r} is not a secret reference: write vault://PATH#KEY, aws://NAME#KEY, "
+                "azure://VAULT/NAME, k8s://NAMESPACE/NAME#KEY or env://NAME"
+            )
+        return value
+    return _dns_subdomain(value)
+
+
+SecretName = Annotated[str, AfterValidator(_secret_name)]
+"""A Kubernetes Secret's name, or a secret reference (`vault://PATH#KEY`, `aws://NAME#KEY`,
+`azure://VAULT/NAME`, `k8s://NAMESPACE/NAME#KEY`, `env://NAME`; punchingfist.secrets)."""
+
 Duration = Annotated[
     str, AfterValidator(_duration), Field(json_schema_extra={"pattern": _DURATION.pattern})
 ]
@@ -83,12 +101,24 @@ def duration_seconds(value: str) -> float:
 
 
 class SecretKeyRef(SpecModel):
-    """A key of a Kubernetes Secret in the workflow's namespace."""
+    """A key of a Kubernetes Secret in the workflow's namespace, or a secret reference."""
 
-    secret_ref: ObjectName
-    """Name of the Kubernetes Secret."""
+    secret_ref: SecretName
+    """Name of the Kubernetes Secret, or a reference to a secret elsewhere:
+    `vault://PATH#KEY`, `aws://NAME#KEY`, `azure://VAULT/NAME`, `k8s://NAMESPACE/NAME#KEY`,
+    `env://NAME` (docs/operations.md, "Secrets from Vault, AWS and Azure")."""
     key: str = "token"
-    """Key inside the Secret's data."""
+    """Key inside the Secret's data (a reference names its key after '#'; another `key` beside
+    a reference is refused)."""
+
+    @model_validator(mode="after")
+    def _key_in_reference(self) -> SecretKeyRef:
+        if "://" in self.secret_ref and self.key != "token":
+            raise ValueError(
+                f"secretRef {self.secret_ref!r} is a reference: write its key after '#' "
+                "(vault://PATH#KEY) and remove `key`"
+            )
+        return self
 
 
 class Condition(BaseModel):

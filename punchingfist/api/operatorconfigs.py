@@ -1,9 +1,9 @@
 """The `OperatorConfig` custom resource: operator-wide settings (chat, LLMs, secrets, approvals).
 
-Fields of the design document that nothing implements yet (`database`,
-`secretManager`, `secretRotation` when enabled) keep their schema, so `kubectl explain` shows
-them, but a resource that sets one is refused with "not supported yet" naming the field: the
-compiler (through these models) and admission refuse it instead of ignoring it.
+Fields of the design document that nothing implements yet (`database`) keep their schema, so
+`kubectl explain` shows them, but a resource that sets one is refused with "not supported yet"
+naming the field: the compiler (through these models) and admission refuse it instead of
+ignoring it. `secretManager` and `secretRotation` are read by punchingfist.secrets.
 """
 
 from __future__ import annotations
@@ -241,39 +241,45 @@ class RunbooksConfig(SpecModel):
 
 
 class SecretManagerConfig(SpecModel):
-    """Not supported yet: use `spec.secrets` (Kubernetes Secrets), which External Secrets or
-    the Secrets Store CSI driver can fill from Vault, AWS or Azure. An external secret
-    manager."""
+    """The external secret manager that `vault://`, `aws://` and `azure://` references are read
+    from (docs/operations.md, "Secrets from Vault, AWS and Azure"). References name their
+    manager by scheme; this block says how to reach and log in to it."""
 
     type: Literal["vault", "aws-secrets", "azure-keyvault"]
     """Secret manager: `vault`, `aws-secrets` or `azure-keyvault`."""
     endpoint: str | None = None
-    """Vault address."""
+    """Vault address (else the server's VAULT_ADDR)."""
     auth_method: str | None = None
-    """`kubernetes`, `iam-role`, `managed-identity`, ..."""
+    """Vault: `kubernetes` (log in with `role` and the ServiceAccount token), else token auth
+    with the server's VAULT_TOKEN. AWS (`iam-role`) and Azure (`managed-identity`): the
+    credentials the client library finds."""
     role: str | None = None
-    """Vault role."""
+    """Vault role (kubernetes auth)."""
     secret_path: str | None = None
-    """Vault path prefix."""
+    """Vault KV v2 mount and path prefix, e.g. `secret/data/punchingfist` (default `secret`)."""
     region: str | None = None
-    """AWS region."""
+    """AWS region (else AWS_REGION)."""
     secret_prefix: str | None = None
-    """AWS Secrets Manager name prefix."""
+    """AWS Secrets Manager name prefix, put before the name of `aws://NAME`."""
     vault_url: str | None = None
-    """Azure Key Vault URL."""
+    """Azure Key Vault URL; `azure://VAULT/NAME` references whose VAULT is its first host label
+    use it."""
     client_id: str | None = None
     """Azure managed identity client id."""
 
 
 class SecretRotationConfig(SpecModel):
-    """Not supported yet when enabled (step pods read their Secrets when they start). Pick up
-    rotated secrets without restarts."""
+    """How long a value read from a secret manager is used before it is read again. Unset or
+    disabled: 30 s. Runs resolve their secrets when they start, so an in-flight run keeps the
+    value it started with."""
 
     enabled: bool = False
-    """Not supported yet: `true` is refused."""
+    """Use `checkInterval` and `gracePeriod` instead of the 30 s default."""
     check_interval: Duration = "1h"
+    """A value is read again from its manager once it is this old."""
     grace_period: Duration = "300s"
-    """Time in-flight operations keep the old value."""
+    """When the manager cannot be read once a value is due, the old value is used this much
+    longer, then the read fails."""
 
 
 class ApprovalsConfig(SpecModel):
@@ -290,11 +296,6 @@ class ApprovalsConfig(SpecModel):
 _FIXES = {
     "database": "spec.database is not read by anything; the server's database is its "
     "--database-url (the chart's `database` values): remove spec.database",
-    "secret_manager": "spec.secretManager (Vault, AWS Secrets Manager, Azure Key Vault): use "
-    "spec.secrets with Kubernetes Secrets, which External Secrets or the Secrets Store CSI "
-    "driver can fill from those managers",
-    "secret_rotation": "spec.secretRotation.enabled (step pods read their Secrets when they "
-    "start, so a rotated Secret is used by the next step): remove it or set enabled: false",
 }
 
 
@@ -318,25 +319,19 @@ class OperatorConfigSpec(SpecModel):
     """Runbooks for the agent's `runbook` tool, from git and ConfigMaps."""
     secret_manager: SecretManagerConfig | None = None
     secrets: dict[str, SecretKeyRef] = Field(default_factory=dict)
-    """Kubernetes Secrets by role: llmApiKey, slackToken, prometheusToken, pagerdutyRoutingKey,
-    jiraToken; each becomes an environment variable of step pods."""
+    """Kubernetes Secrets (or secret references, `vault://PATH#KEY`...) by role: llmApiKey,
+    slackToken, prometheusToken, pagerdutyRoutingKey, jiraToken; each becomes an environment
+    variable of step pods."""
     secret_rotation: SecretRotationConfig | None = None
     approvals: ApprovalsConfig | None = None
     concurrency: ConcurrencyConfig | None = None
     """Limits on runs at once (unset: none); see docs/operations.md, "Concurrency"."""
 
-    @field_validator("database", "secret_manager")
+    @field_validator("database")
     @classmethod
     def _not_supported_yet(cls, value: object, info: ValidationInfo) -> object:
         if value is not None:
             raise ValueError(f"not supported yet: {_FIXES[str(info.field_name)]}")
-        return value
-
-    @field_validator("secret_rotation")
-    @classmethod
-    def _no_rotation_yet(cls, value: SecretRotationConfig | None) -> SecretRotationConfig | None:
-        if value is not None and value.enabled:
-            raise ValueError(f"not supported yet: {_FIXES['secret_rotation']}")
         return value
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from punchingfist.api.base import Duration, ObjectName, SpecModel, duration_seconds
+from punchingfist.api.base import Duration, ObjectName, SecretName, SpecModel, duration_seconds
 
 
 class Authentication(SpecModel):
@@ -14,10 +14,12 @@ class Authentication(SpecModel):
 
     type: Literal["bearer", "apikey", "none"] = "bearer"
     """`bearer` (Authorization: Bearer <token>), `apikey` (X-API-Key header) or `none`."""
-    secret_ref: ObjectName | None = None
-    """Kubernetes Secret holding the expected token."""
+    secret_ref: SecretName | None = None
+    """Kubernetes Secret holding the expected token, or a secret reference
+    (`vault://PATH#KEY`, `aws://NAME#KEY`, `azure://VAULT/NAME`, `env://NAME`), re-read at
+    most every 30 s so a rotated token is used without a restart."""
     key: str = "token"
-    """Key inside the Secret's data."""
+    """Key inside the Secret's data (a reference names its key after '#')."""
     header: str | None = None
     """Header carrying the credential (defaults: Authorization for bearer, X-API-Key for apikey)."""
 

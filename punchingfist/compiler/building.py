@@ -116,6 +116,14 @@ class Builder:
 
     # -- the whole template -------------------------------------------------------------
 
+    def _references(self) -> dict[str, str]:
+        """The annotation of the secret references the steps read, if any (after the steps
+        are built: building them collects the references)."""
+        found = self.credentials.references
+        if not found:
+            return {}
+        return {naming.ANNOTATION_SECRET_REFERENCES: json.dumps(found, sort_keys=True)}
+
     def build(self) -> HeraWorkflowTemplate:
         tasks: list[Task] = []
         previous: str | None = None
@@ -135,6 +143,7 @@ class Builder:
             annotations={
                 naming.ANNOTATION_SPEC_HASH: self._spec_hash(),
                 naming.ANNOTATION_COMPILER: __version__,
+                **self._references(),
             },
             entrypoint=naming.ENTRYPOINT,
             on_exit=naming.EXIT_HANDLER if exit_handler is not None else None,

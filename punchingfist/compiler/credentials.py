@@ -5,16 +5,25 @@ credentials to the sink (or approval-request) tasks that use them, and cli steps
 A credential written in clear text in a resource (the design document's `botToken:
 "xoxb-secret"`) never lands in the WorkflowTemplate: it is put into a generated Secret and
 referenced from there, and the compiler warns about it.
+
+A secret reference (`secretRef: vault://PATH#KEY`, punchingfist.secrets) is read from the run's
+own Secret, `naming.references_secret()` (`<run>-secrets`), under a key made of the
+reference's digest; the template's annotation `naming.ANNOTATION_SECRET_REFERENCES` maps those
+keys back to the references, which the executor resolves when the run starts (the local
+engine in-process; Argo into that Secret, owned by the run).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from punchingfist.api import SecretKeyRef, Sink, Workflow
 from punchingfist.api.operatorconfigs import RUNBOOK_TOKEN_ENV, SECRET_ENV, OperatorConfigSpec
 from punchingfist.api.sinks import SINK_SECRET_FIELDS
-from punchingfist.compiler.naming import secret_name
+from punchingfist.compiler.naming import references_secret, secret_name
+from punchingfist.errors import InvalidResource
+from punchingfist.secrets import SecretError, is_reference, parse_reference
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,21 @@ class Credentials:
     config: OperatorConfigSpec | None
     generated: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    references: dict[str, str] = field(default_factory=dict)
+    """Key of the run's Secret -> the secret reference it is resolved from."""
+
+    def _ref(self, env: str, ref: SecretKeyRef, where: str) -> SecretEnvVar:
+        """The variable reading `ref`: a key of a Kubernetes Secret, or of the run's Secret
+        for a reference (checked here, so a malformed one fails the compile)."""
+        if not is_reference(ref.secret_ref):
+            return SecretEnvVar(env=env, secret=ref.secret_ref, key=ref.key)
+        try:
+            parse_reference(ref.secret_ref)
+        except SecretError as error:
+            raise InvalidResource(where.split(" ")[0], [(where, str(error))]) from None
+        key = reference_key(ref.secret_ref)
+        self.references[key] = ref.secret_ref
+        return SecretEnvVar(env=env, secret=references_secret(), key=key)
 
     def _literal(self, env: str, key: str, value: str, where: str) -> SecretEnvVar:
         name = secret_name(self.workflow.name)
@@ -47,8 +71,8 @@ class Credentials:
     def _role(self, role: str) -> SecretEnvVar | None:
         if self.config is None or role not in self.config.secrets:
             return None
-        ref = self.config.secrets[role]
-        return SecretEnvVar(env=SECRET_ENV[role], secret=ref.secret_ref, key=ref.key)
+        where = f"OperatorConfig spec.secrets.{role}.secretRef"
+        return self._ref(SECRET_ENV[role], self.config.secrets[role], where)
 
     def agent(self) -> list[SecretEnvVar]:
         """LLM key, Prometheus token and the runbook repository's token for agent tasks."""
@@ -61,14 +85,21 @@ class Credentials:
             found.append(prometheus)
         runbooks = self.config.runbooks if self.config else None
         if runbooks and runbooks.git and runbooks.git.credentials_secret:
-            found.append(_ref(RUNBOOK_TOKEN_ENV, runbooks.git.credentials_secret))
+            found.append(
+                self._ref(
+                    RUNBOOK_TOKEN_ENV,
+                    runbooks.git.credentials_secret,
+                    "OperatorConfig spec.runbooks.git.credentialsSecret.secretRef",
+                )
+            )
         return found
 
     def _llm_key(self) -> SecretEnvVar | None:
         env = SECRET_ENV["llmApiKey"]
         llm = self.workflow.spec.runtime.llm_config
         if llm is not None and llm.api_key_secret is not None:
-            return _ref(env, llm.api_key_secret)
+            where = f"{self.workflow.ref} spec.runtime.llmConfig.apiKeySecret.secretRef"
+            return self._ref(env, llm.api_key_secret, where)
         provider_name = (
             llm.provider
             if llm is not None
@@ -77,7 +108,8 @@ class Credentials:
         if self.config and self.config.llm and provider_name in self.config.llm.providers:
             provider = self.config.llm.providers[provider_name]
             if provider.api_key_secret is not None:
-                return _ref(env, provider.api_key_secret)
+                where = f"OperatorConfig spec.llm.providers.{provider_name}.apiKeySecret.secretRef"
+                return self._ref(env, provider.api_key_secret, where)
             if provider.api_key is not None:
                 return self._literal(
                     env,
@@ -111,14 +143,11 @@ class Credentials:
         config = sink.spec.config
         ref = getattr(config, ref_field, None)
         if isinstance(ref, SecretKeyRef):
-            return _ref(env, ref)
+            return self._ref(env, ref, f"{sink.ref} spec.config.{_camel(ref_field)}.secretRef")
         literal = getattr(config, literal_field, None) if literal_field else None
         if isinstance(literal, str):
-            camel = "".join(
-                part.capitalize() if i else part for i, part in enumerate(literal_field.split("_"))
-            )
             return self._literal(
-                env, f"sink-{sink.name}", literal, f"{sink.ref} spec.config.{camel}"
+                env, f"sink-{sink.name}", literal, f"{sink.ref} spec.config.{_camel(literal_field)}"
             )
         if sink.spec.type == "slack":
             return self.slack()
@@ -126,5 +155,11 @@ class Credentials:
         return self._role(role) if role else None
 
 
-def _ref(env: str, ref: SecretKeyRef) -> SecretEnvVar:
-    return SecretEnvVar(env=env, secret=ref.secret_ref, key=ref.key)
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() if i else part for i, part in enumerate(name.split("_")))
+
+
+def reference_key(reference: str) -> str:
+    """The key of the run's Secret that holds the value of `reference` (a digest: Secret keys
+    allow few characters, and the reference itself may be long)."""
+    return "ref-" + hashlib.sha256(reference.encode()).hexdigest()[:16]

@@ -25,6 +25,9 @@ ANNOTATION_COMPILER = "punchingfist.io/compiler-version"
 ANNOTATION_CRITICAL_OF = "punchingfist.io/critical-bypass-of"
 """On the template runs of critical alerts start from (OperatorConfig concurrency
 `criticalBypass`): the Workflow's own template, which it copies without the semaphores."""
+ANNOTATION_SECRET_REFERENCES = "punchingfist.io/secret-references"
+"""On a template whose steps read secret references: JSON {key of the run's Secret: reference}
+(compiler.credentials); the executor resolves them when a run starts."""
 ANNOTATION_STOPPED = "punchingfist.io/stopped-because"
 """On an Argo Workflow the operator shut down: why (e.g. a step's image cannot be pulled)."""
 
@@ -53,6 +56,12 @@ def global_result(step: str) -> str:
 def result_input(step: str) -> str:
     """Input parameter of a template that carries an earlier step's result."""
     return f"result-{step}"
+
+
+def references_secret() -> str:
+    """The Secret a run's resolved secret references are read from: its own, named after the
+    run (Argo substitutes `{{workflow.name}}`; the local engine fills it in-process)."""
+    return "{{workflow.name}}-secrets"
 
 
 def secret_name(workflow: str) -> str:

@@ -45,6 +45,7 @@ from punchingfist.executors.setup import choose_model, gather_secrets
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
 from punchingfist.runs.recording import NodeObservation, Recorder, RunObservation, observe
 from punchingfist.runs.report import investigation, result_file
+from punchingfist.secrets import SecretResolver
 from punchingfist.store import WorkflowRun
 
 log = logging.getLogger("punchingfist.local")
@@ -78,6 +79,9 @@ class LocalExecutor:
     template, which holds no semaphore, and wait for no queued run (only for a free parallel
     run)."""
     name: str = "local"
+    resolver: SecretResolver | None = None
+    """Resolves the runs' secret references (OperatorConfig `secretManager`); None: a resolver
+    of `environ` and the managers' default settings."""
     approver: PollingApprover = field(default_factory=PollingApprover)
     _slots: Semaphores = field(init=False)
     _submitted: set[str] = field(default_factory=set, init=False)
@@ -185,7 +189,14 @@ class LocalExecutor:
                 model=self.model,
                 replay_fallback=self.replay_fallback,
             )
-            secrets = gather_secrets(manifest, compiled.objects, self.environ, self.secrets_dir)
+            secrets = gather_secrets(
+                manifest,
+                compiled.objects,
+                self.environ,
+                self.secrets_dir,
+                self.resolver,
+                who=f"run {run.name}",
+            )
             say = log.warning if choice.replayed else log.info  # no model runs: say so loudly
             say("run %s: %s on the local engine, model: %s", run.name, run.workflow, choice.label)
             result = run_workflow(

@@ -4,6 +4,10 @@ Secrets: a `secretKeyRef` of the compiled template is filled from, in order, the
 documents the compiler emitted (clear-text credentials in the resources), `--secrets-dir`
 (files laid out as Kubernetes mounts them, DIR/NAME/KEY), and this process's environment
 variable of the same name as the one the template sets (`LLM_API_KEY`, `SLACK_BOT_TOKEN`, ...).
+Secret references (`vault://`, `aws://`, `azure://`, `env://`, the template's annotation
+`punchingfist.io/secret-references`) are resolved here, in-process, when the run starts, and
+reach the steps as environment variables; one that cannot be read fails the run before any
+step starts, naming the reference.
 
 The model, for workflows with agent steps, is the first of: a replay (`--replay`), an
 endpoint from flags or `PUNCHINGFIST_LLM_ENDPOINT`, the workflow's own provider when it
@@ -29,6 +33,7 @@ import yaml
 from punchingfist.api import Source
 from punchingfist.api.alerts import AlertmanagerPayload, event_from_payload
 from punchingfist.api.runspec import SPEC_ENV, LLMSettings, RunParameters, TaskSpec
+from punchingfist.compiler.naming import ANNOTATION_SECRET_REFERENCES, references_secret
 from punchingfist.engine import secrets_from_documents
 from punchingfist.errors import PunchingFistError
 from punchingfist.runtime.agent.llm import (
@@ -39,6 +44,7 @@ from punchingfist.runtime.agent.llm import (
     base_url,
 )
 from punchingfist.runtime.agent.replay import LABEL, REPLAY_ENV
+from punchingfist.secrets import SecretResolver
 
 OLLAMA = "http://localhost:11434"
 NO_MODEL = (
@@ -91,13 +97,37 @@ def secret_references(manifest: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                 yield variable["name"], f"{reference['name']}/{reference['key']}"
 
 
+def template_references(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Key of the run's Secret -> the secret reference it holds (the compiler's annotation)."""
+    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(ANNOTATION_SECRET_REFERENCES)
+    found: dict[str, str] = json.loads(text) if text else {}
+    return found
+
+
+def resolve_references(
+    manifest: Mapping[str, Any], resolver: SecretResolver, who: str
+) -> dict[str, str]:
+    """The template's secret references, resolved: key of the run's Secret -> value. Raises
+    SecretError naming the first reference that cannot be read."""
+    return {
+        key: resolver.resolve(reference, who)
+        for key, reference in sorted(template_references(manifest).items())
+    }
+
+
 def gather_secrets(
     manifest: Mapping[str, Any],
     objects: Sequence[Mapping[str, Any]],
     environ: Mapping[str, str],
     secrets_dir: Path | None = None,
+    resolver: SecretResolver | None = None,
+    who: str = "punchingfist run",
 ) -> dict[str, str]:
     secrets = secrets_from_documents(list(objects))
+    if template_references(manifest):
+        found = resolve_references(manifest, resolver or SecretResolver(environ=environ), who)
+        secrets |= {f"{references_secret()}/{key}": value for key, value in found.items()}
     for variable, key in secret_references(manifest):
         if key in secrets:
             continue

@@ -21,14 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 FIXTURES = ROOT / "tests" / "fixtures" / "not-supported-yet"
 """The design document's OperatorConfigs that use those fields (kept to test the refusal)."""
-REFUSED = {
-    "database.yaml": ["spec.database"],
-    "external-secret-manager.yaml": ["spec.secretManager"],
-    "vault.yaml": ["spec.secretManager"],
-    "aws-secrets.yaml": ["spec.secretManager"],
-    "azure-keyvault.yaml": ["spec.secretManager"],
-    "secret-rotation.yaml": ["spec.secretRotation"],
-}
+REFUSED = {"database.yaml": ["spec.database"]}
+MANAGERS = ["vault.yaml", "aws-secrets.yaml", "azure-keyvault.yaml"]
+"""The design document's secret managers, supported since #26 (examples/operatorconfigs)."""
 
 
 def example(name: str) -> dict[str, Any]:
@@ -61,8 +56,10 @@ def test_admission_refuses_and_the_status_says_why(name: str) -> None:
     assert f"{REFUSED[name][0]}: not supported yet" in ready["message"]
 
 
-def test_compile_refuses_an_unsupported_field() -> None:
-    done = subprocess.run(
+def compile_cli(*files: Path) -> subprocess.CompletedProcess[str]:
+    """`punchingfist compile` of the example alert-triage Workflow with `files`."""
+    inputs = [arg for file in files for arg in ("-f", str(file))]
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -70,31 +67,44 @@ def test_compile_refuses_an_unsupported_field() -> None:
             "compile",
             "-f",
             str(EXAMPLES / "workflows" / "alert-triage.yaml"),
-            "-f",
-            str(FIXTURES / "vault.yaml"),
+            *inputs,
         ],
         capture_output=True,
         text=True,
         check=False,
         cwd=ROOT,
     )
+
+
+def test_compile_refuses_an_unsupported_field() -> None:
+    done = compile_cli(FIXTURES / "database.yaml")
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert "spec.secretManager: not supported yet: " in done.stderr
-    assert "spec.secrets" in done.stderr  # the fix
+    assert "spec.database: not supported yet: " in done.stderr
+    assert "--database-url" in done.stderr  # the fix
 
 
 def test_what_works_is_accepted() -> None:
-    rotation = example("secret-rotation.yaml")
-    rotation["spec"]["secretRotation"]["enabled"] = False  # does nothing: nothing to refuse
-    review_plain(rotation)
     for file in (EXAMPLES / "operatorconfigs").glob("*.yaml"):
         (config,) = load_resources(file.read_text())
         review_plain(yaml.safe_load(file.read_text()))
-        assert config.spec.database is None and config.spec.secret_manager is None
+        assert config.spec.database is None
+
+
+@pytest.mark.parametrize("name", MANAGERS)
+def test_the_secret_managers_are_accepted_and_compile(name: str) -> None:
+    """The design document's Vault, AWS and Azure OperatorConfigs: admission and compile accept
+    them, and their references reach the template's annotation (resolved when a run starts)."""
+    file = EXAMPLES / "operatorconfigs" / name
+    review_plain(yaml.safe_load(file.read_text()))
+    done = compile_cli(EXAMPLES / "sinks", file)
+    assert done.returncode == 0, done.stderr
+    assert "punchingfist.io/secret-references" in done.stdout
+    assert "{{workflow.name}}-secrets" in done.stdout
 
 
 def test_kubectl_explain_says_not_supported_yet() -> None:
     (crd,) = [yaml.safe_load(t) for n, t in crds.render_crds().items() if "operatorconfigs" in n]
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    for field in ("database", "secretManager", "secretRotation"):
-        assert spec["properties"][field]["description"].startswith("Not supported yet"), field
+    assert spec["properties"]["database"]["description"].startswith("Not supported yet")
+    for field in ("secretManager", "secretRotation"):
+        assert not spec["properties"][field]["description"].startswith("Not supported"), field
