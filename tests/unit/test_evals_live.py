@@ -127,3 +127,4 @@ def test_every_live_example_loads_and_needs_no_placeholder_but_eval_image() -> N
             assert "${" not in manifest_text(Path(scenario.path), manifest, environ), manifest
         assert scenario.live.wait, f"{scenario.name}: a live fault is waited for"
         assert scenario.reference, f"{scenario.name}: has a reference investigation"
+        assert scenario.offline, f"{scenario.name}: recorded from the cluster, runs offline too"
