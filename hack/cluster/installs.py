@@ -157,6 +157,8 @@ CHART_VALUES = {
 OPERATOR_SECRETS = {
     # The example Source `webhook-bearer` (and Alertmanager's `authorization` credentials).
     "webhook-secret": "token",
+    # The API key of the example Source `api-trigger` (X-API-Key).
+    "api-trigger-secret": "token",
     # OperatorConfig `spec.chat.slack.signingSecret` of the example punchingfist-config.
     "slack-signing-secret": "signing-secret",
 }

@@ -255,15 +255,9 @@ spec: {type: webhook, config: {path: /webhook/alerts}, triggerWorkflow: agent-al
 """
 
 
-@pytest.fixture
-def local_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
-    upgrade(database_url)
-    resources = load_resources(SOURCE)
-    resources += load_resources((EXAMPLES / "workflows/agent-alert-investigation.yaml").read_text())
-    for sink in (EXAMPLES / "sinks").glob("*.yaml"):
-        resources += load_resources(sink.read_text())
-    state = ServerState.from_resources(resources, database_url, dispatch_interval=0.1)
-    state.executor = LocalExecutor(
+def replaying_executor(state: ServerState, resources: list[Any], tmp_path: Path) -> LocalExecutor:
+    """The local engine for `state`, replaying the crash-loop scenarios for every agent step."""
+    return LocalExecutor(
         {c.workflow.name: c for c in compile_resources(resources)},
         state.sessions,
         tmp_path / "runs",
@@ -273,6 +267,17 @@ def local_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient
             str(EXAMPLES / "scenarios" / name) for name in ("oom-crash-loop", "crash-loop-triage")
         ),
     )
+
+
+@pytest.fixture
+def local_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
+    upgrade(database_url)
+    resources = load_resources(SOURCE)
+    resources += load_resources((EXAMPLES / "workflows/agent-alert-investigation.yaml").read_text())
+    for sink in (EXAMPLES / "sinks").glob("*.yaml"):
+        resources += load_resources(sink.read_text())
+    state = ServerState.from_resources(resources, database_url, dispatch_interval=0.1)
+    state.executor = replaying_executor(state, resources, tmp_path)
     with TestClient(create_app(state), headers=state.access.headers()) as client:
         yield client, state
     state.engine.dispose()

@@ -1,0 +1,126 @@
+"""The example Sources work as shipped (#24): the server is started on every example resource
+(as `punchingfist serve -f examples/...` does) with the local engine, each Source is called the
+way its users call it, and the run it starts is executed to the end.
+
+Other examples are run elsewhere: every Workflow with `punchingfist run`
+(test_embedded_runs.py) and on a cluster (tests/cluster/test_examples_live.py); the escalation
+chain (Sink `workflow-escalation` → Source `escalation-trigger` → `escalation-workflow`) and the
+Slack, Alertmanager, Jira and PagerDuty Sinks by the demo's test (test_embedded_runs.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from punchingfist.api import OperatorConfig, Resource, Source, load_resources
+from punchingfist.controller.sources import cron_workflow
+from punchingfist.runs.queueing import queue_run
+from punchingfist.server import ServerState, create_app
+from punchingfist.server.state import SecretStore
+from punchingfist.store import upgrade
+from tests.conftest import EXAMPLES
+from tests.integration.test_embedded_runs import replaying_executor, wait_for
+
+API_KEY = "an-api-key-for-the-example"
+FINISHED = ("succeeded", "failed", "error")
+
+
+def example_resources() -> list[Resource[Any]]:
+    resources: list[Resource[Any]] = []
+    for folder in ("sources", "workflows", "sinks"):
+        for file in sorted((EXAMPLES / folder).glob("*.yaml")):
+            resources += load_resources(file.read_text(), origin=str(file))
+    config = EXAMPLES / "operatorconfigs" / "punchingfist-config.yaml"
+    resources += [r for r in load_resources(config.read_text()) if isinstance(r, OperatorConfig)]
+    return resources
+
+
+@pytest.fixture
+def examples_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
+    """The server on every example, with the Secrets the example Sources name."""
+    upgrade(database_url)
+    resources = example_resources()
+    secrets = SecretStore(values={("api-trigger-secret", "token"): API_KEY})
+    state = ServerState.from_resources(
+        resources, database_url, dispatch_interval=0.1, secrets=secrets
+    )
+    state.executor = replaying_executor(state, resources, tmp_path)
+    # The trigger API of an api Source is called with the Source's key, not the server's token.
+    with TestClient(create_app(state)) as client:
+        client.headers.update(state.access.headers())
+        yield client, state
+    state.engine.dispose()
+
+
+def finished(client: TestClient, name: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        run: dict[str, Any] = client.get(f"/api/v1/runs/{name}").json()
+        return run if run.get("status") in FINISHED else None
+
+    found: dict[str, Any] = wait_for(f"run {name} to finish", done, timeout=240)
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_the_api_source_starts_its_workflow_for_a_caller_with_its_key(
+    examples_server: tuple[TestClient, ServerState],
+) -> None:
+    client, _ = examples_server
+    url = "/api/v1/trigger/api-trigger"
+    event = json.loads((EXAMPLES / "alerts" / "pod-crashlooping.json").read_text())
+    event = {"alert": event["alerts"][0], "requestedBy": "an SRE's script"}
+    bare = {"Content-Type": "application/json"}
+    assert client.post(url, json=event, headers=bare | {"Authorization": ""}).status_code == 401
+    wrong = client.post(url, json=event, headers={"X-API-Key": "wrong", "Authorization": ""})
+    assert wrong.status_code == 401
+    answer = client.post(url, json=event, headers={"X-API-Key": API_KEY, "Authorization": ""})
+    assert answer.status_code == 202, answer.text
+    name = answer.json()["run"]
+    assert name.startswith("investigate-alert-")
+    run = finished(client, name)
+    assert run["status"] == "succeeded", run
+    assert run["workflow_name"] == "investigate-alert" and run["source_name"] == "api-trigger"
+    steps = {step["name"]: step["phase"] for step in run["steps"]}
+    assert steps["investigate-alert"] == "Succeeded"
+    report = run["outputs"]["report"]
+    (agent,) = [s for s in report["steps"] if s["kind"] == "agent"]
+    assert agent["result"]["summary"], "the agent answered (replayed model)"
+
+
+@pytest.mark.timeout(300)
+def test_the_schedule_source_runs_its_workflow_through_its_gate(
+    examples_server: tuple[TestClient, ServerState],
+) -> None:
+    """`nightly-maintenance` becomes an Argo CronWorkflow (02:00 UTC) of `tiered-investigation`;
+    here its firing is the run that CronWorkflow starts, with the parameters it carries, queued
+    the way every trigger is and run on the local engine; the remediation waits at its approval
+    gate until it is approved through the API."""
+    client, state = examples_server
+    (source,) = [s for s in state.sources if s.name == "nightly-maintenance"]
+    assert isinstance(source, Source)
+    cron = cron_workflow(source, "punchingfist")["spec"]
+    assert cron["schedules"] == ["0 2 * * *"] and cron["timezone"] == "UTC"
+    assert cron["workflowSpec"]["workflowTemplateRef"] == {"name": "tiered-investigation"}
+    arguments = {p["name"]: p["value"] for p in cron["workflowSpec"]["arguments"]["parameters"]}
+    assert arguments["source"] == "nightly-maintenance"
+    event = json.loads(arguments["event"])
+    assert event["schedule"]["cron"] == "0 2 * * *"
+    name, created = queue_run(state.sessions, source, event, "02:00", namespace="punchingfist")
+    assert created and name.startswith("tiered-investigation-")
+    state.wake.set()
+    (gate,) = wait_for("the gate", lambda: client.get("/api/v1/approvals").json()["items"])
+    assert gate["run"] == name and gate["gate"] == "remediation-approval"
+    url = f"/api/v1/runs/{name}/approvals/{gate['gate']}"
+    answer = client.post(url, json={"decision": "approve", "approver": "carol"})
+    assert answer.status_code == 200, answer.text
+    run = finished(client, name)
+    assert run["status"] == "succeeded", run
+    assert run["source_name"] == "nightly-maintenance"
+    steps = {step["name"]: step["phase"] for step in run["steps"]}
+    assert steps["safe-investigation"] == "Succeeded" and steps["remediation"] == "Succeeded"
