@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from punchingfist.errors import InvalidInput, PunchingFistError
 
 SCENARIO_FILE = "scenario.yaml"
+HOLMES_FILE = "test_case.yaml"
+"""A HolmesGPT eval case's folder (punchingfist.evals.holmes)."""
 AnswerField = Literal[
     "summary", "problem_summary", "root_cause", "escalation_notes", "recommendations", "fix_command"
 ]
@@ -166,6 +168,9 @@ class Scenario(_Strict):
     reference: list[dict[str, Any]] = Field(default_factory=list)
     prompt: str | None = None
     """The question asked instead of an alert's goal (imported HolmesGPT cases)."""
+    needs_judge: bool = False
+    """Only the LLM judge can score it (free-text expectations: HolmesGPT cases, an export
+    without a distinctive name): without --judge-model it is skipped, never passed."""
 
     @field_validator("alert")
     @classmethod
@@ -189,16 +194,15 @@ class Scenario(_Strict):
 
 def load(folder: Path) -> Scenario:
     """The scenario in `folder` (or the file itself), with errors that name the file and
-    the field."""
+    the field; a HolmesGPT case (test_case.yaml) is imported by punchingfist.evals.holmes."""
+    if folder.is_dir() and not (folder / SCENARIO_FILE).is_file():
+        folder = folder / HOLMES_FILE if (folder / HOLMES_FILE).is_file() else folder
+    if folder.name == HOLMES_FILE:
+        import punchingfist.evals.holmes as holmes  # it builds on this module
+
+        return holmes.load(folder.parent)
     file = folder / SCENARIO_FILE if folder.is_dir() else folder
-    try:
-        data = yaml.safe_load(file.read_text())
-    except OSError as error:
-        raise invalid([f"{file}: cannot read it: {error.strerror}"]) from error
-    except yaml.YAMLError as error:
-        raise invalid([f"{file}: not YAML: {error}"]) from error
-    if not isinstance(data, dict):
-        raise invalid([f"{file}: a scenario is a mapping (alert, expect, ...)"])
+    data = read_mapping(file, "a scenario is a mapping (alert, expect, ...)")
     data = {**data, "name": data.get("name") or file.parent.name, "path": str(file.parent)}
     try:
         scenario = Scenario.model_validate(data)
@@ -216,16 +220,31 @@ def load(folder: Path) -> Scenario:
     return scenario
 
 
+def read_mapping(file: Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in `file`; errors name the file, and `what` it should be."""
+    try:
+        data = yaml.safe_load(file.read_text())
+    except OSError as error:
+        raise invalid([f"{file}: cannot read it: {error.strerror}"]) from error
+    except yaml.YAMLError as error:
+        raise invalid([f"{file}: not YAML: {error}"]) from error
+    if not isinstance(data, dict):
+        raise invalid([f"{file}: {what}"])
+    return data
+
+
 def discover(paths: list[str]) -> list[Path]:
-    """Scenario folders named by `paths`: a folder with a scenario.yaml is one; another
-    folder holds them (searched recursively); a file is one."""
+    """Scenario folders named by `paths`: a folder with a scenario.yaml (or a HolmesGPT
+    test_case.yaml) is one; another folder holds them (searched recursively); a file is
+    one."""
     found: list[Path] = []
     for given in paths:
         path = Path(given)
-        if path.is_file() or (path / SCENARIO_FILE).is_file():
+        if path.is_file() or any((path / n).is_file() for n in (SCENARIO_FILE, HOLMES_FILE)):
             found.append(path)
         elif path.is_dir():
-            found += sorted(p.parent for p in path.rglob(SCENARIO_FILE))
+            files = [*path.rglob(SCENARIO_FILE), *path.rglob(HOLMES_FILE)]
+            found += sorted({p.parent for p in files})
         else:
             raise invalid([f"{given}: no such scenario folder or file"])
     return found
@@ -242,5 +261,5 @@ def load_all(paths: list[str]) -> list[Scenario]:
     if errors:
         raise InvalidInput(errors)
     if not scenarios:
-        raise invalid([f"no scenario.yaml under {', '.join(paths)}"])
+        raise invalid([f"no scenario.yaml or test_case.yaml under {', '.join(paths)}"])
     return scenarios

@@ -7,13 +7,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from punchingfist.api.runspec import TaskSpec
+from punchingfist.api.runspec import AgentTask, TaskSpec
 from punchingfist.errors import TemplateError
 from punchingfist.runtime.agent.llm import LLMError, Model, ModelClient, with_overrides
 from punchingfist.runtime.agent.loop import run_loop
 from punchingfist.runtime.agent.replay import LABEL, ReplayClient, replay_path
 from punchingfist.runtime.agent.runbudget import RunBudget
-from punchingfist.runtime.agent.toolbox import Toolbox, build_toolbox
+from punchingfist.runtime.agent.toolbox import Toolbox, build_toolbox, kept
 from punchingfist.runtime.context import build_context
 from punchingfist.templating import compile_template
 
@@ -150,12 +150,36 @@ def run_agent_step(
         "error": outcome.error,
         "iterations": outcome.iterations,
         "thoughts": outcome.thoughts,
-        "tool_calls": [entry.as_dict() for entry in toolbox.ordered_audit()],
+        "tool_calls": kept(toolbox.ordered_audit(), step_secrets(agent, environ)),
+        "spec": step_spec(agent),
         "usage": model.usage.as_dict(),
         "seconds": round(time.monotonic() - started, 3),
     }
     _print_summary(result)
     return result
+
+
+def step_secrets(agent: AgentTask, environ: Mapping[str, str]) -> list[str | None]:
+    """The credentials a step's tool output may echo, redacted from the outputs its result
+    keeps: the model's key, Prometheus' token, the runbooks' git credentials and what the
+    declared scripts are given (`env`)."""
+    names = ["LLM_API_KEY", "PROMETHEUS_TOKEN", *(n for t in agent.tools for n in t.env)]
+    git = agent.runbooks.git if agent.runbooks else None
+    if git is not None and git.credentials_env:
+        names.append(git.credentials_env)
+    return [environ.get(name) for name in names]
+
+
+def step_spec(agent: AgentTask) -> dict[str, Any]:
+    """The step as a Workflow writes it (its goal unrendered), for `punchingfist eval export`."""
+    spec: dict[str, Any] = {
+        "goal": agent.goal,
+        "tools": [t.name for t in agent.tools],
+        "maxIterations": agent.max_iterations,
+    }
+    if agent.allowed_namespaces:
+        spec["allowedNamespaces"] = list(agent.allowed_namespaces)
+    return spec
 
 
 def _failure(error: str) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from punchingfist.api.runspec import RunbooksTask, ToolSpec
+from punchingfist.runtime.redaction import redact
 from punchingfist.runtime.tools import curl, kubectl, promql, runbook, scripts
-from punchingfist.runtime.tools.base import ToolResult, cap, refused
+from punchingfist.runtime.tools.base import CHARS_PER_TOKEN, ToolResult, cap, refused
 
 Executor = Callable[[BaseModel], ToolResult]
 BUILTIN = ("kubectl", "promql", "curl", "runbook")
@@ -42,6 +43,12 @@ BASE_ENV = (
     "no_proxy",
 )
 """What every tool process may see of the step's environment."""
+KEPT_OUTPUT_CHARS = 4000
+"""A call's output kept in the step's result (head and tail, like the model's cap)."""
+KEPT_STEP_CHARS = 48_000
+"""All the outputs kept in one step's result: results travel as Argo output parameters and as
+later steps' environment variables (a Linux variable holds at most 128 KiB), so they stay
+small."""
 
 
 @dataclass
@@ -56,9 +63,29 @@ class AuditEntry:
     output_chars: int
     argv: list[str] | None = None
     """The command the runtime built from the call (kubectl, scripts)."""
+    turn: int = 0
+    """The model's turn that asked for it (1, 2, ...)."""
+    output: str = ""
+    """What the model read; the step's result keeps it redacted and cut (`kept`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def kept(entries: Sequence[AuditEntry], secrets: Sequence[str | None]) -> list[dict[str, Any]]:
+    """The audit as the step's result keeps it, in call order: each output with `secrets`
+    redacted, cut to KEPT_OUTPUT_CHARS, while the step's KEPT_STEP_CHARS last; one that no
+    longer fits is left out and says so (`output_kept: false`). `punchingfist eval export`
+    makes an eval scenario's recordings of them."""
+    room = KEPT_STEP_CHARS
+    records = []
+    for entry in entries:
+        record = entry.as_dict()
+        text, _ = cap(redact(entry.output, secrets), KEPT_OUTPUT_CHARS // CHARS_PER_TOKEN)
+        record["output"], record["output_kept"] = (text, True) if len(text) <= room else ("", False)
+        room -= len(record["output"])
+        records.append(record)
+    return records
 
 
 @dataclass
@@ -74,6 +101,7 @@ class Toolbox:
     audit: list[AuditEntry] = field(default_factory=list)
     _seen: dict[str, str] = field(default_factory=dict)
     _counter: int = 0
+    _turns: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -92,9 +120,10 @@ class Toolbox:
         """Run independent calls concurrently; results come back in the order asked."""
         planned = []
         with self._lock:
+            self._turns += 1  # the loop asks once per turn
             for call in calls:
                 self._counter += 1
-                planned.append((f"call-{self._counter}", call))
+                planned.append((f"call-{self._counter}", call, self._turns))
         if not planned:
             return []
         if len(planned) == 1:
@@ -102,7 +131,9 @@ class Toolbox:
         with ThreadPoolExecutor(max_workers=len(planned)) as pool:
             return list(pool.map(lambda item: self._run_one(*item), planned))
 
-    def _run_one(self, call_id: str, call: BaseModel) -> tuple[str, BaseModel, ToolResult]:
+    def _run_one(
+        self, call_id: str, call: BaseModel, turn: int
+    ) -> tuple[str, BaseModel, ToolResult]:
         arguments = call.model_dump(exclude_none=True)
         tool = arguments.pop("tool")
         key = json.dumps([tool, arguments], sort_keys=True)
@@ -141,6 +172,8 @@ class Toolbox:
             truncated=result.truncated,
             output_chars=len(result.output),
             argv=result.details.get("argv"),
+            turn=turn,
+            output=result.output,
         )
         with self._lock:
             self.audit.append(entry)
