@@ -223,6 +223,13 @@ def test_approve_in_the_browser_and_the_gated_step_runs(
         text = chromium.evaluate("document.body.innerText")
         for shown in ("Report", "Root cause", "Confidence", "Tool calls", "resolution-attempt"):
             assert shown in text, (shown, text)
+        tree = chromium.evaluate(
+            "[...document.querySelectorAll('.tree > li')].map(li => ["
+            "li.querySelector('.name').textContent,"
+            " [...li.querySelectorAll(':scope ul .name')].map(n => n.textContent)])"
+        )
+        assert ["resolution-attempt", [GATE]] in tree, tree  # the gate under the step it held
+        assert any(name == "on exit" and "pf-outputs" in below for name, below in tree), tree
         screenshot(chromium, shots / "web-run.png")
         visit(chromium, f"{url}/ui/")
         assert "PodCrashLooping" in chromium.evaluate("document.body.innerText")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -287,3 +289,14 @@ def test_static_files_and_the_root(
     assert "@media" in css.text  # the phone layout
     assert http.get("/ui/static/web.js").status_code == 200
     assert http.get("/ui/static/..%2Fweb.py").status_code == 404
+
+
+def test_serve_help_names_the_web_page() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "punchingfist.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "the web page (/ui/:" in " ".join(shown.split())
