@@ -25,7 +25,7 @@ from punchingfist.server import ServerState, create_app
 from punchingfist.server.state import SecretStore
 from punchingfist.store import upgrade
 from tests.conftest import EXAMPLES
-from tests.integration.test_embedded_runs import replaying_executor, wait_for
+from tests.integration.test_embedded_runs import INPUTS, punchingfist, replaying_executor, wait_for
 
 API_KEY = "an-api-key-for-the-example"
 FINISHED = ("succeeded", "failed", "error")
@@ -124,3 +124,61 @@ def test_the_schedule_source_runs_its_workflow_through_its_gate(
     assert run["source_name"] == "nightly-maintenance"
     steps = {step["name"]: step["phase"] for step in run["steps"]}
     assert steps["safe-investigation"] == "Succeeded" and steps["remediation"] == "Succeeded"
+
+
+CURL_SCENARIO = """
+alert:
+  labels: {alertname: PodCrashLooping}
+turns:
+  - thought: Check the service's health endpoint, and a page outside the cluster.
+    action:
+      kind: tool_calls
+      calls:
+        - {tool: curl, url: "http://my-app.production.svc.cluster.local:8080/healthz"}
+        - {tool: curl, url: "https://example.com/"}
+  - thought: Enough.
+    action:
+      kind: final_answer
+      summary: my-app's health endpoint did not answer.
+      problem_summary: my-app is down
+      root_cause: unknown
+      can_auto_fix: false
+      confidence: 0.3
+      escalation_notes: check my-app
+"""
+
+
+@pytest.mark.timeout(300)
+def test_curl_reaches_the_hosts_the_example_allows_and_no_others(tmp_path: Path) -> None:
+    """agent-alert-investigation gives curl the cluster's Services: a call to one goes out (here
+    it cannot resolve), a call elsewhere is refused by the policy before any connection."""
+    scenario = tmp_path / "curl-scenario"
+    scenario.mkdir()
+    (scenario / "scenario.yaml").write_text(CURL_SCENARIO)
+    done = punchingfist(
+        tmp_path,
+        "run",
+        *INPUTS,
+        "--workflow",
+        "agent-alert-investigation",
+        "--event",
+        "examples/alerts/pod-crashlooping.json",
+        "--replay",
+        str(scenario),
+        "--deny",
+        "--output",
+        "json",
+        "--workdir",
+        str(tmp_path / "runs"),
+    )
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    (agent,) = [s for s in report["steps"] if s["step"] == "agent-investigation"]
+    assert agent["phase"] == "Succeeded", agent
+    calls = {call["call"]["url"]: call for call in agent["tool_calls"]}
+    inside = calls["http://my-app.production.svc.cluster.local:8080/healthz"]
+    outside = calls["https://example.com/"]
+    assert outside["status"] == "refused"
+    assert "not in the allowed domains" in outside["error"]
+    assert inside["status"] == "error", inside  # allowed: it went out, and found no such host
+    assert "allowed domains" not in inside["error"]
