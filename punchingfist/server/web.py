@@ -194,7 +194,7 @@ def router(state: ServerState) -> APIRouter:
             COOKIE,
             token,
             max_age=SESSION_SECONDS,
-            path="/",
+            path=PREFIX,
             secure=request.url.scheme == "https",
             httponly=True,
             samesite="strict",
@@ -207,7 +207,7 @@ def router(state: ServerState) -> APIRouter:
         if isinstance(data, Response):
             return data
         answer = RedirectResponse(f"{PREFIX}/login", 303, headers=HEADERS)
-        answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        answer.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
         return answer
 
     @routes.get(f"{PREFIX}/")

@@ -55,6 +55,7 @@ def login(http: TestClient, token: str) -> None:
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie
     assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert "Path=/ui" in cookie
 
 
 def form_token(html: str) -> str:
@@ -91,6 +92,9 @@ def test_every_page_needs_the_apis_credentials(
     assert posted.status_code == 303 and posted.headers["location"].startswith("/ui/login")
     assert decision(state) == ("pending", None, None) and executor.resumed == []
     login(http, token)
+    # The JSON API takes no cookie (a form on another site cannot call it with one).
+    cookie = {"Cookie": f"{COOKIE}={token}"}
+    assert http.get("/api/v1/runs", headers=cookie).status_code == 401
     for path in PAGES[:-1]:
         assert http.get(path).status_code == 200, path
     assert http.get("/ui/incidents/nope").status_code == 404
