@@ -66,26 +66,33 @@ def punchingfist(
     )
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", WORKFLOWS)
-def test_run_every_example_with_the_replayed_model(name: str, tmp_path: Path) -> None:
-    done = punchingfist(
+def run_example(
+    tmp_path: Path, workflow: str, event: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`punchingfist run` of an example Workflow on `event`, its report as JSON on stdout."""
+    return punchingfist(
         tmp_path,
         "run",
         *INPUTS,
         "--workflow",
-        name,
-        "--approve",
-        "--approver",
-        "alice",
+        workflow,
         "--event",
-        "examples/alerts/pod-crashlooping.json",
+        event,
+        *options,
         "--output",
         "json",
         "--workdir",
         str(tmp_path / "runs"),
     )
-    assert done.returncode in (0, 1), done.stderr  # 1: a sink had nothing to deliver to
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_run_every_example_with_the_replayed_model(name: str, tmp_path: Path) -> None:
+    done = run_example(
+        tmp_path, name, "examples/alerts/pod-crashlooping.json", "--approve", "--approver", "alice"
+    )
+    assert done.returncode in (0, 1), done.stderr  # 1: a sink that is configured failed
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
     assert report["workflow"] == name and report["replayed"] is True
@@ -150,20 +157,12 @@ def test_a_relative_workdir_keeps_every_steps_result(tmp_path: Path) -> None:
 def test_the_hostile_alert_through_the_whole_engine_executes_nothing(tmp_path: Path) -> None:
     marker = Path("/tmp/pwned")
     marker.unlink(missing_ok=True)
-    done = punchingfist(
+    done = run_example(
         tmp_path,
-        "run",
-        *INPUTS,
-        "--workflow",
         "agent-alert-investigation",
-        "--event",
         "examples/alerts/hostile-labels.json",
         "--replay",
         str(HOSTILE_REPLAY),
-        "--output",
-        "json",
-        "--workdir",
-        str(tmp_path / "runs"),
     )
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)

@@ -25,7 +25,7 @@ from punchingfist.server import ServerState, create_app
 from punchingfist.server.state import SecretStore
 from punchingfist.store import upgrade
 from tests.conftest import EXAMPLES
-from tests.integration.test_embedded_runs import INPUTS, punchingfist, replaying_executor, wait_for
+from tests.integration.test_embedded_runs import replaying_executor, run_example, wait_for
 
 API_KEY = "an-api-key-for-the-example"
 FINISHED = ("succeeded", "failed", "error")
@@ -155,21 +155,13 @@ def test_curl_reaches_the_hosts_the_example_allows_and_no_others(tmp_path: Path)
     scenario = tmp_path / "curl-scenario"
     scenario.mkdir()
     (scenario / "scenario.yaml").write_text(CURL_SCENARIO)
-    done = punchingfist(
+    done = run_example(
         tmp_path,
-        "run",
-        *INPUTS,
-        "--workflow",
         "agent-alert-investigation",
-        "--event",
         "examples/alerts/pod-crashlooping.json",
         "--replay",
         str(scenario),
         "--deny",
-        "--output",
-        "json",
-        "--workdir",
-        str(tmp_path / "runs"),
     )
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
