@@ -11,7 +11,10 @@ from a crashed run is replaced."""
 from __future__ import annotations
 
 import copy
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +104,45 @@ def test_the_wrong_model_fails_every_live_scenario_with_its_reasons(
         assert len(facts) >= len(scenario.expect.root_cause), (scenario.name, result.reasons)
         assert result.overconfident, scenario.name
         assert result.reasons[-1].startswith("confidently wrong: confidence 0.95"), result.reasons
+
+
+def test_punchingfist_eval_live_runs_them_from_the_command_line(
+    evals: LiveCluster, tmp_path: Path
+) -> None:
+    """`punchingfist eval examples/evals --live --tag live ... -o json`, as a user runs it."""
+    command = Path(sys.executable).parent / "punchingfist"
+    with ScriptedEvalModel(LIVE, "correct") as model:
+        done = subprocess.run(
+            [
+                str(command),
+                "eval",
+                str(SUITE),
+                "--live",
+                "--tag",
+                "live",
+                "--kubeconfig",
+                str(evals.layout.kubeconfig),
+                "--llm-endpoint",
+                model.url,
+                "--llm-model",
+                "scripted-correct",
+                "--logs",
+                str(tmp_path / "logs"),
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    outcomes = {r["scenario"]: (r["status"], r["reasons"]) for r in report["results"]}
+    assert outcomes == {s.name: ("passed", []) for s in LIVE}
+    assert report["options"]["live"] is True
+    assert report["summary"]["pass_rate"] == 1.0
+    assert f"passed {len(LIVE)} of {len(LIVE)}" in done.stderr
 
 
 def _variant(scenario: Scenario, namespace: str, wait: list[WaitFor], timeout: int) -> Scenario:
