@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from punchingfist.cli.evals import with_action
 from punchingfist.cli.exit_codes import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from punchingfist.cli.parser import build_parser
 from punchingfist.errors import InvalidInput, PunchingFistError
@@ -18,7 +19,7 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_action(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE

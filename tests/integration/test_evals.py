@@ -5,10 +5,12 @@ scenarios without recordings are skipped here (tests/cluster/test_evals_live.py 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from punchingfist.cli import main
 from punchingfist.evals.judge import Judge
 from punchingfist.evals.running import Options, run_scenarios
 from punchingfist.evals.scenarios import Scenario, load_all
@@ -85,3 +87,59 @@ def test_the_judge_decides_after_the_checks_pass(tmp_path: Path) -> None:
         judge = Judge(endpoint=model.url, model="scripted-judge")
         results = run_scenarios(few, Options(endpoint=model.url, model="m", judge=judge))
         assert model.judged == 0, "a case that failed its checks costs no judge call"
+
+
+def test_the_command_reports_and_compares_and_gates_on_the_pass_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports, urls = {}, {}
+    for behaviour in ("correct", "wrong"):
+        with ScriptedEvalModel(OFFLINE, behaviour) as model:  # type: ignore[arg-type]
+            reports[behaviour] = tmp_path / f"{behaviour}.json"
+            urls[behaviour] = model.url
+            args = ["--llm-endpoint", model.url, "--llm-model", behaviour, "-o", "json"]
+            args += ["--output", str(reports[behaviour]), "--fail-under", "0.9"]
+            code = main(["eval", str(SUITE), *args])
+        assert code == (0 if behaviour == "correct" else 1)
+    err = capsys.readouterr().err
+    assert f"evaluating correct at {urls['correct']}: {len(SCENARIOS)} scenarios" in err
+    assert f"/{len(SCENARIOS)} ✅ " in err and "❌" in err and "pass rate 0.0 is under" in err
+    correct = json.loads(reports["correct"].read_text())
+    assert correct["summary"]["pass_rate"] == 1.0
+    assert correct["summary"]["passed"] == len(OFFLINE)
+    assert correct["summary"]["skipped"] == len(SCENARIOS) - len(OFFLINE)
+    assert correct["model"] == {"name": "correct", "endpoint": urls["correct"], "mode": None}
+    assert main(["eval", "compare", str(reports["correct"]), str(reports["wrong"])]) == 0
+    compared = capsys.readouterr().out
+    assert "correct" in compared and "wrong" in compared and "missing: " in compared
+    html = tmp_path / "r.html"
+    assert (
+        main(["eval", "compare", *map(str, reports.values()), "-o", "html", "--output", str(html)])
+        == 0
+    )
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_bad_options_and_reports_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", str(SUITE)]) == 1
+    assert "give the model under test: --llm-endpoint URL" in capsys.readouterr().err
+    args = ["eval", str(SUITE), "--llm-endpoint", "http://127.0.0.1:9/v1", "--llm-model", "m"]
+    assert main([*args, "--price", "cheap"]) == 1
+    assert "--price 'cheap': give IN,OUT" in capsys.readouterr().err
+    assert main([*args, "--tag", "no-such-tag"]) == 1
+    assert "no scenario has the tag(s) no-such-tag" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1]")
+    assert main(["eval", "compare", str(bad), str(bad)]) == 1
+    assert "not an eval report (no `results`)" in capsys.readouterr().err
+
+
+def test_an_unreachable_model_fails_each_case_with_the_reason(tmp_path: Path) -> None:
+    one = [s for s in OFFLINE if s.name == "crashloop-missing-configmap"]
+    options = Options(endpoint="http://127.0.0.1:9/v1", model="m", timeout=20)
+    [result] = run_scenarios(one, options)
+    assert result.status == "failed"
+    assert result.reasons[0].startswith("no answer: ")
+    assert "Connection error" in result.reasons[0]
