@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import multiprocessing
 import os
@@ -33,6 +32,7 @@ from punchingfist.api.runspec import SPEC_ENV, TaskSpec
 from punchingfist.compiler import compile_workflow
 from punchingfist.evals import scoring
 from punchingfist.evals.judge import Judge
+from punchingfist.evals.live import prepared
 from punchingfist.evals.results import CaseResult
 from punchingfist.evals.scenarios import DEFAULT_GOAL, Scenario
 from punchingfist.evals.tools import Outputs, recorded_toolbox
@@ -217,13 +217,11 @@ def _cluster(scenario: Scenario, options: Options, log: TextIO) -> Iterator[dict
     if scenario.live is None or not options.live:
         yield {}
         return
-    live = importlib.import_module("punchingfist.evals.live")
-
     def say(line: str) -> None:
         log.write(f"{line}\n")
         log.flush()
 
-    with live.prepared(scenario, options.kubeconfig, say) as extra:
+    with prepared(scenario, options.kubeconfig, say) as extra:
         yield dict(extra)
 
 
@@ -231,7 +229,7 @@ def _skip(case: Case, options: Options) -> str | None:
     scenario = case.scenario
     if scenario.live is not None and not options.live and not scenario.recordings:
         return "a live scenario without recordings: run it with --live on a cluster"
-    if getattr(scenario, "needs_judge", False) and options.judge is None:
+    if scenario.needs_judge and options.judge is None:
         return "its expected output is free text: it needs --judge-model"
     return None
 
