@@ -134,6 +134,7 @@ def assemble(options: ServerOptions) -> Assembly:
     from punchingfist.server import ServerState, create_app
     from punchingfist.server.state import SecretStore
     from punchingfist.store import upgrade
+    from punchingfist.store.audit import secret_audit
 
     revision = upgrade(options.database_url)
     executor: Any = None
@@ -141,10 +142,11 @@ def assemble(options: ServerOptions) -> Assembly:
         from punchingfist.executors.argo import ArgoExecutor
 
         executor = ArgoExecutor(options.kubeconfig)
-    secrets = SecretStore(options.secrets_dir)
     config = next((r.spec for r in options.resources if isinstance(r, OperatorConfig)), None)
+    secrets = SecretStore(options.secrets_dir, resolver=_resolver(options, config))
     approvers = frozenset(config.approvals.approvers) if config and config.approvals else None
     tokens = approver_tokens(config.approvals if config else None, secrets)
+    tokens_secret = config.approvals.tokens_secret if config and config.approvals else None
     if tokens == {}:
         assert config is not None and config.approvals is not None
         raise PunchingFistError(
@@ -161,12 +163,16 @@ def assemble(options: ServerOptions) -> Assembly:
         secrets=secrets,
         approvers=approvers or frozenset(),
         approver_tokens=tokens,
+        approver_tokens_secret=tokens_secret,
         slack_signing_secret=slack_signing_secret(config, secrets),
         daily_llm_budget_usd=daily_llm_budget(config),
         intake_writers=options.intake_writers,
         access=_access(options),
         **tuning,
     )
+    secrets.resolver.audit = secret_audit(state.sessions)  # every read of a manager, stored
+    if executor is not None:
+        executor.resolver = secrets.resolver
     if isinstance(options.executor, LocalRuns):
         state.executor = _local_executor(options.resources, state, options.executor)
     app = create_app(state)
@@ -174,6 +180,20 @@ def assemble(options: ServerOptions) -> Assembly:
         _start_controller(options, options.controller, state, app) if options.controller else None
     )
     return Assembly(state, app, revision, operator)
+
+
+def _resolver(options: ServerOptions, config: Any) -> Any:
+    """The secret references' resolver of this server: OperatorConfig `secretManager` and
+    `secretRotation`, this process's environment (VAULT_TOKEN, AWS_*, AZURE_*), Kubernetes
+    Secrets through the cluster client when there is one (`assemble` stores its audit)."""
+    from punchingfist.secrets import SecretResolver
+
+    kubernetes = None
+    if options.executor == "argo" or options.controller is not None:
+        from punchingfist.kube import Connection, Kube
+
+        kubernetes = Kube(Connection.load(options.kubeconfig)).secret_value
+    return SecretResolver.for_config(config, kubernetes=kubernetes)
 
 
 def slack_signing_secret(config: Any, secrets: Any) -> str | None:
@@ -281,6 +301,7 @@ def _local_executor(resources: list[Resource[Any]], state: ServerState, local: L
         metrics=state.metrics,
         observer=local.observer,
         parallel_runs=local.parallel_runs,
+        resolver=state.secrets.resolver,
     )
 
 
@@ -305,6 +326,8 @@ def _start_controller(
         approvals = found.spec.approvals if found else None
         state.approvers = frozenset(approvals.approvers) if approvals else frozenset()
         state.approver_tokens = approver_tokens(approvals, state.secrets)
+        state.approver_tokens_secret = approvals.tokens_secret if approvals else None
+        state.secrets.resolver.configure(found.spec if found else None)
         state.slack_signing_secret = slack_signing_secret(
             found.spec if found else None, state.secrets
         )

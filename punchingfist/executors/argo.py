@@ -5,7 +5,13 @@ has applied one (OperatorConfig concurrency `criticalBypass`): the same template
 semaphores, so the run skips the concurrency limits.
 
 The Workflow is built with Hera; every API call goes through `punchingfist.kube.Kube`, whose
-`KubeError` says what is temporary: the executor's `SubmitError`s carry that answer on."""
+`KubeError` says what is temporary: the executor's `SubmitError`s carry that answer on.
+
+Secret references of the template (`vault://`, `aws://`, `azure://`, `k8s://`, `env://`; its
+annotation `punchingfist.io/secret-references`) are resolved here, by the operator, when the
+run is submitted, into the run's own Secret `<run>-secrets`, owned by the Argo Workflow (deleted
+with it), which the steps read as they read any Secret: step pods never see a manager's
+credentials. A reference that cannot be read fails the run before it starts, naming it."""
 
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from punchingfist.compiler.naming import (
     LABEL_WORKFLOW,
     critical_template,
 )
+from punchingfist.executors.setup import resolve_references, template_references
 from punchingfist.kube import (
     ARGO_API_VERSION,
     Connection,
@@ -36,6 +43,7 @@ from punchingfist.kube import (
     KubeError,
 )
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
+from punchingfist.secrets import SecretError, SecretResolver
 
 
 def workflow_manifest(run: RunSubmission, template: str | None = None) -> dict[str, Any]:
@@ -57,6 +65,34 @@ def workflow_manifest(run: RunSubmission, template: str | None = None) -> dict[s
     return manifest
 
 
+def _run_secret(
+    run: RunSubmission, values: dict[str, str], owner: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run's Secret of resolved references, owned by its Workflow once that exists."""
+    metadata: dict[str, Any] = {
+        "name": f"{run.name}-secrets",
+        "namespace": run.namespace,
+        "labels": {LABEL_MANAGED_BY: "punchingfist", LABEL_WORKFLOW: run.workflow},
+    }
+    if owner is not None:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": ARGO_API_VERSION,
+                "kind": "Workflow",
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "Opaque",
+        "stringData": values,
+    }
+
+
 @contextmanager
 def _submitting() -> Iterator[None]:
     """A KubeError becomes a SubmitError, temporary when the KubeError is."""
@@ -71,10 +107,18 @@ class ArgoExecutor:
 
     name = "argo"
 
-    def __init__(self, kubeconfig: str | None = None, *, kube: Kube | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: str | None = None,
+        *,
+        kube: Kube | None = None,
+        resolver: SecretResolver | None = None,
+    ) -> None:
         self.kube = kube if kube is not None else Kube(Connection.load(kubeconfig))
         self.api_client = self.kube.api_client
         """The kubernetes library's ApiClient (the watches of kubernetes Sources use it)."""
+        self.resolver = resolver or SecretResolver(kubernetes=self.kube.secret_value)
+        """Resolves the runs' secret references (the server sets OperatorConfig's)."""
 
     def submit(self, run: RunSubmission) -> None:
         template = self.template_of(run)
@@ -82,11 +126,33 @@ class ArgoExecutor:
             manifest = workflow_manifest(run, template)
         except ValueError as error:  # Hera's checks, e.g. a name longer than 63 characters
             raise SubmitError(f"run {run.name}: {error}", temporary=False) from error
+        values = self._secrets(run, template)
         with _submitting():
+            if values:  # before the Workflow, so its pods never wait for it
+                self.kube.apply(_run_secret(run, values))
             try:
-                self.kube.create(ARGO_API_VERSION, "workflows", run.namespace, manifest)
-            except KubeConflict:
-                return  # already submitted: an earlier attempt got through
+                created = self.kube.create(ARGO_API_VERSION, "workflows", run.namespace, manifest)
+            except KubeConflict:  # already submitted: an earlier attempt got through
+                if not values:
+                    return
+                created = self.kube.get(ARGO_API_VERSION, "workflows", run.namespace, run.name)
+            except KubeError:
+                if values:
+                    self.kube.delete_secret(run.namespace, f"{run.name}-secrets")
+                raise
+            if values:  # now owned by the run: Kubernetes deletes it with the Workflow
+                self.kube.apply(_run_secret(run, values, owner=created))
+
+    def _secrets(self, run: RunSubmission, template: str) -> dict[str, str]:
+        """The template's secret references, resolved for this run (empty: it has none)."""
+        with _submitting():
+            found = self.kube.find(ARGO_API_VERSION, "workflowtemplates", run.namespace, template)
+        if not template_references(found or {}):
+            return {}
+        try:
+            return resolve_references(found or {}, self.resolver, f"run {run.name}")
+        except SecretError as error:
+            raise SubmitError(f"run {run.name}: {error}", temporary=False) from None
 
     def template_of(self, run: RunSubmission) -> str:
         """The template the run starts from: for a run about a critical alert the Workflow's

@@ -7,6 +7,7 @@ Objects are named by `apiVersion` (`argoproj.io/v1alpha1`) and plural (`workflow
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,6 +245,17 @@ class Kube:
             secret = self._core.read_namespaced_secret(name, namespace)
             owners = (secret.metadata.owner_references if secret.metadata else None) or []
             return [self.api_client.sanitize_for_serialization(owner) for owner in owners]
+        return None
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded; None when the Secret or the key is missing (for
+        `k8s://` secret references, read by the operator, never by steps)."""
+        with api_errors(f"read Secret {namespace}/{name}", missing_ok=True):
+            secret = self._core.read_namespaced_secret(name, namespace)
+            data = secret.data or {}
+            if key not in data:
+                return None
+            return base64.b64decode(data[key]).decode()
         return None
 
     def delete_secret(self, namespace: str, name: str) -> None:

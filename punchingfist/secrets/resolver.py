@@ -76,17 +76,34 @@ class SecretResolver:
         audit: AuditSink | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        env = os.environ if environ is None else environ
-        self.providers: dict[str, Provider] = {
+        self.environ = os.environ if environ is None else environ
+        self.kubernetes = kubernetes
+        self.ttl, self.grace, self.audit, self.clock = ttl, grace, audit, clock
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+        self.providers = self._providers(manager)
+        self._manager = manager
+
+    def _providers(self, manager: SecretManagerConfig | None) -> dict[str, Provider]:
+        env = self.environ
+        return {
             "env": EnvProvider(env),
-            "k8s": KubernetesProvider(kubernetes),
+            "k8s": KubernetesProvider(self.kubernetes),
             "vault": VaultProvider(manager, env),
             "aws": AwsProvider(manager, env),
             "azure": AzureProvider(manager, env),
         }
-        self.ttl, self.grace, self.audit, self.clock = ttl, grace, audit, clock
-        self._cache: dict[str, _Cached] = {}
-        self._lock = threading.Lock()
+
+    def configure(self, config: OperatorConfigSpec | None) -> None:
+        """Follow a changed OperatorConfig (in a cluster): its `secretManager` and
+        `secretRotation`; the cache is emptied when the manager changed."""
+        manager = config.secret_manager if config is not None else None
+        self.ttl, self.grace = _rotation(config)
+        if manager != self._manager:
+            with self._lock:
+                self.providers = self._providers(manager)
+                self._manager = manager
+                self._cache.clear()
 
     @classmethod
     def for_config(
@@ -98,14 +115,13 @@ class SecretResolver:
         audit: AuditSink | None = None,
     ) -> SecretResolver:
         """The resolver an OperatorConfig describes (`secretManager`, `secretRotation`)."""
-        rotation = config.secret_rotation if config is not None else None
-        enabled = rotation is not None and rotation.enabled
+        ttl, grace = _rotation(config)
         return cls(
             config.secret_manager if config is not None else None,
             environ=environ,
             kubernetes=kubernetes,
-            ttl=duration_seconds(rotation.check_interval) if enabled and rotation else DEFAULT_TTL,
-            grace=duration_seconds(rotation.grace_period) if enabled and rotation else 0.0,
+            ttl=ttl,
+            grace=grace,
             audit=audit,
         )
 
@@ -148,3 +164,11 @@ class SecretResolver:
                 self.audit(access)
             except Exception as error:  # an audit store that fails must not stop the read
                 audit_log.error("secret access of %s by %s not stored: %s", text, who, error)
+
+
+def _rotation(config: OperatorConfigSpec | None) -> tuple[float, float]:
+    """(time to live, grace) of `secretRotation` when enabled, else (30 s, 0)."""
+    rotation = config.secret_rotation if config is not None else None
+    if rotation is None or not rotation.enabled:
+        return DEFAULT_TTL, 0.0
+    return duration_seconds(rotation.check_interval), duration_seconds(rotation.grace_period)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,24 +20,55 @@ from punchingfist.api.sources import WebhookSource
 from punchingfist.runs.batching import IntakeWriter
 from punchingfist.runs.dispatching import Executor
 from punchingfist.runs.metrics import Metrics
+from punchingfist.secrets import SecretError, SecretResolver, is_reference
 from punchingfist.server.access import Access, TokenAccess
 from punchingfist.store import make_engine, session_factory
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
+log = logging.getLogger("punchingfist.server")
+
+
 class SecretStore:
-    """Secrets by (name, key): files laid out as Kubernetes mounts them (DIR/NAME/KEY)."""
+    """Secrets by (name, key): files laid out as Kubernetes mounts them (DIR/NAME/KEY), read on
+    every call (a mounted Secret that Kubernetes updates is used at once), and secret
+    references (`vault://PATH#KEY`...) through `resolver`, whose cache re-reads them every 30 s:
+    the server's checks (webhook tokens, approver tokens, the Slack signing secret, sinks'
+    tokens) use rotated values without a restart."""
 
     def __init__(
-        self, directory: Path | None = None, values: dict[tuple[str, str], str] | None = None
+        self,
+        directory: Path | None = None,
+        values: dict[tuple[str, str], str] | None = None,
+        resolver: SecretResolver | None = None,
     ):
         self.directory = directory
         self.values = dict(values or {})
+        self.resolver = resolver or SecretResolver()
+
+    def _reference(self, reference: str) -> str | None:
+        """The value of a reference for the server, None (logged, naming it) when unreadable."""
+        try:
+            return self.resolver.resolve(reference, "server")
+        except SecretError as error:
+            log.error("%s", error)
+            return None
 
     def keys(self, name: str) -> dict[str, str]:
         """Every key of Secret `name` and its value (the files of DIR/NAME, without the
-        hidden entries Kubernetes adds to a mounted Secret)."""
+        hidden entries Kubernetes adds to a mounted Secret); for a reference, the keys of the
+        JSON object it holds."""
+        if is_reference(name):
+            text = self._reference(name)
+            try:
+                data = json.loads(text) if text else {}
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                log.error("%s does not hold a JSON object of name: token", name)
+                return {}
+            return {str(k): str(v) for k, v in data.items()}
         found = {key: value for (secret, key), value in self.values.items() if secret == name}
         folder = self.directory / name if self.directory is not None else None
         if folder is not None and folder.is_dir():
@@ -45,6 +78,8 @@ class SecretStore:
         return found
 
     def get(self, name: str, key: str) -> str | None:
+        if is_reference(name):
+            return self._reference(name)
         if (name, key) in self.values:
             return self.values[(name, key)]
         if self.directory is not None:
@@ -52,6 +87,27 @@ class SecretStore:
             if path.is_file():
                 return path.read_text().strip()
         return None
+
+
+class _Reread:
+    """A field of ServerState that, when `approver_tokens_secret` is set, is read again from
+    the server's secrets on every access (through the references' cache), so a rotated
+    approver token is used without a restart; else the value it was given."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, state: Any, owner: type | None = None) -> dict[str, str] | None:
+        if state is None:
+            return None  # the dataclass field's default
+        secret = getattr(state, "approver_tokens_secret", None)
+        if secret:
+            return {k: v for k, v in state.secrets.keys(secret).items() if v}
+        found: dict[str, str] | None = getattr(state, self.slot, None)
+        return found
+
+    def __set__(self, state: Any, value: dict[str, str] | None) -> None:
+        setattr(state, self.slot, value)
 
 
 @dataclass
@@ -73,10 +129,14 @@ class ServerState:
     reaches it; None: no daily budget."""
     approvers: frozenset[str] = frozenset()
     """Who may answer approval gates (OperatorConfig spec.approvals.approvers); empty: anyone."""
-    approver_tokens: dict[str, str] | None = None
+    approver_tokens: _Reread = _Reread()
     """Approver name -> API token (spec.approvals.tokensSecret). When set, the REST approval
     endpoint knows the approver by the bearer token, not by the body (and, empty, refuses
-    everyone). None: the body names the approver."""
+    everyone). None: the body names the approver. Re-read on every access when
+    `approver_tokens_secret` is set."""
+    approver_tokens_secret: str | None = None
+    """spec.approvals.tokensSecret: a Secret's name or a reference whose keys (a JSON object's,
+    for a reference) are approver names and values their tokens."""
     slack_signing_secret: str | None = None
     access: Access = field(
         default_factory=lambda: TokenAccess(token_urlsafe(32), where="made for this process")

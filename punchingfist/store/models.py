@@ -368,6 +368,22 @@ class OutboxEntry(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
+class SecretAccessRecord(Base):
+    """One audited read of a secret reference (punchingfist.secrets): who, which reference,
+    when, from where (`manager`, `stale`) and the outcome. Never the value. Reads served from
+    the resolver's 30 s cache are logged only (`punchingfist.secrets.audit`)."""
+
+    __tablename__ = "secret_accesses"
+    id: Mapped[uuid.UUID] = _id()
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
+    reference: Mapped[str] = mapped_column(String(1024))
+    who: Mapped[str] = mapped_column(String(300))
+    """`server`, `operator`, or `run <name>`."""
+    source: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(Text)
+    """`ok`, or why the read failed (names the reference, never a value)."""
+
+
 def declared(name: str | None, type_: str, parent_names: object) -> bool:
     """Whether Alembic compares this object with the models (`include_name`): not SQLite's
     FTS5 table of the knowledge base (migration 0009) and its shadow tables, which no model
