@@ -32,7 +32,8 @@ POLL_SECONDS = 2.0
 COMMAND_SECONDS = 60.0
 GONE_SECONDS = 120.0
 """How long a left-over namespace (from a crashed earlier run) may take to go away."""
-MANAGED_BY = "punchingfist-eval"
+MANAGED_BY_LABEL, MANAGED_BY = "app.kubernetes.io/managed-by", "punchingfist-eval"
+"""The label of every namespace an eval makes: only such a namespace is ever deleted."""
 PLACEHOLDER = re.compile(r"\$\{(EVAL_[A-Z0-9_]+)\}")
 
 Log = Callable[[str], None]
@@ -161,7 +162,17 @@ class _Kubectl:
 
 
 def _recreate(kubectl: _Kubectl, namespace: str, log: Log) -> None:
-    if kubectl.run("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip():
+    """Create the namespace; one an earlier eval left (crashed) is deleted first, and one that
+    an eval did not make is never touched."""
+    found = kubectl.run("get", "namespace", namespace, "--ignore-not-found", "-o", "json").strip()
+    if found:
+        labels = json.loads(found).get("metadata", {}).get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+            raise LiveError(
+                f"namespace {namespace} exists and was not made by punchingfist eval (no label "
+                f"{MANAGED_BY_LABEL}={MANAGED_BY}): it is left alone; delete it yourself or "
+                "change live.namespace"
+            )
         log(f"namespace {namespace} is left over from an earlier run: deleting it first")
         kubectl.run("delete", "namespace", namespace, "--wait=true", timeout=GONE_SECONDS)
     kubectl.run(
@@ -174,7 +185,7 @@ def _recreate(kubectl: _Kubectl, namespace: str, log: Log) -> None:
                 "kind": "Namespace",
                 "metadata": {
                     "name": namespace,
-                    "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+                    "labels": {MANAGED_BY_LABEL: MANAGED_BY},
                 },
             }
         ),
@@ -252,9 +263,9 @@ def prepared(scenario: Scenario, kubeconfig: str | None, log: Log) -> Iterator[d
         raise LiveError(f"{scenario.name}: not a live scenario (it has no `live`)")
     kubectl = _Kubectl(kubeconfig)
     texts = [manifest_text(Path(scenario.path), m, os.environ) for m in live.manifests]
+    _recreate(kubectl, live.namespace, log)
+    log(f"{scenario.name}: namespace {live.namespace} created")
     try:
-        _recreate(kubectl, live.namespace, log)
-        log(f"{scenario.name}: namespace {live.namespace} created")
         for number, (manifest, text) in enumerate(zip(live.manifests, texts, strict=True)):
             if number:
                 _observed(kubectl, live.namespace, live.timeout_seconds)

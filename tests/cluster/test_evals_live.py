@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from punchingfist.evals.live import prepared
+from punchingfist.evals.live import MANAGED_BY, MANAGED_BY_LABEL, LiveError, prepared
 from punchingfist.evals.results import CaseResult
 from punchingfist.evals.running import Options, run_scenarios
 from punchingfist.evals.scenarios import Scenario, WaitFor, load_all
@@ -177,6 +177,7 @@ def test_a_namespace_left_over_from_a_crashed_run_is_replaced(evals: LiveCluster
     scenario = next(s for s in LIVE if s.name == "live-missing-configmap")
     namespace = "live-left-5f0a2b"
     evals.kubectl("create", "namespace", namespace)
+    evals.kubectl("label", "namespace", namespace, f"{MANAGED_BY_LABEL}={MANAGED_BY}")
     evals.kubectl("create", "configmap", "stale-5f0a2b", "-n", namespace)
     lines: list[str] = []
     changed = _variant(scenario, namespace, scenario.live.wait if scenario.live else [], 120)
@@ -186,3 +187,21 @@ def test_a_namespace_left_over_from_a_crashed_run_is_replaced(evals: LiveCluster
         assert "stale-5f0a2b" not in left
     assert any("left over from an earlier run" in line for line in lines), lines
     assert namespace_gone(evals, namespace)
+
+
+def test_a_namespace_an_eval_did_not_make_is_never_touched(evals: LiveCluster) -> None:
+    scenario = next(s for s in LIVE if s.name == "live-missing-configmap")
+    namespace = "live-theirs-7b1e04"
+    evals.kubectl("create", "namespace", namespace)
+    evals.created_elsewhere.append(("namespace", namespace, namespace))
+    evals.kubectl("create", "configmap", "theirs-7b1e04", "-n", namespace)
+    changed = _variant(scenario, namespace, scenario.live.wait if scenario.live else [], 120)
+    with (
+        pytest.raises(LiveError, match=f"namespace {namespace} exists and was not made by"),
+        prepared(changed, str(evals.layout.kubeconfig), print),
+    ):
+        pytest.fail("the scenario must not run in someone else's namespace")
+    phase = evals.kubectl("get", "namespace", namespace, "-o", "jsonpath={.status.phase}")
+    assert phase == "Active"
+    assert "theirs-7b1e04" in evals.kubectl("get", "configmaps", "-n", namespace, "-o", "name")
+    assert not evals.kubectl("get", "deployments", "-n", namespace, "-o", "name").strip()
