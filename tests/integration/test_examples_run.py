@@ -25,6 +25,9 @@ from punchingfist.server import ServerState, create_app
 from punchingfist.server.state import SecretStore
 from punchingfist.store import upgrade
 from tests.conftest import EXAMPLES
+from tests.fakes.saas import FakeSlack
+from tests.integration.test_chat import SECRET as SIGNING_SECRET
+from tests.integration.test_chat import mention, signed
 from tests.integration.test_embedded_runs import replaying_executor, run_example, wait_for
 
 API_KEY = "an-api-key-for-the-example"
@@ -42,20 +45,31 @@ def example_resources() -> list[Resource[Any]]:
 
 
 @pytest.fixture
-def examples_server(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, ServerState]]:
-    """The server on every example, with the Secrets the example Sources name."""
+def examples_server(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, ServerState]]:
+    """The server on every example, with the Secrets the example Sources name, and a (fake)
+    Slack workspace whose #ops channel the chat Source listens in."""
     upgrade(database_url)
     resources = example_resources()
     secrets = SecretStore(values={("api-trigger-secret", "token"): API_KEY})
-    state = ServerState.from_resources(
-        resources, database_url, dispatch_interval=0.1, secrets=secrets
-    )
-    state.executor = replaying_executor(state, resources, tmp_path)
-    # The trigger API of an api Source is called with the Source's key, not the server's token.
-    with TestClient(create_app(state)) as client:
-        client.headers.update(state.access.headers())
-        yield client, state
-    state.engine.dispose()
+    with FakeSlack("xoxb-example", {"C0OPS1234": "ops"}) as slack:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-example")
+        monkeypatch.setenv("SLACK_API_URL", slack.url + "/api/")
+        monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
+        state = ServerState.from_resources(
+            resources,
+            database_url,
+            dispatch_interval=0.1,
+            secrets=secrets,
+            slack_signing_secret=SIGNING_SECRET,
+        )
+        state.executor = replaying_executor(state, resources, tmp_path)
+        # An api Source's trigger API is called with the Source's key, not the server's token.
+        with TestClient(create_app(state)) as client:
+            client.headers.update(state.access.headers())
+            yield client, state
+        state.engine.dispose()
 
 
 def finished(client: TestClient, name: str) -> dict[str, Any]:
@@ -124,6 +138,25 @@ def test_the_schedule_source_runs_its_workflow_through_its_gate(
     assert run["source_name"] == "nightly-maintenance"
     steps = {step["name"]: step["phase"] for step in run["steps"]}
     assert steps["safe-investigation"] == "Succeeded" and steps["remediation"] == "Succeeded"
+
+
+@pytest.mark.timeout(300)
+def test_the_chat_source_starts_its_workflow_from_a_mention_in_its_channel(
+    examples_server: tuple[TestClient, ServerState],
+) -> None:
+    """`chat-ops-debug`: a signed Slack mention in #ops starts `investigate-alert`, which runs
+    to the end; a mention in another channel starts nothing."""
+    client, _ = examples_server
+    body, headers = signed(mention("<@U0BOT> why is my-app crashing?", channel="C0DEV5678"))
+    assert client.post("/slack/events", content=body, headers=headers).json()["runs"] == []
+    body, headers = signed(mention("<@U0BOT> why is my-app crashing?", event_id="Ev02"))
+    answer = client.post("/slack/events", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    (name,) = answer.json()["runs"]
+    run = finished(client, name)
+    assert run["status"] == "succeeded", run
+    assert (run["workflow_name"], run["source_name"]) == ("investigate-alert", "chat-ops-debug")
+    assert run["parameters"]["event"]["chat"]["text"] == "why is my-app crashing?"
 
 
 CURL_SCENARIO = """
