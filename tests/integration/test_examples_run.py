@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from punchingfist.api import OperatorConfig, Resource, Source, load_resources
-from punchingfist.controller.sources import cron_workflow
+from punchingfist.controller.sources import KubernetesWatch, cron_workflow
 from punchingfist.runs.queueing import queue_run
 from punchingfist.server import ServerState, create_app
 from punchingfist.server.state import SecretStore
@@ -126,8 +126,15 @@ def test_the_schedule_source_runs_its_workflow_through_its_gate(
     event = json.loads(arguments["event"])
     assert event["schedule"]["cron"] == "0 2 * * *"
     name, created = queue_run(state.sessions, source, event, "02:00", namespace="punchingfist")
-    assert created and name.startswith("tiered-investigation-")
+    assert created
     state.wake.set()
+    assert tiered_run_approved(client, name)["source_name"] == "nightly-maintenance"
+
+
+def tiered_run_approved(client: TestClient, name: str) -> dict[str, Any]:
+    """Run `name` of tiered-investigation, its remediation gate approved over the API, to the
+    end: both steps Succeeded."""
+    assert name.startswith("tiered-investigation-")
     (gate,) = wait_for("the gate", lambda: client.get("/api/v1/approvals").json()["items"])
     assert gate["run"] == name and gate["gate"] == "remediation-approval"
     url = f"/api/v1/runs/{name}/approvals/{gate['gate']}"
@@ -135,9 +142,42 @@ def test_the_schedule_source_runs_its_workflow_through_its_gate(
     assert answer.status_code == 200, answer.text
     run = finished(client, name)
     assert run["status"] == "succeeded", run
-    assert run["source_name"] == "nightly-maintenance"
     steps = {step["name"]: step["phase"] for step in run["steps"]}
     assert steps["safe-investigation"] == "Succeeded" and steps["remediation"] == "Succeeded"
+    return run
+
+
+@pytest.mark.timeout(300)
+def test_the_kubernetes_source_runs_its_workflow_for_a_created_pod(
+    examples_server: tuple[TestClient, ServerState],
+) -> None:
+    """`critical-pod-created`: the watch's ADDED event of a pod (the API server applies the
+    Source's labelSelector `app=critical-service` to the watch) queues `tiered-investigation`
+    about that pod, which runs through its gate; a modified pod is no `created` change."""
+    client, state = examples_server
+    (source,) = [s for s in state.sources if s.name == "critical-pod-created"]
+    watch = KubernetesWatch(source, "punchingfist", None, state.sessions, state.metrics)
+    assert (watch.group, watch.plural) == ("", "pods")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "critical-service-7d9f",
+            "namespace": "production",
+            "uid": "0b7c7a4e-1",
+            "resourceVersion": "42",
+            "labels": {"app": "critical-service"},
+        },
+        "status": {"phase": "Pending"},
+    }
+    assert watch.handle("MODIFIED", pod) is None
+    name = watch.handle("ADDED", pod)
+    assert name is not None
+    state.wake.set()
+    run = tiered_run_approved(client, name)
+    assert run["source_name"] == "critical-pod-created"
+    about = run["parameters"]["event"]["kubernetes"]
+    assert (about["event"], about["name"]) == ("created", "critical-service-7d9f")
 
 
 @pytest.mark.timeout(300)
