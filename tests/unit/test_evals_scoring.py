@@ -10,9 +10,11 @@ import pytest
 from punchingfist.errors import InvalidInput
 from punchingfist.evals import scoring
 from punchingfist.evals.results import CaseResult, percentile, summarize
+from punchingfist.evals.running import Options, task_spec
 from punchingfist.evals.scenarios import Recording, Scenario, load, load_all
 from punchingfist.evals.tools import Outputs, answer, recorded_toolbox
 from punchingfist.runtime.agent.decisions import decision_model
+from punchingfist.runtime.agent.runner import step_spec
 from punchingfist.runtime.tools.kubectl_calls import KubectlCall
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "evals" / "crashloop-missing-configmap"
@@ -198,3 +200,19 @@ def test_summary_figures() -> None:
     results[0].cost_usd = None
     assert summarize(results)["cost_usd"] == {"total": None, "per_case": None}
     assert percentile([5, 1, 3, 2, 4], 0.5) == 3 and percentile([], 0.5) is None
+
+
+def test_a_step_round_trips_through_the_result_s_spec_as_export_writes_it() -> None:
+    step = {
+        "goal": "look at {{ .source.data.alert.labels.namespace }}",
+        "tools": ["kubectl"],
+        "maxIterations": 6,
+        "policy": {"safety": {"allowedNamespaces": ["shop"]}},
+    }
+    scenario = Scenario.model_validate(
+        {"name": "s", "alert": {"labels": {"alertname": "A"}}, "expect": {}, "step": step}
+    )
+    spec, name = task_spec(scenario, Options(endpoint="http://127.0.0.1:9/v1", model="m"))
+    assert name == "investigate" and spec.agent is not None
+    assert spec.agent.allowed_namespaces == ["shop"]
+    assert step_spec(spec.agent) == step

@@ -178,7 +178,7 @@ def step_spec(agent: AgentTask) -> dict[str, Any]:
         "maxIterations": agent.max_iterations,
     }
     if agent.allowed_namespaces:
-        spec["allowedNamespaces"] = list(agent.allowed_namespaces)
+        spec["policy"] = {"safety": {"allowedNamespaces": list(agent.allowed_namespaces)}}
     return spec
 
 
