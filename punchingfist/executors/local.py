@@ -45,7 +45,7 @@ from punchingfist.executors.setup import choose_model, gather_secrets
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
 from punchingfist.runs.recording import NodeObservation, Recorder, RunObservation, observe
 from punchingfist.runs.report import investigation, result_file
-from punchingfist.secrets import SecretResolver
+from punchingfist.secrets import SecretError, SecretResolver
 from punchingfist.store import WorkflowRun
 
 log = logging.getLogger("punchingfist.local")
@@ -210,6 +210,10 @@ class LocalExecutor:
                 name=run.name,
                 namespace=run.namespace,
             )
+        except SecretError as error:  # before any step: the reference is named, no traceback
+            log.error("run %s: %s", run.name, error)
+            observer.failed(str(error))
+            return
         except Exception as error:  # the run is marked failed; the server goes on
             log.exception("run %s could not run locally", run.name)
             observer.failed(f"{type(error).__name__}: {error}")

@@ -14,7 +14,8 @@ for what a cluster resource should not hold, the environment of the process that
             points it elsewhere.
     Azure   vaultUrl (used for references to that vault), clientId (a managed identity's);
             credentials from DefaultAzureCredential, or ClientSecretCredential when
-            AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET are set.
+            AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET are set;
+            AZURE_AUTHORITY_HOST names another Entra ID authority (sovereign clouds).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from punchingfist.api.operatorconfigs import SecretManagerConfig
 from punchingfist.secrets.references import SecretError, SecretReference
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+KEY_VAULT_DOMAINS = (
+    ".vault.azure.net",
+    ".vault.azure.cn",
+    ".vault.usgovcloudapi.net",
+    ".vault.microsoftazure.de",
+)
 KubernetesReader = Callable[[str, str, str], str | None]
 """(namespace, Secret name, key) -> the value, None when the Secret or key is missing."""
 
@@ -254,15 +261,19 @@ class AzureProvider:
         from azure.identity import ClientSecretCredential, DefaultAzureCredential
 
         env = self.environ
-        if (
-            env.get("AZURE_TENANT_ID")
-            and env.get("AZURE_CLIENT_ID")
-            and env.get("AZURE_CLIENT_SECRET")
-        ):
-            return ClientSecretCredential(
-                env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"]
-            )
-        return DefaultAzureCredential(managed_identity_client_id=self.client_id)
+        authority = env.get("AZURE_AUTHORITY_HOST")
+        # A sovereign or private authority host: its metadata is not asked of the public cloud.
+        where: dict[str, Any] = (
+            {"authority": authority, "disable_instance_discovery": True} if authority else {}
+        )
+        tenant, client, secret = (
+            env.get("AZURE_TENANT_ID"),
+            env.get("AZURE_CLIENT_ID"),
+            env.get("AZURE_CLIENT_SECRET"),
+        )
+        if tenant and client and secret:
+            return ClientSecretCredential(tenant, client, secret, **where)
+        return DefaultAzureCredential(managed_identity_client_id=self.client_id, **where)
 
     def read(self, ref: SecretReference) -> str:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -272,7 +283,12 @@ class AzureProvider:
         url = self.url(vault)
         with self._lock:
             if url not in self._clients:
-                self._clients[url] = SecretClient(url, self._credential())
+                # The vault's bearer challenge must name Key Vault's resource, except for a
+                # vaultUrl on another domain (a private endpoint's name) that the admin chose.
+                verify = (urlsplit(url).hostname or "").endswith(KEY_VAULT_DOMAINS)
+                self._clients[url] = SecretClient(
+                    url, self._credential(), verify_challenge_resource=verify
+                )
             client = self._clients[url]
         try:
             value = client.get_secret(name).value

@@ -145,7 +145,7 @@ kind: Workflow
 metadata: {name: secret-check}
 spec:
   steps:
-    - {name: look, type: cli, command: "echo looked"}
+    - {name: look, type: cli, command: "env"}
   sinks: ["slack-report"]
 ---
 apiVersion: punchingfist.io/v1alpha1
@@ -154,9 +154,11 @@ metadata: {name: slack-report}
 spec:
   type: slack
   config:
-    channel: "#ops"
+    channel: "C0123456"
     botTokenSecret: {secretRef: "%s"}
 """
+"""A cli step that prints its environment and a Slack sink whose token is the reference `%s`
+(tests/integration/test_secret_managers.py runs it too)."""
 
 
 def test_the_compiler_reads_a_reference_from_the_runs_secret_and_names_it() -> None:
