@@ -287,3 +287,68 @@ def test_a_missing_secret_fails_the_run_before_any_step_naming_the_reference(
         assert record.status == "error" and reference in (record.error or "")
         assert failure.reference == reference and failure.who == f"run {run['name']}"
         assert reference in failure.outcome and failure.outcome != "ok"
+
+
+ROTATING_SOURCE = """
+apiVersion: punchingfist.io/v1alpha1
+kind: Source
+metadata: {name: am}
+spec:
+  type: webhook
+  triggerWorkflow: secret-check
+  config:
+    path: /webhook/alerts
+    authentication: {type: bearer, secretRef: "REFERENCE"}
+---
+apiVersion: punchingfist.io/v1alpha1
+kind: OperatorConfig
+metadata: {name: pf}
+spec:
+  secretManager: MANAGER
+  secretRotation: {enabled: true, checkInterval: "1s", gracePeriod: "0s"}
+  approvals: {approvers: [alice], tokensSecret: approver-tokens}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_webhook_and_approver_tokens_are_re_read_when_rotated(
+    manager: Manager, tmp_path: Path, database_url: str
+) -> None:
+    """The server checks a webhook Source's bearer token kept in the manager and the approver
+    tokens of a mounted Secret (files): rotated, the new ones are accepted and the old ones
+    refused, without a restart."""
+    old_hook, new_hook, old_alice, new_alice = (secrets.token_urlsafe(24) for _ in range(4))
+    manager.put(old_hook)
+    tokens = tmp_path / "secrets" / "approver-tokens"
+    tokens.mkdir(parents=True)
+    (tokens / "alice").write_text(old_alice)
+    text = ROTATING_SOURCE.replace("REFERENCE", manager.reference)
+    text = text.replace("MANAGER", json.dumps(manager.config))
+    options = ServerOptions(
+        load_resources(WORKFLOW % "env://UNUSED" + "---\n" + text),
+        database_url,
+        auth=ApiAuth(token=secrets.token_urlsafe(32)),
+        secrets_dir=tmp_path / "secrets",
+    )
+    assembly = assemble(options)
+
+    def hook(token: str, n: int) -> int:
+        answer = client.post(
+            "/webhook/alerts", json=alert(n), headers={"Authorization": f"Bearer {token}"}
+        )
+        return answer.status_code
+
+    def approvals(token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return client.get("/api/v1/approvals", headers=headers).status_code
+
+    with TestClient(assembly.app) as client:
+        assert hook(old_hook, 1) == 200 and hook("wrong", 2) == 401
+        assert approvals(old_alice) == 200 and approvals(new_alice) == 401
+
+        manager.put(new_hook)
+        (tokens / "alice").write_text(new_alice)
+        time.sleep(1.2)  # secretRotation.checkInterval
+        assert hook(new_hook, 3) == 200 and hook(old_hook, 4) == 401
+        assert approvals(new_alice) == 200 and approvals(old_alice) == 401
+    assembly.state.engine.dispose()
