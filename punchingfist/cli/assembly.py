@@ -165,6 +165,7 @@ def assemble(options: ServerOptions) -> Assembly:
         approver_tokens=tokens,
         approver_tokens_secret=tokens_secret,
         slack_signing_secret=slack_signing_secret(config, secrets),
+        slack_signing_ref=_signing_ref(config),
         daily_llm_budget_usd=daily_llm_budget(config),
         intake_writers=options.intake_writers,
         access=_access(options),
@@ -196,11 +197,16 @@ def _resolver(options: ServerOptions, config: Any) -> Any:
     return SecretResolver.for_config(config, kubernetes=kubernetes)
 
 
+def _signing_ref(config: Any) -> Any:
+    """OperatorConfig `spec.chat.slack.signingSecret` (a SecretKeyRef), None when unset."""
+    chat = config.chat if config is not None else None
+    return chat.slack.signing_secret if chat is not None and chat.slack is not None else None
+
+
 def slack_signing_secret(config: Any, secrets: Any) -> str | None:
     """The Slack signing secret OperatorConfig `spec.chat.slack.signingSecret` names (read from
     the mounted Secret), None when there is none: `/slack/interactions` then answers 404."""
-    chat = config.chat if config is not None else None
-    signing = chat.slack.signing_secret if chat is not None and chat.slack is not None else None
+    signing = _signing_ref(config)
     if signing is None:
         return None
     value: str | None = secrets.get(signing.secret_ref, signing.key)
@@ -331,6 +337,7 @@ def _start_controller(
         state.slack_signing_secret = slack_signing_secret(
             found.spec if found else None, state.secrets
         )
+        state.slack_signing_ref = _signing_ref(found.spec if found else None)
         state.daily_llm_budget_usd = daily_llm_budget(found.spec if found else None)
         if state.approver_tokens == {}:
             logging.getLogger("punchingfist.server").error(

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_urlsafe
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from punchingfist.api import Resource, Sink, Source, Workflow
+from punchingfist.api import Resource, SecretKeyRef, Sink, Source, Workflow
 from punchingfist.api.sources import WebhookSource
 from punchingfist.runs.batching import IntakeWriter
 from punchingfist.runs.dispatching import Executor
@@ -28,6 +28,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 log = logging.getLogger("punchingfist.server")
+T = TypeVar("T")
 
 
 class SecretStore:
@@ -89,25 +90,37 @@ class SecretStore:
         return None
 
 
-class _Reread:
-    """A field of ServerState that, when `approver_tokens_secret` is set, is read again from
-    the server's secrets on every access (through the references' cache), so a rotated
-    approver token is used without a restart; else the value it was given."""
+class _Reread(Generic[T]):
+    """A field of ServerState read again from the server's secrets on every access (files of a
+    mounted Secret as Kubernetes updates them, references through their 30 s cache) while the
+    field named `source` says where from, so a rotated credential is used without a restart;
+    else the value it was given."""
+
+    def __init__(self, source: str, read: Callable[[SecretStore, Any], T | None]) -> None:
+        self.source, self.read = source, read
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.slot = f"_{name}"
 
-    def __get__(self, state: Any, owner: type | None = None) -> dict[str, str] | None:
+    def __get__(self, state: Any, owner: type | None = None) -> T | None:
         if state is None:
             return None  # the dataclass field's default
-        secret = getattr(state, "approver_tokens_secret", None)
-        if secret:
-            return {k: v for k, v in state.secrets.keys(secret).items() if v}
-        found: dict[str, str] | None = getattr(state, self.slot, None)
+        where = getattr(state, self.source, None)
+        if where:
+            return self.read(state.secrets, where)
+        found: T | None = getattr(state, self.slot, None)
         return found
 
-    def __set__(self, state: Any, value: dict[str, str] | None) -> None:
+    def __set__(self, state: Any, value: T | None) -> None:
         setattr(state, self.slot, value)
+
+
+def _tokens(secrets: SecretStore, name: str) -> dict[str, str]:
+    return {k: v for k, v in secrets.keys(name).items() if v}
+
+
+def _signing(secrets: SecretStore, ref: SecretKeyRef) -> str | None:
+    return secrets.get(ref.secret_ref, ref.key)
 
 
 @dataclass
@@ -129,7 +142,7 @@ class ServerState:
     reaches it; None: no daily budget."""
     approvers: frozenset[str] = frozenset()
     """Who may answer approval gates (OperatorConfig spec.approvals.approvers); empty: anyone."""
-    approver_tokens: _Reread = _Reread()
+    approver_tokens: _Reread[dict[str, str]] = _Reread("approver_tokens_secret", _tokens)
     """Approver name -> API token (spec.approvals.tokensSecret). When set, the REST approval
     endpoint knows the approver by the bearer token, not by the body (and, empty, refuses
     everyone). None: the body names the approver. Re-read on every access when
@@ -137,7 +150,11 @@ class ServerState:
     approver_tokens_secret: str | None = None
     """spec.approvals.tokensSecret: a Secret's name or a reference whose keys (a JSON object's,
     for a reference) are approver names and values their tokens."""
-    slack_signing_secret: str | None = None
+    slack_signing_secret: _Reread[str] = _Reread("slack_signing_ref", _signing)
+    """The Slack signing secret (spec.chat.slack.signingSecret); None: /slack/* answers 404.
+    Re-read on every access when `slack_signing_ref` is set."""
+    slack_signing_ref: SecretKeyRef | None = None
+    """Where the Slack signing secret is: a Secret's key, or a reference."""
     access: Access = field(
         default_factory=lambda: TokenAccess(token_urlsafe(32), where="made for this process")
     )

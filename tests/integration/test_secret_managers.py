@@ -32,6 +32,7 @@ from tests.fakes.saas import FakeSlack
 from tests.integration import secret_servers
 from tests.integration.conftest import _unavailable
 from tests.integration.servers import Unavailable
+from tests.integration.test_approvals_api import button, slack_request
 from tests.unit.test_secret_references import WORKFLOW
 
 SOURCE = """
@@ -307,6 +308,7 @@ spec:
   secretManager: MANAGER
   secretRotation: {enabled: true, checkInterval: "1s", gracePeriod: "0s"}
   approvals: {approvers: [alice], tokensSecret: approver-tokens}
+  chat: {slack: {signingSecret: {secretRef: slack-signing, key: secret}}}
 """
 
 
@@ -314,14 +316,18 @@ spec:
 def test_the_webhook_and_approver_tokens_are_re_read_when_rotated(
     manager: Manager, tmp_path: Path, database_url: str
 ) -> None:
-    """The server checks a webhook Source's bearer token kept in the manager and the approver
-    tokens of a mounted Secret (files): rotated, the new ones are accepted and the old ones
-    refused, without a restart."""
+    """The server checks a webhook Source's bearer token kept in the manager, and the approver
+    tokens and the Slack signing secret of mounted Secrets (files): rotated, the new ones are
+    accepted and the old ones refused, without a restart."""
     old_hook, new_hook, old_alice, new_alice = (secrets.token_urlsafe(24) for _ in range(4))
+    old_signing, new_signing = (secrets.token_hex(16) for _ in range(2))
     manager.put(old_hook)
     tokens = tmp_path / "secrets" / "approver-tokens"
     tokens.mkdir(parents=True)
     (tokens / "alice").write_text(old_alice)
+    signing = tmp_path / "secrets" / "slack-signing"
+    signing.mkdir()
+    (signing / "secret").write_text(old_signing)
     text = ROTATING_SOURCE.replace("REFERENCE", manager.reference)
     text = text.replace("MANAGER", json.dumps(manager.config))
     options = ServerOptions(
@@ -342,13 +348,20 @@ def test_the_webhook_and_approver_tokens_are_re_read_when_rotated(
         headers = {"Authorization": f"Bearer {token}"}
         return client.get("/api/v1/approvals", headers=headers).status_code
 
+    def slack(secret: str) -> int:
+        body, headers = slack_request(button("U0ALICE", "approve"), secret=secret)
+        return client.post("/slack/interactions", content=body, headers=headers).status_code
+
     with TestClient(assembly.app) as client:
         assert hook(old_hook, 1) == 200 and hook("wrong", 2) == 401
         assert approvals(old_alice) == 200 and approvals(new_alice) == 401
+        assert slack(old_signing) != 401 and slack(new_signing) == 401
 
         manager.put(new_hook)
         (tokens / "alice").write_text(new_alice)
+        (signing / "secret").write_text(new_signing)
         time.sleep(1.2)  # secretRotation.checkInterval
         assert hook(new_hook, 3) == 200 and hook(old_hook, 4) == 401
         assert approvals(new_alice) == 200 and approvals(old_alice) == 401
+        assert slack(new_signing) != 401 and slack(old_signing) == 401
     assembly.state.engine.dispose()
