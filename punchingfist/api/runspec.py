@@ -43,17 +43,31 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from punchingfist.api.workflows import ToolParameter
+from punchingfist.api.actions import ActionPolicy
+from punchingfist.api.workflows import RemediationCheck, ToolParameter
 
 SPEC_VERSION = 1
 RESULT_DIR = "/tmp/punchingfist"
 RESULT_FILE = f"{RESULT_DIR}/result.json"
 CONDITION_FILE = f"{RESULT_DIR}/condition"
 OUTPUTS_FILE = f"{RESULT_DIR}/outputs.json"
+OFFERED_FILE = f"{RESULT_DIR}/offered"
+"""A remediation preview task: `true` when the fix is offered for approval."""
+PREVIEW_FILE = f"{RESULT_DIR}/preview.json"
+"""A remediation preview task: the `Preview` an approver sees (punchingfist.api.actions)."""
 SPEC_ENV = "PF_SPEC"
 RESULT_ENV_PREFIX = "PF_RESULT_"
 
-TaskKind = Literal["cli", "agent", "condition", "approval-request", "outputs", "sink"]
+TaskKind = Literal[
+    "cli",
+    "agent",
+    "condition",
+    "approval-request",
+    "outputs",
+    "sink",
+    "remediation-preview",
+    "remediation",
+]
 
 
 def result_env(step: str) -> str:
@@ -161,6 +175,26 @@ class ApprovalTask(_Contract):
     """Slack channel of the request (OperatorConfig `spec.chat.slack.channelId`)."""
 
 
+class RemediationTask(_Contract):
+    """A remediation step's fix: its preview task (`remediation-preview`) and the task that
+    applies it once approved (`remediation`) get the same one."""
+
+    fix_from: str | None = None
+    """The agent step whose `result.fix` is the action (it arrives as PF_RESULT_<STEP>)."""
+    action: dict[str, Any] | None = None
+    """The declared action; string values are templates, rendered by the runtime."""
+    policy: ActionPolicy
+    """The step's policy, its namespaces defaulted by the compiler."""
+    check: RemediationCheck
+    on_failure: Literal["rollback", "leave"] = "rollback"
+    dry_run: bool = False
+    """The Workflow's `spec.dryRun`: preview only, never apply."""
+    account: str
+    """The ServiceAccount that applies the fix (RBAC is previewed for it)."""
+    preview: str
+    """The preview task, whose result (PF_RESULT_<PREVIEW>) the applying task re-reads."""
+
+
 class OutputSpec(_Contract):
     name: str
     value: str
@@ -201,6 +235,7 @@ class TaskSpec(_Contract):
     steps: list[str] = Field(default_factory=list)
     """For outputs and sinks: every step of the workflow, in order."""
     sink: SinkTask | None = None
+    remediation: RemediationTask | None = None
 
     def encode(self) -> str:
         """The value of PF_SPEC: base64 of compact, key-sorted JSON (deterministic)."""

@@ -6,8 +6,17 @@ import itertools
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
+from punchingfist.api.actions import Action, ActionPolicy
 from punchingfist.api.base import (
     DNSLabel,
     Duration,
@@ -444,7 +453,100 @@ class ConditionalStep(_StepBase):
         return self.approval_required or self.action.approval_required
 
 
-Step = Annotated[CliStep | AgentStep | ConditionalStep, Field(discriminator="type")]
+_EXPECT = re.compile(r"^(empty|(==|!=|<=|>=|<|>) ?-?[0-9]+(\.[0-9]+)?)$")
+
+
+class AlertResolvedCheck(SpecModel):
+    """The run's alert must be resolved in Alertmanager (ALERTMANAGER_URL of
+    `runtime.environment`) within a window after the fix."""
+
+    within: Duration = "5m"
+    """How long to wait for it, e.g. `5m`."""
+    alertname: str | None = None
+    """The alert to wait for. Default: the run's alert (its `alertname` label)."""
+
+
+class PromqlCheck(SpecModel):
+    """A PromQL condition that must hold after the fix (PROMETHEUS_URL of
+    `runtime.environment`)."""
+
+    query: TemplateString
+    """The query, e.g. `sum(kube_pod_container_status_restarts_total{namespace="shop"})`."""
+    expect: str = "empty"
+    """`empty` (no series) or a comparison every value must pass, e.g. `== 0`, `< 5`."""
+
+    @field_validator("expect")
+    @classmethod
+    def _comparison(cls, value: str) -> str:
+        if not _EXPECT.match(value.strip()):
+            raise ValueError(f"expect {value!r}: write `empty` or a comparison such as `== 0`")
+        return value.strip()
+
+
+class RemediationCheck(SpecModel):
+    """What must hold after a fix for it to count as `fixed` (the post-check)."""
+
+    rollout: bool | None = None
+    """Wait for the workload's rollout to complete and its new pods to stay Ready
+    `readySeconds`. Default: true for workload actions (a replacement pod Ready for
+    delete-pod, the node's schedulability for cordon/uncordon)."""
+    ready_seconds: Annotated[int, Field(ge=0, le=3600)] = 30
+    """How long the new pods must stay Ready."""
+    timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
+    """The most the rollout may take."""
+    alert_resolved: AlertResolvedCheck | None = None
+    """Also wait for the run's alert to resolve in Alertmanager."""
+    promql: PromqlCheck | None = None
+    """Also check a PromQL condition."""
+
+
+class Remediation(SpecModel):
+    """The fix a remediation step applies: previewed, approved, applied, checked and, when
+    the check fails, rolled back."""
+
+    fix_from: DNSLabel | None = None
+    """An earlier agent step whose `result.fix` (a typed action) to apply; without a fix
+    there, the step is skipped."""
+    action: dict[str, Any] | None = None
+    """A declared typed action, e.g. `{action: scale, target: {kind: Deployment, namespace:
+    shop, name: web}, replicas: 3}`; values may be templates."""
+    policy: ActionPolicy = Field(default_factory=ActionPolicy)
+    """Which actions it may apply, where (namespaces default to the step's
+    `policy.safety.allowedNamespaces`)."""
+    check: RemediationCheck = Field(default_factory=RemediationCheck)
+    """The post-check."""
+    on_failure: Literal["rollback", "ask", "leave"] = "rollback"
+    """When the post-check fails: `rollback` (put the saved state back and verify it) or
+    `leave` (record the failure, change nothing). `ask` is not supported yet."""
+
+    @model_validator(mode="after")
+    def _one_fix(self) -> Remediation:
+        if (self.fix_from is None) == (self.action is None):
+            raise ValueError("a remediation needs exactly one of `fixFrom` and `action`")
+        if self.on_failure == "ask":
+            raise ValueError(
+                "onFailure: ask is not supported yet; use rollback (the default) or leave"
+            )
+        if self.action is not None and "{{" not in repr(self.action):
+            TypeAdapter(Action).validate_python(self.action)
+        return self
+
+
+class RemediationStep(_StepBase):
+    """Apply one typed fix: preview it (server-side dry run, diff, RBAC), wait for approval,
+    apply it guarded by the previewed resourceVersion, check it, roll it back if it failed."""
+
+    type: Literal["remediation"]
+    remediation: Remediation
+    """What to apply, under which policy, how to check it, what to do when the check fails.
+    A remediation step asks for approval (with the preview) unless `approvalRequired: false`."""
+    approval_required: bool = True
+    """Pause for a human approval (with the preview) before the fix; default true."""
+
+
+Step = Annotated[
+    CliStep | AgentStep | ConditionalStep | RemediationStep, Field(discriminator="type")
+]
 
 
 class Output(SpecModel):
@@ -482,6 +584,9 @@ class WorkflowSpec(SpecModel):
     """Sinks that receive the result: names or objects with a condition."""
     safety: WorkflowSafety | None = None
     """Guard rails of a whole run: its LLM cost budget."""
+    dry_run: bool | None = None
+    """Investigate, but only preview fixes: remediation steps show what they would change and
+    apply nothing (also `punchingfist run --dry-run`). Default: false."""
 
     @field_validator("sinks", mode="before")
     @classmethod
@@ -515,6 +620,7 @@ __all__ = [
     "REMEDIATOR_ACCOUNT",
     "AgentAction",
     "AgentStep",
+    "AlertResolvedCheck",
     "CliAction",
     "CliStep",
     "ConditionalStep",
@@ -523,6 +629,10 @@ __all__ = [
     "LLMConfig",
     "ObjectName",
     "Output",
+    "PromqlCheck",
+    "Remediation",
+    "RemediationCheck",
+    "RemediationStep",
     "Resources",
     "RetryPolicy",
     "Runtime",

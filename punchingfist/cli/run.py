@@ -57,6 +57,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="which alert of the payload (default: the first)",
     )
     run.add_argument("--workflow", metavar="NAME", help="which Workflow (when several are given)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="as the Workflow's spec.dryRun: investigate, but only preview fixes",
+    )
     answer = run.add_mutually_exclusive_group()
     answer.add_argument("--approve", action="store_true", help="approve every approval gate")
     answer.add_argument("--deny", action="store_true", help="deny every approval gate")
@@ -119,6 +124,10 @@ def compile_one(resources: Sequence[Resource[Any]], workflow: Workflow) -> Compi
 
 def run_command(args: Any, resources: list[Resource[Any]]) -> int:
     workflow = pick_workflow(resources, args.workflow)
+    if getattr(args, "dry_run", False):
+        dry = Workflow(workflow.metadata, workflow.spec.model_copy(update={"dry_run": True}))
+        resources = [dry if r is workflow else r for r in resources]
+        workflow = dry
     compiled = compile_one(resources, workflow)
     for warning in compiled.warnings:
         print(f"warning: {workflow.ref}: {warning}", file=sys.stderr)

@@ -39,7 +39,9 @@ from punchingfist.api import Sink, Workflow
 from punchingfist.api.operatorconfigs import RUNBOOK_TOKEN_ENV, OperatorConfigSpec
 from punchingfist.api.runspec import (
     CONDITION_FILE,
+    OFFERED_FILE,
     OUTPUTS_FILE,
+    PREVIEW_FILE,
     RESULT_FILE,
     SPEC_ENV,
     AgentTask,
@@ -47,6 +49,7 @@ from punchingfist.api.runspec import (
     CliTask,
     LLMSettings,
     OutputSpec,
+    RemediationTask,
     RunbookConfigMaps,
     RunbookGit,
     RunbooksTask,
@@ -62,6 +65,7 @@ from punchingfist.api.workflows import (
     CliAction,
     CliStep,
     ConditionalStep,
+    RemediationStep,
     Resources,
     Step,
     StepPolicy,
@@ -194,6 +198,8 @@ class Builder:
             ) from None
 
     def _step(self, step: Step, step_index: int, previous: str | None) -> list[Task]:
+        if isinstance(step, RemediationStep):
+            return self._remediation(step, step_index, previous)
         tasks: list[Task] = []
         reads = list(self.checked.reads[step.name])
         depends = previous
@@ -252,17 +258,87 @@ class Builder:
             timeout=timeout,
             policy=step.policy,
         )
-        gate_args = {
-            name: f"{{{{tasks.{naming.approval_task(step.name)}.outputs.parameters.{name}}}}}"
-            for name in gate_inputs
-        }
+        gate_args = _gate_arguments(step.name, gate_inputs)
         tasks.append(self._task(step.name, depends, wired, when=when, extra=gate_args))
+        return tasks
+
+    def _remediation(self, step: RemediationStep, index: int, previous: str | None) -> list[Task]:
+        """`<step>-preview` (server-side dry run, diff, RBAC), then, when the fix is offered,
+        the approval gate and `<step>`, which applies, checks and rolls back. Both run as the
+        remediator: a server-side dry run needs the same rights as the change. Under the
+        Workflow's `dryRun` there is no gate and `<step>` only records the preview."""
+        fix = step.remediation
+        safety = step.policy.safety if step.policy else None
+        policy = fix.policy
+        if policy.namespaces is None and safety and safety.allowed_namespaces:
+            policy = policy.model_copy(update={"namespaces": list(safety.allowed_namespaces)})
+        dry_run = bool(self.spec.dry_run)
+        gated = step.approval_required and not dry_run
+        account = step.service_account or self.spec.runtime.service_account or self.remediator
+        preview = naming.preview_task(step.name)
+        reads = list(self.checked.reads[step.name])
+        task = RemediationTask(
+            fix_from=fix.fix_from,
+            action=fix.action,
+            policy=policy,
+            check=fix.check,
+            on_failure="leave" if fix.on_failure == "leave" else "rollback",
+            dry_run=dry_run,
+            account=account,
+            preview=preview,
+        )
+        resources = self._resources(step, index)
+        spec = self._task_spec("remediation-preview", step.name, reads, remediation=task)
+        self._container(
+            preview,
+            spec,
+            reads=reads,
+            step=step.name,
+            outputs=[
+                _file_output(naming.RESULT_PARAM, RESULT_FILE, "{}"),
+                _file_output(naming.OFFERED_PARAM, OFFERED_FILE, "false"),
+                _file_output(naming.PREVIEW_PARAM, PREVIEW_FILE, "{}"),
+            ],
+            service_account=account,
+            resources=resources,
+        )
+        tasks = [self._task(preview, previous, reads)]
+        depends, when = preview, []
+        if not dry_run:
+            when.append(_is_true(f"tasks.{preview}.outputs.parameters.{naming.OFFERED_PARAM}"))
+        applying = [*reads, preview]
+        if gated:
+            tasks += self._gate(step, step, depends, when, applying)
+            depends = naming.approval_task(step.name)
+            when.append(_is_true(f"tasks.{depends}.outputs.parameters.approved"))
+        gate_inputs = list(naming.APPROVAL_PARAMS) if gated else []
+        spec = self._task_spec(
+            "remediation",
+            step.name,
+            applying,
+            gated=gated,
+            timeout=step.timeout_minutes,
+            remediation=task,
+        )
+        self._container(
+            step.name,
+            spec,
+            reads=applying,
+            step=step.name,
+            extra_inputs=gate_inputs,
+            outputs=[_result_output(step.name)],
+            service_account=account,
+            resources=resources,
+            timeout=step.timeout_minutes,
+        )
+        gate_args = _gate_arguments(step.name, gate_inputs)
+        tasks.append(self._task(step.name, depends, applying, when=when, extra=gate_args))
         return tasks
 
     def _gate(
         self,
         step: Step,
-        action: CliStep | AgentStep | AgentAction | CliAction,
+        action: CliStep | AgentStep | AgentAction | CliAction | RemediationStep,
         depends: str | None,
         when: list[str],
         reads: list[str],
@@ -273,7 +349,12 @@ class Builder:
         approvers = (
             list(self.config.approvals.approvers) if self.config and self.config.approvals else []
         )
-        summary = action.goal if isinstance(action, (AgentStep, AgentAction)) else action.command
+        if isinstance(action, RemediationStep):
+            summary = _fix_summary(action)
+        elif isinstance(action, (AgentStep, AgentAction)):
+            summary = action.goal
+        else:
+            summary = action.command
         spec = self._task_spec(
             "approval-request",
             step.name,
@@ -605,6 +686,22 @@ class Builder:
                 retry_strategy=_retry(policy),
             )
         )
+
+
+def _gate_arguments(step: str, names: list[str]) -> dict[str, str]:
+    """The gate's answer (approved, approver, comment) as arguments of the gated task."""
+    gate = naming.approval_task(step)
+    return {name: f"{{{{tasks.{gate}.outputs.parameters.{name}}}}}" for name in names}
+
+
+def _fix_summary(step: RemediationStep) -> str:
+    """What the gate of a remediation step asks about (the preview shows the exact change)."""
+    fix = step.remediation
+    if fix.fix_from is not None:
+        return f"apply the fix step {fix.fix_from} proposed (see its preview)"
+    return (
+        f"apply the declared {fix.action.get('action') if fix.action else ''} fix (see its preview)"
+    )
 
 
 def _requirements(resources: Resources | None) -> ResourceRequirements | None:

@@ -182,6 +182,8 @@ def _check_names(workflow: Workflow) -> None:
         names = [step.name]
         if step.type == "conditional":
             names.append(naming.condition_task(step.name))
+        if step.type == "remediation":
+            names.append(naming.preview_task(step.name))
         gated = step.gated if isinstance(step, ConditionalStep) else step.approval_required
         if gated:
             names += [naming.approval_request_task(step.name), naming.approval_task(step.name)]

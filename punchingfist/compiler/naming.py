@@ -44,6 +44,17 @@ def approval_task(step: str) -> str:
     return f"{step}-approval"
 
 
+def preview_task(step: str) -> str:
+    """A remediation step's preview (server-side dry run, diff, RBAC), before its gate."""
+    return f"{step}-preview"
+
+
+OFFERED_PARAM = "offered"
+"""Output of a remediation preview task: `true` when the fix is offered for approval."""
+PREVIEW_PARAM = "preview"
+"""Output of a remediation preview task: the Preview an approver sees (JSON)."""
+
+
 def sink_task(sink: str) -> str:
     return f"sink-{sink}"
 

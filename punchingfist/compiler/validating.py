@@ -19,6 +19,7 @@ from punchingfist.api.workflows import (
     CliAction,
     CliStep,
     ConditionalStep,
+    RemediationStep,
     Step,
     Tool,
 )
@@ -117,7 +118,23 @@ def _check_step(resource: str, step: Step, index: int, names: list[str]) -> tupl
             if step_name not in read:
                 read.append(step_name)
     _check_tools(resource, step, index)
+    if isinstance(step, RemediationStep) and step.remediation.fix_from is not None:
+        read.append(_check_fix_from(resource, step, index, earlier))
     return tuple(read)
+
+
+def _check_fix_from(resource: str, step: RemediationStep, index: int, earlier: list[str]) -> str:
+    """`fixFrom` names an earlier step (an agent step, whose `result.fix` is the action)."""
+    name = step.remediation.fix_from
+    assert name is not None
+    if name not in earlier:
+        where = "a later step or itself" if name == step.name else "no earlier step"
+        raise CompileError(
+            f"remediation.fixFrom {name!r} is {where}: name an earlier agent step",
+            resource=resource,
+            field=f"spec.steps[{index}].remediation.fixFrom",
+        )
+    return name
 
 
 def _check_cli_command(resource: str, field: str, template: Template) -> None:
@@ -143,6 +160,11 @@ def _step_templates(step: Step, index: int) -> Iterator[tuple[str, str]]:
             yield from _agent_templates(action, f"{base}.agent")
         elif isinstance(action, CliAction):
             yield f"{base}.cli.command", action.command
+    elif isinstance(step, RemediationStep):
+        if step.remediation.action is not None:
+            yield from _nested_templates(step.remediation.action, f"{base}.remediation.action")
+        if step.remediation.check.promql is not None:
+            yield f"{base}.remediation.check.promql.query", step.remediation.check.promql.query
 
 
 def _agent_templates(agent: AgentStep | AgentAction, base: str) -> Iterator[tuple[str, str]]:

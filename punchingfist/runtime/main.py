@@ -11,18 +11,21 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import ValidationError
 
 from punchingfist import __version__
 from punchingfist.api.runspec import (
     CONDITION_FILE,
+    OFFERED_FILE,
     OUTPUTS_FILE,
+    PREVIEW_FILE,
     RESULT_FILE,
     SPEC_ENV,
     SPEC_VERSION,
     StepResult,
+    TaskKind,
     TaskSpec,
 )
 from punchingfist.errors import NotSupportedYet, PunchingFistError, TemplateError
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_SUPPORTED = 0, 1, 2, 3
 WOULD_SEND_FILE = "would-send.json"
 """Beside a sink's result: the request a sink that is not configured would have sent."""
-KINDS = ("cli", "agent", "condition", "approval-request", "outputs", "sink")
+KINDS: tuple[str, ...] = get_args(TaskKind)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -218,6 +221,26 @@ def _delivered(name: str, kind: str, deliver: Callable[[], Delivery], files: _Fi
     return EXIT_FAILED if record.outcome == "failed" else EXIT_OK
 
 
+def _remediation_preview(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
+    from punchingfist.runtime.remediation import preview
+    from punchingfist.runtime.remediation.kube import Kube
+
+    result = preview(spec, environ, Kube(environ))
+    files.write_json(RESULT_FILE, result)
+    files.write_json(PREVIEW_FILE, result["result"].get("preview") or {})
+    files.write_text(OFFERED_FILE, "true" if result["result"].get("offered") else "false")
+    return EXIT_OK
+
+
+def _remediation(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
+    from punchingfist.runtime.remediation import apply
+    from punchingfist.runtime.remediation.kube import Kube
+
+    result = apply(spec, environ, Kube(environ))
+    files.write_json(RESULT_FILE, result)
+    return EXIT_OK if result["success"] else EXIT_FAILED
+
+
 def _failed(step: str, kind: str, error: str) -> dict[str, Any]:
     failed = StepResult(step=step, kind=kind, success=False, phase="Failed", error=error)
     return failed.model_dump(mode="json")
@@ -240,6 +263,8 @@ _RUNNERS: dict[str, Runner] = {
     "agent": _agent,
     "approval-request": _approval_request,
     "sink": _sink,
+    "remediation-preview": _remediation_preview,
+    "remediation": _remediation,
 }
 
 

@@ -57,7 +57,7 @@ def test_workflow_crd_accepts_rig_config_and_every_step_field() -> None:
     crd = yaml.safe_load(render_crds()["punchingfist.io_workflows.yaml"])
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     step = spec["properties"]["steps"]["items"]["properties"]
-    assert step["type"]["enum"] == ["cli", "agent", "conditional"]
+    assert step["type"]["enum"] == ["cli", "agent", "conditional", "remediation"]
     for field in (
         "command",
         "goal",
@@ -71,6 +71,7 @@ def test_workflow_crd_accepts_rig_config_and_every_step_field() -> None:
         "serviceAccount",
         "timeoutMinutes",
         "maxIterations",
+        "remediation",
     ):
         assert field in step, field
     assert spec["properties"]["steps"]["items"]["required"] == ["name", "type"]

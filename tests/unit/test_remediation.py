@@ -1,0 +1,427 @@
+"""Remediation steps (#25): the diff an approver reads, the revision rollout-undo goes back to,
+the verdict of a fix, the rollback patch, the step's validation and its compiled shape, and the
+refusals that happen before kubectl is ever run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from punchingfist.api import Workflow
+from punchingfist.api.actions import Action, ActionPolicy, AnyAction
+from punchingfist.api.runspec import RemediationTask, TaskSpec, result_env
+from punchingfist.api.workflows import RemediationCheck
+from punchingfist.compiler import compile_workflow
+from punchingfist.errors import CompileError, PunchingFistError
+from punchingfist.runtime.remediation import apply, preview
+from punchingfist.runtime.remediation.diffing import (
+    LAST_APPLIED,
+    bare,
+    diff,
+    digest,
+    expectation_holds,
+    revision_template,
+    verdict,
+)
+from punchingfist.runtime.remediation.kube import Kube
+from punchingfist.runtime.remediation.steps import rollback_patch
+from tests.builders import make_workflow
+
+NO_KUBECTL = Kube(env={"PATH": "/nonexistent"}, binary="/nonexistent/kubectl")
+"""A Kube that cannot run anything: the refusals below must never reach kubectl."""
+
+
+def deployment(memory: str = "512Mi", image: str = "shop/web:1.0") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "uid": "u-1",
+            "resourceVersion": "41",
+            "generation": 3,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {LAST_APPLIED: "{...}", "team": "shop"},
+        },
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "resources": {"limits": {"memory": memory}},
+                        }
+                    ]
+                },
+            },
+        },
+        "status": {"readyReplicas": 0, "replicas": 2},
+    }
+
+
+def action(**given: Any) -> AnyAction:
+    value: AnyAction = TypeAdapter(Action).validate_python(given)
+    return value
+
+
+# -- what an approver reads -----------------------------------------------------------------
+
+
+def test_bare_leaves_out_status_and_bookkeeping_but_keeps_the_content() -> None:
+    plain = bare(deployment())
+    assert "status" not in plain
+    assert set(plain["metadata"]) == {"name", "namespace", "annotations"}
+    assert plain["metadata"]["annotations"] == {"team": "shop"}
+    assert plain["spec"]["replicas"] == 2
+
+
+def test_the_diff_shows_the_memory_limit_change_and_nothing_else() -> None:
+    shown = diff(deployment("512Mi"), deployment("1Gi"), "deployment shop/web")
+    changed = [
+        line for line in shown.splitlines() if line[:1] in "+-" and line[:3] not in ("---", "+++")
+    ]
+    assert [line.replace(" ", "") for line in changed] == ["-memory:512Mi", "+memory:1Gi"]
+    assert "--- deployment shop/web (now)" in shown
+
+
+def test_the_diff_ignores_a_moved_version_and_status() -> None:
+    moved = deployment()
+    moved["metadata"]["resourceVersion"] = "99"
+    moved["status"] = {"readyReplicas": 2}
+    assert diff(deployment(), moved, "x") == ""
+    assert digest(deployment()) == digest(moved)
+    assert digest(deployment()) != digest(deployment("1Gi"))
+
+
+def test_a_deletion_diff_removes_the_whole_object() -> None:
+    shown = diff(deployment(), None, "pod shop/web-1")
+    removed = [line for line in shown.splitlines()[3:]]
+    assert "-kind: Deployment" in removed and all(line.startswith("-") for line in removed)
+
+
+# -- rollout-undo's revision ----------------------------------------------------------------
+
+
+def replicaset(revision: int, image: str) -> dict[str, Any]:
+    return {
+        "metadata": {"annotations": {"deployment.kubernetes.io/revision": str(revision)}},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "web", "pod-template-hash": f"h{revision}"}},
+                "spec": {"containers": [{"name": "web", "image": image}]},
+            }
+        },
+    }
+
+
+def test_undo_goes_back_to_the_previous_revision_without_the_template_hash() -> None:
+    sets = [replicaset(1, "web:1"), replicaset(3, "web:3"), replicaset(4, "web:4")]
+    revision, template = revision_template(sets, current=4, wanted=None)
+    assert revision == 3
+    assert template["spec"]["containers"][0]["image"] == "web:3"
+    assert template["metadata"]["labels"] == {"app": "web"}
+    assert revision_template(sets, current=4, wanted=1)[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("current", "wanted", "message"),
+    [(1, None, "no revision before"), (4, 2, "no revision 2"), (4, 4, "the current one")],
+)
+def test_undo_without_such_a_revision_says_so(
+    current: int, wanted: int | None, message: str
+) -> None:
+    sets = [replicaset(1, "web:1"), replicaset(4, "web:4")]
+    with pytest.raises(ValueError, match=message):
+        revision_template(sets if current > 1 else sets[:1], current=current, wanted=wanted)
+
+
+# -- the verdict --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("passed", "before", "after", "rolled_out", "expected"),
+    [
+        (True, 0, 2, True, "fixed"),
+        (False, 2, 2, True, "not fixed"),
+        (False, 2, 1, True, "made worse"),
+        (False, 1, 1, False, "made worse"),
+        (False, 0, 0, True, "not fixed"),
+    ],
+)
+def test_the_verdict(
+    passed: bool, before: int, after: int, rolled_out: bool, expected: str
+) -> None:
+    assert verdict(passed, before, after, rolled_out) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "expect", "holds"),
+    [
+        ([], "empty", True),
+        ([0.0], "empty", False),
+        ([0.0, 0.0], "== 0", True),
+        ([0.0, 2.0], "== 0", False),
+        ([], "== 0", False),
+        ([3.0], "< 5", True),
+        ([7.0], ">= 7", True),
+    ],
+)
+def test_promql_expectations(values: list[float], expect: str, holds: bool) -> None:
+    assert expectation_holds(values, expect) is holds
+
+
+# -- rollback -----------------------------------------------------------------------------
+
+
+def test_a_template_fix_is_rolled_back_by_template_and_replicas_guarded_by_generation() -> None:
+    fix = action(
+        action="set-image",
+        target={"kind": "Deployment", "namespace": "shop", "name": "web"},
+        container="web",
+        image="shop/web:nope",
+    )
+    saved = bare(deployment())
+    body = rollback_patch(fix, saved, 4)
+    assert body[0] == {"op": "test", "path": "/metadata/generation", "value": 4}
+    assert body[1] == {
+        "op": "replace",
+        "path": "/spec/template",
+        "value": saved["spec"]["template"],
+    }
+    assert body[2] == {"op": "replace", "path": "/spec/replicas", "value": 2}
+
+
+def test_cordon_and_a_configmap_patch_are_rolled_back_to_what_was_saved() -> None:
+    cordon = action(action="cordon", target={"kind": "Node", "name": "n1"})
+    assert rollback_patch(cordon, {"spec": {}}, None) == [
+        {"op": "add", "path": "/spec/unschedulable", "value": False}
+    ]
+    patch = action(
+        action="patch",
+        target={"kind": "ConfigMap", "namespace": "shop", "name": "cfg"},
+        patch={"data": {"mode": "fast"}},
+    )
+    saved = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "labels": {"a": "b"}},
+        "data": {"mode": "safe"},
+    }
+    body = rollback_patch(patch, saved, None)
+    assert {"op": "add", "path": "/data", "value": {"mode": "safe"}} in body
+    assert {"op": "add", "path": "/metadata/labels", "value": {"a": "b"}} in body
+
+
+# -- the step as written --------------------------------------------------------------------
+
+
+INVESTIGATE = {"name": "investigate", "type": "agent", "goal": "why?"}
+
+
+def remediation(**fields: Any) -> dict[str, Any]:
+    return {"name": "fix", "type": "remediation", "remediation": fields}
+
+
+def test_a_remediation_names_exactly_one_fix() -> None:
+    with pytest.raises(PunchingFistError, match="exactly one of `fixFrom` and `action`"):
+        make_workflow([INVESTIGATE, remediation()])
+    with pytest.raises(PunchingFistError, match="exactly one of `fixFrom` and `action`"):
+        make_workflow([INVESTIGATE, remediation(fixFrom="investigate", action={"action": "scale"})])
+
+
+def test_ask_is_not_supported_yet_and_says_what_to_use() -> None:
+    with pytest.raises(PunchingFistError, match="ask is not supported yet; use rollback"):
+        make_workflow([INVESTIGATE, remediation(fixFrom="investigate", onFailure="ask")])
+
+
+def test_a_declared_action_on_a_secret_is_refused_when_the_workflow_is_read() -> None:
+    secret = {
+        "action": "patch",
+        "target": {"kind": "Secret", "namespace": "shop", "name": "db"},
+        "patch": {"data": {"password": "x"}},
+    }
+    with pytest.raises(PunchingFistError, match="a Secret is never patched"):
+        make_workflow([remediation(action=secret)])
+
+
+def test_fix_from_must_be_an_earlier_step() -> None:
+    workflow = make_workflow([remediation(fixFrom="investigate"), INVESTIGATE])
+    with pytest.raises(CompileError, match="fixFrom 'investigate' is no earlier step"):
+        compile_workflow(workflow, {}, None)
+
+
+def compiled(workflow: Workflow) -> dict[str, dict[str, Any]]:
+    manifest = compile_workflow(workflow, {}, None).manifest
+    return {t["name"]: t for t in manifest["spec"]["templates"]}
+
+
+def dag(templates: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in templates["main"]["dag"]["tasks"]}
+
+
+def spec_of(template: dict[str, Any]) -> TaskSpec:
+    env = {e["name"]: e.get("value") for e in template["container"]["env"]}
+    return TaskSpec.decode(env["PF_SPEC"])
+
+
+def test_a_remediation_compiles_to_preview_gate_and_fix_as_the_remediator() -> None:
+    policy = {"policy": {"safety": {"allowedNamespaces": ["shop"]}}}
+    workflow = make_workflow([INVESTIGATE, {**remediation(fixFrom="investigate"), **policy}])
+    templates = compiled(workflow)
+    tasks = dag(templates)
+    assert list(tasks) == [
+        "investigate",
+        "fix-preview",
+        "fix-approval-request",
+        "fix-approval",
+        "fix",
+    ]
+    offered = "'{{tasks.fix-preview.outputs.parameters.offered}}' == 'true'"
+    assert tasks["fix-approval-request"]["when"] == offered
+    assert tasks["fix"]["when"] == (
+        offered + " && '{{tasks.fix-approval.outputs.parameters.approved}}' == 'true'"
+    )
+    assert tasks["fix"]["depends"] == "fix-approval"
+    for name in ("fix-preview", "fix"):
+        assert templates[name]["serviceAccountName"] == "punchingfist-remediator"
+        assert "retryStrategy" not in templates[name], "a fix is never retried by itself"
+    assert templates["fix-preview"]["container"]["command"] == ["pf-runtime", "remediation-preview"]
+    preview_spec, fix_spec = spec_of(templates["fix-preview"]), spec_of(templates["fix"])
+    assert fix_spec.kind == "remediation" and fix_spec.gated
+    assert fix_spec.inputs == ["investigate", "fix-preview"]
+    task = fix_spec.remediation
+    assert task is not None and task == preview_spec.remediation
+    assert task.fix_from == "investigate" and task.preview == "fix-preview"
+    assert task.policy.namespaces == ["shop"], "namespaces default to allowedNamespaces"
+    assert task.on_failure == "rollback" and not task.dry_run
+    outputs = {p["name"] for p in templates["fix-preview"]["outputs"]["parameters"]}
+    assert outputs == {"result", "offered", "preview"}
+
+
+def test_a_dry_run_workflow_has_no_gate_and_only_previews() -> None:
+    workflow = make_workflow([INVESTIGATE, remediation(fixFrom="investigate")], dryRun=True)
+    templates = compiled(workflow)
+    tasks = dag(templates)
+    assert list(tasks) == ["investigate", "fix-preview", "fix"]
+    assert "when" not in tasks["fix"]
+    task = spec_of(templates["fix"]).remediation
+    assert task is not None and task.dry_run
+
+
+# -- refusals before kubectl ---------------------------------------------------------------
+
+
+def task_spec(
+    given: Any, policy: ActionPolicy | None = None, dry_run: bool = False
+) -> tuple[TaskSpec, dict[str, str]]:
+    task = RemediationTask(
+        fix_from="investigate",
+        policy=policy or ActionPolicy(namespaces=["shop"]),
+        check=RemediationCheck(),
+        dry_run=dry_run,
+        account="punchingfist-remediator",
+        preview="fix-preview",
+    )
+    spec = TaskSpec(
+        kind="remediation-preview",
+        workflow="wf",
+        step="fix",
+        inputs=["investigate"],
+        remediation=task,
+    )
+    answer = {"step": "investigate", "kind": "agent", "success": True, "result": {"fix": given}}
+    return spec, {result_env("investigate"): json.dumps(answer), "PF_NAMESPACE": "pf"}
+
+
+SET_MEMORY = {
+    "action": "set-resources",
+    "target": {"kind": "Deployment", "namespace": "shop", "name": "web"},
+    "container": "web",
+    "limits": {"memory": "1Gi"},
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        (
+            {
+                "action": "patch",
+                "target": {"kind": "Secret", "namespace": "shop", "name": "db"},
+                "patch": {"data": {}},
+            },
+            "not a valid action: Value error, a Secret is never patched",
+        ),
+        (
+            {"action": "delete-namespace", "target": {"kind": "Namespace", "name": "shop"}},
+            "not a valid action",
+        ),
+        (
+            {**SET_MEMORY, "target": {**SET_MEMORY["target"], "namespace": "kube-system"}},
+            "kube-system is outside",
+        ),
+        ({**SET_MEMORY, "action": "scale", "replicas": 2, "container": None}, "not a valid action"),
+    ],
+)
+def test_an_action_outside_the_policy_is_never_offered(
+    given: Any, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec, environ = task_spec(given)
+    result = preview(spec, environ, NO_KUBECTL)
+    shown = result["result"]["preview"]
+    assert result["result"]["offered"] is False and shown["offered"] is False
+    assert reason in shown["refused"]
+    assert "NOT offered" in capsys.readouterr().out
+    applied = apply(
+        spec.model_copy(update={"kind": "remediation"}),
+        {**environ, result_env("fix-preview"): json.dumps(result), "PF_APPROVED": "true"},
+        NO_KUBECTL,
+    )
+    assert applied["success"] is False and applied["result"]["applied"] is False
+    assert applied["result"]["outcome"] == "not applied" and "not offered" in applied["error"]
+
+
+def test_no_fix_proposed_skips_the_fix() -> None:
+    spec, environ = task_spec(None)
+    result = preview(spec, environ, NO_KUBECTL)
+    assert result["result"] == {"offered": False, "skipped": True}
+    applied = apply(spec, {**environ, result_env("fix-preview"): json.dumps(result)}, NO_KUBECTL)
+    assert applied["success"] is True and applied["result"]["outcome"] == "no fix"
+
+
+def offered_preview() -> dict[str, Any]:
+    """The result of a preview task that offered SET_MEMORY."""
+    shown = {"action": SET_MEMORY, "description": "d", "command": "c", "target": "t"}
+    offered = {"preview": {**shown, "offered": True}, "offered": True}
+    kind = "remediation-preview"
+    return {"step": "fix-preview", "kind": kind, "success": True, "result": offered}
+
+
+def test_a_dry_run_records_the_preview_and_applies_nothing() -> None:
+    spec, environ = task_spec(SET_MEMORY, dry_run=True)
+    previewed = offered_preview()
+    applied = apply(spec, {**environ, result_env("fix-preview"): json.dumps(previewed)}, NO_KUBECTL)
+    assert applied["success"] is True
+    assert (
+        applied["result"]["outcome"] == "previewed (dry run)"
+        and applied["result"]["applied"] is False
+    )
+
+
+def test_an_unapproved_fix_is_not_applied() -> None:
+    spec, environ = task_spec(SET_MEMORY)
+    gated = spec.model_copy(update={"gated": True})
+    previewed = offered_preview()
+    applied = apply(
+        gated,
+        {**environ, result_env("fix-preview"): json.dumps(previewed), "PF_APPROVED": "false"},
+        NO_KUBECTL,
+    )
+    assert applied["success"] is False and "not approved" in applied["error"]
