@@ -9,6 +9,7 @@ from typing import Any
 
 from punchingfist.api.runspec import RunParameters
 from punchingfist.engine import NodeStatus, RunResult
+from punchingfist.runtime.agent.decisions import proposed_fix
 from punchingfist.runtime.sinks.findings import past_incident, seen_before_text
 
 STEP_LABEL = "punchingfist.io/step"
@@ -168,7 +169,7 @@ def _answer(answer: Mapping[str, Any], *, replayed: bool) -> list[str]:
             lines.append(f"     {label}: {answer[key]}")
     confidence = answer.get("confidence")
     if isinstance(confidence, (int, float)):
-        fix = f" | fix: {answer['fix_command']}" if answer.get("fix_command") else ""
+        fix = f" | fix: {shown}" if (shown := proposed_fix(answer)) else ""
         lines.append(
             f"     confidence: {confidence:.2f} | can auto-fix: {answer.get('can_auto_fix')}{fix}"
         )
@@ -182,7 +183,13 @@ def _answer(answer: Mapping[str, Any], *, replayed: bool) -> list[str]:
 def _call(call: Mapping[str, Any]) -> str:
     inner = call.get("call") or {}
     tool = inner.get("tool") or call.get("tool") or "?"
-    shown = " ".join(call.get("argv") or []) or inner.get("query") or inner.get("url") or ""
-    status = call.get("status", "?")
+    argv = call.get("argv") or []
+    if argv and argv[0] == tool:  # kubectl's argv names the tool itself
+        return _called(" ".join(argv), call)
+    shown = " ".join(argv) or inner.get("query") or inner.get("url") or ""
+    return _called(f"{tool} {shown}", call)
+
+
+def _called(shown: str, call: Mapping[str, Any]) -> str:
     error = f": {call['error']}" if call.get("error") else ""
-    return f"{tool} {shown} -> {status}{error}"[:300]
+    return f"{shown} -> {call.get('status', '?')}{error}"[:300]

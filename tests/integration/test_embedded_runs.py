@@ -177,9 +177,12 @@ def test_the_hostile_alert_through_the_whole_engine_executes_nothing(tmp_path: P
     assert "no cluster" in errors and "not in the allowed domains" in errors
     # Secrets, writes, a namespace delete or a raw argv cannot even be asked for in this step
     # (tests/unit/test_kubectl_tool.py, tests/unit/test_runtime.py).
-    # the model claimed it can fix it; the gate (no one at the terminal: denied) stopped it
-    (gate,) = report["approvals"]
-    assert gate["approved"] is False
+    # the model claimed it can fix it with a command it wrote: a fix is a typed action (#25),
+    # so its command is only text, can_auto_fix is false and no fix is even asked for
+    answer = steps["agent-investigation"]["result"]
+    assert answer["fix_command"] == "kubectl delete namespace production"
+    assert answer["can_auto_fix"] is False and answer["fix"] is None
+    assert report["approvals"] == []
     assert steps["resolution-attempt"]["phase"] != "Succeeded"
 
 

@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import TypeAdapter
 
+from punchingfist.api.actions import Action
 from punchingfist.runtime.agent.runner import run_agent_step
 from tests.agent_support import agent_spec, recorded_toolbox
 from tests.fakes.openai_server import fake_openai
 
+ACTION: TypeAdapter[Any] = TypeAdapter(Action)
 SCENARIOS = sorted((Path(__file__).parents[2] / "examples" / "scenarios").glob("*/scenario.yaml"))
 
 
@@ -48,6 +51,11 @@ def test_scenario(path: Path, mode: str) -> None:
         assert final[key] == value
     scripted = scenario["turns"][-1]["action"]
     assert final["summary"] == scripted["summary"]
+    # a proposed fix is the typed action the model gave; its command is derived, not written
+    assert "fix_command" not in scripted
+    given = scripted.get("fix") and ACTION.validate_python(scripted["fix"]).model_dump()
+    assert final["fix"] == given, "the fix is the model's action"
+    assert final["can_auto_fix"] is ("fix" in scripted and scripted["can_auto_fix"])
     assert set(final["evidence"]) <= {c[0] for c in calls}, "evidence cites unknown calls"
     assert result["iterations"] == len(scenario["turns"])
     assert result["usage"]["total_tokens"] > 0 and result["usage"]["cost_usd"] == 0.0

@@ -7,6 +7,8 @@
       KubectlCall   a typed kubectl action (runtime/tools/kubectl_calls.py), never an argv
       PromqlCall, CurlCall, RunbookCall (list, or read one by its listed name)
       a script's call, with the script's declared parameters (runtime/tools/scripts.py)
+    FinalAnswer.fix: the proposed fix as one typed action (api/actions.py), never a command:
+      `fix_command` is derived from it (for people to read) and `can_auto_fix` needs it
 
 The model class is built per step from the enabled tools, so a disabled tool cannot even be
 expressed; on the last turn the action can only be a FinalAnswer.
@@ -14,11 +16,22 @@ expressed; on the last turn the action can only be a FinalAnswer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
+from punchingfist.api.actions import Action, AnyAction, as_command, describe
 from punchingfist.runtime.tools.kubectl_calls import KubectlCall, KubectlReadCall
 from punchingfist.runtime.tools.runbook import NAME_PATTERN
 
@@ -65,10 +78,18 @@ class FinalAnswer(_Strict):
     summary: str = Field(description="One or two sentences for the on-call engineer.")
     problem_summary: str = Field(description="What exactly is wrong.")
     root_cause: str = Field(description="Why it happened, as far as the evidence shows.")
-    can_auto_fix: bool = Field(description="True only if one safe command would fix it.")
-    fix_command: str | None = Field(
-        default=None, description="The command that would fix it (it is not run by you)."
+    can_auto_fix: bool = Field(
+        description="True only if `fix`, one safe action, would fix it (false without a fix)."
     )
+    fix: Action | None = Field(
+        default=None,
+        description="The one typed action that would fix it, if any (a human approves it "
+        "after a dry run; you never apply it).",
+    )
+    fix_command: SkipJsonSchema[str | None] = None
+    """The kubectl command a human would type for `fix` (derived from it, for reading; kept for
+    workflows and records that read it). Not in the schema: a command the model writes is never
+    what a fix runs, and without `fix` it is only text and `can_auto_fix` is false."""
     confidence: float = Field(ge=0, le=1, description="0 to 1: how sure the evidence makes you.")
     escalation_notes: str = Field(description="What a human must know if this is escalated.")
     severity_assessment: Literal["critical", "warning", "info"] | None = Field(
@@ -86,6 +107,32 @@ class FinalAnswer(_Strict):
         max_length=100,
         description="The `id` of the similar past incident this answer relies on, if any.",
     )
+
+    @model_validator(mode="after")
+    def _fix_is_an_action(self) -> FinalAnswer:
+        if self.fix is None:
+            self.can_auto_fix = False
+        else:
+            self.fix_command = as_command(self.fix)
+        return self
+
+
+_FIX: TypeAdapter[Any] = TypeAdapter(Action)
+
+
+def proposed_fix(answer: Mapping[str, Any]) -> str | None:
+    """How reports and sinks show an answer's fix: the action's description and its command
+    (`describe(fix)` then the kubectl line), or the bare `fix_command` of an answer recorded
+    before fixes were actions; None without either."""
+    fix = answer.get("fix")
+    if isinstance(fix, Mapping):
+        try:
+            action: AnyAction = _FIX.validate_python(fix)
+        except ValidationError:
+            return None
+        return f"{describe(action)} (`{as_command(action)}`)"
+    command = answer.get("fix_command")
+    return str(command) if command else None
 
 
 _TOOL_CALLS_KIND: Any = Literal["tool_calls"]

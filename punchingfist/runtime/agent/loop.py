@@ -50,11 +50,13 @@ Rules you always follow:
 
 Tools you may call:
 {tools}
+
+{fixes}
 """
 READ_ONLY = (
     "This step is read-only: kubectl's write verbs (rollout-restart, rollout-undo, scale, "
-    "delete, set-resources) are refused. If a change would fix the problem, put the command "
-    "in fix_command and set can_auto_fix."
+    "delete, set-resources) are refused. If one change would fix the problem, propose it as "
+    "the final answer's `fix` (see Fixes) and set can_auto_fix."
 )
 APPROVED = (
     "A human approved this step: you may run the change the goal describes with kubectl's "
@@ -76,6 +78,19 @@ revision), rollout-status (resource, name).
 (replicas), delete (resource pod, name), set-resources (container; limits and requests as \
 {"cpu": "500m", "memory": "1Gi"}).
   Secrets and `all` are never readable."""
+FIXES = """\
+Fixes: the final answer's `fix` is one typed action on one object, never a command; a human \
+sees its server-side dry run and approves it, you never apply it. `target` is {"kind", \
+"namespace", "name"} (a Node has no namespace). Leave `fix` out (and can_auto_fix false) when \
+no single safe change would fix it, e.g.
+    {"action": "set-resources", "target": {"kind": "Deployment", "namespace": "shop", \
+"name": "web"}, "container": "app", "limits": {"memory": "1Gi"}}
+  Actions: scale (Deployment|StatefulSet|ReplicaSet; replicas), set-resources (a workload; \
+container; limits and/or requests with cpu, memory), set-image (a workload; container, image), \
+rollout-restart (Deployment|StatefulSet|DaemonSet), rollout-undo (Deployment; revision, default \
+the previous), patch (patch_type strategic with an object or json with a list of operations; \
+never Secrets, Namespaces, RBAC or Nodes; metadata only labels and annotations), delete-pod \
+(Pod), cordon and uncordon (Node). The step's policy may allow fewer."""
 _DESCRIPTIONS = {
     "kubectl": KUBECTL,
     "promql": "promql: Prometheus query; instant, or range with range_minutes.",
@@ -157,6 +172,7 @@ def system_prompt(
         write_rule=APPROVED if approved else READ_ONLY,
         parallel=MAX_PARALLEL_CALLS,
         tools="\n".join(lines) or "- none: answer from the context alone",
+        fixes=FIXES,
     )
 
 

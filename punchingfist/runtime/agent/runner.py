@@ -9,6 +9,7 @@ from typing import Any
 
 from punchingfist.api.runspec import AgentTask, TaskSpec
 from punchingfist.errors import TemplateError
+from punchingfist.runtime.agent.decisions import proposed_fix
 from punchingfist.runtime.agent.llm import LLMError, Model, ModelClient, with_overrides
 from punchingfist.runtime.agent.loop import run_loop
 from punchingfist.runtime.agent.replay import LABEL, ReplayClient, replay_path
@@ -206,7 +207,7 @@ def _print_summary(result: Mapping[str, Any]) -> None:
         print(f"   root cause: {final['root_cause']}")
         print(
             f"   confidence {final['confidence']:.2f} | can auto-fix: {final['can_auto_fix']}"
-            + (f" ({final['fix_command']})" if final.get("fix_command") else "")
+            + (f"\n   fix: {fix}" if (fix := proposed_fix(final)) else "")
         )
     else:
         print(f"❌ no answer: {result['error']}")

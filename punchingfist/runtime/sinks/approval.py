@@ -6,6 +6,11 @@ interactivity endpoint (`POST /slack/interactions`, punchingfist/server/approval
 that cannot be posted fails the task, which does not block the gate: it can still be answered
 with the REST API or `argo node set`, and the deadline means denied. What comes from the alert
 or the model is escaped (`mrkdwn`): it cannot mention anyone or disguise a link.
+
+The gate of a remediation step shows its preview (punchingfist.runtime.sinks.previews): the
+fix, its target, the server-side dry run's diff (cut to fit, with a marker), RBAC's verdict
+and the resourceVersion approved. A preview that is not offered says why, and has no Approve
+button.
 """
 
 from __future__ import annotations
@@ -15,12 +20,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from punchingfist.api.actions import Preview
 from punchingfist.api.runspec import ApprovalTask, TaskSpec
 from punchingfist.errors import TemplateError
 from punchingfist.runtime.context import BadTaskInput, build_context
 from punchingfist.runtime.sinks.delivery import Budget, Delivery, DeliveryFailed, say, secret
 from punchingfist.runtime.sinks.findings import gather
 from punchingfist.runtime.sinks.mrkdwn import escape
+from punchingfist.runtime.sinks.previews import (
+    cut_diff,
+    preview_from_env,
+    rbac_line,
+    why_not_offered,
+)
 from punchingfist.runtime.sinks.slack import Slack, link_line, replay_block
 from punchingfist.templating import compile_template
 
@@ -116,28 +128,54 @@ def approval_blocks(
             "type": "section",
             "text": {"type": "mrkdwn", "text": f"*Will run once approved*\n```{action[:2700]}```"},
         },
-        {
-            "type": "actions",
-            "block_id": f"pf_approval:{approval.gate}"[:255],
-            "elements": [
-                _button(
-                    "Approve",
-                    APPROVE_ACTION,
-                    button_value(run_name, approval.gate, "approve"),
-                    "primary",
-                ),
-                _button(
-                    "Deny", DENY_ACTION, button_value(run_name, approval.gate, "deny"), "danger"
-                ),
-            ],
-        },
     ]
+    preview = preview_from_env(spec.step or "", environ)
+    deny = button_value(run_name, approval.gate, "deny")
+    buttons = [_button("Deny", DENY_ACTION, deny, "danger")]
+    if preview is None or preview.offered:
+        approve = button_value(run_name, approval.gate, "approve")
+        buttons.insert(0, _button("Approve", APPROVE_ACTION, approve, "primary"))
+    if preview is not None:
+        blocks += preview_blocks(preview)
+    blocks.append(
+        {"type": "actions", "block_id": f"pf_approval:{approval.gate}"[:255], "elements": buttons}
+    )
     if findings.replayed:
         blocks.insert(1, replay_block())
     links = link_line(findings)
     if links:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": links}]})
     return blocks
+
+
+SECTION_CHARS = 3000
+"""Slack's limit on a section's text."""
+
+
+def preview_blocks(preview: Preview) -> list[dict[str, Any]]:
+    """The fix's preview: what changes on which object, the dry run, RBAC and the version
+    approved; the diff in a code block cut to fit (with a marker); why it is not offered."""
+    facts = [
+        f"*Fix* {escape(preview.description)}",
+        f"*Target* `{escape(preview.target)}` | *resourceVersion* "
+        f"`{escape(preview.resource_version or '-')}`",
+        f"*Dry run* {escape(preview.dry_run)}"
+        + (f": {escape(preview.dry_run_error)}" if preview.dry_run_error else "")
+        + f" | *RBAC* {escape(rbac_line(preview))}",
+    ]
+    why = why_not_offered(preview)
+    if why is not None:
+        facts.append(f"🚫 *Not offered:* {escape(why)}. There is nothing to approve.")
+    blocks = [_section("\n".join(facts)[: SECTION_CHARS - 100])]
+    if preview.diff:
+        # inside ``` Slack still reads entities; a ``` of the diff's own would end the block
+        text = escape(preview.diff).replace("```", "``\u200b`")
+        blocks.append(_section(f"*Diff*\n```{cut_diff(text, chars=SECTION_CHARS - 200)}```"))
+    return blocks
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _button(text: str, action_id: str, value: str, style: str) -> dict[str, Any]:

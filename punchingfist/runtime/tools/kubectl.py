@@ -100,7 +100,7 @@ def check(call: KubectlCall, policy: KubectlPolicy) -> str | None:
         what = "changes the cluster" if action.writes else "is set to need approval"
         return (
             f"kubectl {call.verb} {what} and needs a step behind an approved approval gate; "
-            "recommend it as `fix_command` in your final answer instead"
+            "propose it as the `fix` of your final answer instead"
         )
     allowed = policy.allowed_namespaces
     if allowed is not None and call.namespace not in allowed:

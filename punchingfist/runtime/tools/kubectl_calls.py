@@ -207,7 +207,7 @@ class KubectlCall(_Strict):
 
 class KubectlReadCall(KubectlCall):
     """Ask kubectl one thing (read only: this step is not behind an approved gate, so no verb
-    that changes the cluster exists here; recommend a fix as `fix_command` instead). Give
+    that changes the cluster exists here; propose a fix as the final answer's `fix`). Give
     `verb` and `namespace`, then only the fields that verb uses: get (resource; name,
     label_selector, field_selector, output), describe (resource; name, label_selector), logs
     (name of a pod, or resource+name of a workload, or label_selector; container, previous,
