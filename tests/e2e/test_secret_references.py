@@ -1,0 +1,145 @@
+"""e2e: the Argo executor resolves a run's secret references into the run's own Secret, on the
+real control plane (kube-apiserver, etcd, Argo's workflow-controller; no kubelet).
+
+The operator reads the references of the template (`env://` of its own environment, `k8s://`
+of a Secret in another namespace) when it submits a run, applies Secret `<run>-secrets` owned
+by the Argo Workflow, and Argo's controller creates the step pods with `secretKeyRef`s naming
+that Secret (it fills in `{{workflow.name}}`). A reference that cannot be read is a permanent
+submit error naming it, and neither the Workflow nor the Secret is created.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import uuid
+from typing import Any
+
+import pytest
+
+from punchingfist.api import load_resources
+from punchingfist.compiler import compile_resources
+from punchingfist.compiler.credentials import reference_key
+from punchingfist.executors.argo import ArgoExecutor
+from punchingfist.runs.dispatching import RunSubmission, SubmitError
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.test_controller_reconcile import eventually
+
+pytestmark = pytest.mark.timeout(300)
+
+RESOURCES = """
+apiVersion: punchingfist.io/v1alpha1
+kind: OperatorConfig
+metadata: {name: punchingfist-config}
+spec:
+  secrets: {llmApiKey: {secretRef: "%(slack)s"}}
+---
+apiVersion: punchingfist.io/v1alpha1
+kind: Workflow
+metadata: {name: %(name)s}
+spec:
+  steps: [{name: ask, type: agent, goal: "look"}]
+  sinks: [slack-%(name)s, hook-%(name)s]
+---
+apiVersion: punchingfist.io/v1alpha1
+kind: Sink
+metadata: {name: slack-%(name)s}
+spec:
+  type: slack
+  config: {channel: "#ops", botTokenSecret: {secretRef: "%(slack)s"}}
+---
+apiVersion: punchingfist.io/v1alpha1
+kind: Sink
+metadata: {name: hook-%(name)s}
+spec:
+  type: webhook
+  config: {url: "https://hooks.example.com/x", authSecret: {secretRef: "%(hook)s"}}
+"""
+
+
+def _get(plane: ControlPlane, kind: str, name: str, namespace: str) -> Any:
+    result = plane.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def _apply(plane: ControlPlane, slack: str, hook: str) -> str:
+    name = f"refs-{uuid.uuid4().hex[:8]}"
+    text = RESOURCES % {"name": name, "slack": slack, "hook": hook}
+    documents = [d for c in compile_resources(load_resources(text)) for d in c.documents]
+    plane.kubectl(
+        "apply",
+        "--server-side",
+        "-n",
+        plane.namespace,
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": documents}),
+    )
+    return name
+
+
+def test_the_operator_resolves_references_into_a_secret_owned_by_the_run(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plane, namespace = control_plane, control_plane.namespace
+    slack_token, hook_token = secrets.token_hex(16), secrets.token_hex(16)
+    monkeypatch.setenv("PF_E2E_SLACK_TOKEN", slack_token)
+    other = f"refs-src-{uuid.uuid4().hex[:6]}"
+    plane.kubectl("create", "namespace", other)
+    plane.kubectl(
+        "create", "secret", "generic", "hook", "-n", other, f"--from-literal=token={hook_token}"
+    )
+    slack_ref, hook_ref = "env://PF_E2E_SLACK_TOKEN", f"k8s://{other}/hook#token"
+    name = _apply(plane, slack_ref, hook_ref)
+    run = f"{name}-1"
+    ArgoExecutor(str(plane.kubeconfig)).submit(
+        RunSubmission(run, namespace, name, {"event": {"alert": {}}, "source": "e2e"})
+    )
+    workflow = _get(plane, "workflows.argoproj.io", run, namespace)
+    secret = _get(plane, "secret", f"{run}-secrets", namespace)
+    assert workflow is not None and secret is not None
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {reference_key(slack_ref): slack_token, reference_key(hook_ref): hook_token}
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "Workflow",
+        run,
+        workflow["metadata"]["uid"],
+    )
+
+    def pod_secret_names() -> set[str] | None:
+        """The Secrets the run's first pod (the agent step's) reads its env from: Argo's
+        controller creates it (with no kubelet it never starts)."""
+        listed = plane.get_json(
+            "pods", "-n", namespace, "-l", f"workflows.argoproj.io/workflow={run}"
+        )
+        names = {
+            variable["valueFrom"]["secretKeyRef"]["name"]
+            for pod in listed["items"]
+            for container in pod["spec"]["containers"]
+            for variable in container.get("env") or []
+            if "secretKeyRef" in (variable.get("valueFrom") or {})
+        }
+        return names or None
+
+    # Argo filled in {{workflow.name}}: the step reads the run's own Secret
+    assert eventually(pod_secret_names, "the agent step's pod") == {f"{run}-secrets"}
+    plane.kubectl("delete", "namespace", other, "--wait=false")
+
+
+def test_a_reference_that_cannot_be_read_fails_the_submission_naming_it(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plane, namespace = control_plane, control_plane.namespace
+    monkeypatch.delenv("PF_E2E_MISSING", raising=False)
+    name = _apply(plane, "env://PF_E2E_MISSING", "k8s://nowhere/nothing#token")
+    run = f"{name}-1"
+    with pytest.raises(SubmitError) as caught:
+        ArgoExecutor(str(plane.kubeconfig)).submit(
+            RunSubmission(run, namespace, name, {"event": {"alert": {}}, "source": "e2e"})
+        )
+    assert not caught.value.temporary
+    assert "env://PF_E2E_MISSING" in str(caught.value) or "k8s://nowhere" in str(caught.value)
+    assert _get(plane, "workflows.argoproj.io", run, namespace) is None
+    assert _get(plane, "secret", f"{run}-secrets", namespace) is None
