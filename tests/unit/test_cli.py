@@ -97,9 +97,14 @@ def test_bad_input_exits_1_with_a_clear_message_and_no_traceback(text: str, expe
 
 
 def test_several_operator_configs_need_a_choice() -> None:
-    result = run("compile", "-f", str(EXAMPLES))
+    resources = [
+        arg
+        for kind in ("workflows", "sinks", "sources", "operatorconfigs")
+        for arg in ("-f", str(EXAMPLES / kind))
+    ]
+    result = run("compile", *resources)
     assert result.returncode == 1 and "--operator-config" in result.stderr
-    result = run("compile", "-f", str(EXAMPLES), "--operator-config", "punchingfist-config")
+    result = run("compile", *resources, "--operator-config", "punchingfist-config")
     assert result.returncode == 0, result.stderr
 
 
