@@ -20,6 +20,7 @@ from punchingfist.engine import Approver, AutoApprover, PromptApprover, SilentOb
 from punchingfist.errors import PunchingFistError
 from punchingfist.executors.setup import choose_model, event_parameters, gather_secrets
 from punchingfist.runs.report import investigation, render
+from punchingfist.secrets import SecretResolver
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,7 +165,9 @@ def run_command(args: Any, resources: list[Resource[Any]]) -> int:
             file=sys.stderr,
         )
     secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
-    secrets = gather_secrets(compiled.manifest, compiled.objects, environ, secrets_dir)
+    config = next((r.spec for r in resources if isinstance(r, OperatorConfig)), None)
+    resolver = SecretResolver.for_config(config, environ=environ)  # its secretManager
+    secrets = gather_secrets(compiled.manifest, compiled.objects, environ, secrets_dir, resolver)
     # Absolute: each step process runs in its own directory, and a relative path would put its
     # result files below that one instead of where the engine reads them.
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="punchingfist-run-")).resolve()

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import secrets
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -365,3 +366,55 @@ def test_the_webhook_and_approver_tokens_are_re_read_when_rotated(
         assert approvals(new_alice) == 200 and approvals(old_alice) == 401
         assert slack(new_signing) != 401 and slack(old_signing) == 401
     assembly.state.engine.dispose()
+
+
+@pytest.mark.timeout(300)
+def test_punchingfist_run_reads_the_reference_from_the_configs_manager(
+    manager: Manager, tmp_path: Path
+) -> None:
+    """`punchingfist run -f ...` with the OperatorConfig's secretManager: the token reaches the
+    sink; a reference to a secret that is not there stops the run before any step."""
+    token = f"xoxb-{secrets.token_hex(12)}"
+    manager.put(token)
+    config = {
+        "apiVersion": "punchingfist.io/v1alpha1",
+        "kind": "OperatorConfig",
+        "metadata": {"name": "pf"},
+        "spec": {"secretManager": manager.config},
+    }
+    missing = manager.reference.replace("slack", "nothing-here")
+    for name, reference in (("found", manager.reference), ("missing", missing)):
+        (tmp_path / f"{name}.yaml").write_text(WORKFLOW % reference + "---\n" + json.dumps(config))
+    with FakeSlack(token, {"C0123456": "ops"}) as slack:
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(tmp_path / "home"),
+            "PYTHONPATH": str(EXAMPLES.parent),
+            "PF_SINK_BUDGET_SECONDS": "5",
+            "SLACK_API_URL": f"{slack.url}/api/",
+            **manager.env,
+        }
+
+        def run(name: str) -> subprocess.CompletedProcess[str]:
+            event = str(EXAMPLES / "alerts" / "pod-crashlooping.json")
+            workdir = ["--output", "json", "--workdir", str(tmp_path / name)]
+            argv = ["run", "-f", str(tmp_path / f"{name}.yaml"), "--event", event, *workdir]
+            return subprocess.run(
+                [sys.executable, "-m", "punchingfist.cli", *argv],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+                check=False,
+            )
+
+        found = run("found")
+        assert found.returncode == 0, found.stderr
+        (sink,) = json.loads(found.stdout)["sinks"]
+        assert sink["outcome"] == "delivered" and len(slack.messages) == 1
+        assert token not in found.stdout + found.stderr
+
+        stopped = run("missing")
+        assert stopped.returncode != 0 and "Traceback" not in stopped.stderr
+        assert missing in stopped.stderr and "not found" in stopped.stderr
+        assert not (tmp_path / "missing").exists() and len(slack.messages) == 1
