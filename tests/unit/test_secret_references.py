@@ -18,6 +18,7 @@ from punchingfist.errors import InvalidResource
 from punchingfist.executors.setup import gather_secrets
 from punchingfist.secrets import SecretAccess, SecretError, SecretResolver, parse_reference
 from punchingfist.secrets.providers import AzureProvider, vault_mount
+from punchingfist.server.state import SecretStore
 
 
 @pytest.mark.parametrize(
@@ -198,3 +199,14 @@ def test_local_runs_resolve_references_into_the_runs_secret() -> None:
     assert secrets == {f"{{{{workflow.name}}}}-secrets/{reference_key('env://PF_TOKEN')}": "xoxb-1"}
     with pytest.raises(SecretError, match="env://PF_TOKEN: not found"):
         gather_secrets(compiled.manifest, compiled.objects, {})
+
+
+def test_the_servers_secret_store_resolves_references_and_json_objects_of_tokens() -> None:
+    """A webhook or sink token given as a reference, and approver tokens kept as a JSON object
+    in one managed secret (spec.approvals.tokensSecret: env://... here)."""
+    environ = {"HOOK": "hook-token", "APPROVERS": json.dumps({"alice": "a-token", "bob": ""})}
+    store = SecretStore(resolver=SecretResolver(environ=environ))
+    assert store.get("env://HOOK", "token") == "hook-token"
+    assert store.get("env://MISSING", "token") is None  # logged, naming it
+    assert store.keys("env://APPROVERS") == {"alice": "a-token", "bob": ""}
+    assert store.keys("env://HOOK") == {}  # not a JSON object: logged, no tokens
