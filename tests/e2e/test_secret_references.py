@@ -5,26 +5,35 @@ The operator reads the references of the template (`env://` of its own environme
 of a Secret in another namespace) when it submits a run, applies Secret `<run>-secrets` owned
 by the Argo Workflow, and Argo's controller creates the step pods with `secretKeyRef`s naming
 that Secret (it fills in `{{workflow.name}}`). A reference that cannot be read is a permanent
-submit error naming it, and neither the Workflow nor the Secret is created.
+submit error naming it, and neither the Workflow nor the Secret is created. With Vault's
+Kubernetes auth the operator logs in with its ServiceAccount token, reviewed by our API server.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from punchingfist.api import load_resources
+from punchingfist.api.operatorconfigs import OperatorConfigSpec
 from punchingfist.compiler import compile_resources
 from punchingfist.compiler.credentials import reference_key
 from punchingfist.executors.argo import ArgoExecutor
 from punchingfist.runs.dispatching import RunSubmission, SubmitError
+from punchingfist.secrets import SecretError, SecretResolver
+from tests.conftest import unavailable
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.test_controller_reconcile import eventually
+from tests.integration import secret_servers
+from tests.integration.servers import Unavailable
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -143,3 +152,80 @@ def test_a_reference_that_cannot_be_read_fails_the_submission_naming_it(
     assert "env://PF_E2E_MISSING" in str(caught.value) or "k8s://nowhere" in str(caught.value)
     assert _get(plane, "workflows.argoproj.io", run, namespace) is None
     assert _get(plane, "secret", f"{run}-secrets", namespace) is None
+
+
+@contextlib.contextmanager
+def vault_dev() -> Iterator[secret_servers.VaultDev]:
+    """The Vault dev server; skipped (failed in CI) when `make vault` has not built it."""
+    try:
+        with secret_servers.vault_dev() as server:
+            yield server
+    except Unavailable as error:
+        unavailable(str(error), "e2e")
+
+
+VAULT_POLICY = 'path "secret/data/punchingfist/*" { capabilities = ["read"] }'
+
+
+def test_the_operator_logs_in_to_vault_with_its_service_account(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Vault's Kubernetes auth against our real API server: the operator's ServiceAccount token
+    (a file, as Kubernetes mounts it) logs in with `secretManager.role` and reads KV v2 under
+    `secretPath`; a role whose policy does not cover the path is refused, naming the
+    reference."""
+    plane, namespace = control_plane, control_plane.namespace
+    account = f"vault-{uuid.uuid4().hex[:6]}"
+    plane.kubectl("create", "serviceaccount", account, "-n", namespace)
+    plane.kubectl(  # Vault reviews the login token with the token itself (TokenReview)
+        "create",
+        "clusterrolebinding",
+        f"{account}-reviewer",
+        "--clusterrole=system:auth-delegator",
+        f"--serviceaccount={namespace}:{account}",
+    )
+    jwt = tmp_path / "token"
+    jwt.write_text(plane.kubectl("create", "token", account, "-n", namespace).stdout.strip())
+    value = secrets.token_hex(16)
+    reference = "vault://slack#bot-token"
+    with vault_dev() as server:
+        server.api("POST", "sys/auth/kubernetes", {"type": "kubernetes"})
+        ca = Path(plane.pki.path("ca.crt")).read_text()
+        server.api(
+            "POST",
+            "auth/kubernetes/config",
+            {"kubernetes_host": plane.server, "kubernetes_ca_cert": ca},
+        )
+        server.api("PUT", "sys/policies/acl/pf-read", {"policy": VAULT_POLICY})
+        for role, policies in (("punchingfist-agent", ["pf-read"]), ("no-rights", ["default"])):
+            server.api(
+                "POST",
+                f"auth/kubernetes/role/{role}",
+                {
+                    "bound_service_account_names": [account],
+                    "bound_service_account_namespaces": [namespace],
+                    "token_policies": policies,
+                    "token_ttl": "10m",
+                },
+            )
+        server.put("punchingfist/slack", {"bot-token": value})
+
+        def resolver(role: str) -> SecretResolver:
+            spec = OperatorConfigSpec.model_validate(
+                {
+                    "secretManager": {
+                        "type": "vault",
+                        "endpoint": server.url,
+                        "authMethod": "kubernetes",
+                        "role": role,
+                        "secretPath": "secret/data/punchingfist",
+                    }
+                }
+            )
+            environ = {"PUNCHINGFIST_VAULT_JWT_FILE": str(jwt)}
+            return SecretResolver.for_config(spec, environ=environ)
+
+        assert resolver("punchingfist-agent").resolve(reference, "operator") == value
+        with pytest.raises(SecretError) as caught:
+            resolver("no-rights").resolve(reference, "operator")
+        assert reference in str(caught.value) and value not in str(caught.value)
