@@ -1,4 +1,9 @@
-"""`punchingfist approve`: answer a run's approval gate, on the cluster or through the server."""
+"""`punchingfist approve`: answer a run's approval gate, on the cluster or through the server.
+
+The gate of a remediation step has a preview of its fix (the action, the target, the dry run's
+diff, RBAC, the resourceVersion): it is printed before the answer is sent (`--show` prints it
+and answers nothing), and a fix that is not offered cannot be approved.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from punchingfist.api.actions import Preview
 from punchingfist.cli.exit_codes import EXIT_OK
+from punchingfist.compiler.naming import PREVIEW_PARAM, RESULT_PARAM, preview_task
 from punchingfist.errors import PunchingFistError
 from punchingfist.kube import context_namespace
+from punchingfist.runtime.sinks.previews import parse_preview, preview_text, why_not_offered
 
 if TYPE_CHECKING:
     from punchingfist.executors.argo import ArgoExecutor
@@ -33,6 +41,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--step", metavar="NAME", help="the gated step (default: the one gate the run waits at)"
     )
     approve.add_argument("--deny", action="store_true", help="deny instead of approving")
+    approve.add_argument(
+        "--show",
+        action="store_true",
+        help="print the gate's preview of the fix (diff, RBAC, resourceVersion) and answer nothing",
+    )
     approve.add_argument("--comment", default="", help="a note kept with the decision")
     where = approve.add_mutually_exclusive_group()
     where.add_argument(
@@ -66,6 +79,8 @@ def _approve(args: argparse.Namespace) -> int:
     argo = ArgoExecutor(args.kubeconfig)
     try:
         gate = _gate(args.run, args.step, argo.waiting_gates(args.run, namespace))
+        if _shown(args, gate, _cluster_preview(argo, args.run, namespace, gate)):
+            return EXIT_OK
         approver = argo.whoami()
         allowed = _approvers(argo, namespace)
         if allowed and approver not in allowed:
@@ -85,6 +100,44 @@ def _approve(args: argparse.Namespace) -> int:
         raise PunchingFistError(str(error)) from error
     print(f"{'denied' if args.deny else 'approved'}: {args.run} / {gate} (as {approver})")
     return EXIT_OK
+
+
+def _shown(args: argparse.Namespace, gate: str, preview: Preview | None) -> bool:
+    """Print the gate's preview; True when that is all to do (`--show`). Approving a fix that
+    is not offered is refused here, before anything is sent."""
+    if preview is not None:
+        print(f"{args.run} / {gate}: the fix to approve\n{preview_text(preview, lines=None)}")
+    elif args.show:
+        print(f"{args.run} / {gate}: no preview (this gate does not gate a remediation fix)")
+    if args.show:
+        return True
+    why = why_not_offered(preview) if preview is not None and not args.deny else None
+    if why is not None:
+        raise PunchingFistError(f"the fix is not offered, so it cannot be approved: {why}")
+    return False
+
+
+def _cluster_preview(argo: ArgoExecutor, run: str, namespace: str, gate: str) -> Preview | None:
+    """The preview task's output of the gated step, read from the Argo Workflow's nodes."""
+    import json
+
+    task = preview_task(gate.removesuffix("-approval"))
+    nodes = (argo.get(run, namespace).get("status") or {}).get("nodes") or {}
+    for node in nodes.values():
+        if node.get("displayName") != task:
+            continue
+        outputs = {
+            p.get("name"): p.get("value")
+            for p in (node.get("outputs") or {}).get("parameters") or []
+        }
+        for name in (PREVIEW_PARAM, RESULT_PARAM):
+            try:
+                shown = parse_preview(json.loads(outputs.get(name) or "null"))
+            except ValueError:
+                shown = None
+            if shown is not None:
+                return shown
+    return None
 
 
 def _gate(run: str, step: str | None, waiting: list[str]) -> str:
@@ -157,6 +210,8 @@ def _approve_by_server(args: argparse.Namespace) -> int:
                     if a.get("decision") == "pending"
                 ]
                 gate = _gate(args.run, None, waiting)
+            if _shown(args, gate, _server_preview(http, args.run, gate)):
+                return EXIT_OK
             body = {"decision": "deny" if args.deny else "approve", "comment": args.comment}
             if approver:
                 body["approver"] = approver
@@ -167,6 +222,15 @@ def _approve_by_server(args: argparse.Namespace) -> int:
     record = answer.json()
     print(f"{record['decision']}: {args.run} / {gate} (as {record['approver']})")
     return EXIT_OK
+
+
+def _server_preview(http: Any, run: str, gate: str) -> Preview | None:
+    """The gate's preview as the server has it (a server without the endpoint: none)."""
+    found = http.get(f"/api/v1/runs/{run}/approvals/{gate}")
+    if found.status_code == 404:
+        return None
+    _check(found, run)
+    return parse_preview(found.json().get("preview"))
 
 
 def _check(response: Any, run: str) -> None:

@@ -32,10 +32,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from punchingfist.api.actions import Preview
 from punchingfist.api.runspec import StepResult
-from punchingfist.compiler.naming import OUTPUTS_PARAM, OUTPUTS_TASK, RESULT_PARAM
+from punchingfist.compiler.naming import OUTPUTS_PARAM, OUTPUTS_TASK, RESULT_PARAM, preview_task
 from punchingfist.memory.remember import live_answer, remember
 from punchingfist.runs.metrics import Metrics
+from punchingfist.runtime.sinks.previews import parse_preview
 from punchingfist.store import Alert, Approval, RunStep, SinkDelivery, WorkflowRun
 
 log = logging.getLogger("punchingfist.recording")
@@ -202,6 +204,7 @@ class Recorder:
                 self._approval(run, node, observation.executor)
         if outputs is not None:
             run.outputs = {**(run.outputs or {}), **outputs}
+        self._previews(run, steps)
         if not finished_before and run.finished_at is not None and phase != "Succeeded":
             run.error = _why(observation.message, steps)
         self._alert(run, alert, steps, outputs)
@@ -251,6 +254,7 @@ class Recorder:
         )
         steps = self._steps(run)
         self._step(run, steps, node)
+        self._previews(run, steps)
         alert = self._alert_of(run)
         self._alert(run, alert, steps, None)
         if run.finished_at is not None:  # reported after its run finished: remembered too
@@ -278,10 +282,29 @@ class Recorder:
         if record is None:
             record = Approval(run_id=run.id, gate=gate, step_name=gate.removesuffix("-approval"))
             self.session.add(record)
+        shown = self.preview(run, record.step_name)
+        if shown is not None:
+            record.preview = shown.model_dump(mode="json")
         record.decision = "approved" if approved else "denied"
         record.approver, record.comment, record.channel = approver, comment, channel
         record.decided_at = datetime.now(UTC)
+        if approved and shown is not None:
+            record.approved_resource_version = shown.resource_version
         return record
+
+    def preview(self, run: WorkflowRun, step: str) -> Preview | None:
+        """The preview of remediation step `step`'s fix: its `<step>-preview` task's result,
+        else what its gate recorded; None for a gate without one."""
+        task = self.session.scalars(
+            select(RunStep).where(RunStep.run_id == run.id, RunStep.name == preview_task(step))
+        ).first()
+        shown = parse_preview(task.result) if task is not None else None
+        if shown is None:
+            gate = self.session.scalars(
+                select(Approval).where(Approval.run_id == run.id, Approval.step_name == step)
+            ).first()
+            shown = parse_preview(gate.preview) if gate is not None else None
+        return shown
 
     # -- the parts ------------------------------------------------------------------------
 
@@ -426,6 +449,17 @@ class Recorder:
         )
         self.session.flush()
         self.metrics.sink_deliveries.labels(sink, outcome).inc()
+
+    def _previews(self, run: WorkflowRun, steps: dict[str, RunStep]) -> None:
+        """Pending gates of remediation steps get their preview once its task has reported."""
+        query = select(Approval).where(Approval.run_id == run.id, Approval.decision == "pending")
+        for gate in self.session.scalars(query):
+            if gate.preview:
+                continue
+            task = steps.get(preview_task(gate.step_name))
+            shown = parse_preview(task.result) if task is not None else None
+            if shown is not None:
+                gate.preview = shown.model_dump(mode="json")
 
     def _gate(self, run: WorkflowRun, gate: str) -> Approval | None:
         return self.session.scalars(

@@ -1,5 +1,9 @@
 """Approval gates (D5): list pending ones, decide by REST or by Slack button, resume the run.
 
+The gate of a remediation step shows the fix's preview (`preview`, recorded with the approval);
+a fix that is not offered (the policy, the dry run or RBAC said no) cannot be approved on any
+path (409 with the reason), and approving one records the resourceVersion it was previewed at.
+
 A decision resumes the run's suspend node through the executor (Argo: the node's outputs
 `approved`/`approver`/`comment` are set and the node is marked done, as `argo node set` and
 `argo resume` do). Only then is it recorded; who decided is always recorded and checked against
@@ -22,6 +26,7 @@ from sqlalchemy import select
 
 from punchingfist.runs.dispatching import SubmitError
 from punchingfist.runs.recording import Recorder
+from punchingfist.runtime.sinks.previews import why_not_offered
 from punchingfist.server import feedback
 from punchingfist.server import reads as records
 from punchingfist.server.access import Caller, Permission
@@ -61,6 +66,11 @@ def decide(
         ).first()
         if earlier is not None and earlier.decision != "pending":
             return problem(409, f"already {earlier.decision} by {earlier.approver}")
+        step = earlier.step_name if earlier is not None else gate.removesuffix("-approval")
+        shown = Recorder(session).preview(run, step)
+        why = why_not_offered(shown) if approved and shown is not None else None
+        if why is not None:
+            return problem(409, f"the fix is not offered, so it cannot be approved: {why}")
         namespace = run.namespace
     try:
         resume(
@@ -180,6 +190,28 @@ def router(state: ServerState) -> APIRouter:
             return caller
         with state.sessions() as session:
             return {"items": records.approvals(session, decision)}
+
+    @routes.get("/api/v1/runs/{run_name}/approvals/{gate}", tags=["approvals"])
+    async def approval(run_name: str, gate: str, request: Request) -> Any:
+        """One gate of a run, with the preview of the fix it gates (`preview`, from the
+        remediation step's preview task when the gate has not recorded it yet). Needs `get` on
+        `runs.punchingfist.io/<run>`."""
+        caller = await admit(state, request, Permission("get", "runs", run_name))
+        if isinstance(caller, JSONResponse):
+            return caller
+        with state.sessions() as session:
+            run = WorkflowRun.named(session, run_name)
+            record = None
+            if run is not None:
+                query = select(Approval).where(Approval.run_id == run.id, Approval.gate == gate)
+                record = session.scalars(query).first()
+            if run is None or record is None:
+                return problem(404, f"no approval gate {gate!r} in run {run_name!r}")
+            view = row(record) | {"run": run_name}
+            if view["preview"] is None:
+                shown = Recorder(session).preview(run, record.step_name)
+                view["preview"] = shown.model_dump(mode="json") if shown else None
+            return view
 
     @routes.post("/api/v1/runs/{run_name}/approvals/{gate}", tags=["approvals"])
     async def answer(run_name: str, gate: str, request: Request) -> JSONResponse:

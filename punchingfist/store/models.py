@@ -282,6 +282,10 @@ class Approval(Base):
     channel: Mapped[str | None] = mapped_column(String(20))  # slack, api, cli, timeout
     requested_at: Mapped[datetime] = _created()
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    preview: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """A remediation step's gate: the fix's preview as the approver saw it (api.actions.Preview)."""
+    approved_resource_version: Mapped[str | None] = mapped_column(String(100))
+    """The preview's resourceVersion when it was approved: the fix applies only to it."""
 
 
 DOCUMENT_FIELDS = ("alert_name", "summary", "root_cause", "fix", "resolution_notes")
