@@ -5,9 +5,13 @@ refusals that happen before kubectl is ever run."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import TypeAdapter
 
 from punchingfist.api import Workflow
@@ -29,7 +33,9 @@ from punchingfist.runtime.remediation.diffing import (
 from punchingfist.runtime.remediation.kube import Kube
 from punchingfist.runtime.remediation.steps import rollback_patch
 from tests.builders import make_workflow
+from tests.conftest import EXAMPLES
 
+PUNCHINGFIST = str(Path(sys.executable).with_name("punchingfist"))
 NO_KUBECTL = Kube(env={"PATH": "/nonexistent"}, binary="/nonexistent/kubectl")
 """A Kube that cannot run anything: the refusals below must never reach kubectl."""
 
@@ -425,3 +431,39 @@ def test_an_unapproved_fix_is_not_applied() -> None:
         NO_KUBECTL,
     )
     assert applied["success"] is False and "not approved" in applied["error"]
+
+
+def test_punchingfist_run_dry_run_previews_and_never_asks(tmp_path: Path) -> None:
+    declared = {**SET_MEMORY, "container": "{{ .source.data.alert.labels.container }}"}
+    workflow = {
+        "apiVersion": "punchingfist.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "fix-it"},
+        "spec": {"steps": [remediation(action=declared)]},
+    }
+    (tmp_path / "wf.yaml").write_text(yaml.safe_dump(workflow))
+    alert = str(EXAMPLES / "alerts" / "pod-crashlooping.json")
+    args = ["run", "-f", str(tmp_path / "wf.yaml"), "--event", alert]
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": "/nonexistent"}
+    runs = {}
+    for mode in ("--dry-run", "--approve"):
+        done = subprocess.run(
+            [PUNCHINGFIST, *args, mode, "-o", "json", "-q"],
+            capture_output=True,
+            text=True,
+            env=environ,
+            timeout=120,
+            check=False,
+        )
+        runs[mode] = json.loads(done.stdout)
+    dry = {step["step"]: step for step in runs["--dry-run"]["steps"]}
+    assert runs["--dry-run"]["approvals"] == [], "a dry run has no gate"
+    outcome = dry["fix"]["result"]["outcome"]
+    assert outcome.startswith("previewed (dry run), not offered: ")
+    assert dry["fix"]["result"]["preview"]["action"]["container"] == "my-app", "rendered"
+    assert dry["fix"]["result"]["applied"] is False
+    # Without --dry-run the same fix, which no API server could dry-run here, is never offered:
+    # no approval is asked and the fix task does not run.
+    wet = {step["step"]: step for step in runs["--approve"]["steps"]}
+    assert runs["--approve"]["approvals"] == []
+    assert wet["fix"]["phase"] == "Skipped", wet["fix"]

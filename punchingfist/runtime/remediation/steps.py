@@ -215,11 +215,15 @@ def apply(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str, A
     shown = Preview.model_validate(previewed["preview"])
     record: dict[str, Any] = {"preview": shown.model_dump(mode="json"), "applied": False}
     if task.dry_run:
-        _say(f"dry run (spec.dryRun): previewed only, nothing applied: {shown.description}")
-        return _result(step, "remediation", True, {**record, "outcome": "previewed (dry run)"})
+        outcome = "previewed (dry run)"
+        if not shown.offered:
+            outcome += f", not offered: {_why_not(shown)}"
+        _say(f"dry run (spec.dryRun): {shown.description}: {outcome}; nothing applied")
+        return _result(step, "remediation", True, {**record, "outcome": outcome})
     if not shown.offered:
-        why = shown.refused or shown.dry_run_error or (shown.rbac.reason if shown.rbac else "")
-        return _refused(step, record, f"the fix was not offered ({why}): nothing applied")
+        return _refused(
+            step, record, f"the fix was not offered ({_why_not(shown)}): nothing applied"
+        )
     if spec.gated and environ.get("PF_APPROVED") != "true":
         return _refused(step, record, "the fix was not approved: nothing applied")
     action: AnyAction = _ACTION.validate_python(shown.action)
@@ -266,6 +270,10 @@ def apply(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str, A
     return _result(
         step, "remediation", outcome == "fixed", record, None if outcome == "fixed" else final
     )
+
+
+def _why_not(shown: Preview) -> str:
+    return shown.refused or shown.dry_run_error or (shown.rbac.reason if shown.rbac else "")
 
 
 def _refused(step: str, record: dict[str, Any], why: str) -> dict[str, Any]:
