@@ -127,7 +127,7 @@ class Remediation:
     def _run(self, kind: str, environ: dict[str, str], directory: str) -> dict[str, Any]:
         inputs = ["investigate"] + (["fix-preview"] if kind == "remediation" else [])
         spec = TaskSpec(
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             workflow="safe-remediation",
             step="fix",
             inputs=inputs,

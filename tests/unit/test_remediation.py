@@ -346,9 +346,10 @@ def task_spec(
     return spec, {result_env("investigate"): json.dumps(answer), "PF_NAMESPACE": "pf"}
 
 
-SET_MEMORY = {
+WEB = {"kind": "Deployment", "namespace": "shop", "name": "web"}
+SET_MEMORY: dict[str, Any] = {
     "action": "set-resources",
-    "target": {"kind": "Deployment", "namespace": "shop", "name": "web"},
+    "target": WEB,
     "container": "web",
     "limits": {"memory": "1Gi"},
 }
@@ -370,7 +371,7 @@ SET_MEMORY = {
             "not a valid action",
         ),
         (
-            {**SET_MEMORY, "target": {**SET_MEMORY["target"], "namespace": "kube-system"}},
+            {**SET_MEMORY, "target": {**WEB, "namespace": "kube-system"}},
             "kube-system is outside",
         ),
         ({**SET_MEMORY, "action": "scale", "replicas": 2, "container": None}, "not a valid action"),
