@@ -34,7 +34,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import ChainableUndefined, Environment, PackageLoader
 
+from punchingfist.runtime.agent.decisions import proposed_fix
 from punchingfist.runtime.sinks.findings import ARGO_UI_ENV
+from punchingfist.runtime.sinks.previews import parse_preview, rbac_line, why_not_offered
 from punchingfist.server import reads as records
 from punchingfist.server.access import Caller, Permission, check
 from punchingfist.server.approvals import SPEAKS_FOR_OTHERS, answer_as
@@ -89,7 +91,23 @@ def when(value: Any) -> str:
         return value
 
 
-_templates.filters.update(url=url, link=link, when=when)
+def fix_preview(value: Any) -> dict[str, Any] | None:
+    """A gate's stored preview (#25) as its card shows it: the Preview, why it is not offered
+    (None when it is) and RBAC's verdict in words; None for a gate without one."""
+    shown = parse_preview(value)
+    if shown is None:
+        return None
+    return {"p": shown, "why": why_not_offered(shown), "rbac": rbac_line(shown)}
+
+
+def fix_of(answer: Any) -> str | None:
+    """An agent answer's proposed fix: the action's description and its kubectl command."""
+    return proposed_fix(answer) if isinstance(answer, Mapping) else None
+
+
+_templates.filters.update(
+    url=url, link=link, when=when, fix_preview=fix_preview, proposed_fix=fix_of
+)
 
 
 def router(state: ServerState) -> APIRouter:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from punchingfist.api.actions import Preview
 from punchingfist.compiler.naming import RESULT_PARAM
 from punchingfist.runs.recording import NodeObservation, Recorder, RunObservation
-from punchingfist.server import ServerState
+from punchingfist.server import ServerState, create_app
 from punchingfist.store import WorkflowRun
 from punchingfist.store.models import Approval
 from tests.integration.test_approvals_api import (
@@ -24,6 +24,7 @@ from tests.integration.test_approvals_api import (
     setup,  # noqa: F401 (a fixture)
     slack_request,
 )
+from tests.integration.test_web_pages import browser, form_token, login
 
 GATE = "fix-memory-approval"
 URL = f"/api/v1/runs/run-1/approvals/{GATE}"
@@ -183,3 +184,38 @@ def test_the_cli_prints_the_preview_and_refuses_what_is_not_offered(
     err = capsys.readouterr().err
     assert "the fix is not offered, so it cannot be approved: the API server rejected" in err
     assert len(executor.resumed) == 1
+
+
+def test_the_web_page_shows_the_preview_on_the_gates_card(
+    setup: tuple[TestClient, ServerState, ResumingExecutor],  # noqa: F811
+) -> None:
+    _, state, executor = setup
+    hostile = preview(diff=DIFF + '\n+  note: <script>alert("pwned")</script>')
+    observe(state, hostile)
+    with state.sessions.begin() as session:  # run-2 waits at a gate whose fix is not offered
+        run = WorkflowRun(name="run-2", workflow_name="agent-alert-investigation")
+        session.add(run)
+        session.flush()
+        session.add(Approval(run_id=run.id, gate=GATE, step_name="fix-memory", preview=NOT_OFFERED))
+    token = state.access.headers()["Authorization"].removeprefix("Bearer ")
+    with browser(create_app(state)) as http:
+        login(http, token)
+        for page in ("/ui/approvals", "/ui/runs/run-1"):
+            html = http.get(page).text
+            assert "<dd>set container app of deployment shop/web to limits memory=1Gi</dd>" in html
+            assert "resourceVersion <code>4711</code>" in html
+            assert "allowed for system:serviceaccount:pf:remediator" in html
+            assert '<pre class="diff"><code>--- deployment shop/web' in html
+            assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in html
+            assert "<script>alert" not in html
+        cards = http.get("/ui/approvals").text.split('<section class="card gate">')[1:]
+        (offered,) = [c for c in cards if "/runs/run-1/" in c]
+        (refused,) = [c for c in cards if "/runs/run-2/" in c]
+        assert 'value="approve"' in offered and 'value="deny"' in offered
+        assert 'value="approve"' not in refused and 'value="deny"' in refused
+        assert "Not offered: the API server rejected the dry run: memory: must be" in refused
+        csrf = form_token(refused)
+        answer = {"csrf": csrf, "decision": "approve", "approver": "alice"}
+        tried = http.post(f"/ui/runs/run-2/approvals/{GATE}", data=answer)
+        assert tried.status_code == 409 and "the fix is not offered" in tried.text
+    assert executor.resumed == []

@@ -104,7 +104,7 @@ def test_a_final_answer_with_each_action_validates_and_derives_its_command(name:
     assert final.can_auto_fix is True
     assert final.fix_command == COMMANDS[name]
     shown = proposed_fix(final.model_dump(mode="json"))
-    assert shown == f"{describe(final.fix)} (`{COMMANDS[name]}`)"
+    assert shown == f"{describe(final.fix)} ({COMMANDS[name]})"
 
 
 def test_a_command_the_model_writes_is_never_the_fix() -> None:

@@ -130,7 +130,7 @@ def proposed_fix(answer: Mapping[str, Any]) -> str | None:
             action: AnyAction = _FIX.validate_python(fix)
         except ValidationError:
             return None
-        return f"{describe(action)} (`{as_command(action)}`)"
+        return f"{describe(action)} ({as_command(action)})"
     command = answer.get("fix_command")
     return str(command) if command else None
 
