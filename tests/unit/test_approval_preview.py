@@ -178,3 +178,33 @@ def test_a_cut_diff_says_how_much_is_left_out() -> None:
     assert cut_diff(lines, 3) == "line 0\nline 1\nline 2\n… diff cut: 7 more lines not shown"
     assert cut_diff(lines, 9, chars=14) == "line 0\nline 1\n… diff cut: 8 more lines not shown"
     assert cut_diff(lines, 10) == lines
+
+
+def test_the_compiled_remediation_gate_reads_its_preview_task(
+    example_workflows: dict[str, Workflow],
+    example_sinks: dict[str, Sink],
+    example_config: OperatorConfig,
+    slack: FakeSlack,
+    tmp_path: Path,
+) -> None:
+    """examples/workflows/safe-remediation.yaml as compiled: the approval request of step `fix`
+    gets the `fix-preview` task's result and shows it."""
+    env = task_env(
+        example_workflows["safe-remediation"],
+        example_sinks,
+        "fix-approval-request",
+        config=example_config.spec,
+        results={
+            "investigate": agent_result(),
+            "fix-preview": json.loads(preview_result(preview())),
+        },
+        secrets={"SLACK_BOT_TOKEN": TOKEN},
+        extra={"SLACK_API_URL": slack.url + "/api/"},
+    )
+    assert "PF_RESULT_FIX_PREVIEW" in env
+    code, record = run("approval-request", env, tmp_path)
+    assert code == 0, record
+    (message,) = slack.messages
+    assert "*resourceVersion* `4711`" in json.dumps(message["blocks"])
+    assert "-          memory: 512Mi" in diff_of(message)
+    assert buttons(message) == ["approve", "deny"]
