@@ -543,6 +543,15 @@ class RemediationStep(_StepBase):
     approval_required: bool = True
     """Pause for a human approval (with the preview) before the fix; default true."""
 
+    @model_validator(mode="after")
+    def _never_retried(self) -> RemediationStep:
+        if self.policy is not None and self.policy.retry_policy is not None:
+            raise ValueError(
+                "a remediation step is never retried (a fix is applied once, then checked): "
+                "remove policy.retryPolicy"
+            )
+        return self
+
 
 Step = Annotated[
     CliStep | AgentStep | ConditionalStep | RemediationStep, Field(discriminator="type")

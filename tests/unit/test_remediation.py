@@ -247,6 +247,12 @@ def test_ask_is_not_supported_yet_and_says_what_to_use() -> None:
         make_workflow([INVESTIGATE, remediation(fixFrom="investigate", onFailure="ask")])
 
 
+def test_a_remediation_is_never_retried() -> None:
+    retried = {"policy": {"retryPolicy": {"maxAttempts": 3}}}
+    with pytest.raises(PunchingFistError, match=r"never retried .* remove policy\.retryPolicy"):
+        make_workflow([INVESTIGATE, {**remediation(fixFrom="investigate"), **retried}])
+
+
 def test_a_declared_action_on_a_secret_is_refused_when_the_workflow_is_read() -> None:
     secret = {
         "action": "patch",

@@ -43,6 +43,8 @@ from punchingfist.templating import compile_template
 
 _ACTION = TypeAdapter(Action)
 CONFLICT = "the object changed since the preview: re-run to ask again"
+STATUS_RETRIES = 5
+"""Attempts at a patch whose object moved only in its status since the preview."""
 
 
 def _say(line: str) -> None:
@@ -299,18 +301,19 @@ def _apply(
             raise KubeError(f"pod {action.target.name} is not the one previewed", conflict=True)
         kube.delete(action.target, dry_run=False)
         return None
-    try:
-        return kube.patch(
-            action.target, planned.type, planned.guarded(shown.resource_version), dry_run=False
-        )
-    except KubeError as error:
-        if not error.conflict or not same:
-            raise
-    current = str((before.get("metadata") or {}).get("resourceVersion") or "")
-    _say(
-        f"  only the status changed since the preview (same content): applying at version {current}"
-    )
-    return kube.patch(action.target, planned.type, planned.guarded(current), dry_run=False)
+    version = shown.resource_version
+    for _ in range(STATUS_RETRIES):
+        try:
+            return kube.patch(action.target, planned.type, planned.guarded(version), dry_run=False)
+        except KubeError as error:
+            if not error.conflict:
+                raise
+            now = kube.get(action.target, quiet=True)
+            if digest(now) != previewed.get("digest"):
+                raise
+            version = str((now.get("metadata") or {}).get("resourceVersion") or "")
+            _say(f"  only the status changed since the preview: applying at version {version}")
+    raise KubeError("the object's status kept changing: re-run to ask again", conflict=True)
 
 
 def _alertname(context: Mapping[str, Any]) -> str | None:
