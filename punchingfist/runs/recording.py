@@ -492,6 +492,10 @@ class Recorder:
         )
         record.channel = executor if approver else "timeout"
         record.decided_at = node.finished_at or datetime.now(UTC)
+        shown = self.preview(run, record.step_name) if approved else None
+        if shown is not None:  # answered outside the server (`argo node set`, the local engine)
+            record.preview = record.preview or shown.model_dump(mode="json")
+            record.approved_resource_version = shown.resource_version
 
     def _alert(
         self,

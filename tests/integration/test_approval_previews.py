@@ -79,7 +79,17 @@ def observe(state: ServerState, shown: dict[str, Any] | None, *, gate_first: boo
         parameters={RESULT_PARAM: json.dumps(result)},
     )
     suspended = NodeObservation(name=GATE, type="Suspend", phase="Running")
-    nodes = [suspended] if gate_first else [task, suspended]
+    track(state, [suspended] if gate_first else [task, suspended])
+    if gate_first:
+        with state.sessions.begin() as session:
+            run = WorkflowRun.named(session, "run-1")
+            assert run is not None
+            assert session.query(Approval).one().preview is None  # not known yet
+            Recorder(session).report_step(run, "fix-memory-preview", result, run.created_at)
+
+
+def track(state: ServerState, nodes: list[NodeObservation]) -> None:
+    """The run tracker observes run-1 (an Argo run) with these nodes."""
     with state.sessions.begin() as session:
         observation = RunObservation(
             name="run-1",
@@ -90,11 +100,6 @@ def observe(state: ServerState, shown: dict[str, Any] | None, *, gate_first: boo
             nodes=nodes,
         )
         Recorder(session).observe(observation)
-        if gate_first:
-            run = WorkflowRun.named(session, "run-1")
-            assert run is not None
-            assert session.query(Approval).one().preview is None  # not known yet
-            Recorder(session).report_step(run, "fix-memory-preview", result, run.created_at)
 
 
 @pytest.mark.parametrize("gate_first", [False, True])
@@ -219,3 +224,20 @@ def test_the_web_page_shows_the_preview_on_the_gates_card(
         tried = http.post(f"/ui/runs/run-2/approvals/{GATE}", data=answer)
         assert tried.status_code == 409 and "the fix is not offered" in tried.text
     assert executor.resumed == []
+
+
+def test_a_gate_answered_outside_the_server_records_the_approved_version(
+    setup: tuple[TestClient, ServerState, ResumingExecutor],  # noqa: F811
+) -> None:
+    http, state, _ = setup
+    observe(state, preview())
+    answered = NodeObservation(
+        name=GATE,
+        type="Suspend",
+        phase="Succeeded",
+        parameters={"approved": "true", "approver": "kubernetes-admin", "comment": "ok"},
+    )
+    track(state, [answered])
+    record = http.get(URL).json()
+    assert (record["decision"], record["channel"]) == ("approved", "argo")
+    assert record["approved_resource_version"] == "4711" and record["preview"] == preview()
