@@ -30,6 +30,9 @@ from urllib.parse import urlsplit
 from punchingfist.api.operatorconfigs import SecretManagerConfig
 from punchingfist.secrets.references import SecretError, SecretReference
 
+TIMEOUT_SECONDS = 10
+"""Most a manager may take to answer one request: an unreachable one fails the read (and the
+run, naming the reference) instead of holding it for the libraries' minute-long defaults."""
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 KEY_VAULT_DOMAINS = (
     ".vault.azure.net",
@@ -105,7 +108,7 @@ class VaultProvider:
                 "Vault: no address: set OperatorConfig spec.secretManager.endpoint (type vault) "
                 "or VAULT_ADDR"
             )
-        client = hvac.Client(url=self.address)
+        client = hvac.Client(url=self.address, timeout=TIMEOUT_SECONDS)
         if self.kubernetes:
             if not self.role:
                 raise SecretError("Vault kubernetes auth needs spec.secretManager.role")
@@ -197,13 +200,21 @@ class AwsProvider:
 
     def read(self, ref: SecretReference) -> str:
         import boto3  # type: ignore[import-untyped]
+        import botocore.config  # type: ignore[import-untyped]
         import botocore.exceptions  # type: ignore[import-untyped]
 
         name = self.prefix + ref.path
         with self._lock:
             if self._client is None:
                 self._client = boto3.client(
-                    "secretsmanager", region_name=self.region, endpoint_url=self.endpoint
+                    "secretsmanager",
+                    region_name=self.region,
+                    endpoint_url=self.endpoint,
+                    config=botocore.config.Config(
+                        connect_timeout=TIMEOUT_SECONDS,
+                        read_timeout=TIMEOUT_SECONDS,
+                        retries={"max_attempts": 2},
+                    ),
                 )
         try:
             answer = self._client.get_secret_value(SecretId=name)
@@ -287,7 +298,12 @@ class AzureProvider:
                 # vaultUrl on another domain (a private endpoint's name) that the admin chose.
                 verify = (urlsplit(url).hostname or "").endswith(KEY_VAULT_DOMAINS)
                 self._clients[url] = SecretClient(
-                    url, self._credential(), verify_challenge_resource=verify
+                    url,
+                    self._credential(),
+                    verify_challenge_resource=verify,
+                    connection_timeout=TIMEOUT_SECONDS,
+                    read_timeout=TIMEOUT_SECONDS,
+                    retry_total=2,
                 )
             client = self._clients[url]
         try:

@@ -17,9 +17,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from punchingfist import __version__
+from punchingfist.api import Source
 from punchingfist.api.alerts import AlertmanagerPayload
 from punchingfist.api.resources import format_validation_error
 from punchingfist.runs.dispatching import dispatch_pending
@@ -139,7 +141,11 @@ def create_app(state: ServerState) -> FastAPI:
         if not sources:
             return problem(404, f"no webhook Source serves {path}")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        verdicts = [(s, auth.allowed(s, headers, state.secrets)) for s in sources]
+
+        def check() -> list[tuple[Source, bool | None]]:
+            return [(s, auth.allowed(s, headers, state.secrets)) for s in sources]
+
+        verdicts = await run_in_threadpool(check) if auth.reads_a_manager(sources) else check()
         admitted = [s for s, verdict in verdicts if verdict is not False]
         if not admitted:
             for source in sources:

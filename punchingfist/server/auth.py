@@ -1,4 +1,5 @@
-"""Webhook authentication: bearer token or API key from a Secret, compared in constant time."""
+"""Webhook authentication: bearer token or API key from a Secret (or a secret reference, read
+through the server's cache), compared in constant time."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hmac
 
 from punchingfist.api import Source
 from punchingfist.api.sources import Authentication
+from punchingfist.secrets import is_reference
 from punchingfist.server.access import bearer_token
 from punchingfist.server.state import SecretStore
 
@@ -25,3 +27,10 @@ def allowed(source: Source, headers: dict[str, str], secrets: SecretStore) -> bo
     else:
         given = headers.get((auth.header or "x-api-key").lower(), "")
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def reads_a_manager(sources: list[Source]) -> bool:
+    """Whether checking these Sources may read a secret manager (a reference: a network call
+    once its cached value expires), so the check belongs off the event loop."""
+    auths = [getattr(s.spec.config, "authentication", None) for s in sources]
+    return any(a is not None and a.secret_ref and is_reference(a.secret_ref) for a in auths)
