@@ -210,3 +210,20 @@ def test_the_servers_secret_store_resolves_references_and_json_objects_of_tokens
     assert store.get("env://MISSING", "token") is None  # logged, naming it
     assert store.keys("env://APPROVERS") == {"alice": "a-token", "bob": ""}
     assert store.keys("env://HOOK") == {}  # not a JSON object: logged, no tokens
+
+
+def test_a_changed_operatorconfig_reconfigures_the_resolver() -> None:
+    """In a cluster the controller hands the resolver each new OperatorConfig: its rotation
+    settings apply at once, and a new secretManager empties the cache."""
+    environ = {"TOKEN": "first"}
+    resolver = SecretResolver.for_config(None, environ=environ)
+    assert resolver.resolve("env://TOKEN", "server") == "first"
+    environ["TOKEN"] = "second"
+    rotation = {"secretRotation": {"enabled": True, "checkInterval": "5m", "gracePeriod": "1m"}}
+    resolver.configure(OperatorConfigSpec.model_validate(rotation))
+    assert (resolver.ttl, resolver.grace) == (300.0, 60.0)
+    assert resolver.resolve("env://TOKEN", "server") == "first"  # same manager: still cached
+    vault = {"secretManager": {"type": "vault", "endpoint": "http://127.0.0.1:8200"}}
+    resolver.configure(OperatorConfigSpec.model_validate(vault))
+    assert resolver.resolve("env://TOKEN", "server") == "second"
+    assert resolver.providers["vault"].address == "http://127.0.0.1:8200"  # type: ignore[attr-defined]
