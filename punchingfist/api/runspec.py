@@ -53,6 +53,9 @@ CONDITION_FILE = f"{RESULT_DIR}/condition"
 OUTPUTS_FILE = f"{RESULT_DIR}/outputs.json"
 OFFERED_FILE = f"{RESULT_DIR}/offered"
 """A remediation preview task: `true` when the fix is offered for approval."""
+ROLLBACK_FILE = f"{RESULT_DIR}/rollback"
+"""A remediation task with onFailure ask: `true` when its failed fix waits for a rollback
+approval."""
 PREVIEW_FILE = f"{RESULT_DIR}/preview.json"
 """A remediation preview task: the `Preview` an approver sees (punchingfist.api.actions)."""
 SPEC_ENV = "PF_SPEC"
@@ -67,6 +70,7 @@ TaskKind = Literal[
     "sink",
     "remediation-preview",
     "remediation",
+    "remediation-rollback",
 ]
 
 
@@ -186,7 +190,7 @@ class RemediationTask(_Contract):
     policy: ActionPolicy
     """The step's policy, its namespaces defaulted by the compiler."""
     check: RemediationCheck
-    on_failure: Literal["rollback", "leave"] = "rollback"
+    on_failure: Literal["rollback", "ask", "leave"] = "rollback"
     dry_run: bool = False
     """The Workflow's `spec.dryRun`: preview only, never apply."""
     account: str

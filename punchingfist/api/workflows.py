@@ -516,17 +516,14 @@ class Remediation(SpecModel):
     check: RemediationCheck = Field(default_factory=RemediationCheck)
     """The post-check."""
     on_failure: Literal["rollback", "ask", "leave"] = "rollback"
-    """When the post-check fails: `rollback` (put the saved state back and verify it) or
-    `leave` (record the failure, change nothing). `ask` is not supported yet."""
+    """When the post-check fails: `rollback` (put the saved state back and verify it), `ask`
+    (a second approval gate, `<step>-rollback-approval`, before that rollback) or `leave`
+    (record the failure, change nothing)."""
 
     @model_validator(mode="after")
     def _one_fix(self) -> Remediation:
         if (self.fix_from is None) == (self.action is None):
             raise ValueError("a remediation needs exactly one of `fixFrom` and `action`")
-        if self.on_failure == "ask":
-            raise ValueError(
-                "onFailure: ask is not supported yet; use rollback (the default) or leave"
-            )
         if self.action is not None and "{{" not in repr(self.action):
             TypeAdapter(Action).validate_python(self.action)
         return self

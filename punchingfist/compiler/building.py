@@ -43,6 +43,7 @@ from punchingfist.api.runspec import (
     OUTPUTS_FILE,
     PREVIEW_FILE,
     RESULT_FILE,
+    ROLLBACK_FILE,
     SPEC_ENV,
     AgentTask,
     ApprovalTask,
@@ -282,7 +283,7 @@ class Builder:
             action=fix.action,
             policy=policy,
             check=fix.check,
-            on_failure="leave" if fix.on_failure == "leave" else "rollback",
+            on_failure=fix.on_failure,
             dry_run=dry_run,
             account=account,
             preview=preview,
@@ -320,19 +321,59 @@ class Builder:
             timeout=step.timeout_minutes,
             remediation=task,
         )
+        ask = task.on_failure == "ask" and not dry_run
+        rollback_output = _file_output(naming.ROLLBACK_PARAM, ROLLBACK_FILE, "false")
         self._container(
             step.name,
             spec,
             reads=applying,
             step=step.name,
             extra_inputs=gate_inputs,
-            outputs=[_result_output(step.name)],
+            outputs=[_result_output(step.name), *([rollback_output] if ask else [])],
             service_account=account,
             resources=resources,
             timeout=step.timeout_minutes,
         )
         gate_args = _gate_arguments(step.name, gate_inputs)
         tasks.append(self._task(step.name, depends, applying, when=when, extra=gate_args))
+        if ask:
+            tasks += self._rollback(step, task, applying, account, resources)
+        return tasks
+
+    def _rollback(
+        self,
+        step: RemediationStep,
+        task: RemediationTask,
+        applying: list[str],
+        account: str,
+        resources: Resources | None,
+    ) -> list[Task]:
+        """onFailure ask: when the fix task says its failed fix waits (`rollback` true), a
+        second gate `<step>-rollback-approval`, then `<step>-rollback` puts the saved state
+        back. Its result replaces the step's (the final outcome)."""
+        rollback = naming.rollback_task(step.name)
+        reads = [*applying, step.name]
+        needed = [_is_true(f"tasks.{step.name}.outputs.parameters.{naming.ROLLBACK_PARAM}")]
+        summary = f"roll back the fix of step {step.name}: its post-check failed (see its result)"
+        gate_step = step.model_copy(update={"name": rollback})
+        tasks = self._gate(gate_step, step, step.name, needed, reads, summary=summary)
+        gate = naming.approval_task(rollback)
+        spec = self._task_spec(
+            "remediation-rollback", step.name, reads, gated=True, remediation=task
+        )
+        self._container(
+            rollback,
+            spec,
+            reads=reads,
+            step=step.name,
+            extra_inputs=list(naming.APPROVAL_PARAMS),
+            outputs=[_result_output(step.name)],
+            service_account=account,
+            resources=resources,
+        )
+        when = [*needed, _is_true(f"tasks.{gate}.outputs.parameters.approved")]
+        answer = _gate_arguments(rollback, list(naming.APPROVAL_PARAMS))
+        tasks.append(self._task(rollback, gate, reads, when=when, extra=answer))
         return tasks
 
     def _gate(
@@ -342,6 +383,8 @@ class Builder:
         depends: str | None,
         when: list[str],
         reads: list[str],
+        *,
+        summary: str | None = None,
     ) -> list[Task]:
         request = naming.approval_request_task(step.name)
         gate = naming.approval_task(step.name)
@@ -349,12 +392,8 @@ class Builder:
         approvers = (
             list(self.config.approvals.approvers) if self.config and self.config.approvals else []
         )
-        if isinstance(action, RemediationStep):
-            summary = _fix_summary(action)
-        elif isinstance(action, (AgentStep, AgentAction)):
-            summary = action.goal
-        else:
-            summary = action.command
+        if summary is None:
+            summary = _summary(action)
         spec = self._task_spec(
             "approval-request",
             step.name,
@@ -692,6 +731,15 @@ def _gate_arguments(step: str, names: list[str]) -> dict[str, str]:
     """The gate's answer (approved, approver, comment) as arguments of the gated task."""
     gate = naming.approval_task(step)
     return {name: f"{{{{tasks.{gate}.outputs.parameters.{name}}}}}" for name in names}
+
+
+def _summary(action: CliStep | AgentStep | AgentAction | CliAction | RemediationStep) -> str:
+    """What a gate asks about: the agent's goal, the command, or the fix."""
+    if isinstance(action, RemediationStep):
+        return _fix_summary(action)
+    if isinstance(action, (AgentStep, AgentAction)):
+        return action.goal
+    return action.command
 
 
 def _fix_summary(step: RemediationStep) -> str:

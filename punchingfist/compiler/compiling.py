@@ -16,6 +16,7 @@ from punchingfist.api.workflows import (
     INVESTIGATOR_ACCOUNT,
     REMEDIATOR_ACCOUNT,
     ConditionalStep,
+    RemediationStep,
 )
 from punchingfist.compiler import naming
 from punchingfist.compiler.building import Builder
@@ -182,8 +183,12 @@ def _check_names(workflow: Workflow) -> None:
         names = [step.name]
         if step.type == "conditional":
             names.append(naming.condition_task(step.name))
-        if step.type == "remediation":
+        if isinstance(step, RemediationStep):
             names.append(naming.preview_task(step.name))
+            if step.remediation.on_failure == "ask":
+                rollback = naming.rollback_task(step.name)
+                names += [rollback, naming.approval_request_task(rollback)]
+                names.append(naming.approval_task(rollback))
         gated = step.gated if isinstance(step, ConditionalStep) else step.approval_required
         if gated:
             names += [naming.approval_request_task(step.name), naming.approval_task(step.name)]

@@ -49,6 +49,14 @@ def preview_task(step: str) -> str:
     return f"{step}-preview"
 
 
+def rollback_task(step: str) -> str:
+    """A remediation step's rollback behind its own gate (onFailure ask)."""
+    return f"{step}-rollback"
+
+
+ROLLBACK_PARAM = "rollback"
+"""Output of a remediation task with onFailure ask: `true` when the failed fix waits for its
+rollback approval."""
 OFFERED_PARAM = "offered"
 """Output of a remediation preview task: `true` when the fix is offered for approval."""
 PREVIEW_PARAM = "preview"

@@ -22,6 +22,7 @@ from punchingfist.api.runspec import (
     OUTPUTS_FILE,
     PREVIEW_FILE,
     RESULT_FILE,
+    ROLLBACK_FILE,
     SPEC_ENV,
     SPEC_VERSION,
     StepResult,
@@ -238,7 +239,19 @@ def _remediation(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> i
 
     result = apply(spec, environ, Kube(environ))
     files.write_json(RESULT_FILE, result)
-    return EXIT_OK if result["success"] else EXIT_FAILED
+    pending = bool(result["result"].get("rollback_pending"))
+    files.write_text(ROLLBACK_FILE, "true" if pending else "false")
+    # A fix waiting for its rollback approval has not failed yet: the rollback task decides.
+    return EXIT_OK if result["success"] or pending else EXIT_FAILED
+
+
+def _remediation_rollback(spec: TaskSpec, environ: Mapping[str, str], files: _Files) -> int:
+    from punchingfist.runtime.remediation import rollback
+    from punchingfist.runtime.remediation.kube import Kube
+
+    result = rollback(spec, environ, Kube(environ))
+    files.write_json(RESULT_FILE, result)
+    return EXIT_FAILED
 
 
 def _failed(step: str, kind: str, error: str) -> dict[str, Any]:
@@ -265,6 +278,7 @@ _RUNNERS: dict[str, Runner] = {
     "sink": _sink,
     "remediation-preview": _remediation_preview,
     "remediation": _remediation,
+    "remediation-rollback": _remediation_rollback,
 }
 
 

@@ -99,7 +99,9 @@ def _container(cluster: LiveCluster, app: str) -> dict[str, Any]:
 class Remediation:
     """The two tasks of one remediation step, run as pf-runtime processes."""
 
-    def __init__(self, cluster: LiveCluster, tmp: Path, check: RemediationCheck) -> None:
+    def __init__(
+        self, cluster: LiveCluster, tmp: Path, check: RemediationCheck, on_failure: str = "rollback"
+    ) -> None:
         config = json.loads(Path(cluster.layout.kubeconfig).read_text())
         for user in config["users"]:
             user["user"]["as"] = f"system:serviceaccount:{NAMESPACE}:{REMEDIATOR}"
@@ -110,6 +112,7 @@ class Remediation:
             fix_from="investigate",
             policy=ActionPolicy(namespaces=[SHOP]),
             check=check,
+            on_failure=on_failure,
             account=REMEDIATOR,
             preview="fix-preview",
         )
@@ -125,13 +128,17 @@ class Remediation:
         self.logs: list[str] = []
 
     def _run(self, kind: str, environ: dict[str, str], directory: str) -> dict[str, Any]:
-        inputs = ["investigate"] + (["fix-preview"] if kind == "remediation" else [])
+        inputs = {
+            "remediation-preview": ["investigate"],
+            "remediation": ["investigate", "fix-preview"],
+            "remediation-rollback": ["investigate", "fix-preview", "fix"],
+        }[kind]
         spec = TaskSpec(
             kind=kind,
             workflow="safe-remediation",
             step="fix",
             inputs=inputs,
-            gated=kind == "remediation",
+            gated=kind != "remediation-preview",
             remediation=self.task,
         )
         out = self.tmp / directory
@@ -155,14 +162,28 @@ class Remediation:
         return self._run("remediation-preview", self.answer, "preview")
 
     def apply(self, previewed: dict[str, Any]) -> dict[str, Any]:
-        shown = {k: v for k, v in previewed.items() if k not in ("exit_code", "log")}
         environ = {
             **self.answer,
-            result_env("fix-preview"): json.dumps(shown),
+            result_env("fix-preview"): json.dumps(_plain(previewed)),
             "PF_APPROVED": "true",
             "PF_APPROVER": "alice",
         }
         return self._run("remediation", environ, "apply")
+
+    def rollback(self, previewed: dict[str, Any], applied: dict[str, Any]) -> dict[str, Any]:
+        """The rollback task (onFailure ask), its gate approved."""
+        environ = {
+            **self.answer,
+            result_env("fix-preview"): json.dumps(_plain(previewed)),
+            result_env("fix"): json.dumps(_plain(applied)),
+            "PF_APPROVED": "true",
+            "PF_APPROVER": "bob",
+        }
+        return self._run("remediation-rollback", environ, "rollback")
+
+
+def _plain(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in ("exit_code", "log")}
 
 
 def _target(name: str) -> dict[str, str]:
@@ -221,20 +242,33 @@ def test_an_oom_killed_deployment_is_previewed_approved_and_fixed(
     assert "approved by alice" in applied["log"]
 
 
+def _healthy(cluster: LiveCluster, prefix: str) -> tuple[str, str, str]:
+    """A Ready Deployment, its image and an image of the same repository that does not exist."""
+    app = unique(prefix)
+    _deployment(cluster, app, SLEEP, "64Mi")
+    _until(f"{app} to be available", lambda: _available(cluster, app))
+    image = cluster.images["RUNTIME"]
+    return app, image, image.rsplit(":", 1)[0] + ":does-not-exist"
+
+
+def _break(
+    cluster: LiveCluster, tmp: Path, app: str, broken: str, on_failure: str
+) -> tuple[Remediation, dict[str, Any]]:
+    """The preview of a fix that sets the broken image (offered: the API server accepts it)."""
+    check = RemediationCheck(ready_seconds=5, timeout_seconds=30)
+    steps = Remediation(cluster, tmp, check, on_failure=on_failure)
+    fix = {"action": "set-image", "target": _target(app), "container": "app", "image": broken}
+    previewed = steps.preview(fix)
+    assert previewed["result"]["offered"] is True, previewed["log"]
+    return steps, previewed
+
+
 @pytest.mark.timeout(420)
 def test_a_fix_that_breaks_the_deployment_is_rolled_back(
     cluster: LiveCluster, tmp_path: Path
 ) -> None:
-    app = unique("healthy")
-    _deployment(cluster, app, SLEEP, "64Mi")
-    _until(f"{app} to be available", lambda: _available(cluster, app))
-    image = cluster.images["RUNTIME"]
-    broken = image.rsplit(":", 1)[0] + ":does-not-exist"
-    steps = Remediation(cluster, tmp_path, RemediationCheck(ready_seconds=5, timeout_seconds=30))
-    fix = {"action": "set-image", "target": _target(app), "container": "app", "image": broken}
-
-    previewed = steps.preview(fix)
-    assert previewed["result"]["offered"] is True, previewed["log"]
+    app, image, broken = _healthy(cluster, "healthy")
+    steps, previewed = _break(cluster, tmp_path, app, broken, "rollback")
     changed = [line for line in previewed["result"]["preview"]["diff"].splitlines()]
     assert f"+        image: {broken}" in changed and f"-        image: {image}" in changed
 
@@ -247,6 +281,29 @@ def test_a_fix_that_breaks_the_deployment_is_rolled_back(
     assert _container(cluster, app)["image"] == image, "the previous template is back"
     _until(f"{app} to be available again", lambda: _available(cluster, app), timeout=60)
     assert "rolling back" in applied["log"] and "rollback verified" in applied["log"]
+
+
+@pytest.mark.timeout(420)
+def test_with_on_failure_ask_the_broken_fix_waits_and_is_rolled_back_once_approved(
+    cluster: LiveCluster, tmp_path: Path
+) -> None:
+    app, image, broken = _healthy(cluster, "ask")
+    steps, previewed = _break(cluster, tmp_path, app, broken, "ask")
+
+    applied = steps.apply(previewed)
+    assert applied["exit_code"] == 0, "the rollback task decides"
+    assert applied["result"]["outcome"] == "made worse, rollback awaits approval"
+    assert (tmp_path / "apply" / "rollback").read_text() == "true"
+    assert _container(cluster, app)["image"] == broken, "nothing rolled back before approval"
+
+    rolled = steps.rollback(previewed, applied)
+    record = rolled["result"]
+    assert rolled["exit_code"] == 1, rolled["log"]
+    assert record["outcome"] == "made worse, rolled back", rolled["log"]
+    assert record["rolled_back"] is True and record["rollback_verified"] is True
+    assert "approved by bob" in rolled["log"]
+    assert _container(cluster, app)["image"] == image
+    _until(f"{app} to be available again", lambda: _available(cluster, app), timeout=60)
 
 
 @pytest.mark.timeout(300)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hera.workflows.models import WorkflowTemplate as ArgoWorkflowTemplate
 from pydantic import TypeAdapter
 
 from punchingfist.api import Workflow
@@ -19,8 +20,9 @@ from punchingfist.api.actions import Action, ActionPolicy, AnyAction
 from punchingfist.api.runspec import RemediationTask, TaskSpec, result_env
 from punchingfist.api.workflows import RemediationCheck
 from punchingfist.compiler import compile_workflow
+from punchingfist.compiler.verifying import verify
 from punchingfist.errors import CompileError, PunchingFistError
-from punchingfist.runtime.remediation import apply, preview
+from punchingfist.runtime.remediation import apply, preview, rollback
 from punchingfist.runtime.remediation.diffing import (
     LAST_APPLIED,
     bare,
@@ -242,11 +244,6 @@ def test_a_remediation_names_exactly_one_fix() -> None:
         make_workflow([INVESTIGATE, remediation(fixFrom="investigate", action={"action": "scale"})])
 
 
-def test_ask_is_not_supported_yet_and_says_what_to_use() -> None:
-    with pytest.raises(PunchingFistError, match="ask is not supported yet; use rollback"):
-        make_workflow([INVESTIGATE, remediation(fixFrom="investigate", onFailure="ask")])
-
-
 def test_a_remediation_is_never_retried() -> None:
     retried = {"policy": {"retryPolicy": {"maxAttempts": 3}}}
     with pytest.raises(PunchingFistError, match=r"never retried .* remove policy\.retryPolicy"):
@@ -325,6 +322,38 @@ def test_a_dry_run_workflow_has_no_gate_and_only_previews() -> None:
     assert "when" not in tasks["fix"]
     task = spec_of(templates["fix"]).remediation
     assert task is not None and task.dry_run
+
+
+def test_ask_adds_a_rollback_gate_run_only_when_the_failed_fix_waits() -> None:
+    workflow = make_workflow([INVESTIGATE, remediation(fixFrom="investigate", onFailure="ask")])
+    manifest = compile_workflow(workflow, {}, None).manifest
+    argo = ArgoWorkflowTemplate.model_validate(manifest)
+    assert argo.model_dump(by_alias=True, exclude_none=True, mode="json") == manifest
+    verify(manifest, resource=workflow.ref)
+    templates = compiled(workflow)
+    tasks = dag(templates)
+    assert list(tasks)[-3:] == [
+        "fix-rollback-approval-request",
+        "fix-rollback-approval",
+        "fix-rollback",
+    ]
+    waits = "'{{tasks.fix.outputs.parameters.rollback}}' == 'true'"
+    assert tasks["fix-rollback-approval-request"]["depends"] == "fix"
+    assert tasks["fix-rollback-approval-request"]["when"] == waits
+    assert tasks["fix-rollback"]["when"] == (
+        waits + " && '{{tasks.fix-rollback-approval.outputs.parameters.approved}}' == 'true'"
+    )
+    fix_outputs = {p["name"] for p in templates["fix"]["outputs"]["parameters"]}
+    assert fix_outputs == {"result", "rollback"}
+    rollback = templates["fix-rollback"]
+    assert rollback["container"]["command"] == ["pf-runtime", "remediation-rollback"]
+    assert rollback["serviceAccountName"] == "punchingfist-remediator"
+    (result,) = rollback["outputs"]["parameters"]
+    assert result["globalName"] == "pf_result_fix", "its result is the step's final one"
+    request = spec_of(templates["fix-rollback-approval-request"])
+    assert request.approval is not None and request.approval.gate == "fix-rollback-approval"
+    assert "roll back the fix of step fix" in request.approval.summary
+    assert spec_of(rollback).inputs == ["investigate", "fix-preview", "fix"]
 
 
 # -- refusals before kubectl ---------------------------------------------------------------
@@ -426,6 +455,21 @@ def test_a_dry_run_records_the_preview_and_applies_nothing() -> None:
         applied["result"]["outcome"] == "previewed (dry run)"
         and applied["result"]["applied"] is False
     )
+
+
+def test_a_rollback_runs_only_for_a_waiting_fix_and_only_when_approved() -> None:
+    spec, environ = task_spec(SET_MEMORY)
+    rolling = spec.model_copy(update={"kind": "remediation-rollback"})
+    record = {"preview": offered_preview()["result"]["preview"], "verdict": "made worse"}
+    for waiting, approved, reason in (
+        (False, "true", "does not wait for a rollback"),
+        (True, "false", "rollback was not approved"),
+    ):
+        fixed = {"step": "fix", "kind": "remediation", "success": False}
+        fixed["result"] = {**record, "rollback_pending": waiting}
+        answer = {**environ, result_env("fix"): json.dumps(fixed), "PF_APPROVED": approved}
+        done = rollback(rolling, answer, NO_KUBECTL)
+        assert done["success"] is False and reason in done["error"]
 
 
 def test_an_unapproved_fix_is_not_applied() -> None:

@@ -5,6 +5,6 @@ Everything goes through the kubectl binary (`runtime.tools.base.run_argv`): the 
 imports a Kubernetes client library.
 """
 
-from punchingfist.runtime.remediation.steps import apply, preview
+from punchingfist.runtime.remediation.steps import apply, preview, rollback
 
-__all__ = ["apply", "preview"]
+__all__ = ["apply", "preview", "rollback"]

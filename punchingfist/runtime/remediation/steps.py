@@ -262,8 +262,12 @@ def apply(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str, A
     _say(f"post-check: {outcome}")
     final: str = outcome
     if outcome != "fixed":
-        if task.on_failure == "rollback":
+        if task.on_failure == "rollback" or isinstance(action, DeletePod):
             final = _rollback(kube, action, task, record, outcome)
+        elif task.on_failure == "ask":
+            _say("onFailure is ask: the rollback waits for an approval (<step>-rollback-approval)")
+            record["rollback_pending"] = True
+            final = f"{outcome}, rollback awaits approval"
         else:
             _say("onFailure is leave: the fix stays as it is")
             final = f"{outcome}, left as it is"
@@ -272,6 +276,27 @@ def apply(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str, A
     return _result(
         step, "remediation", outcome == "fixed", record, None if outcome == "fixed" else final
     )
+
+
+def rollback(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str, Any]:
+    """onFailure ask, once the rollback is approved: put back the state the fix task saved
+    (its result, PF_RESULT_<STEP>) and verify it."""
+    task = spec.remediation
+    assert task is not None and spec.step is not None
+    fixed = step_result(spec.step, environ.get(result_env(spec.step)))
+    record = dict(fixed.get("result") or {})
+    if not record.get("rollback_pending"):
+        return _refused(spec.step, record, "the fix does not wait for a rollback: nothing done")
+    if environ.get("PF_APPROVED") != "true":
+        return _refused(spec.step, record, "the rollback was not approved: nothing done")
+    action: AnyAction = _ACTION.validate_python(record["preview"]["action"])
+    who = environ.get("PF_APPROVER") or "(no approver recorded)"
+    _say(f"rolling back the failed fix (approved by {who}): {describe(action)}")
+    record["rollback_pending"] = False
+    final = _rollback(kube, action, task, record, str(record.get("verdict")))
+    record["outcome"] = final
+    _say(f"outcome: {final}")
+    return _result(spec.step, "remediation", False, record, final)
 
 
 def _why_not(shown: Preview) -> str:
