@@ -26,7 +26,7 @@ from hack.cluster.layout import WORKLOAD_NAMESPACE
 from punchingfist.api.actions import ActionPolicy
 from punchingfist.api.runspec import RemediationTask, TaskSpec, result_env
 from punchingfist.api.workflows import RemediationCheck
-from tests.cluster.support import NAMESPACE, LiveCluster, unique
+from tests.cluster.support import NAMESPACE, LiveCluster, ready_template, unique, workflow
 
 SHOP = WORKLOAD_NAMESPACE
 REMEDIATOR = "punchingfist-remediator"
@@ -366,3 +366,68 @@ def test_actions_outside_the_policy_are_never_offered_nor_applied(
     data = cluster.get("secret", secret, "-n", SHOP)["data"]
     assert data == {"password": "YmVmb3Jl"}, "the Secret still says `before`"
     assert SHOP in cluster.kubectl("get", "namespace", SHOP)
+
+
+def _node(run: dict[str, Any], name: str) -> dict[str, Any]:
+    nodes = (run.get("status") or {}).get("nodes") or {}
+    found: list[dict[str, Any]] = [n for n in nodes.values() if n.get("displayName") == name]
+    (node,) = found
+    return node
+
+
+def _output(node: dict[str, Any], name: str) -> str:
+    parameters = (node.get("outputs") or {}).get("parameters") or []
+    (value,) = [p.get("value") for p in parameters if p["name"] == name]
+    return str(value)
+
+
+@pytest.mark.timeout(600)
+def test_through_argo_the_preview_the_gate_and_the_fix_heal_an_oom_killed_deployment(
+    cluster: LiveCluster, tmp_path: Path
+) -> None:
+    app = unique("argo-oom")
+    _deployment(cluster, app, ALLOCATE, OOM_LIMIT)
+    _until(f"{app} to be OOM-killed", lambda: _oom_killed(cluster, app))
+    name = unique("safe-fix")
+    fix = {**_set_memory(app, FIXED_LIMIT), "requests": {"memory": FIXED_LIMIT}}
+    step = {
+        "name": "fix",
+        "type": "remediation",
+        "approvalTimeoutMinutes": 10,
+        "remediation": {
+            "action": fix,
+            "policy": {"namespaces": [SHOP]},
+            "check": {"readySeconds": 10, "timeoutSeconds": 120},
+        },
+    }
+    cluster.apply(workflow(name, [step]))
+    ready_template(cluster, name, timeout=120)
+    run = cluster.submit(name)
+
+    def waiting() -> bool:
+        nodes = (cluster.argo_workflow(run).get("status") or {}).get("nodes") or {}
+        return any(
+            n.get("displayName") == "fix-approval" and n.get("phase") == "Running"
+            for n in nodes.values()
+        )
+
+    cluster.wait(waiting, f"{run} to wait at fix-approval", 300, lambda: cluster.describe_run(run))
+    preview = _node(cluster.argo_workflow(run), "fix-preview")
+    assert _output(preview, "offered") == "true"
+    shown = json.loads(_output(preview, "preview"))
+    assert f"+            memory: {FIXED_LIMIT}" in shown["diff"].splitlines(), shown["diff"]
+    assert shown["rbac"]["allowed"] is True
+    assert _container(cluster, app)["resources"]["limits"]["memory"] == OOM_LIMIT, "not yet"
+
+    argv = [sys.executable, "-m", "punchingfist.cli", "approve", run, "--step", "fix"]
+    argv += ["-n", NAMESPACE, "--kubeconfig", str(cluster.layout.kubeconfig)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr + done.stdout
+
+    finished = cluster.finished(run, timeout=400)
+    assert finished["status"]["phase"] == "Succeeded", cluster.describe_run(run)
+    record = json.loads(_output(_node(finished, "fix"), "result"))
+    assert record["result"]["outcome"] == "fixed", record
+    assert record["result"]["preview"]["resource_version"] == shown["resource_version"]
+    assert _container(cluster, app)["resources"]["limits"]["memory"] == FIXED_LIMIT
+    assert _available(cluster, app)
