@@ -19,6 +19,8 @@ from punchingfist.runtime.remediation.diffing import expectation_holds
 from punchingfist.runtime.remediation.kube import Kube, KubeError
 
 POLL_SECONDS = 3.0
+ALERT_POLL_SECONDS = 15.0
+"""How often Alertmanager is asked whether the alert still fires."""
 
 
 @dataclass
@@ -142,10 +144,11 @@ def alert_resolved(url: str, alertname: str, within: str, report: Report) -> Non
         if not firing:
             report.note(True, f"alert {alertname} is resolved in Alertmanager")
             return
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             report.note(False, f"alert {alertname} still fires after {within}")
             return
-        time.sleep(POLL_SECONDS * 5)
+        time.sleep(min(ALERT_POLL_SECONDS, left))
 
 
 def promql(url: str, query: str, expect: str, report: Report) -> None:
