@@ -27,13 +27,14 @@ sdk_module=github.com/hashicorp/vault/sdk
 prepare_vault_src() {  # $src/sdk: the patched sdk; $src/build: the wrapper module using it
   local sdk_version dir
   sdk_version=$(sed -n "s|^\t$sdk_module \(v[^ ]*\).*|\1|p" "$hack/vault/go.mod")
-  [ -n "$sdk_version" ] || { say "hack/vault/go.mod requires no $sdk_module"; exit 2; }
+  [ -n "$sdk_version" ] || { say "hack/vault/go.mod requires no $sdk_module"; return 1; }
   dir=$(cd "$hack/vault" && go mod download -json "$sdk_module@$sdk_version" \
-    | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+    | tee -a "$log" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir" ] || { say "vault: could not download $sdk_module@$sdk_version"; return 1; }
   rm -rf "$src" && mkdir -p "$src/build"
   cp -r "$dir" "$src/sdk" && chmod -R u+w "$src/sdk"
   (cd "$src/sdk" && git apply "$hack/vault/sdk.patch") || {
-    say "vault: hack/vault/sdk.patch does not apply to $sdk_module $sdk_version"; exit 1
+    say "vault: hack/vault/sdk.patch does not apply to $sdk_module $sdk_version"; return 1
   }
   cp "$hack/vault/go.mod" "$hack/vault/go.sum" "$src/build/"
   (cd "$src/build" && go mod edit -replace "$sdk_module=$src/sdk")
@@ -42,12 +43,11 @@ prepare_vault_src() {  # $src/sdk: the patched sdk; $src/build: the wrapper modu
 build_vault() {
   mkdir -p "$(dirname "$log")"
   : >"$log"
-  prepare_vault_src
   # Vault reads its version from its module (version/VERSION): no -X flags needed.
-  if ! (cd "$src/build" && go build -trimpath -ldflags "-s -w" -o "$1.tmp" \
-    github.com/hashicorp/vault) >>"$log" 2>&1; then
+  if ! { prepare_vault_src && (cd "$src/build" && go build -trimpath -ldflags "-s -w" \
+    -o "$1.tmp" github.com/hashicorp/vault); } >>"$log" 2>&1; then
     tail -n 40 "$log" >&2
-    say "vault: go build failed (whole log: $log; module in $src/build)"
+    say "vault: the build failed (whole log: $log; module in $src/build)"
     exit 1
   fi
   mv "$1.tmp" "$1"
