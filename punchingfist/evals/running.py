@@ -217,6 +217,7 @@ def _cluster(scenario: Scenario, options: Options, log: TextIO) -> Iterator[dict
     if scenario.live is None or not options.live:
         yield {}
         return
+
     def say(line: str) -> None:
         log.write(f"{line}\n")
         log.flush()
