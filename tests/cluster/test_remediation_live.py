@@ -431,3 +431,46 @@ def test_through_argo_the_preview_the_gate_and_the_fix_heal_an_oom_killed_deploy
     assert record["result"]["preview"]["resource_version"] == shown["resource_version"]
     assert _container(cluster, app)["resources"]["limits"]["memory"] == FIXED_LIMIT
     assert _available(cluster, app)
+
+
+@pytest.mark.timeout(420)
+def test_rollout_undo_goes_back_to_the_previous_revisions_template(
+    cluster: LiveCluster, tmp_path: Path
+) -> None:
+    app, image, broken = _healthy(cluster, "undo")
+    cluster.kubectl("set", "image", f"deployment/{app}", "-n", SHOP, f"app={broken}")
+    steps = Remediation(cluster, tmp_path, CHECK)
+    previewed = steps.preview({"action": "rollout-undo", "target": _target(app)})
+    assert previewed["result"]["offered"] is True, previewed["log"]
+    assert previewed["result"]["revision"] == 1
+    changed = previewed["result"]["preview"]["diff"].splitlines()
+    assert f"-        image: {broken}" in changed and f"+        image: {image}" in changed
+    assert not any("pod-template-hash" in line for line in changed), "the hash is stripped"
+
+    applied = steps.apply(previewed)
+    assert applied["result"]["outcome"] == "fixed", applied["log"]
+    assert _container(cluster, app)["image"] == image
+    assert _available(cluster, app)
+
+
+@pytest.mark.timeout(300)
+def test_a_deleted_pod_is_replaced_and_cannot_be_rolled_back(
+    cluster: LiveCluster, tmp_path: Path
+) -> None:
+    app, _, _ = _healthy(cluster, "delete")
+    (pod,) = cluster.get("pods", "-n", SHOP, "-l", f"app={app}")["items"]
+    name = pod["metadata"]["name"]
+    steps = Remediation(cluster, tmp_path, CHECK)
+    target = {"kind": "Pod", "namespace": SHOP, "name": name}
+    previewed = steps.preview({"action": "delete-pod", "target": target})
+    shown = previewed["result"]["preview"]
+    assert shown["offered"] is True and shown["dry_run"] == "accepted", previewed["log"]
+    assert f"-  name: {name}" in shown["diff"].splitlines(), "the whole pod, removed"
+    assert cluster.get("pod", name, "-n", SHOP)["metadata"]["uid"] == pod["metadata"]["uid"]
+
+    applied = steps.apply(previewed)
+    assert applied["result"]["outcome"] == "fixed", applied["log"]
+    (line,) = applied["result"]["check"]
+    assert line.startswith(f"✔ replicaset {SHOP}/") and "1/1 pods Ready without it" in line
+    assert name not in line, "the replacement, not the deleted pod"
+    assert applied["result"]["saved"]["object"]["metadata"]["name"] == name

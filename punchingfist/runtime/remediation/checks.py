@@ -100,30 +100,42 @@ def workload(kube: Kube, target: Target, check: RemediationCheck, report: Report
 
 
 def replacement(kube: Kube, deleted: Mapping[str, Any], check: RemediationCheck, r: Report) -> None:
-    """A deleted pod's controller has all its pods Ready again (a replacement is Ready)."""
+    """A deleted pod's controller has as many Ready pods as it wants again, the deleted one
+    not among them (a replacement is Ready)."""
     metadata = deleted.get("metadata") or {}
     owners = [o for o in metadata.get("ownerReferences") or [] if o.get("controller")]
     if not owners:
         r.note(False, "the pod had no controller: nothing replaces it")
         return
-    owner = Target(
-        kind=owners[0]["kind"], namespace=metadata.get("namespace"), name=owners[0]["name"]
-    )
+    namespace = metadata.get("namespace")
+    owner = Target(kind=owners[0]["kind"], namespace=namespace, name=owners[0]["name"])
     deadline = time.monotonic() + check.timeout_seconds
     while True:
         obj = kube.get(owner, quiet=True)
-        ready, desired = ready_counts(obj)
-        r.ready = ready
-        if ready >= desired:
-            r.note(True, f"{owner} has {ready}/{desired} pods Ready after the deletion")
+        desired = ready_counts(obj)[1]
+        ready = [
+            pod
+            for pod in kube.list("pods", namespace or "", _selector(obj))
+            if (pod.get("metadata") or {}).get("uid") != metadata.get("uid") and _is_ready(pod)
+        ]
+        r.ready = len(ready)
+        if len(ready) >= desired:
+            names = ", ".join(p["metadata"]["name"] for p in ready) or "none needed"
+            r.note(True, f"{owner} has {len(ready)}/{desired} pods Ready without it ({names})")
             return
         if time.monotonic() >= deadline:
             r.rolled_out = False
             r.note(
-                False, f"{owner} has {ready}/{desired} pods Ready after {check.timeout_seconds} s"
+                False,
+                f"{owner} has {len(ready)}/{desired} pods Ready after {check.timeout_seconds} s",
             )
             return
         time.sleep(POLL_SECONDS)
+
+
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def alert_resolved(url: str, alertname: str, within: str, report: Report) -> None:
