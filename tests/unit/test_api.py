@@ -51,7 +51,7 @@ def test_examples_cover_every_type() -> None:
     step_types = {s.type for r in resources if isinstance(r, Workflow) for s in r.spec.steps}
     assert source_types == {"webhook", "chat", "schedule", "api", "kubernetes"}
     assert sink_types >= {"slack", "alertmanager", "prometheus", "jira", "pagerduty", "workflow"}
-    assert step_types == {"cli", "agent", "conditional"}
+    assert step_types == {"cli", "agent", "conditional", "remediation"}
     assert any(isinstance(r, OperatorConfig) and r.spec.secrets for r in resources)
 
 

@@ -359,6 +359,9 @@ class TemplateKube(RecordingKube):
     def delete_template(self, namespace: str, name: str) -> None:
         del self.templates[name]
 
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        raise AssertionError(f"these runs reference no Secret, yet {namespace}/{name} was read")
+
     def get_secret_owners(self, namespace: str, name: str) -> None:
         return None
 
@@ -390,7 +393,8 @@ def test_argo_starts_a_critical_run_from_the_critical_template_when_there_is_one
             kube.apply(document)
     kube.reads.clear()
     assert submitted(run_about("warning")) == "triage"
-    assert kube.reads == []  # a run that is not critical costs no read
+    # a run that is not critical reads only its own template (for its secret references)
+    assert kube.reads == ["triage"]
     assert submitted(run_about("critical")) == "triage-critical"
     assert submitted(run_about("critical", "escalate")) == "escalate-critical"
     # A template of that name that is not the Workflow's critical copy is never used.
