@@ -103,7 +103,9 @@ def test_run_every_example_with_the_replayed_model(name: str, tmp_path: Path) ->
         assert step["phase"] == "Succeeded", step
         assert step["replayed"] and step["result"]["summary"]
         for call in step["tool_calls"]:  # there is no cluster here, and the model is told so
-            if call["tool"] == "kubectl":
+            if call["tool"] == "kubectl" and call["status"] == "refused":  # the step's policy
+                assert "outside this step's allowed namespaces" in call["error"]
+            elif call["tool"] == "kubectl":
                 assert call["status"] == "error" and call["error"].startswith("no cluster")
     for gate in report["approvals"]:
         assert gate["approved"] and gate["approver"] == "alice"
