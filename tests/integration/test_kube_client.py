@@ -29,6 +29,7 @@ from tests.e2e.controlplane import free_port
 from tests.fakes.kubeapi import APPLY, FakeKubeAPI, content_type
 
 WORKFLOWS = "/apis/argoproj.io/v1alpha1/namespaces/team/workflows"
+TEMPLATES = "/apis/argoproj.io/v1alpha1/namespaces/team/workflowtemplates"
 
 
 @pytest.fixture
@@ -60,7 +61,8 @@ def run(name: str = "triage-0123456789") -> RunSubmission:
 
 def test_a_submitted_run_is_the_hera_built_workflow(api: FakeKubeAPI, argo: ArgoExecutor) -> None:
     argo.submit(run())
-    (request,) = api.requests
+    read, request = api.requests  # the template first: does the run need secret references?
+    assert (read.method, read.path) == ("GET", TEMPLATES + "/triage")
     assert (request.method, request.path) == ("POST", WORKFLOWS)
     assert request.json() == workflow_manifest(run())
     assert argo.get("triage-0123456789", "team")["spec"]["workflowTemplateRef"] == {
@@ -71,7 +73,7 @@ def test_a_submitted_run_is_the_hera_built_workflow(api: FakeKubeAPI, argo: Argo
 def test_a_run_submitted_twice_is_started_once(api: FakeKubeAPI, argo: ArgoExecutor) -> None:
     argo.submit(run())
     argo.submit(run())  # the API server answers 409: an earlier attempt got through
-    assert [r.method for r in api.requests] == ["POST", "POST"]
+    assert [r.method for r in api.requests] == ["GET", "POST", "GET", "POST"]
     assert len(api.objects) == 1
 
 
