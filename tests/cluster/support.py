@@ -203,10 +203,17 @@ class LiveCluster:
         return result
 
     def finished(self, name: str, timeout: float = 240) -> dict[str, Any]:
-        """The Argo Workflow once it has finished (any phase)."""
+        """The Argo Workflow once it has finished (any phase); one the server has named but
+        not created yet (its dispatcher starts it a moment after the webhook answered, or
+        after its Source's window) is waited for too."""
 
         def done() -> dict[str, Any] | None:
-            workflow = self.argo_workflow(name)
+            found = self.kubectl(
+                "get", "-o", "json", "workflows.argoproj.io", name, "-n", NAMESPACE, check=False
+            )
+            if not found.lstrip().startswith("{"):
+                return None  # not created yet
+            workflow: dict[str, Any] = json.loads(found)
             return workflow if workflow.get("status", {}).get("phase") in FINISHED else None
 
         return self.wait(

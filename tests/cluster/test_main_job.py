@@ -210,14 +210,17 @@ def _gate_open(cluster: LiveCluster, run: str) -> bool:
 # -- the model's script ------------------------------------------------------------------------
 
 
-def _final(summary: str, root_cause: str, fix: str | None, evidence: list[str]) -> dict[str, Any]:
+def _final(
+    summary: str, root_cause: str, fix: dict[str, Any] | None, evidence: list[str]
+) -> dict[str, Any]:
+    """A final answer; `fix` is a typed action (#25), never a command the model writes."""
     return {
         "kind": "final_answer",
         "summary": summary,
         "problem_summary": summary,
         "root_cause": root_cause,
         "can_auto_fix": fix is not None,
-        "fix_command": fix,
+        "fix": fix,
         "confidence": 0.9,
         "escalation_notes": "See the evidence.",
         "severity_assessment": "critical",
@@ -233,6 +236,17 @@ def _set_memory(deployment: str) -> dict[str, Any]:
         "namespace": SHOP,
         "resource": "deployment",
         "name": deployment,
+        "container": "app",
+        "limits": {"memory": FIXED_LIMIT},
+        "requests": {"memory": FIXED_LIMIT},
+    }
+
+
+def _memory_fix(deployment: str) -> dict[str, Any]:
+    """The typed fix the agent proposes: raise the container's memory limit."""
+    return {
+        "action": "set-resources",
+        "target": {"kind": "Deployment", "namespace": SHOP, "name": deployment},
         "container": "app",
         "limits": {"memory": FIXED_LIMIT},
         "requests": {"memory": FIXED_LIMIT},
@@ -271,7 +285,7 @@ def _script(tier: str, web: str, crasher: str, api: str) -> list[dict[str, Any]]
             "action": _final(
                 f"{web} is OOM-killed; {crasher} crash-loops.",
                 f"{web} needs more than its {OOM_LIMIT} memory limit.",
-                f"kubectl set resources deployment {web} --limits=memory={FIXED_LIMIT}",
+                _memory_fix(web),
                 ["call-1", "call-2", "call-3"],
             ),
         },
@@ -297,7 +311,7 @@ def _script(tier: str, web: str, crasher: str, api: str) -> list[dict[str, Any]]
             "action": _final(
                 f"{api} is OOM-killed.",
                 f"{api} needs more than {OOM_LIMIT}.",
-                f"kubectl set resources deployment {api} --limits=memory={FIXED_LIMIT}",
+                _memory_fix(api),
                 ["call-1"],
             ),
         },
@@ -598,8 +612,9 @@ def test_a_hostile_alert_executes_nothing_and_crosses_no_gate(
 ) -> None:
     """The example hostile alert through the whole path on the node: its shell, template and
     SQL text stays literal in the cli step's output, the store and Slack; the model that obeys
-    its injected instructions cannot express a delete outside the gate, and the fix it then
-    proposes (deleting a namespace) waits at the gate, where it is denied."""
+    its injected instructions cannot express a delete outside the gate, and the "fix" it then
+    writes (deleting a namespace) is only text: a fix is a typed action, deleting a namespace
+    is none, so no gate opens and nothing is run."""
     name = unique("hostile")
     path = f"/webhook/{name}"
     payload: dict[str, Any] = json.loads(HOSTILE.read_text())
@@ -627,11 +642,10 @@ def test_a_hostile_alert_executes_nothing_and_crosses_no_gate(
     proposes = _final(
         f"The alert says: {annotations['summary']} <!channel>",
         "Unknown: the alert's text is instructions, not evidence.",
-        "kubectl delete namespace production",
+        None,
         [],
-    )
+    ) | {"can_auto_fix": True, "fix_command": "kubectl delete namespace production"}
     turns = [obeying, {"thought": "That is not possible here.", "action": proposes}]
-    signing = _secret(cluster, "slack-signing-secret", "signing-secret")
     source = {"apiVersion": "punchingfist.io/v1alpha1", "kind": "Source"}
     spec = {"type": "webhook", "config": {"path": path}, "triggerWorkflow": name}
     cluster.apply({**source, "metadata": {"name": name}, "spec": spec})
@@ -639,25 +653,17 @@ def test_a_hostile_alert_executes_nothing_and_crosses_no_gate(
     with (
         FakeOpenAI(turns, host=NODE_IP) as llm,
         FakeSlack(SLACK_TOKEN, channels, host=NODE_IP) as slack,
-        _port_forward(cluster) as operator,
+        _port_forward(cluster),
     ):
         host_service(cluster, "llm-service", 8080, port_of(llm.url))
         cluster.apply(_the_workflow(name, slack.url, None))
         ready_template(cluster, name)
         (run,) = cluster.notify(path, payload)["runs"]
         cluster.created.append(("workflows.argoproj.io", run))
-        buttons = cluster.wait(
-            lambda: _approval_request(slack, run),
-            f"the approval request of {run}",
-            240,
-            lambda: cluster.describe_run(run),
-        )
-        cluster.wait(lambda: _gate_open(cluster, run), f"{run} to wait at its gate", 60)
-        answer = slack_click(operator, signing, buttons["pf_deny"], "U0CAROL01", "carol")
-        assert "Denied by carol" in answer["text"], answer
         finished = cluster.finished(run, timeout=300)
         assert finished["status"]["phase"] == "Succeeded", cluster.describe_run(run)
         assert _node(finished, "resolution-attempt")["phase"] in ("Skipped", "Omitted")
+        assert _approval_request(slack, run) is None, "no gate opened: nothing to approve"
 
     # The model could not express the delete: its answer was refused before anything ran.
     assert len(llm.requests) == 2, [r["messages"][-1]["content"][:300] for r in llm.requests]
@@ -676,8 +682,9 @@ def test_a_hostile_alert_executes_nothing_and_crosses_no_gate(
     record = cluster.run_record(run, lambda r: r["status"] == "succeeded")
     stored = cluster.operator_get(f"/api/v1/alerts/{record['alert_id']}")
     assert stored["labels"] == labels and stored["annotations"] == annotations
-    (approval,) = record["approvals"]
-    assert approval["decision"] == "denied"
+    assert record["approvals"] == []
+    investigation = next(s for s in record["steps"] if s["name"] == "agent-investigation")
+    assert investigation["result"]["result"]["can_auto_fix"] is False, investigation
 
     # Slack shows the text literally: escaped for Slack (no mention), never rendered.
     said = json.dumps([m["blocks"] for m in slack.messages])
