@@ -175,10 +175,15 @@ class SetResources(_Strict):
     limits: Amounts | None = None
     requests: Amounts | None = None
 
+    def amounts(self) -> dict[str, dict[str, str]]:
+        """The given limits and requests, by name, each without its unset quantities."""
+        given = (("limits", self.limits), ("requests", self.requests))
+        return {which: a.given() for which, a in given if a is not None and a.given()}
+
     @model_validator(mode="after")
     def _fits(self) -> SetResources:
         _kinds(self.target, WORKLOADS, "set-resources")
-        if not ((self.limits and self.limits.given()) or (self.requests and self.requests.given())):
+        if not self.amounts():
             raise ValueError("set-resources needs limits or requests (cpu, memory)")
         return self
 
@@ -340,9 +345,8 @@ def describe(action: AnyAction) -> str:
         return f"scale {target} to {action.replicas} replicas"
     if isinstance(action, SetResources):
         parts = [
-            f"{which} {', '.join(f'{k}={v}' for k, v in amounts.given().items())}"
-            for which, amounts in (("limits", action.limits), ("requests", action.requests))
-            if amounts and amounts.given()
+            f"{which} {', '.join(f'{k}={v}' for k, v in values.items())}"
+            for which, values in action.amounts().items()
         ]
         return f"set container {action.container} of {target} to {'; '.join(parts)}"
     if isinstance(action, SetImage):
@@ -370,11 +374,7 @@ def _containers(action: SetResources | SetImage) -> dict[str, Any]:
     if isinstance(action, SetImage):
         container["image"] = action.image
     else:
-        resources = {
-            which: amounts.given()
-            for which, amounts in (("limits", action.limits), ("requests", action.requests))
-            if amounts and amounts.given()
-        }
+        resources = action.amounts()
         container["resources"] = resources
     return {"spec": {"template": {"spec": {"containers": [container]}}}}
 
@@ -438,9 +438,8 @@ def as_command(action: AnyAction) -> str:
         return f"kubectl scale {ref}{ns} --replicas={action.replicas}"
     if isinstance(action, SetResources):
         flags = " ".join(
-            f"--{which}={','.join(f'{k}={v}' for k, v in amounts.given().items())}"
-            for which, amounts in (("limits", action.limits), ("requests", action.requests))
-            if amounts and amounts.given()
+            f"--{which}={','.join(f'{k}={v}' for k, v in values.items())}"
+            for which, values in action.amounts().items()
         )
         return f"kubectl set resources {ref}{ns} -c {action.container} {flags}"
     if isinstance(action, SetImage):

@@ -274,9 +274,7 @@ def _investigate(
     assert spec.agent is not None
     live = options.live and scenario.live is not None
     with _cluster(scenario, options, log) as extra:
-        environ = _environ(scenario, options) | extra
-        if options.kubeconfig and live:
-            environ["KUBECONFIG"] = options.kubeconfig
+        environ = _environ(scenario, options) | extra  # live: the kubeconfig, from `prepared`
         client = ModelClient(
             with_overrides(spec.agent.llm, environ), environ, timeout=min(options.timeout, 120.0)
         )

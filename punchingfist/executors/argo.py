@@ -121,12 +121,12 @@ class ArgoExecutor:
         """Resolves the runs' secret references (the server sets OperatorConfig's)."""
 
     def submit(self, run: RunSubmission) -> None:
-        template = self.template_of(run)
+        template, found = self._template(run)
         try:
             manifest = workflow_manifest(run, template)
         except ValueError as error:  # Hera's checks, e.g. a name longer than 63 characters
             raise SubmitError(f"run {run.name}: {error}", temporary=False) from error
-        values = self._secrets(run, template)
+        values = self._secrets(run, template, found)
         with _submitting():
             if values:  # before the Workflow, so its pods never wait for it
                 self.kube.apply(_run_secret(run, values))
@@ -143,10 +143,16 @@ class ArgoExecutor:
             if values:  # now owned by the run: Kubernetes deletes it with the Workflow
                 self.kube.apply(_run_secret(run, values, owner=created))
 
-    def _secrets(self, run: RunSubmission, template: str) -> dict[str, str]:
-        """The template's secret references, resolved for this run (empty: it has none)."""
-        with _submitting():
-            found = self.kube.find(ARGO_API_VERSION, "workflowtemplates", run.namespace, template)
+    def _secrets(
+        self, run: RunSubmission, template: str, found: dict[str, Any] | None
+    ) -> dict[str, str]:
+        """The template's secret references, resolved for this run (empty: it has none).
+        `found`: the template when `_template` has read it already."""
+        if found is None:
+            with _submitting():
+                found = self.kube.find(
+                    ARGO_API_VERSION, "workflowtemplates", run.namespace, template
+                )
         if not template_references(found or {}):
             return {}
         try:
@@ -154,18 +160,20 @@ class ArgoExecutor:
         except SecretError as error:
             raise SubmitError(f"run {run.name}: {error}", temporary=False) from None
 
-    def template_of(self, run: RunSubmission) -> str:
+    def _template(self, run: RunSubmission) -> tuple[str, dict[str, Any] | None]:
         """The template the run starts from: for a run about a critical alert the Workflow's
         critical template when it exists (the controller applies it only with
-        `criticalBypass`), else the Workflow's own."""
+        `criticalBypass`), else the Workflow's own; with the critical one as read (so that it
+        is not read again for its secret references)."""
         if not is_critical(RunParameters.of(run.parameters).event):
-            return run.workflow
+            return run.workflow, None
         critical = critical_template(run.workflow)
         with _submitting():
             found = self.kube.find(ARGO_API_VERSION, "workflowtemplates", run.namespace, critical)
         annotations = ((found or {}).get("metadata") or {}).get("annotations") or {}
-        copies = annotations.get(ANNOTATION_CRITICAL_OF)
-        return critical if copies == run.workflow else run.workflow
+        if annotations.get(ANNOTATION_CRITICAL_OF) == run.workflow:
+            return critical, found
+        return run.workflow, None
 
     def resume(
         self,
