@@ -1,4 +1,5 @@
-"""`punchingfist incidents`: list, show and resolve incidents through the server's REST API."""
+"""`punchingfist incidents`: list, show (with what the fixes of its runs did) and resolve
+incidents through the server's REST API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from punchingfist.cli.approve import server_token
 from punchingfist.cli.exit_codes import EXIT_OK
 from punchingfist.errors import PunchingFistError
+from punchingfist.runtime.sinks.fixes import FixOutcome
 
 DEFAULT_SERVER_ENV = "PUNCHINGFIST_SERVER"
 
@@ -124,6 +126,10 @@ def _show(args: argparse.Namespace) -> int:
     summary = (incident.get("ai_summary") or {}).get("summary")
     if summary:
         print(f"  AI summary: {summary}")
+    for entry in incident.get("remediations") or []:
+        fix = FixOutcome.from_dict(entry) if isinstance(entry, dict) else None
+        if fix is not None:
+            print(f"  fix {fix.step} (run {entry.get('run')}, {entry.get('at')}): {fix.text()}")
     for alert in incident.get("alerts") or []:
         print(f"  alert {alert['alert_name']} ({alert['status']}, {alert['received_at']})")
     for entry in knowledge:

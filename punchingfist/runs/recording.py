@@ -14,7 +14,9 @@ Observing is idempotent: a replayed or repeated observation changes nothing and 
 twice, and a finished run or step never goes back. The alert's lifecycle follows from the run:
 triage started when the run starts, triaged by the first (live) agent answer, escalated when an
 escalating sink delivered, resolved when the run auto-fixed it. A finished run's findings are
-remembered (`memory.remember`: one knowledge entry per run, the incident's AI summary).
+remembered (`memory.remember`: one knowledge entry per run, the incident's AI summary). When a
+remediation step's fix (or rollback) task reports, the run's incident records what the fix did
+(`incidents.remediations`, one entry per run and step, replaced as the outcome moves on).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,11 +36,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from punchingfist.api.actions import Preview
 from punchingfist.api.runspec import StepResult
-from punchingfist.compiler.naming import OUTPUTS_PARAM, OUTPUTS_TASK, RESULT_PARAM, preview_task
+from punchingfist.compiler.naming import (
+    OUTPUTS_PARAM,
+    OUTPUTS_TASK,
+    RESULT_PARAM,
+    approval_task,
+    preview_task,
+    rollback_task,
+)
 from punchingfist.memory.remember import live_answer, remember
 from punchingfist.runs.metrics import Metrics
+from punchingfist.runtime.sinks.fixes import fix_outcome
 from punchingfist.runtime.sinks.previews import parse_preview
-from punchingfist.store import Alert, Approval, RunStep, SinkDelivery, WorkflowRun
+from punchingfist.store import Alert, Approval, Incident, RunStep, SinkDelivery, WorkflowRun
 
 log = logging.getLogger("punchingfist.recording")
 
@@ -205,6 +215,7 @@ class Recorder:
         if outputs is not None:
             run.outputs = {**(run.outputs or {}), **outputs}
         self._previews(run, steps)
+        self._fixes(run, steps)
         if not finished_before and run.finished_at is not None and phase != "Succeeded":
             run.error = _why(observation.message, steps)
         self._alert(run, alert, steps, outputs)
@@ -255,6 +266,7 @@ class Recorder:
         steps = self._steps(run)
         self._step(run, steps, node)
         self._previews(run, steps)
+        self._fixes(run, steps)
         alert = self._alert_of(run)
         self._alert(run, alert, steps, None)
         if run.finished_at is not None:  # reported after its run finished: remembered too
@@ -461,6 +473,38 @@ class Recorder:
             if shown is not None:
                 gate.preview = shown.model_dump(mode="json")
 
+    def _fixes(self, run: WorkflowRun, steps: dict[str, RunStep]) -> None:
+        """The run's incident says what each remediation step's fix did: the rollback task's
+        result when it reported (onFailure ask), else the fix task's, with who approved it."""
+        reported = [
+            (name, step, fix)
+            for name, step in steps.items()
+            if step.kind == "remediation" and (fix := fix_outcome(step.result)) is not None
+        ]
+        incident = self.session.get(Incident, run.incident_id) if run.incident_id else None
+        if not reported or incident is None:
+            return
+        entries = {
+            (entry.get("run"), entry.get("step")): entry
+            for entry in incident.remediations or []
+            if isinstance(entry, dict)
+        }
+        # The rollback task's result comes last: it is the step's final outcome.
+        for _, step, fix in sorted(reported, key=lambda f: f[0] == rollback_task(f[2].step)):
+            gate = self._gate(run, approval_task(fix.step))
+            approved = gate is not None and gate.decision == "approved"
+            known = entries.get((run.name, fix.step)) or {}
+            at = step.finished_at or step.started_at
+            entries[(run.name, fix.step)] = {
+                "run": run.name,
+                **replace(fix, approver=gate.approver if gate and approved else None).as_dict(),
+                # A task seen without its times: when the outcome was first recorded.
+                "at": _aware(at).isoformat() if at else known.get("at") or _now_text(),
+            }
+        ordered = sorted(entries.values(), key=lambda entry: str(entry.get("at") or ""))
+        if ordered != (incident.remediations or []):
+            incident.remediations = ordered
+
     def _gate(self, run: WorkflowRun, gate: str) -> Approval | None:
         return self.session.scalars(
             select(Approval).where(Approval.run_id == run.id, Approval.gate == gate)
@@ -586,6 +630,10 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def _aware(value: datetime) -> datetime:

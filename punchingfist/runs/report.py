@@ -1,16 +1,22 @@
-"""The investigation a finished local run holds, as data and as text for a terminal."""
+"""The investigation a finished local run holds, as data and as text for a terminal.
+
+A remediation step's fix is reported as it ended (`remediations`: `fixes.FixOutcome` as JSON,
+the rollback task's result when it ran, with who approved it from the step's gate)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from punchingfist.api.runspec import RunParameters
+from punchingfist.compiler.naming import approval_task
 from punchingfist.engine import NodeStatus, RunResult
 from punchingfist.runtime.agent.decisions import proposed_fix
 from punchingfist.runtime.sinks.findings import past_incident, seen_before_text
+from punchingfist.runtime.sinks.fixes import FixOutcome, fix_outcome
 
 STEP_LABEL = "punchingfist.io/step"
 TASK_LABEL = "punchingfist.io/task"
@@ -56,7 +62,20 @@ def investigation(result: RunResult, *, model: str = "", replayed: bool = False)
         "approvals": approvals,
         "sinks": sinks,
         "seen_before": seen_before_text(seen) if seen else None,
+        "remediations": [fix.as_dict() for fix in _fixes(ordered, approvals)],
     }
+
+
+def _fixes(nodes: Sequence[NodeStatus], approvals: list[dict[str, Any]]) -> list[FixOutcome]:
+    """Each remediation step's fix as it ended: its rollback task's result, else its fix
+    task's (`nodes` in run order), with the approver of its gate."""
+    approvers = {g["gate"]: g["approver"] for g in approvals if g["approved"]}
+    found: dict[str, FixOutcome] = {}
+    for node in nodes:
+        fix = fix_outcome(_data(node))
+        if fix is not None:
+            found[fix.step] = replace(fix, approver=approvers.get(approval_task(fix.step)))
+    return list(found.values())
 
 
 def result_file(node: NodeStatus) -> dict[str, Any] | None:
@@ -69,15 +88,21 @@ def result_file(node: NodeStatus) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _step(node: NodeStatus) -> dict[str, Any]:
-    data: dict[str, Any] | None = None
+def _data(node: NodeStatus) -> dict[str, Any]:
+    """The task's result: its `result` output, else its result.json; {} without one."""
+    data: Any = None
     raw = node.outputs.get("result")
     if raw:
         try:
             data = json.loads(raw)
         except ValueError:
             data = None
-    data = data or result_file(node) or {}
+    data = data if isinstance(data, dict) else None
+    return data or result_file(node) or {}
+
+
+def _step(node: NodeStatus) -> dict[str, Any]:
+    data = _data(node)
     return {
         "step": node.display_name,
         "phase": node.phase,
@@ -126,18 +151,25 @@ def render(report: Mapping[str, Any]) -> str:
         lines.append(f"   model: {report['model']}")
     if report.get("replayed"):
         lines.append("   ⚠️  replayed model: recorded turns, not a live model's investigation")
+    fixes = {
+        fix.step: fix
+        for fix in map(FixOutcome.from_dict, report.get("remediations") or [])
+        if fix is not None
+    }
     for step in report["steps"]:
         mark = _PHASE_MARKS.get(step["phase"], "•")
         lines.append(f"{mark} step {step['step']} ({step.get('kind') or '-'}): {step['phase']}")
         answer = step.get("result")
-        if step.get("kind") == "agent" and isinstance(answer, dict):
+        if step["step"] in fixes:
+            lines.append(f"     🔧 fix: {fixes[step['step']].text()}")
+        elif step.get("kind") == "agent" and isinstance(answer, dict):
             lines += _answer(answer, replayed=step.get("replayed", False))
             for call in step.get("tool_calls") or []:
                 lines.append(f"     🔧 {_call(call)}")
         elif answer not in (None, "", {}):
             text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
             lines += [f"     {line}" for line in text.strip().splitlines()[:8]]
-        if step.get("error") and step["phase"] != "Succeeded":
+        if step.get("error") and step["phase"] != "Succeeded" and step["step"] not in fixes:
             lines.append(f"     error: {step['error']}")
     if report.get("seen_before"):
         lines.append(f"📚 seen before: {report['seen_before']}")

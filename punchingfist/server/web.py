@@ -1,5 +1,6 @@
-"""The web page (`/ui/`): incidents with their alerts, runs with their step tree, the agent's
-report and the sink deliveries, and pending approvals with Approve / Deny buttons.
+"""The web page (`/ui/`): incidents with their alerts and what their fixes did, runs with their
+step tree, the agent's report and the sink deliveries, and pending approvals with Approve / Deny
+buttons.
 
 Server-rendered with Jinja2 (autoescape on: alert labels and everything a model wrote are
 attacker-controlled), one stylesheet and one small script served from the package, no build
@@ -36,6 +37,7 @@ from jinja2 import ChainableUndefined, Environment, PackageLoader
 
 from punchingfist.runtime.agent.decisions import proposed_fix
 from punchingfist.runtime.sinks.findings import ARGO_UI_ENV
+from punchingfist.runtime.sinks.fixes import FixOutcome
 from punchingfist.runtime.sinks.previews import parse_preview, rbac_line, why_not_offered
 from punchingfist.server import reads as records
 from punchingfist.server.access import Caller, Permission, check
@@ -105,8 +107,20 @@ def fix_of(answer: Any) -> str | None:
     return proposed_fix(answer) if isinstance(answer, Mapping) else None
 
 
+def fix_line(entry: Any) -> str | None:
+    """One of an incident's `remediations` (#25) in words: the action, how it ended, who
+    approved it; None for an entry that is not one."""
+    fix = FixOutcome.from_dict(entry) if isinstance(entry, Mapping) else None
+    return fix.text() if fix is not None else None
+
+
 _templates.filters.update(
-    url=url, link=link, when=when, fix_preview=fix_preview, proposed_fix=fix_of
+    url=url,
+    link=link,
+    when=when,
+    fix_preview=fix_preview,
+    proposed_fix=fix_of,
+    fix_line=fix_line,
 )
 
 

@@ -103,6 +103,10 @@ class Incident(Base):
     lessons_learned: Mapped[str | None] = mapped_column(Text)
     resolution_notes: Mapped[str | None] = mapped_column(Text)
     """What the human who resolved it wrote."""
+    remediations: Mapped[list[Any] | None] = mapped_column(JSONType)
+    """What the fixes of its runs did (#25), one object per remediation step of a run, oldest
+    first: `run`, `step`, `action`, `target`, `outcome`, `applied`, `rolled_back`,
+    `rollback_verified`, `dry_run`, `detail`, `approver`, `at` (runs.recording)."""
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=now, server_default=func.now(), index=True
     )

@@ -90,8 +90,8 @@ DOC_COLUMNS = {
 
 
 def test_upgrade_creates_every_table_and_the_documents_columns(database_url: str) -> None:
-    assert upgrade(database_url) == "0011"
-    assert current_revision(database_url) == "0011"
+    assert upgrade(database_url) == "0012"
+    assert current_revision(database_url) == "0012"
     engine = make_engine(database_url)
     inspector = inspect(engine)
     tables = set(inspector.get_table_names())
@@ -134,7 +134,7 @@ def test_migrations_match_the_models(database_url: str) -> None:
 
 
 def test_upgrade_is_idempotent(database_url: str) -> None:
-    assert upgrade(database_url) == upgrade(database_url) == "0011"
+    assert upgrade(database_url) == upgrade(database_url) == "0012"
 
 
 def test_alert_text_is_stored_verbatim_and_the_dedup_key_is_unique(database_url: str) -> None:
@@ -196,7 +196,7 @@ def test_db_upgrade_command(database_url: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "at revision 0011" in result.stdout
+    assert "at revision 0012" in result.stdout
     assert "postgres@" not in result.stdout + result.stderr or "sqlite" in database_url
 
 

@@ -5,8 +5,9 @@ Read from the template context (`punchingfist.runtime.context.build_context`): t
 summed over every step, the workflow outputs where they name the same things. An answer of the
 replay model (`replayed: true` in its step's result) is no investigation: `replayed` is set and
 every sink marks what it sends with `REPLAY_MARK` (or `replayed: true` in structured payloads).
-The past incident a report names ("Seen before: …") is one of the event's `similar_incidents`
-(#22): the one the answer says it relied on (`relied_on`), else the best match.
+A remediation step's fix is reported as it ended (`fixes`: `FixOutcome`, one per step whose
+fix task ran). The past incident a report names ("Seen before: …") is one of the event's
+`similar_incidents` (#22): the one the answer says it relied on (`relied_on`), else the best match.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from punchingfist.runtime.sinks.fixes import FixOutcome, fix_outcomes
 from punchingfist.templating import truthy
 
 REPLAY_MARK = "🔁 replayed answer — no model ran"
@@ -54,6 +56,9 @@ class Findings:
     """The runbook the agent says it followed (its `runbook` tool's name for it)."""
     seen_before: Mapping[str, Any] | None = None
     """The similar past incident the report names (`past_incident`), when the run had one."""
+    fixes: list[FixOutcome] = field(default_factory=list)
+    """What each remediation step that ran its fix task did (`fixes.fix_outcome`): the
+    action, its target, the outcome, the rollback; a dry run's fix says it was only previewed."""
 
     @property
     def incident_key(self) -> str:
@@ -94,6 +99,7 @@ class Findings:
             "partial_reason": self.partial,
             "runbook": self.runbook,
             "seen_before": dict(self.seen_before) if self.seen_before else None,
+            "remediations": [fix.as_dict() for fix in self.fixes],
         }
 
 
@@ -145,6 +151,7 @@ def gather(context: Mapping[str, Any], environ: Mapping[str, str]) -> Findings:
         else None,
         runbook=_first_text(answer.get("runbook")) or None,
         seen_before=past_incident(event.get("similar_incidents"), answer.get("relied_on")),
+        fixes=fix_outcomes(steps),
     )
 
 

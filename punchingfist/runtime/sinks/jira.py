@@ -5,7 +5,8 @@ New issues carry the labels `punchingfist` and `pf-incident-<hash>`, the hash of
 one the sink searches for an open issue (status category not Done) of the project with that label:
 `GET /rest/api/2/search/jql` (Jira Cloud), `GET /rest/api/2/search` where that does not exist
 (Jira Server / Data Center). Credentials: `user:api-token` (basic auth, Jira Cloud) or a
-personal access token without a colon (bearer, Data Center). A replayed answer's summary,
+personal access token without a colon (bearer, Data Center). The default description says what
+each remediation step's fix did (`*Fix (step):* …`). A replayed answer's summary,
 description and comments start with the replay mark.
 """
 
@@ -102,6 +103,8 @@ def _description(findings: Findings) -> str:
         lines += ["*Root cause:* " + findings.root_cause, ""]
     if findings.recommendations:
         lines += ["*Recommendations:*", *[f"* {item}" for item in findings.recommendations], ""]
+    for fix in findings.fixes:
+        lines += [f"*Fix ({fix.step}):* {fix.text()}", ""]
     if findings.confidence is not None:
         lines.append(f"*Confidence:* {findings.confidence:.0%}")
     lines.append(f"*Workflow:* {findings.workflow} | *run:* {findings.run}")

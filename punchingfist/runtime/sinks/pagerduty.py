@@ -4,7 +4,8 @@
 Alertmanager group, else the alert fingerprint), so every run about the same incident acts on the
 same PagerDuty alert: it pages once. When intake resolves the incident, the server resolves that
 alert (`punchingfist.server.pages`, with `resolve_event` and `enqueue`). A trigger carries the
-investigation in `payload.custom_details` and links to the run and the alert; a replayed answer's
+investigation in `payload.custom_details` (with `remediations`: what each fix did, structured)
+and links to the run and the alert; a replayed answer's
 summary starts with the replay mark and `custom_details.replayed` is true.
 """
 

@@ -8,6 +8,10 @@ fingerprint), and later runs find that message with
 `channels:history` (and `groups:history` for private channels), `channels:read` when the
 channel is given by name.
 
+The message says what each remediation step's fix did (`Fix`: `🔧 <action> — <outcome>`, e.g.
+`made worse, rolled back (verified)`, or that a dry run only previewed it; `fixes.FixOutcome`).
+It is posted on the incident's thread, so the fix's outcome is there too.
+
 The message names the similar past incident the run was given (`Seen before: …`,
 `findings.seen_before_text`: the one the answer relied on, else the best match).
 
@@ -46,6 +50,7 @@ from punchingfist.runtime.sinks.delivery import (
     say,
 )
 from punchingfist.runtime.sinks.findings import REPLAY_MARK, Findings, seen_before_text
+from punchingfist.runtime.sinks.fixes import FixOutcome
 from punchingfist.runtime.sinks.mrkdwn import escape, escaped, link
 from punchingfist.runtime.sinks.running import Sent, SinkRun
 
@@ -332,6 +337,8 @@ def result_blocks(
         if findings.recommendations:
             items = "\n".join(f"• {escape(item)}" for item in findings.recommendations)
             blocks.append(_section(f"*Recommendations*\n{items}"))
+    if findings.fixes:
+        blocks.append(_section(fix_section(findings.fixes)))
     if findings.seen_before:
         seen = escape(seen_before_text(findings.seen_before))
         blocks.append(_section(f"*Seen before*: {seen}"))
@@ -346,6 +353,15 @@ def result_blocks(
     if findings.run:
         blocks.append(feedback_block(findings.run, judged=not findings.replayed))
     return blocks
+
+
+def fix_section(fixes: Sequence[FixOutcome]) -> str:
+    """`*Fix*` and one `🔧` line per remediation step: the action, its target, how it ended
+    (escaped as Slack text; the step named when there are several)."""
+    heading = "*Fix (dry run: only previewed)*" if all(f.dry_run for f in fixes) else "*Fix*"
+    named = len(fixes) > 1
+    lines = [f"🔧 {f'`{escape(f.step)}` ' if named else ''}{escape(f.text())}" for f in fixes]
+    return "\n".join([heading, *lines])
 
 
 def also_firing_list(alerts: Sequence[Mapping[str, Any]], named: int = ALSO_FIRING_NAMED) -> str:

@@ -2,7 +2,9 @@
 
 The body is the rendered `template` (sent as `application/json` when it is JSON, else as
 text), or, without a template, a JSON object with the run, the alert, the outputs and the
-investigation. `WEBHOOK_TOKEN` (from `authSecret`) goes in `Authorization: Bearer`. When the
+investigation (`investigation.remediations`: what each remediation step's fix did, one object
+each: `step`, `action`, `target`, `outcome`, `applied`, `rolled_back`, `rollback_verified`,
+`dry_run`, `detail`). `WEBHOOK_TOKEN` (from `authSecret`) goes in `Authorization: Bearer`. When the
 answer was replayed (no model ran), the default body has `replayed: true` and every body is sent
 with the header `X-Punchingfist-Replayed: true`.
 """
