@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -58,6 +58,18 @@ WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
 RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
 PATCHABLE = ("Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "Service")
 """The kinds `patch` may change unless the policy lists others."""
+TARGET_KINDS: dict[str, tuple[str, ...]] = {
+    "scale": SCALABLE,
+    "set-resources": WORKLOADS,
+    "set-image": WORKLOADS,
+    "rollout-restart": RESTARTABLE,
+    "rollout-undo": ("Deployment",),
+    "patch": PATCHABLE,
+    "delete-pod": ("Pod",),
+    "cordon": ("Node",),
+    "uncordon": ("Node",),
+}
+"""The kinds each action applies to (`patch`: its default kinds, a policy may list others)."""
 NEVER = frozenset(
     {
         "Secret",
@@ -77,6 +89,20 @@ NEVER = frozenset(
 """Kinds no action changes through `patch` (a Node only by cordon/uncordon), whatever a policy
 says: credentials, access, cluster-wide machinery and storage."""
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+RESOURCES: dict[str, tuple[str, str]] = {
+    "Deployment": ("apps", "deployments"),
+    "StatefulSet": ("apps", "statefulsets"),
+    "DaemonSet": ("apps", "daemonsets"),
+    "ReplicaSet": ("apps", "replicasets"),
+    "Pod": ("", "pods"),
+    "ConfigMap": ("", "configmaps"),
+    "Service": ("", "services"),
+    "Node": ("", "nodes"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+}
+"""The API group and resource of each kind an action may change."""
+POD_CONTROLLERS = ("ReplicaSet", "StatefulSet", "DaemonSet")
+"""The controllers whose pods delete-pod's check waits to see replaced."""
 _KINDS = {k.lower(): k for k in (*WORKLOADS, *PATCHABLE, *NEVER, "Pod", "HorizontalPodAutoscaler")}
 _KINDS |= {
     "deploy": "Deployment",
@@ -162,7 +188,7 @@ class Scale(_Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> Scale:
-        _kinds(self.target, SCALABLE, "scale")
+        _kinds(self.target, TARGET_KINDS[self.action], self.action)
         return self
 
 
@@ -182,7 +208,7 @@ class SetResources(_Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> SetResources:
-        _kinds(self.target, WORKLOADS, "set-resources")
+        _kinds(self.target, TARGET_KINDS[self.action], self.action)
         if not self.amounts():
             raise ValueError("set-resources needs limits or requests (cpu, memory)")
         return self
@@ -198,7 +224,7 @@ class SetImage(_Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> SetImage:
-        _kinds(self.target, WORKLOADS, "set-image")
+        _kinds(self.target, TARGET_KINDS[self.action], self.action)
         return self
 
 
@@ -210,7 +236,7 @@ class RolloutRestart(_Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> RolloutRestart:
-        _kinds(self.target, RESTARTABLE, "rollout-restart")
+        _kinds(self.target, TARGET_KINDS[self.action], self.action)
         return self
 
 
@@ -223,7 +249,7 @@ class RolloutUndo(_Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> RolloutUndo:
-        _kinds(self.target, ("Deployment",), "rollout-undo")
+        _kinds(self.target, TARGET_KINDS[self.action], self.action)
         return self
 
 
@@ -265,7 +291,7 @@ class DeletePod(_Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> DeletePod:
-        _kinds(self.target, ("Pod",), "delete-pod")
+        _kinds(self.target, TARGET_KINDS[self.action], self.action)
         return self
 
 
@@ -277,7 +303,7 @@ class Cordon(_Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> Cordon:
-        _kinds(self.target, ("Node",), self.action)
+        _kinds(self.target, TARGET_KINDS[self.action], self.action)
         return self
 
 
@@ -486,3 +512,55 @@ class Preview(_Strict):
     refused: str | None = None
     """Why the step's policy refuses the action."""
     offered: bool = False
+
+
+class Access(NamedTuple):
+    """One kind of API request a remediation makes: `verb` on `group`/`resource`, in
+    `namespace` (None: cluster scope), on the object `name` (None: any, e.g. a list)."""
+
+    group: str
+    resource: str
+    verb: str
+    namespace: str | None
+    name: str | None = None
+
+    def object(self) -> str:
+        """`RESOURCE.GROUP[/NAME]` as `kubectl auth can-i` takes it, e.g. `deployments.apps/web`."""
+        what = f"{self.resource}.{self.group}" if self.group else self.resource
+        return f"{what}/{self.name}" if self.name else what
+
+    def __str__(self) -> str:
+        where = f" in {self.namespace}" if self.namespace else ""
+        return f"{self.verb} {self.object()}{where}"
+
+
+def _resource(kind: str) -> tuple[str, str]:
+    return RESOURCES.get(kind, ("", kind.lower() + "s"))
+
+
+def required_access(action: AnyAction) -> list[Access]:
+    """Every kind of API request the remediation of `action` makes, as its account: the
+    preview (read the target; the server-side dry run needs the change's own verb; rollout-undo
+    lists the ReplicaSets to find the revision), the change itself, the default post-check
+    (`kubectl rollout status` lists and watches the workload, the pods are listed; delete-pod's
+    check reads the pod's controller) and the rollback (the same verb as the change).
+
+    The preview asks RBAC about each of them (a fix its account could apply but not verify is
+    not offered), and the chart's `punchingfist-remediator` role grants exactly their union."""
+    target = action.target
+
+    def on(kind: str, verb: str, name: str | None = None) -> Access:
+        group, resource = _resource(kind)
+        return Access(group, resource, verb, target.namespace, name)
+
+    changes = "delete" if isinstance(action, DeletePod) else "patch"
+    needed = [on(target.kind, "get", target.name), on(target.kind, changes, target.name)]
+    if isinstance(action, RolloutUndo):
+        needed.append(on("ReplicaSet", "list"))
+    if isinstance(action, DeletePod):
+        needed += [*(on(kind, "get") for kind in POD_CONTROLLERS), on("Pod", "list")]
+    elif target.kind in WORKLOADS:
+        if target.kind != "ReplicaSet":
+            needed += [on(target.kind, "list"), on(target.kind, "watch")]
+        needed.append(on("Pod", "list"))
+    return needed

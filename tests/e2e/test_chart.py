@@ -5,6 +5,7 @@ takes, and the admission webhook, its Service and its certificate agree with eac
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ import yaml
 
 from punchingfist.cli.parser import build_parser
 from punchingfist.cli.serve import _serve
+from punchingfist.runtime.remediation.kube import Kube
+from tests.actions_support import catalog
 from tests.e2e.controlplane import ROOT, ControlPlane, free_port
 
 CHART = ROOT / "charts" / "punchingfist"
@@ -198,3 +201,46 @@ def test_the_admission_webhook_its_service_and_its_certificate_agree(
     (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "tls"]
     assert args.admission_cert == f"{mount['mountPath']}/tls.crt"
     assert args.admission_key == f"{mount['mountPath']}/tls.key"
+
+
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def test_the_remediator_may_make_every_request_of_every_action_and_no_more(
+    control_plane: ControlPlane, binaries: dict[str, str], tmp_path: Path
+) -> None:
+    """#25: the chart's RBAC, installed on the real authorizer, lets the remediator make every
+    request `required_access` lists for each action (asked the way the preview asks:
+    `Kube.may_apply`, kubectl auth can-i as the account), Nodes (cordon) and DaemonSets
+    included, and nothing outside its namespace, no workload deletion, no Secrets."""
+    namespace, elsewhere = "chart-rbac", "chart-rbac-other"
+    for name in (namespace, elsewhere):
+        control_plane.kubectl("create", "namespace", name)
+    objects = [o for o in render(binaries, namespace) if o["kind"] in RBAC_KINDS]
+    control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+    account = f"system:serviceaccount:{namespace}:punchingfist-remediator"
+
+    def can(verb: str, what: str, *where: str) -> bool:
+        said = control_plane.kubectl("auth", "can-i", verb, what, *where, user=account, check=False)
+        assert said.stdout.strip() in ("yes", "no"), said.stderr
+        return said.stdout.strip() == "yes"
+
+    assert can("patch", "nodes") and can("get", "nodes")
+    assert can("patch", "daemonsets.apps", "-n", namespace)
+    assert can("list", "replicasets.apps", "-n", namespace)
+    assert not can("delete", "nodes") and not can("list", "nodes")
+    assert not can("patch", "daemonsets.apps", "-n", elsewhere)
+    assert not can("delete", "deployments.apps", "-n", namespace)
+    assert not can("patch", "deployments.apps", "--subresource=scale", "-n", namespace)
+    assert not can("get", "secrets", "-n", namespace)
+
+    config = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+    for user in config["users"]:
+        user["user"]["as"] = account
+    kubeconfig = tmp_path / "remediator.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    kube = Kube({"KUBECONFIG": str(kubeconfig), "PATH": os.environ["PATH"]})
+    verdicts = {f"{a.action} {a.target}": kube.may_apply(a) for a in catalog(namespace)}
+    assert verdicts == {name: (True, "") for name in verdicts}
+    denied = kube.may_apply(catalog(elsewhere)[0])
+    assert denied[0] is False and f"in {elsewhere}" in denied[1], denied

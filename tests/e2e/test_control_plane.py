@@ -298,7 +298,9 @@ def agent_accounts(control_plane: ControlPlane) -> dict[str, str]:
         ("investigator", "list", "secrets", False),
         ("remediator", "delete", "pods", True),
         ("remediator", "patch", "deployments.apps", True),
-        ("remediator", "update", "deployments.apps/scale", True),
+        ("remediator", "patch", "daemonsets.apps", True),
+        ("remediator", "update", "deployments.apps", False),
+        ("remediator", "delete", "deployments.apps", False),
         ("remediator", "get", "secrets", False),
     ],
 )

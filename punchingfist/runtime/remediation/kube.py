@@ -9,21 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from punchingfist.api.actions import Target
+from punchingfist.api.actions import Access, AnyAction, Target, required_access
 from punchingfist.runtime.tools.base import ToolResult, run_argv
 
 _NO_CAP = 10**7
-_RESOURCES = {
-    "Deployment": ("apps", "deployments"),
-    "StatefulSet": ("apps", "statefulsets"),
-    "DaemonSet": ("apps", "daemonsets"),
-    "ReplicaSet": ("apps", "replicasets"),
-    "Pod": ("", "pods"),
-    "ConfigMap": ("", "configmaps"),
-    "Service": ("", "services"),
-    "Node": ("", "nodes"),
-    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
-}
 
 
 class KubeError(Exception):
@@ -33,12 +22,6 @@ class KubeError(Exception):
         super().__init__(message)
         self.message = message
         self.conflict = conflict
-
-
-def resource(kind: str) -> str:
-    """`RESOURCE.GROUP` as kubectl auth can-i takes it, e.g. `deployments.apps`."""
-    group, plural = _RESOURCES.get(kind, ("", kind.lower() + "s"))
-    return f"{plural}.{group}" if group else plural
 
 
 @dataclass(frozen=True)
@@ -95,20 +78,30 @@ class Kube:
             args.append("--dry-run=server")
         self._run(args)
 
-    def can_i(self, verb: str, target: Target) -> tuple[bool, str]:
-        """Whether this pod's own account (the remediator) may `verb` the target: kubectl auth
+    def can_i(self, access: Access) -> tuple[bool, str]:
+        """Whether this pod's own account (the remediator) may make the request: kubectl auth
         can-i asks the API server (a SelfSubjectAccessReview, which every account may make)."""
-        args = ["auth", "can-i", verb, f"{resource(target.kind)}/{target.name}"]
-        if target.namespace:
-            args.append(f"--namespace={target.namespace}")
+        args = ["auth", "can-i", access.verb, access.object()]
+        if access.namespace:
+            args.append(f"--namespace={access.namespace}")
         print(f"  $ kubectl {' '.join(args)}")
         result = run_argv([self.binary, *args], timeout=self.timeout, env=self.env)
         answer = (result.output or "").strip()
         if answer == "yes":
             return True, ""
         if answer == "no":
-            return False, f"RBAC does not allow {verb} on {target}"
+            return False, f"RBAC does not allow {access}"
         raise KubeError(f"kubectl auth can-i failed: {result.error or answer}")
+
+    def may_apply(self, action: AnyAction) -> tuple[bool, str]:
+        """Whether the remediator may make every request previewing, applying, checking and
+        rolling back `action` needs (`required_access`); the reason names the first it may
+        not make."""
+        for access in required_access(action):
+            allowed, reason = self.can_i(access)
+            if not allowed:
+                return False, reason
+        return True, ""
 
     def rollout_status(self, target: Target, timeout_seconds: int) -> tuple[bool, str]:
         """Wait for the workload's rollout to complete (True) or the timeout (False)."""

@@ -71,10 +71,6 @@ def proposed(spec: TaskSpec, task: RemediationTask, environ: Mapping[str, str]) 
     return _rendered(task.action, build_context(spec, environ))
 
 
-def _verb(action: AnyAction) -> str:
-    return "delete" if isinstance(action, DeletePod) else "patch"
-
-
 def preview(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str, Any]:
     """The preview: the policy's verdict, the object now, the server-side dry run's would-be
     object and their diff, and whether RBAC lets the remediator apply it."""
@@ -139,7 +135,7 @@ def preview(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str,
     changes = diff(now, after, str(action.target))
     account = f"system:serviceaccount:{environ.get('PF_NAMESPACE', '')}:{task.account}"
     try:
-        allowed, reason = kube.can_i(_verb(action), action.target)
+        allowed, reason = kube.may_apply(action)
     except KubeError as error:
         allowed, reason = False, error.message
     rbac = Rbac(allowed=allowed, account=account, reason=reason)
