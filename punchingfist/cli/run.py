@@ -16,10 +16,18 @@ from punchingfist.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from punchingfist.cli.inputs import read_resources
 from punchingfist.cli.live import LiveObserver
 from punchingfist.compiler import CompiledWorkflow, compile_resources
-from punchingfist.engine import Approver, AutoApprover, PromptApprover, SilentObserver, run_workflow
+from punchingfist.engine import (
+    ApprovalRequest,
+    Approver,
+    AutoApprover,
+    PromptApprover,
+    SilentObserver,
+    run_workflow,
+)
 from punchingfist.errors import PunchingFistError
 from punchingfist.executors.setup import choose_model, event_parameters, gather_secrets
 from punchingfist.runs.report import investigation, render
+from punchingfist.runtime.sinks.previews import parse_preview, preview_text
 from punchingfist.secrets import SecretResolver
 
 
@@ -176,7 +184,7 @@ def run_command(args: Any, resources: list[Resource[Any]]) -> int:
     if args.approve or args.deny:
         approver = AutoApprover(bool(args.approve), who, args.comment or "")
     else:
-        approver = PromptApprover(sys.stdin, sys.stderr)
+        approver = PromptApprover(sys.stdin, sys.stderr, explain=gate_preview)
     if not args.quiet:
         print(
             f"👊 running {workflow.name} locally | model: {choice.label} | files: {workdir}",
@@ -197,3 +205,14 @@ def run_command(args: Any, resources: list[Resource[Any]]) -> int:
     else:
         sys.stdout.write(render(report) + "\n")
     return EXIT_OK if result.phase == "Succeeded" else EXIT_FAILED
+
+
+def gate_preview(request: ApprovalRequest) -> str | None:
+    """What the terminal shows before asking about a remediation step's gate: its fix's
+    preview (the action, the target, the server-side dry run's whole diff, RBAC's verdict), as
+    `punchingfist approve --show`, Slack and the web page show it. None for any other gate."""
+    shown = parse_preview(request.preview)
+    if shown is None:
+        return None
+    heading = f"{request.run} / {request.display_name}: the fix to approve"
+    return f"{heading}\n{preview_text(shown, lines=None)}"

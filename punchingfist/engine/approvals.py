@@ -11,9 +11,10 @@ import getpass
 import queue
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ApprovalRequest:
     requested_at: datetime
     deadline: datetime | None
     """When no answer means denied; None waits until the workflow deadline."""
+    preview: Mapping[str, Any] | None = None
+    """What the gate approves, when its step is a remediation: the step's preview task's output
+    `preview` (the fix, its target, the server-side dry run's diff, RBAC's verdict) as JSON.
+    None for any other gate."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +110,17 @@ class PromptApprover:
     """
 
     def __init__(
-        self, stdin: TextIO | None = None, stdout: TextIO | None = None, approver: str = ""
+        self,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        approver: str = "",
+        explain: Callable[[ApprovalRequest], str | None] | None = None,
     ) -> None:
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stderr
         self.approver = approver or _user()
+        self.explain = explain
+        """What to show before the question (e.g. a remediation's preview), None: nothing."""
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._reader: threading.Thread | None = None
         self._waiting: list[ApprovalRequest] = []
@@ -149,6 +160,9 @@ class PromptApprover:
             self._ask(self._waiting[0])
 
     def _ask(self, request: ApprovalRequest) -> None:
+        shown = self.explain(request) if self.explain is not None else None
+        if shown:
+            self.stdout.write(f"\n{shown}\n")
         until = f" (until {request.deadline:%H:%M:%S}, then denied)" if request.deadline else ""
         self.stdout.write(f"approve step {request.step!r} of run {request.run}? [y/N]{until} ")
         self.stdout.flush()

@@ -37,6 +37,9 @@ from punchingfist.errors import PunchingFistError
 logger = logging.getLogger(__name__)
 WORKFLOW_DEADLINE = "Step exceeded its deadline"
 STEP_LABEL = "punchingfist.io/step"
+PREVIEW_OUTPUT = "preview"
+"""The output of a remediation step's preview task: the fix as the approver must see it (the
+action, its target, the server-side dry run's diff, RBAC's verdict), as JSON."""
 _NODE_TYPES = {"container": "Pod", "suspend": "Suspend", "dag": "DAG"}
 
 
@@ -248,6 +251,7 @@ class Run:
             step,
             datetime.now(UTC),
             deadline,
+            self._preview(step),
         )
         self._notify("on_approval_requested", self.info, request)
         decision: ApprovalDecision | None = None
@@ -274,6 +278,21 @@ class Run:
         node.phase = SUCCEEDED
         self._notify("on_approval_decided", self.info, request, decision)
         self._export(template, node)
+
+    def _preview(self, step: str) -> dict[str, Any] | None:
+        """The preview of gated step `step`'s fix: the output `preview` of the step's task that
+        made one (its `<step>-preview`, labelled with the same step), None when there is none."""
+        for node in self.nodes.values():
+            raw = node.outputs.get(PREVIEW_OUTPUT)
+            if node.labels.get(STEP_LABEL) != step or node.phase != SUCCEEDED or raw is None:
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and value:
+                return value
+        return None
 
     def _export(self, template: Template, node: NodeStatus) -> None:
         for parameter in template.outputs:
