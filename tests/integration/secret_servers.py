@@ -6,7 +6,10 @@
   Secrets Manager API boto3 uses.
 - `azure_keyvault_fake()`: an HTTPS server speaking the Key Vault REST protocol of
   azure-keyvault-secrets (the bearer challenge, then GET/PUT /secrets/...) and, on the same port,
-  the Entra ID token endpoint azure-identity's ClientSecretCredential asks (an authority host).
+  the Entra ID token endpoint azure-identity's ClientSecretCredential asks (an authority host)
+  and the instance metadata (IMDS) token endpoint its ManagedIdentityCredential asks.
+- `connect_proxy()`: an HTTPS (CONNECT) proxy that tunnels every host to one loopback port, so
+  a client given a real vault's name (`company-vault.vault.azure.net`) reaches the fake.
 
 Each is a context manager. One that cannot be had at all (Vault not built, moto not installed)
 raises `Unavailable`, which the tests turn into a skip, or a failure when CI is set
@@ -23,6 +26,8 @@ import importlib.util
 import json
 import os
 import secrets
+import socket
+import socketserver
 import ssl
 import subprocess
 import sys
@@ -32,7 +37,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -114,6 +119,24 @@ class VaultDev:
         `api("POST", "sys/auth/kubernetes", {"type": "kubernetes"})`); the JSON answer."""
         headers = {"X-Vault-Token": self.token}
         return _http_json(method, f"{self.url}/v1/{path.lstrip('/')}", body, headers)
+
+    def kubernetes_auth(
+        self, host: str, ca_cert: str, namespace: str, account: str, roles: Mapping[str, list[str]]
+    ) -> None:
+        """Enable the Kubernetes auth method, reviewing login tokens with the API server at
+        HOST (its CA certificate CA_CERT, PEM), and create ROLES (name -> token policies), each
+        bound to ServiceAccount NAMESPACE/ACCOUNT."""
+        self.api("POST", "sys/auth/kubernetes", {"type": "kubernetes"})
+        config = {"kubernetes_host": host, "kubernetes_ca_cert": ca_cert}
+        self.api("POST", "auth/kubernetes/config", config)
+        for role, policies in roles.items():
+            binding = {
+                "bound_service_account_names": [account],
+                "bound_service_account_namespaces": [namespace],
+                "token_policies": policies,
+                "token_ttl": "10m",
+            }
+            self.api("POST", f"auth/kubernetes/role/{role}", binding)
 
     def put(self, path: str, data: Mapping[str, str]) -> int:
         """Write a KV v2 secret at secret/PATH (the dev server's KV v2 mount); its version."""
@@ -204,21 +227,26 @@ def moto_server() -> Iterator[MotoServer]:
 # Azure Key Vault (a fake speaking its REST protocol) ----------------------------------------
 
 CHALLENGE_RESOURCE = "https://vault.azure.net"
+IMDS_TOKEN_PATH = "/metadata/identity/oauth2/token"
 
 
 @dataclass
 class AzureKeyVaultFake:
     """A running fake Key Vault. `url` is the vault URL (https, a self-signed certificate that
     `ca_file` trusts); the same server is the Entra ID authority host (`authority_host`) where
-    `client_id`/`client_secret` get a token for `tenant_id`. Clients of it need
-    `verify_challenge_resource=False` (its host is not under vault.azure.net) and
-    `connection_verify=ca_file`; `client_kwargs()` and `credential()` give both."""
+    `client_id`/`client_secret` get a token for `tenant_id`, and the instance metadata service
+    (`imds_host`, what AZURE_POD_IDENTITY_AUTHORITY_HOST names) where the managed identity
+    `managed_identity_client_id` gets one. Clients of it need `verify_challenge_resource=False`
+    (its host is not under vault.azure.net) and `connection_verify=ca_file`; `client_kwargs()`
+    and `credential()` give both."""
 
     url: str
     ca_file: str
     tenant_id: str
     client_id: str
     client_secret: str
+    managed_identity_client_id: str | None = None
+    """The user-assigned managed identity IMDS issues tokens to; None: IMDS issues none."""
     secrets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """name -> its versions, oldest first (the bundles the server answers)."""
     tokens: set[str] = field(default_factory=set)
@@ -229,6 +257,10 @@ class AzureKeyVaultFake:
 
     @property
     def authority_host(self) -> str:
+        return self.url
+
+    @property
+    def imds_host(self) -> str:
         return self.url
 
     @property
@@ -288,9 +320,9 @@ class AzureKeyVaultFake:
         return bundle
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A key and a self-signed certificate for 127.0.0.1 and localhost (cert.pem is its own
-    CA bundle)."""
+def _self_signed(directory: Path, hosts: Sequence[str] = ()) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for 127.0.0.1, localhost and `hosts` (cert.pem is its
+    own CA bundle)."""
     import ipaddress
 
     from cryptography import x509
@@ -312,7 +344,11 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(host) for host in hosts),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             ),
             critical=False,
         )
@@ -331,8 +367,8 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 def _keyvault_handler(vault: AzureKeyVaultFake) -> type[BaseHTTPRequestHandler]:
-    """The request handler: Entra ID's discovery and token endpoints, then Key Vault's
-    challenge and secrets endpoints (any api-version: 7.x or dated)."""
+    """The request handler: Entra ID's discovery and token endpoints, IMDS's token endpoint,
+    then Key Vault's challenge and secrets endpoints (any api-version: 7.x or dated)."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -355,6 +391,9 @@ def _keyvault_handler(vault: AzureKeyVaultFake) -> type[BaseHTTPRequestHandler]:
             parts = [urllib.parse.unquote(part) for part in url.path.strip("/").split("/")]
             if parts[:1] == [vault.tenant_id]:
                 self._entra(method, parts[1:])
+            elif url.path == IMDS_TOKEN_PATH:
+                self._body()
+                self._imds(method, urllib.parse.parse_qs(url.query))
             elif parts[:1] == ["secrets"] and 2 <= len(parts) <= 3:
                 self._secrets(method, url.path, parts[1:], urllib.parse.parse_qs(url.query))
             else:
@@ -399,6 +438,43 @@ def _keyvault_handler(vault: AzureKeyVaultFake) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             self._error(404, "NotFound", f"no Entra ID endpoint {method} {'/'.join(parts)}")
+
+        def _imds(self, method: str, query: dict[str, list[str]]) -> None:
+            """The instance metadata token endpoint as Azure answers it (the fields are strings):
+            only with the `Metadata: true` header and for the configured managed identity."""
+            if method != "GET" or self.headers.get("Metadata") != "true":
+                self._imds_error("invalid_request", "Required metadata header not specified")
+                return
+            resource = query.get("resource", [""])[0]
+            client_id = query.get("client_id", [""])[0]
+            vault.requests.append(f"{method} {IMDS_TOKEN_PATH} client_id={client_id}")
+            if not query.get("api-version", [""])[0] or not resource:
+                self._imds_error("invalid_request", "api-version and resource are required")
+                return
+            if vault.managed_identity_client_id is None or (
+                client_id != vault.managed_identity_client_id
+            ):
+                self._imds_error("invalid_request", "Identity not found")
+                return
+            token = f"pf-mi-{secrets.token_hex(16)}"
+            vault.tokens.add(token)
+            now = int(time.time())
+            self._answer(
+                200,
+                {
+                    "access_token": token,
+                    "client_id": client_id,
+                    "expires_in": "3599",
+                    "expires_on": str(now + 3599),
+                    "ext_expires_in": "3599",
+                    "not_before": str(now),
+                    "resource": resource,
+                    "token_type": "Bearer",
+                },
+            )
+
+        def _imds_error(self, code: str, description: str) -> None:
+            self._answer(400, {"error": code, "error_description": description})
 
         def _secrets(
             self, method: str, path: str, parts: list[str], query: dict[str, list[str]]
@@ -445,11 +521,14 @@ def _keyvault_handler(vault: AzureKeyVaultFake) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def azure_keyvault_fake() -> Iterator[AzureKeyVaultFake]:
-    """A fake Key Vault and Entra ID token endpoint over HTTPS on a free loopback port, served
-    from a thread of this process; no secrets until the test puts some."""
+def azure_keyvault_fake(
+    hosts: Sequence[str] = (), managed_identity_client_id: str | None = None
+) -> Iterator[AzureKeyVaultFake]:
+    """A fake Key Vault, Entra ID token endpoint and IMDS over HTTPS on a free loopback port,
+    served from a thread of this process; no secrets until the test puts some. Its certificate
+    also names `hosts` (a real vault's name reached through `connect_proxy`)."""
     with tempfile.TemporaryDirectory(prefix="pf-keyvault-") as directory:
-        cert, key = _self_signed(Path(directory))
+        cert, key = _self_signed(Path(directory), hosts)
         server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
         vault = AzureKeyVaultFake(
             url=f"https://127.0.0.1:{server.server_address[1]}",
@@ -457,16 +536,76 @@ def azure_keyvault_fake() -> Iterator[AzureKeyVaultFake]:
             tenant_id="00000000-0000-4000-8000-00000000c0de",
             client_id="00000000-0000-4000-8000-0000000c1e47",
             client_secret=secrets.token_urlsafe(16),
+            managed_identity_client_id=managed_identity_client_id,
         )
         server.RequestHandlerClass = _keyvault_handler(vault)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         server.socket = context.wrap_socket(server.socket, server_side=True)
-        thread = threading.Thread(target=server.serve_forever, name="fake-keyvault", daemon=True)
-        thread.start()
-        try:
+        with _serving(server, "fake-keyvault"):
             yield vault
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def _serving(server: socketserver.BaseServer, name: str) -> Iterator[None]:
+    """Serve from a daemon thread of this process; shut down and closed on exit."""
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+# An HTTPS proxy ----------------------------------------------------------------------------
+
+
+@dataclass
+class ConnectProxy:
+    """A running CONNECT proxy: its URL (for HTTPS_PROXY) and the `host:port` of each tunnel
+    a client asked for, in order."""
+
+    url: str
+    tunnels: list[str] = field(default_factory=list)
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    """Copy bytes from `source` to `target` until either side closes."""
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def connect_proxy(port: int) -> Iterator[ConnectProxy]:
+    """An HTTP proxy on a free loopback port that answers `CONNECT HOST:PORT` by tunnelling to
+    127.0.0.1:`port`, whatever the host: the client's TLS then meets the server on `port`,
+    which must present a certificate for HOST. Other methods are refused (405)."""
+    proxy = ConnectProxy(url="")
+
+    class Tunnel(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            request = self.rfile.readline(8192).decode("latin-1").split()
+            while self.rfile.readline(8192).strip():  # the request's headers
+                continue
+            if len(request) != 3 or request[0] != "CONNECT":
+                self.wfile.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            proxy.tunnels.append(request[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as upstream:
+                self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                self.wfile.flush()
+                back = threading.Thread(target=_pipe, args=(upstream, self.connection))
+                back.start()
+                _pipe(self.connection, upstream)
+                back.join(timeout=30)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tunnel)
+    server.daemon_threads = True
+    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
+    with _serving(server, "connect-proxy"):
+        yield proxy

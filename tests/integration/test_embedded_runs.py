@@ -52,12 +52,13 @@ def environ(tmp_path: Path) -> dict[str, str]:
 
 
 def punchingfist(
-    tmp_path: Path, *args: str, timeout: float = 300
+    tmp_path: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """`punchingfist ARGS` as a process, in `env` (default: `environ(tmp_path)`)."""
     return subprocess.run(
         [sys.executable, "-m", "punchingfist.cli", *args],
         cwd=ROOT,
-        env=environ(tmp_path),
+        env=environ(tmp_path) if env is None else env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
