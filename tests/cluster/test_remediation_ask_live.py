@@ -129,4 +129,11 @@ def test_through_argo_a_broken_fix_waits_at_its_rollback_gate_and_is_rolled_back
     assert record["result"]["rollback_verified"] is True
     assert record["result"]["rollback_pending"] is False
     assert _container(cluster, app)["image"] == image, "the previous template is back"
+    # The operator's record of the run: both gates answered, the rollback's final outcome.
+    recorded = cluster.run_record(run, lambda r: r["finished_at"] is not None)
+    assert recorded["status"] == "failed", recorded["error"]
+    steps = {s["name"]: s for s in recorded["steps"]}
+    assert steps["fix-rollback"]["result"]["result"]["outcome"] == "made worse, rolled back"
+    answers = {a["gate"]: a["decision"] for a in recorded["approvals"]}
+    assert answers == {"fix-approval": "approved", "fix-rollback-approval": "approved"}
     _until(f"{app} to be available again", lambda: _available(cluster, app), timeout=60)
