@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -22,20 +21,22 @@ HOME, SHOP = "run-pf", "run-shop"
 ACCOUNT = f"system:serviceaccount:{HOME}:punchingfist-remediator"
 
 
-def _deployment(name: str, memory: str) -> dict[str, Any]:
-    labels = {"app": name}
-    container = {"name": "web", "image": "registry.local/shop/web:1.4.2"}
-    container["resources"] = {"limits": {"memory": memory}}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": SHOP},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-        },
-    }
+WEB = f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {SHOP}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - name: web
+          image: registry.local/shop/web:1.4.2
+          resources: {{limits: {{memory: 512Mi}}}}
+"""
+"""The Deployment the fix raises the memory limit of (no kubelet here: it never runs)."""
 
 
 def test_the_run_prompt_shows_the_real_preview_before_asking(
@@ -46,7 +47,7 @@ def test_the_run_prompt_shows_the_real_preview_before_asking(
     chart = render(binaries, HOME, f"steps.remediator.namespaces={{{SHOP}}}")
     rbac = [o for o in chart if o["kind"] in RBAC_KINDS]
     control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(rbac))
-    control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_deployment("web", "512Mi")))
+    control_plane.kubectl("apply", "-f", "-", stdin=WEB)
     config = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
     for user in config["users"]:
         user["user"]["as"] = ACCOUNT
