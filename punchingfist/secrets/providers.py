@@ -13,9 +13,11 @@ for what a cluster resource should not hold, the environment of the process that
             finds them (IRSA's web identity, the instance role, AWS_* variables); AWS_ENDPOINT_URL
             points it elsewhere.
     Azure   vaultUrl (used for references to that vault), clientId (a managed identity's);
-            credentials from DefaultAzureCredential, or ClientSecretCredential when
-            AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET are set;
-            AZURE_AUTHORITY_HOST names another Entra ID authority (sovereign clouds).
+            ClientSecretCredential when AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET
+            are set, else authMethod `managed-identity` logs in as that managed identity
+            (ManagedIdentityCredential: IMDS, or AKS workload identity's federated token), else
+            DefaultAzureCredential; AZURE_AUTHORITY_HOST names another Entra ID authority
+            (sovereign clouds).
 """
 
 from __future__ import annotations
@@ -257,6 +259,7 @@ class AzureProvider:
         ours = config if config is not None and config.type == "azure-keyvault" else None
         self.vault_url = ours.vault_url if ours else None
         self.client_id = ours.client_id if ours else None
+        self.managed_identity = ours is not None and ours.auth_method == "managed-identity"
         self.environ = environ
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -269,7 +272,11 @@ class AzureProvider:
         return f"https://{vault}.vault.azure.net/"
 
     def _credential(self) -> Any:
-        from azure.identity import ClientSecretCredential, DefaultAzureCredential
+        from azure.identity import (
+            ClientSecretCredential,
+            DefaultAzureCredential,
+            ManagedIdentityCredential,
+        )
 
         env = self.environ
         authority = env.get("AZURE_AUTHORITY_HOST")
@@ -277,17 +284,39 @@ class AzureProvider:
         where: dict[str, Any] = (
             {"authority": authority, "disable_instance_discovery": True} if authority else {}
         )
-        tenant, client, secret = (
-            env.get("AZURE_TENANT_ID"),
-            env.get("AZURE_CLIENT_ID"),
-            env.get("AZURE_CLIENT_SECRET"),
-        )
-        if tenant and client and secret:
-            return ClientSecretCredential(tenant, client, secret, **where)
+        principal = self._service_principal()
+        if principal is not None:
+            return ClientSecretCredential(*principal, **where)
+        if self.managed_identity:
+            # Only the identity the config names: no fallback to developer logins (Azure CLI,
+            # PowerShell...), which would hide why the managed identity got no token.
+            return ManagedIdentityCredential(client_id=self.client_id)
         return DefaultAzureCredential(managed_identity_client_id=self.client_id, **where)
 
+    def _service_principal(self) -> tuple[str, str, str] | None:
+        """(tenant, client id, client secret) of the environment, when all three are set."""
+        tenant, client, secret = (
+            self.environ.get(name) or ""
+            for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET")
+        )
+        return (tenant, client, secret) if tenant and client and secret else None
+
+    def _login(self) -> str:
+        """Who `_credential()` logs in as, for an error message (never the secret)."""
+        principal = self._service_principal()
+        if principal is not None:
+            return f"service principal AZURE_CLIENT_ID={principal[1]}"
+        if self.managed_identity:
+            identity = f"clientId {self.client_id}" if self.client_id else "system-assigned"
+            return f"managed identity ({identity}); is it assigned to this pod or node?"
+        return "DefaultAzureCredential (none of the credentials it tries got a token)"
+
     def read(self, ref: SecretReference) -> str:
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+        from azure.core.exceptions import (
+            AzureError,
+            ClientAuthenticationError,
+            ResourceNotFoundError,
+        )
         from azure.keyvault.secrets import SecretClient
 
         vault, name = ref.path.split("/", 1)
@@ -310,6 +339,10 @@ class AzureProvider:
             value = client.get_secret(name).value
         except ResourceNotFoundError:
             raise _missing(ref, f"Key Vault {url} has no secret {name!r}") from None
+        except ClientAuthenticationError:
+            raise SecretError(
+                f"secret {ref.text}: cannot log in to Key Vault {url} as {self._login()}"
+            ) from None
         except AzureError as error:
             raise SecretError(
                 f"secret {ref.text}: cannot read it from Key Vault {url}: {type(error).__name__} "

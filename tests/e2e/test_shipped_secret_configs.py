@@ -220,9 +220,12 @@ AZURE_CLIENT_ID = "12345678-1234-1234-1234-123456789012"
 
 
 @contextlib.contextmanager
-def azure(plane: ControlPlane, tmp_path: Path) -> Iterator[Shipped]:
+def azure(
+    plane: ControlPlane, tmp_path: Path, identity: str = AZURE_CLIENT_ID
+) -> Iterator[Shipped]:
+    """The shipped file; IMDS issues tokens to the managed identity `identity` only."""
     with (
-        secret_servers.azure_keyvault_fake([AZURE_HOST], AZURE_CLIENT_ID) as server,
+        secret_servers.azure_keyvault_fake([AZURE_HOST], identity) as server,
         secret_servers.connect_proxy(int(server.url.rsplit(":", 1)[1])) as proxy,
     ):
         env = {
@@ -321,4 +324,27 @@ def test_a_shipped_config_whose_slack_secret_is_missing_stops_the_run_naming_it(
         stopped = run(shipped, llm, slack, tmp_path)
     assert stopped.returncode != 0 and "Traceback" not in stopped.stderr, stopped.stderr
     assert SLACK_REFERENCES[name] in stopped.stderr and "not found" in stopped.stderr
+    assert llm.requests == [] and slack.messages == []
+
+
+def test_the_azure_config_logs_in_only_as_its_managed_identity(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """`authMethod: managed-identity` asks IMDS for the file's clientId and nothing else: where
+    this machine has another identity the run stops naming the reference and the identity,
+    and no developer login (Azure CLI, PowerShell...) is tried."""
+    other = "87654321-4321-4321-4321-210987654321"
+    with (
+        azure(control_plane, tmp_path, identity=other) as shipped,
+        FakeOpenAI([], default=ANSWER) as llm,
+        FakeSlack("xoxb-never", {CHANNEL: "ops"}) as slack,
+    ):
+        shipped.put_llm_key(f"sk-{secrets.token_hex(16)}")
+        shipped.put_slack_token(f"xoxb-{secrets.token_hex(12)}")
+        stopped = run(shipped, llm, slack, tmp_path)
+        shipped.check_login()  # IMDS was asked for the shipped clientId
+    assert stopped.returncode != 0 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert "secret azure://company-vault/" in stopped.stderr
+    assert f"managed identity (clientId {AZURE_CLIENT_ID})" in stopped.stderr
+    assert "AzureCliCredential" not in stopped.stderr and other not in stopped.stderr
     assert llm.requests == [] and slack.messages == []
