@@ -252,8 +252,9 @@ class AzureKeyVaultFake:
     tokens: set[str] = field(default_factory=set)
     """Access tokens the token endpoint issued; the vault accepts only these."""
     requests: list[str] = field(default_factory=list)
-    """"METHOD /secrets/... authorized|anonymous" of each vault request (its path as sent),
-    for tests of the protocol."""
+    """"METHOD /secrets/... authorized|anonymous" of each vault request (its path as sent), and
+    "GET /metadata/identity/oauth2/token client_id=ID" of each IMDS token request with the
+    Metadata header, for tests of the protocol."""
 
     @property
     def authority_host(self) -> str:
