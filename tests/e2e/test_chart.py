@@ -212,7 +212,8 @@ def test_the_remediator_may_make_every_request_of_every_action_and_no_more(
     """#25: the chart's RBAC, installed on the real authorizer, lets the remediator make every
     request `required_access` lists for each action (asked the way the preview asks:
     `Kube.may_apply`, kubectl auth can-i as the account), Nodes (cordon) and DaemonSets
-    included, and nothing outside its namespace, no workload deletion, no Secrets."""
+    included, and nothing outside its namespace, no workload deletion, no Secrets; it reads
+    what the investigator reads."""
     namespace, elsewhere = "chart-rbac", "chart-rbac-other"
     for name in (namespace, elsewhere):
         control_plane.kubectl("create", "namespace", name)
@@ -228,7 +229,10 @@ def test_the_remediator_may_make_every_request_of_every_action_and_no_more(
     assert can("patch", "nodes") and can("get", "nodes")
     assert can("patch", "daemonsets.apps", "-n", namespace)
     assert can("list", "replicasets.apps", "-n", namespace)
-    assert not can("delete", "nodes") and not can("list", "nodes")
+    assert not can("delete", "nodes") and not can("update", "nodes")
+    # it reads what the investigator reads, to investigate and verify in a gated agent step
+    assert can("get", "pods", "--subresource=log", "-n", namespace)
+    assert can("list", "events", "-n", namespace) and can("list", "nodes")
     assert not can("patch", "daemonsets.apps", "-n", elsewhere)
     assert not can("delete", "deployments.apps", "-n", namespace)
     assert not can("patch", "deployments.apps", "--subresource=scale", "-n", namespace)
