@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from punchingfist.api.actions import Action, Preview, as_command, describe
+from punchingfist.api.actions import Action, Preview, as_command, change, describe
 from punchingfist.api.runspec import StepResult, result_env
 from punchingfist.engine import NodeStatus, RunResult
 from punchingfist.engine.results import RunInfo
@@ -120,6 +120,10 @@ def fix_section(found: Findings) -> str | None:
     ("result", "section"),
     [
         (FIXED, f"*Fix*\n🔧 {SAID} — fixed"),
+        (
+            fix_result("fixed", True, approver="alice"),
+            f"*Fix*\n🔧 {SAID} — fixed (approved by alice)",
+        ),
         (ROLLED_BACK, f"*Fix*\n🔧 {SAID} — made worse, rolled back (verified)"),
         (
             ROLLBACK_FAILED,
@@ -134,7 +138,14 @@ def fix_section(found: Findings) -> str | None:
             f"*Fix*\n🔧 {SAID} — not applied: the fix was not approved: nothing applied",
         ),
     ],
-    ids=["fixed", "made-worse-rolled-back", "rollback-failed", "dry-run", "not-approved"],
+    ids=[
+        "fixed",
+        "fixed-approved-by",
+        "made-worse-rolled-back",
+        "rollback-failed",
+        "dry-run",
+        "not-approved",
+    ],
 )
 def test_slack_says_what_the_fix_did(result: dict[str, Any], section: str) -> None:
     found = findings(fix=result)
@@ -281,3 +292,17 @@ def test_the_slack_thread_and_the_webhook_get_the_fix(tmp_path: Path) -> None:
     (sent,) = request.json()["investigation"]["remediations"]
     assert sent["outcome"] == "made worse, rolled back" and sent["rollback_verified"] is True
     assert sent["target"] == {"kind": "Deployment", "namespace": "shop", "name": "web"}
+
+
+def test_the_fix_task_records_who_approved_it() -> None:
+    """The gate's approver (PF_APPROVER) is in the fix task's record, so every sink names them;
+    here the approved fix cannot even read its target (no kubectl), and still says who."""
+    spec, environ = task_spec(SET_MEMORY)
+    previewed = offered_preview()
+    previewed["result"] |= {"preview": PREVIEW, "change": change(ACTION).model_dump(mode="json")}
+    environ[result_env("fix-preview")] = json.dumps(previewed)
+    environ |= {"PF_APPROVED": "true", "PF_APPROVER": "slack:U0ALICE"}
+    result = apply(spec.model_copy(update={"gated": True}), environ, NO_KUBECTL)
+    assert result["result"]["approver"] == "slack:U0ALICE"
+    fix = fix_outcome(result)
+    assert fix is not None and fix.approver == "slack:U0ALICE" and not fix.applied

@@ -227,6 +227,8 @@ def apply(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str, A
     action: AnyAction = _ACTION.validate_python(shown.action)
     planned = Change.model_validate(previewed["change"])
     who = environ.get("PF_APPROVER") or "(no approver recorded)"
+    if environ.get("PF_APPROVER"):
+        record["approver"] = environ["PF_APPROVER"]
     _say(f"applying the approved fix (approved by {who}): {shown.description}")
     try:
         before = kube.get(action.target)
@@ -287,6 +289,8 @@ def rollback(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str
         return _refused(spec.step, record, "the rollback was not approved: nothing done")
     action: AnyAction = _ACTION.validate_python(record["preview"]["action"])
     who = environ.get("PF_APPROVER") or "(no approver recorded)"
+    if environ.get("PF_APPROVER"):
+        record["rollback_approver"] = environ["PF_APPROVER"]
     _say(f"rolling back the failed fix (approved by {who}): {describe(action)}")
     record["rollback_pending"] = False
     final = _rollback(kube, action, task, record, str(record.get("verdict")))

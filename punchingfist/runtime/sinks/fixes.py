@@ -102,8 +102,13 @@ def fix_outcome(result: Any, approver: str | None = None) -> FixOutcome | None:
         rolled_back=_flag(record.get("rolled_back")),
         rollback_verified=_flag(record.get("rollback_verified")),
         detail=str(detail) if detail else None,
-        approver=approver,
+        approver=approver or _approver(record.get("approver")),
     )
+
+
+def _approver(recorded: Any) -> str | None:
+    """Who approved the fix, as its task recorded it (the gate's PF_APPROVER)."""
+    return recorded if isinstance(recorded, str) and recorded else None
 
 
 def fix_outcomes(steps: Mapping[str, Any]) -> list[FixOutcome]:
