@@ -251,8 +251,10 @@ class SecretManagerConfig(SpecModel):
     """Vault address (else the server's VAULT_ADDR)."""
     auth_method: str | None = None
     """Vault: `kubernetes` (log in with `role` and the ServiceAccount token), else token auth
-    with the server's VAULT_TOKEN. AWS (`iam-role`) and Azure (`managed-identity`): the
-    credentials the client library finds."""
+    with the server's VAULT_TOKEN. AWS (`iam-role`): the credentials boto3 finds (IRSA's web
+    identity, the instance role). Azure `managed-identity`: that identity only (`clientId`;
+    AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, when all set, win), else the
+    credentials azure-identity finds."""
     role: str | None = None
     """Vault role (kubernetes auth)."""
     secret_path: str | None = None

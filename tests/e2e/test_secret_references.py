@@ -189,25 +189,10 @@ def test_the_operator_logs_in_to_vault_with_its_service_account(
     value = secrets.token_hex(16)
     reference = "vault://slack#bot-token"
     with vault_dev() as server:
-        server.api("POST", "sys/auth/kubernetes", {"type": "kubernetes"})
-        ca = Path(plane.pki.path("ca.crt")).read_text()
-        server.api(
-            "POST",
-            "auth/kubernetes/config",
-            {"kubernetes_host": plane.server, "kubernetes_ca_cert": ca},
-        )
         server.api("PUT", "sys/policies/acl/pf-read", {"policy": VAULT_POLICY})
-        for role, policies in (("punchingfist-agent", ["pf-read"]), ("no-rights", ["default"])):
-            server.api(
-                "POST",
-                f"auth/kubernetes/role/{role}",
-                {
-                    "bound_service_account_names": [account],
-                    "bound_service_account_namespaces": [namespace],
-                    "token_policies": policies,
-                    "token_ttl": "10m",
-                },
-            )
+        ca = Path(plane.pki.path("ca.crt")).read_text()
+        roles = {"punchingfist-agent": ["pf-read"], "no-rights": ["default"]}
+        server.kubernetes_auth(plane.server, ca, namespace, account, roles)
         server.put("punchingfist/slack", {"bot-token": value})
 
         def resolver(role: str) -> SecretResolver:
