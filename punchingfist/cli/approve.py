@@ -17,7 +17,13 @@ from punchingfist.cli.exit_codes import EXIT_OK
 from punchingfist.compiler.naming import PREVIEW_PARAM, RESULT_PARAM, preview_task
 from punchingfist.errors import PunchingFistError
 from punchingfist.kube import context_namespace
-from punchingfist.runtime.sinks.previews import parse_preview, preview_text, why_not_offered
+from punchingfist.runtime.sinks.previews import (
+    ROLLBACK_GATE_SUFFIX,
+    parse_preview,
+    preview_text,
+    rollback_text,
+    why_not_offered,
+)
 
 if TYPE_CHECKING:
     from punchingfist.executors.argo import ArgoExecutor
@@ -79,7 +85,8 @@ def _approve(args: argparse.Namespace) -> int:
     argo = ArgoExecutor(args.kubeconfig)
     try:
         gate = _gate(args.run, args.step, argo.waiting_gates(args.run, namespace))
-        if _shown(args, gate, _cluster_preview(argo, args.run, namespace, gate)):
+        shown = _cluster_preview(argo, args.run, namespace, gate)
+        if _shown(args, gate, shown, _cluster_fix_result(argo, args.run, namespace, gate)):
             return EXIT_OK
         approver = argo.whoami()
         allowed = _approvers(argo, namespace)
@@ -102,11 +109,15 @@ def _approve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _shown(args: argparse.Namespace, gate: str, preview: Preview | None) -> bool:
-    """Print the gate's preview; True when that is all to do (`--show`). Approving a fix that
-    is not offered is refused here, before anything is sent."""
+def _shown(args: argparse.Namespace, gate: str, preview: Preview | None, fixed: Any = None) -> bool:
+    """Print the gate's preview (or, at a rollback gate, what the failed fix `fixed` — its
+    task's result — did and what the rollback puts back); True when that is all to do
+    (`--show`). Approving a fix that is not offered is refused here, before anything is sent."""
+    undo = rollback_text(fixed) if gate.endswith(ROLLBACK_GATE_SUFFIX) else None
     if preview is not None:
         print(f"{args.run} / {gate}: the fix to approve\n{preview_text(preview, lines=None)}")
+    elif undo is not None:
+        print(f"{args.run} / {gate}: the rollback to approve\n{undo}")
     elif args.show:
         print(f"{args.run} / {gate}: no preview (this gate does not gate a remediation fix)")
     if args.show:
@@ -137,6 +148,26 @@ def _cluster_preview(argo: ArgoExecutor, run: str, namespace: str, gate: str) ->
                 shown = None
             if shown is not None:
                 return shown
+    return None
+
+
+def _cluster_fix_result(argo: ArgoExecutor, run: str, namespace: str, gate: str) -> Any:
+    """At a rollback gate (`<step>-rollback-approval`): the result output of the failed fix's
+    task (`<step>`), read from the Argo Workflow's nodes; None elsewhere."""
+    import json
+
+    if not gate.endswith(ROLLBACK_GATE_SUFFIX):
+        return None
+    task = gate.removesuffix(ROLLBACK_GATE_SUFFIX)
+    nodes = (argo.get(run, namespace).get("status") or {}).get("nodes") or {}
+    for node in nodes.values():
+        if node.get("displayName") == task:
+            for parameter in (node.get("outputs") or {}).get("parameters") or []:
+                if parameter.get("name") == RESULT_PARAM:
+                    try:
+                        return json.loads(parameter.get("value") or "null")
+                    except ValueError:
+                        return None
     return None
 
 
@@ -210,7 +241,8 @@ def _approve_by_server(args: argparse.Namespace) -> int:
                     if a.get("decision") == "pending"
                 ]
                 gate = _gate(args.run, None, waiting)
-            if _shown(args, gate, _server_preview(http, args.run, gate)):
+            fixed = _server_fix_result(http, args.run, gate)
+            if _shown(args, gate, _server_preview(http, args.run, gate), fixed):
                 return EXIT_OK
             body = {"decision": "deny" if args.deny else "approve", "comment": args.comment}
             if approver:
@@ -231,6 +263,17 @@ def _server_preview(http: Any, run: str, gate: str) -> Preview | None:
         return None
     _check(found, run)
     return parse_preview(found.json().get("preview"))
+
+
+def _server_fix_result(http: Any, run: str, gate: str) -> Any:
+    """At a rollback gate: the failed fix task's result as the server recorded it."""
+    if not gate.endswith(ROLLBACK_GATE_SUFFIX):
+        return None
+    found = http.get(f"/api/v1/runs/{run}")
+    _check(found, run)
+    task = gate.removesuffix(ROLLBACK_GATE_SUFFIX)
+    steps = [s for s in found.json().get("steps") or [] if s.get("name") == task]
+    return steps[0].get("result") if steps else None
 
 
 def _check(response: Any, run: str) -> None:

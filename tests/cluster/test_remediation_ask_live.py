@@ -115,6 +115,10 @@ def test_through_argo_a_broken_fix_waits_at_its_rollback_gate_and_is_rolled_back
     assert _unpulled(cluster, app, broken), "the new pod cannot pull its image"
 
     answered = _approve(cluster, run, "fix-rollback")
+    # before it answers, the approver sees what failed and what the rollback puts back
+    assert f"{run} / fix-rollback-approval: the rollback to approve" in answered, answered
+    assert f"Failed fix:       set container app of deployment {SHOP}/{app}" in answered
+    assert "Post-check:       made worse" in answered and "Rollback:" in answered
     assert f"approved: {run} / fix-rollback-approval" in answered
 
     finished = cluster.finished(run, timeout=300)

@@ -5,6 +5,7 @@ back, a dry run's preview, and one that was not approved."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from pydantic import TypeAdapter
 
 from punchingfist.api.actions import Action, Preview, as_command, change, describe
 from punchingfist.api.runspec import StepResult, result_env
+from punchingfist.cli.approve import _shown
 from punchingfist.engine import NodeStatus, RunResult
 from punchingfist.engine.results import RunInfo
 from punchingfist.runs.report import STEP_LABEL, TASK_LABEL, investigation, render
@@ -22,6 +24,7 @@ from punchingfist.runtime.remediation import apply
 from punchingfist.runtime.sinks.findings import Findings, gather
 from punchingfist.runtime.sinks.fixes import FixOutcome, fix_outcome
 from punchingfist.runtime.sinks.jira import _description
+from punchingfist.runtime.sinks.previews import rollback_text
 from punchingfist.runtime.sinks.slack import result_blocks
 from tests.builders import make_sink, make_workflow
 from tests.fakes.saas import FakeService, FakeSlack, Request
@@ -306,3 +309,32 @@ def test_the_fix_task_records_who_approved_it() -> None:
     assert result["result"]["approver"] == "slack:U0ALICE"
     fix = fix_outcome(result)
     assert fix is not None and fix.approver == "slack:U0ALICE" and not fix.applied
+
+
+def test_the_rollback_gate_shows_the_failed_fix_and_what_it_puts_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`punchingfist approve --step fix-rollback` (onFailure ask) shows what the failed fix
+    did, what its post-check saw and what the rollback puts back, from the fix task's result;
+    a fix that does not wait for a rollback shows nothing to roll back."""
+    waiting = fix_result(
+        "made worse, rollback awaits approval",
+        False,
+        verdict="made worse",
+        rollback_pending=True,
+        approver="alice",
+        saved={**SAVED, "revision": "7"},
+    )
+    text = rollback_text(waiting)
+    assert text is not None
+    assert f"Failed fix:       {SAID}" in text and "Approved by:      alice" in text
+    assert "Post-check:       made worse\n  rollout: complete" in text
+    assert "(revision 7, 2 ready replicas)" in text
+    assert rollback_text(FIXED) is None and rollback_text(None) is None
+
+    args = argparse.Namespace(run="r-1", show=True, deny=False)
+    assert _shown(args, "fix-rollback-approval", None, waiting) is True
+    printed = capsys.readouterr().out
+    assert printed.startswith("r-1 / fix-rollback-approval: the rollback to approve\n")
+    assert _shown(args, "fix-rollback-approval", None, FIXED) is True
+    assert "no preview" in capsys.readouterr().out

@@ -112,3 +112,35 @@ def preview_text(preview: Preview, lines: int | None = DIFF_LINES) -> str:
         diff = preview.diff if lines is None else cut_diff(preview.diff, lines)
         out += ["Diff:", diff]
     return "\n".join(out)
+
+
+ROLLBACK_GATE_SUFFIX = "-rollback-approval"
+"""The gate of a remediation step's rollback (onFailure ask): `<step>-rollback-approval`."""
+
+
+def rollback_text(result: Any) -> str | None:
+    """What the rollback gate of a failed fix (onFailure ask) asks to undo, for a terminal:
+    the fix, its target, what the post-check saw and the state it puts back. From the fix
+    task's result (the StepResult or its record); None when that fix does not wait for one."""
+    if not isinstance(result, Mapping):
+        return None
+    record = result.get("result") if isinstance(result.get("result"), Mapping) else result
+    if not isinstance(record, Mapping) or not record.get("rollback_pending"):
+        return None
+    shown = parse_preview(record)
+    saved: Mapping[str, Any] = record.get("saved") or {}
+    if not isinstance(saved, Mapping):
+        saved = {}
+    before = [f"{saved.get('ready_replicas', '?')} ready replicas"]
+    if saved.get("revision"):
+        before.insert(0, f"revision {saved['revision']}")
+    out = [
+        f"Failed fix:       {shown.description if shown else '(unknown)'}",
+        f"Target:           {shown.target if shown else '-'}",
+        f"Approved by:      {record.get('approver') or '-'}",
+        f"Post-check:       {record.get('verdict') or '-'}",
+        *(f"  {line}" for line in record.get("check") or [] if isinstance(line, str)),
+        f"Rollback:         puts the object back as it was before the fix ({', '.join(before)}),"
+        " then checks it the same way",
+    ]
+    return "\n".join(out)
