@@ -19,6 +19,9 @@ from punchingfist.runtime.remediation.diffing import expectation_holds
 from punchingfist.runtime.remediation.kube import Kube, KubeError
 
 POLL_SECONDS = 3.0
+REPLACING = ("ReplicaSet", "StatefulSet", "DaemonSet")
+"""The controllers whose replacement of a deleted pod the post-check can verify (and the
+remediator may read): delete-pod is offered only for their pods."""
 ALERT_POLL_SECONDS = 15.0
 """How often Alertmanager is asked whether the alert still fires."""
 
@@ -103,12 +106,13 @@ def replacement(kube: Kube, deleted: Mapping[str, Any], check: RemediationCheck,
     """A deleted pod's controller has as many Ready pods as it wants again, the deleted one
     not among them (a replacement is Ready)."""
     metadata = deleted.get("metadata") or {}
-    owners = [o for o in metadata.get("ownerReferences") or [] if o.get("controller")]
-    if not owners:
-        r.note(False, "the pod had no controller: nothing replaces it")
+    why = unreplaced(deleted)
+    if why is not None:
+        r.note(False, why)
         return
     namespace = metadata.get("namespace")
-    owner = Target(kind=owners[0]["kind"], namespace=namespace, name=owners[0]["name"])
+    (controller,) = [o for o in metadata.get("ownerReferences") or [] if o.get("controller")]
+    owner = Target(kind=controller["kind"], namespace=namespace, name=controller["name"])
     deadline = time.monotonic() + check.timeout_seconds
     while True:
         obj = kube.get(owner, quiet=True)
@@ -131,6 +135,23 @@ def replacement(kube: Kube, deleted: Mapping[str, Any], check: RemediationCheck,
             )
             return
         time.sleep(POLL_SECONDS)
+
+
+def unreplaced(pod: Mapping[str, Any]) -> str | None:
+    """Why nothing verifiably replaces `pod` once deleted (no controller, or one whose
+    replacement the post-check cannot follow: a Job, a Node's static pod, a custom
+    controller), or None when its controller is a ReplicaSet, StatefulSet or DaemonSet."""
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or []
+    controllers = [o for o in owners if o.get("controller")]
+    if not controllers:
+        return "the pod has no controller: nothing would replace it"
+    kind = str(controllers[0].get("kind") or "?")
+    if kind not in REPLACING or len(controllers) != 1:
+        return (
+            f"the pod's controller is a {kind}: its replacement cannot be checked (delete-pod "
+            f"is offered for pods of a {', '.join(REPLACING[:-1])} or {REPLACING[-1]})"
+        )
+    return None
 
 
 def _is_ready(pod: Mapping[str, Any]) -> bool:

@@ -113,6 +113,10 @@ def preview(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str,
         return _preview_result(
             name, Preview(**base, dry_run="rejected", dry_run_error=error.message), {}
         )
+    lone = checks.unreplaced(now) if isinstance(action, DeletePod) else None
+    if lone is not None:
+        _say(f"never offered: {lone}")
+        return _preview_result(name, Preview(**base, refused=lone), {})
     version = str((now.get("metadata") or {}).get("resourceVersion") or "") or None
     extra: dict[str, Any] = {"digest": digest(now), "uid": (now.get("metadata") or {}).get("uid")}
     try:
