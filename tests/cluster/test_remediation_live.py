@@ -417,6 +417,8 @@ def test_through_argo_the_preview_the_gate_and_the_fix_heal_an_oom_killed_deploy
     shown = json.loads(_output(preview, "preview"))
     assert f"+            memory: {FIXED_LIMIT}" in shown["diff"].splitlines(), shown["diff"]
     assert shown["rbac"]["allowed"] is True
+    # the account the API server saw (kubectl auth whoami in the step's pod)
+    assert shown["rbac"]["account"] == f"system:serviceaccount:{NAMESPACE}:{REMEDIATOR}"
     assert _container(cluster, app)["resources"]["limits"]["memory"] == OOM_LIMIT, "not yet"
 
     argv = [sys.executable, "-m", "punchingfist.cli", "approve", run, "--step", "fix"]

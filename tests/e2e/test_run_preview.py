@@ -92,7 +92,7 @@ def test_the_run_prompt_shows_the_real_preview_before_asking(
         in before
     )
     assert "Dry run:          accepted" in before
-    assert "RBAC:             allowed for system:serviceaccount:" in before
+    assert f"RBAC:             allowed for {ACCOUNT}" in before, "kubectl auth whoami"
     assert "-            memory: 512Mi\n+            memory: 1Gi\n" in before
     report = json.loads(done.stdout)
     (gate,) = report["approvals"]

@@ -54,6 +54,17 @@ class Kube:
             raise KubeError("kubectl answered with something not a JSON object")
         return value
 
+    def whoami(self) -> str | None:
+        """The user the API server sees for this kubectl (a SelfSubjectReview, which every
+        account may make): the step's ServiceAccount in a pod, the kubeconfig's user (or whom
+        it impersonates) elsewhere; None when the server cannot say."""
+        try:
+            review = self._json(["auth", "whoami"], quiet=True)
+        except KubeError:
+            return None
+        user = ((review.get("status") or {}).get("userInfo") or {}).get("username")
+        return user if isinstance(user, str) and user else None
+
     def get(self, target: Target, *, quiet: bool = False) -> dict[str, Any]:
         return self._json(["get", *target.kubectl()], quiet=quiet)
 

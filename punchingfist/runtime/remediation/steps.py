@@ -137,7 +137,11 @@ def preview(spec: TaskSpec, environ: Mapping[str, str], kube: Kube) -> dict[str,
         )
     extra["change"] = planned.model_dump(mode="json")
     changes = diff(now, after, str(action.target))
-    account = f"system:serviceaccount:{environ.get('PF_NAMESPACE', '')}:{task.account}"
+    # who kubectl really is (the step's account in a pod, the kubeconfig's user in a local
+    # run), else the account the step is compiled to run as
+    account = kube.whoami() or (
+        f"system:serviceaccount:{environ.get('PF_NAMESPACE', '')}:{task.account}"
+    )
     try:
         allowed, reason = kube.may_apply(action)
     except KubeError as error:
