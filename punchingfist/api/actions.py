@@ -102,7 +102,8 @@ RESOURCES: dict[str, tuple[str, str]] = {
 }
 """The API group and resource of each kind an action may change."""
 POD_CONTROLLERS = ("ReplicaSet", "StatefulSet", "DaemonSet")
-"""The controllers whose pods delete-pod's check waits to see replaced."""
+"""The controllers whose pods delete-pod's check waits to see replaced: delete-pod is offered
+only for their pods."""
 _KINDS = {k.lower(): k for k in (*WORKLOADS, *PATCHABLE, *NEVER, "Pod", "HorizontalPodAutoscaler")}
 _KINDS |= {
     "deploy": "Deployment",

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from punchingfist.api.actions import Preview
 from punchingfist.cli.exit_codes import EXIT_OK
-from punchingfist.compiler.naming import PREVIEW_PARAM, RESULT_PARAM, preview_task
+from punchingfist.compiler.naming import (
+    PREVIEW_PARAM,
+    RESULT_PARAM,
+    approval_task,
+    preview_task,
+    rollback_task,
+)
 from punchingfist.errors import PunchingFistError
 from punchingfist.kube import context_namespace
 from punchingfist.runtime.sinks.previews import (
-    ROLLBACK_GATE_SUFFIX,
+    gate_text,
     parse_preview,
-    preview_text,
     rollback_text,
     why_not_offered,
 )
@@ -85,8 +91,7 @@ def _approve(args: argparse.Namespace) -> int:
     argo = ArgoExecutor(args.kubeconfig)
     try:
         gate = _gate(args.run, args.step, argo.waiting_gates(args.run, namespace))
-        shown = _cluster_preview(argo, args.run, namespace, gate)
-        if _shown(args, gate, shown, _cluster_fix_result(argo, args.run, namespace, gate)):
+        if _shown(args, gate, *_cluster_preview(argo, args.run, namespace, gate)):
             return EXIT_OK
         approver = argo.whoami()
         allowed = _approvers(argo, namespace)
@@ -113,9 +118,9 @@ def _shown(args: argparse.Namespace, gate: str, preview: Preview | None, fixed: 
     """Print the gate's preview (or, at a rollback gate, what the failed fix `fixed` — its
     task's result — did and what the rollback puts back); True when that is all to do
     (`--show`). Approving a fix that is not offered is refused here, before anything is sent."""
-    undo = rollback_text(fixed) if gate.endswith(ROLLBACK_GATE_SUFFIX) else None
+    undo = rollback_text(fixed) if _rolled_back_step(gate) else None
     if preview is not None:
-        print(f"{args.run} / {gate}: the fix to approve\n{preview_text(preview, lines=None)}")
+        print(gate_text(args.run, gate, preview))
     elif undo is not None:
         print(f"{args.run} / {gate}: the rollback to approve\n{undo}")
     elif args.show:
@@ -128,47 +133,47 @@ def _shown(args: argparse.Namespace, gate: str, preview: Preview | None, fixed: 
     return False
 
 
-def _cluster_preview(argo: ArgoExecutor, run: str, namespace: str, gate: str) -> Preview | None:
-    """The preview task's output of the gated step, read from the Argo Workflow's nodes."""
+def _cluster_preview(
+    argo: ArgoExecutor, run: str, namespace: str, gate: str
+) -> tuple[Preview | None, Any]:
+    """What the gate shows, from one read of the Argo Workflow's nodes: the preview task's
+    output of the gated step, and at a rollback gate the failed fix task's result."""
+    nodes = list(((argo.get(run, namespace).get("status") or {}).get("nodes") or {}).values())
+    task = preview_task(gate.removesuffix("-approval"))
+    shown = next(
+        (
+            found
+            for name in (PREVIEW_PARAM, RESULT_PARAM)
+            for value in _outputs(nodes, task, name)
+            if (found := parse_preview(value)) is not None
+        ),
+        None,
+    )
+    step = _rolled_back_step(gate)
+    fixed = next(_outputs(nodes, step, RESULT_PARAM), None) if step else None
+    return shown, fixed
+
+
+def _outputs(nodes: list[dict[str, Any]], task: str, name: str) -> Iterator[Any]:
+    """The JSON of output parameter `name` of each node of task `task` (as the Argo UI names
+    it) that has it and holds JSON."""
     import json
 
-    task = preview_task(gate.removesuffix("-approval"))
-    nodes = (argo.get(run, namespace).get("status") or {}).get("nodes") or {}
-    for node in nodes.values():
+    for node in nodes:
         if node.get("displayName") != task:
             continue
-        outputs = {
-            p.get("name"): p.get("value")
-            for p in (node.get("outputs") or {}).get("parameters") or []
-        }
-        for name in (PREVIEW_PARAM, RESULT_PARAM):
-            try:
-                shown = parse_preview(json.loads(outputs.get(name) or "null"))
-            except ValueError:
-                shown = None
-            if shown is not None:
-                return shown
-    return None
+        for parameter in (node.get("outputs") or {}).get("parameters") or []:
+            if parameter.get("name") == name:
+                try:
+                    yield json.loads(parameter.get("value") or "null")
+                except ValueError:
+                    continue
 
 
-def _cluster_fix_result(argo: ArgoExecutor, run: str, namespace: str, gate: str) -> Any:
-    """At a rollback gate (`<step>-rollback-approval`): the result output of the failed fix's
-    task (`<step>`), read from the Argo Workflow's nodes; None elsewhere."""
-    import json
-
-    if not gate.endswith(ROLLBACK_GATE_SUFFIX):
-        return None
-    task = gate.removesuffix(ROLLBACK_GATE_SUFFIX)
-    nodes = (argo.get(run, namespace).get("status") or {}).get("nodes") or {}
-    for node in nodes.values():
-        if node.get("displayName") == task:
-            for parameter in (node.get("outputs") or {}).get("parameters") or []:
-                if parameter.get("name") == RESULT_PARAM:
-                    try:
-                        return json.loads(parameter.get("value") or "null")
-                    except ValueError:
-                        return None
-    return None
+def _rolled_back_step(gate: str) -> str | None:
+    """The remediation step whose rollback gate (onFailure ask) `gate` is, else None."""
+    suffix = approval_task(rollback_task(""))  # `-rollback-approval`
+    return gate.removesuffix(suffix) if gate.endswith(suffix) and gate != suffix else None
 
 
 def _gate(run: str, step: str | None, waiting: list[str]) -> str:
@@ -267,11 +272,11 @@ def _server_preview(http: Any, run: str, gate: str) -> Preview | None:
 
 def _server_fix_result(http: Any, run: str, gate: str) -> Any:
     """At a rollback gate: the failed fix task's result as the server recorded it."""
-    if not gate.endswith(ROLLBACK_GATE_SUFFIX):
+    task = _rolled_back_step(gate)
+    if task is None:
         return None
     found = http.get(f"/api/v1/runs/{run}")
     _check(found, run)
-    task = gate.removesuffix(ROLLBACK_GATE_SUFFIX)
     steps = [s for s in found.json().get("steps") or [] if s.get("name") == task]
     return steps[0].get("result") if steps else None
 

@@ -27,7 +27,7 @@ from punchingfist.engine import (
 from punchingfist.errors import PunchingFistError
 from punchingfist.executors.setup import choose_model, event_parameters, gather_secrets
 from punchingfist.runs.report import investigation, render
-from punchingfist.runtime.sinks.previews import parse_preview, preview_text
+from punchingfist.runtime.sinks.previews import gate_text, parse_preview
 from punchingfist.secrets import SecretResolver
 
 
@@ -214,5 +214,4 @@ def gate_preview(request: ApprovalRequest) -> str | None:
     shown = parse_preview(request.preview)
     if shown is None:
         return None
-    heading = f"{request.run} / {request.display_name}: the fix to approve"
-    return f"{heading}\n{preview_text(shown, lines=None)}"
+    return gate_text(request.run, request.display_name, shown)

@@ -497,7 +497,9 @@ class Recorder:
             at = step.finished_at or step.started_at
             entries[(run.name, fix.step)] = {
                 "run": run.name,
-                **replace(fix, approver=gate.approver if gate and approved else None).as_dict(),
+                **replace(
+                    fix, approver=gate.approver if gate and approved else fix.approver
+                ).as_dict(),
                 # A task seen without its times: when the outcome was first recorded.
                 "at": _aware(at).isoformat() if at else known.get("at") or _now_text(),
             }

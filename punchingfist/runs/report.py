@@ -74,7 +74,8 @@ def _fixes(nodes: Sequence[NodeStatus], approvals: list[dict[str, Any]]) -> list
     for node in nodes:
         fix = fix_outcome(_data(node))
         if fix is not None:
-            found[fix.step] = replace(fix, approver=approvers.get(approval_task(fix.step)))
+            approver = approvers.get(approval_task(fix.step), fix.approver)
+            found[fix.step] = replace(fix, approver=approver)
     return list(found.values())
 
 

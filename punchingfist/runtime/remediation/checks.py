@@ -12,16 +12,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from punchingfist.api.actions import WORKLOADS, AnyAction, Cordon, DeletePod, Target
+from punchingfist.api.actions import (
+    POD_CONTROLLERS,
+    WORKLOADS,
+    AnyAction,
+    Cordon,
+    DeletePod,
+    Target,
+)
 from punchingfist.api.base import duration_seconds
 from punchingfist.api.workflows import RemediationCheck
 from punchingfist.runtime.remediation.diffing import expectation_holds
 from punchingfist.runtime.remediation.kube import Kube, KubeError
 
 POLL_SECONDS = 3.0
-REPLACING = ("ReplicaSet", "StatefulSet", "DaemonSet")
-"""The controllers whose replacement of a deleted pod the post-check can verify (and the
-remediator may read): delete-pod is offered only for their pods."""
 ALERT_POLL_SECONDS = 15.0
 """How often Alertmanager is asked whether the alert still fires."""
 
@@ -146,10 +150,10 @@ def unreplaced(pod: Mapping[str, Any]) -> str | None:
     if not controllers:
         return "the pod has no controller: nothing would replace it"
     kind = str(controllers[0].get("kind") or "?")
-    if kind not in REPLACING or len(controllers) != 1:
+    if kind not in POD_CONTROLLERS or len(controllers) != 1:
         return (
             f"the pod's controller is a {kind}: its replacement cannot be checked (delete-pod "
-            f"is offered for pods of a {', '.join(REPLACING[:-1])} or {REPLACING[-1]})"
+            f"is offered for pods of a {', '.join(POD_CONTROLLERS[:-1])} or {POD_CONTROLLERS[-1]})"
         )
     return None
 

@@ -6,8 +6,8 @@ with `onFailure: ask`, its rollback task write the step's result (kind `remediat
 preview it applied (`preview.description`: the action in words, `api.actions.describe`), whether
 it was `applied`, the final `outcome` (`fixed`, `not fixed`, `made worse, rolled back`,
 `previewed (dry run)`, `not applied`, `conflict`, ...), `rolled_back`, `rollback_verified` and
-`rollback_error`. Who approved the fix is not in that result: the recorder and the terminal
-report add it from the step's gate; a sink, which sees only step results, does not know it.
+`rollback_error`, and who approved the fix (`approver`, the gate's answer the task was given);
+the recorder and the terminal report take the approver from the step's gate when they have it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class FixOutcome:
     detail: str | None = None
     """Why it was not applied, or why the rollback failed."""
     approver: str | None = None
-    """Who approved the fix, where that is known (the recorder, the terminal report)."""
+    """Who approved the fix: the gate's answer, as the fix task recorded it or the step's gate
+    says."""
 
     @property
     def dry_run(self) -> bool:

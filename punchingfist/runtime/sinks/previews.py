@@ -94,6 +94,12 @@ def cut_diff(diff: str, lines: int = DIFF_LINES, chars: int | None = None) -> st
     return "\n".join(shown)
 
 
+def gate_text(run: str, gate: str, preview: Preview) -> str:
+    """A gate's whole preview under its heading, for a terminal (`punchingfist approve`, the
+    prompt of `punchingfist run`)."""
+    return f"{run} / {gate}: the fix to approve\n{preview_text(preview, lines=None)}"
+
+
 def preview_text(preview: Preview, lines: int | None = DIFF_LINES) -> str:
     """The preview for a terminal or a page: what changes, where, the checks, then the diff
     (cut to `lines` lines; None: whole)."""
@@ -112,10 +118,6 @@ def preview_text(preview: Preview, lines: int | None = DIFF_LINES) -> str:
         diff = preview.diff if lines is None else cut_diff(preview.diff, lines)
         out += ["Diff:", diff]
     return "\n".join(out)
-
-
-ROLLBACK_GATE_SUFFIX = "-rollback-approval"
-"""The gate of a remediation step's rollback (onFailure ask): `<step>-rollback-approval`."""
 
 
 def rollback_text(result: Any) -> str | None:
