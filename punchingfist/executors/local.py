@@ -235,7 +235,11 @@ class StoreObserver(SilentObserver):
         self._started: datetime | None = None
 
     def _observe(
-        self, phase: str, message: str | None = None, finished: datetime | None = None
+        self,
+        phase: str,
+        message: str | None = None,
+        finished: datetime | None = None,
+        report: dict[str, Any] | None = None,
     ) -> None:
         nodes = [_observed(node) for node in self._nodes.values()]
         given = RunParameters.of(self.run.parameters)
@@ -254,7 +258,7 @@ class StoreObserver(SilentObserver):
             parameters=given.stored(),
         )
         try:
-            observe(self.sessions, observation, self.metrics)
+            observe(self.sessions, observation, self.metrics, report)
         except SQLAlchemyError as error:
             log.warning("run %s: could not record progress: %s", self.run.name, error)
 
@@ -278,14 +282,7 @@ class StoreObserver(SilentObserver):
 
     def finished(self, result: RunResult, report: dict[str, Any]) -> None:
         self._nodes.update(result.nodes)
-        self._observe(result.phase, result.message or None, result.finished_at)
-        try:
-            with self.sessions.begin() as session:
-                record = WorkflowRun.named(session, self.run.name)
-                if record is not None:
-                    Recorder(session, self.metrics).reported(record, report)
-        except SQLAlchemyError as error:
-            log.warning("run %s: could not record its report: %s", self.run.name, error)
+        self._observe(result.phase, result.message or None, result.finished_at, report)
 
     def failed(self, message: str) -> None:
         try:

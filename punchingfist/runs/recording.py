@@ -149,14 +149,21 @@ def step_result(data: Any, step: str) -> StepResult | None:
 
 
 def observe(
-    sessions: sessionmaker[Session], observation: RunObservation, metrics: Metrics | None
+    sessions: sessionmaker[Session],
+    observation: RunObservation,
+    metrics: Metrics | None,
+    report: dict[str, Any] | None = None,
 ) -> Recorded:
     """Record what `observation` says, in one transaction (retried once when a concurrent
-    first sight of the run wrote its row first)."""
+    first sight of the run wrote its row first). A local run's terminal `report` goes in the
+    same transaction, so nobody sees the run finished without it."""
     for attempt in (1, 2):
         try:
             with sessions.begin() as session:
-                recorded = Recorder(session, metrics).observe(observation)
+                recorder = Recorder(session, metrics)
+                recorded = recorder.observe(observation)
+                if report is not None and (run := WorkflowRun.named(session, recorded.run)):
+                    recorder.reported(run, report)
             break
         except IntegrityError:
             if attempt == 2:
