@@ -127,8 +127,7 @@ def _show(args: argparse.Namespace) -> int:
     if summary:
         print(f"  AI summary: {summary}")
     for entry in incident.get("remediations") or []:
-        fix = FixOutcome.from_dict(entry) if isinstance(entry, dict) else None
-        if fix is not None:
+        if (fix := FixOutcome.from_dict(entry)) is not None:
             print(f"  fix {fix.step} (run {entry.get('run')}, {entry.get('at')}): {fix.text()}")
     for alert in incident.get("alerts") or []:
         print(f"  alert {alert['alert_name']} ({alert['status']}, {alert['received_at']})")

@@ -160,10 +160,7 @@ def observe(
     for attempt in (1, 2):
         try:
             with sessions.begin() as session:
-                recorder = Recorder(session, metrics)
-                recorded = recorder.observe(observation)
-                if report is not None and (run := WorkflowRun.named(session, recorded.run)):
-                    recorder.reported(run, report)
+                recorded = Recorder(session, metrics).observe(observation, report)
             break
         except IntegrityError:
             if attempt == 2:
@@ -195,7 +192,10 @@ class Recorder:
 
     # -- whole runs ---------------------------------------------------------------------
 
-    def observe(self, observation: RunObservation) -> Recorded:
+    def observe(
+        self, observation: RunObservation, report: dict[str, Any] | None = None
+    ) -> Recorded:
+        """Record `observation` (and a finished local run's terminal `report`)."""
         run, created = self._run(observation)
         phase = observation.phase or "Pending"
         finished_before = run.finished_at is not None
@@ -221,6 +221,8 @@ class Recorder:
                 self._approval(run, node, observation.executor)
         if outputs is not None:
             run.outputs = {**(run.outputs or {}), **outputs}
+        if report is not None:
+            self.reported(run, report)
         self._previews(run, steps)
         self._fixes(run, steps)
         if not finished_before and run.finished_at is not None and phase != "Succeeded":
@@ -484,8 +486,8 @@ class Recorder:
         """The run's incident says what each remediation step's fix did: the rollback task's
         result when it reported (onFailure ask), else the fix task's, with who approved it."""
         reported = [
-            (name, step, fix)
-            for name, step in steps.items()
+            (step, fix)
+            for step in steps.values()
             if step.kind == "remediation" and (fix := fix_outcome(step.result)) is not None
         ]
         incident = self.session.get(Incident, run.incident_id) if run.incident_id else None
@@ -497,7 +499,7 @@ class Recorder:
             if isinstance(entry, dict)
         }
         # The rollback task's result comes last: it is the step's final outcome.
-        for _, step, fix in sorted(reported, key=lambda f: f[0] == rollback_task(f[2].step)):
+        for step, fix in sorted(reported, key=lambda f: f[0].name == rollback_task(f[1].step)):
             gate = self._gate(run, approval_task(fix.step))
             approved = gate is not None and gate.decision == "approved"
             known = entries.get((run.name, fix.step)) or {}

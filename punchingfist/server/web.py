@@ -110,7 +110,7 @@ def fix_of(answer: Any) -> str | None:
 def fix_line(entry: Any) -> str | None:
     """One of an incident's `remediations` (#25) in words: the action, how it ended, who
     approved it; None for an entry that is not one."""
-    fix = FixOutcome.from_dict(entry) if isinstance(entry, Mapping) else None
+    fix = FixOutcome.from_dict(entry)
     return fix.text() if fix is not None else None
 
 

@@ -71,8 +71,10 @@ class FixOutcome:
         return values
 
     @classmethod
-    def from_dict(cls, stored: Mapping[str, Any]) -> FixOutcome | None:
+    def from_dict(cls, stored: Any) -> FixOutcome | None:
         """An outcome as `as_dict` wrote it (with other keys beside it); None if it is not one."""
+        if not isinstance(stored, Mapping):
+            return None
         if not isinstance(stored.get("step"), str) or not isinstance(stored.get("outcome"), str):
             return None
         known = {f.name for f in fields(cls)}
